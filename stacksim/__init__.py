@@ -1,0 +1,73 @@
+"""
+stacksim: simulate the Windows crash-dump and hibernation I/O path in virtual time.
+
+Layering (each layer imports only the layers below it, never the reverse, never skipping):
+
+    cli            command line: run, validate, filters
+    simulate       stack builder: scenario -> engine, layers, channels -> RunResult
+    scenario       TOML schema and validation          registry   CrashControl values
+    dump_driver    crashdmp: stacks, Dump_Start, writes, Dump_Finish
+    filters/       ntdddump interface, the filter host, built-in filters, plugins
+    miniport       dump port + miniport (polled, one request outstanding)
+    devices        device models                      layout     target file -> disk runs
+    memory         dump contents and sizes            requests   Mdl, DumpRequest, NTSTATUS
+    metrics        streaming weighted histograms      trace      JSONL event records
+    units          quantities with units
+    _engine/       virtual clock, CPU accounting, sequence numbers, watchdog (knows no layer)
+"""
+
+from __future__ import annotations
+
+from stacksim._engine import Engine, SimTime, WatchdogExpired, spend
+from stacksim._version import __version__
+from stacksim.filters import (
+    DUMP_FILTER_CRITICAL,
+    DUMP_FILTER_FLAG_SYSTEM_SUPPORT_READ,
+    DUMP_FILTER_MAJOR_VERSION,
+    DUMP_FILTER_MAJOR_VERSION_1,
+    DUMP_FILTER_MINOR_VERSION,
+    DiskGeometry,
+    DumpFilter,
+    DumpType,
+    FilterCatalog,
+    FilterExtension,
+    FilterInitializationData,
+    PluginError,
+)
+from stacksim.requests import PAGE_SIZE, SECTOR_SIZE, DumpRequest, Mdl, NtStatus
+from stacksim.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
+from stacksim.simulate import RunResult, simulate
+from stacksim.trace import JsonlTrace, ListTrace
+
+__all__ = [
+    "DUMP_FILTER_CRITICAL",
+    "DUMP_FILTER_FLAG_SYSTEM_SUPPORT_READ",
+    "DUMP_FILTER_MAJOR_VERSION",
+    "DUMP_FILTER_MAJOR_VERSION_1",
+    "DUMP_FILTER_MINOR_VERSION",
+    "PAGE_SIZE",
+    "SECTOR_SIZE",
+    "DiskGeometry",
+    "DumpFilter",
+    "DumpRequest",
+    "DumpType",
+    "Engine",
+    "FilterCatalog",
+    "FilterExtension",
+    "FilterInitializationData",
+    "JsonlTrace",
+    "ListTrace",
+    "Mdl",
+    "NtStatus",
+    "PluginError",
+    "RunResult",
+    "Scenario",
+    "ScenarioError",
+    "SimTime",
+    "WatchdogExpired",
+    "__version__",
+    "load_scenario",
+    "simulate",
+    "spend",
+    "validate_scenario",
+]

@@ -1,0 +1,292 @@
+"""
+The private simulation engine: virtual time, CPU accounting, sequence numbers, the watchdog.
+
+The engine knows no layer of the storage stack. It offers:
+
+* :func:`run` -- ``trio.run`` under ``trio.testing.MockClock(autojump_threshold=0)``, so nothing
+  ever waits for wall-clock time;
+* :class:`Engine` -- the simulated clock in **integer nanoseconds**, a global event sequence
+  number, a seeded :class:`random.Random`, and the watchdog;
+* :func:`spend` -- how code running on behalf of a layer (a filter callback, say) charges
+  simulated CPU time to it;
+* :class:`CpuMeter` and :meth:`Engine.timed` -- how a layer measures one call: charged CPU time
+  plus any virtual time the call spent awaiting (``await trio.sleep(...)`` in a user filter).
+
+Why one serial clock? In crash mode Windows runs on a single CPU at HIGH_LEVEL with interrupts
+off; crashdmp calls each filter and then the dump port *synchronously* and polls for completion
+(fact sheet §3.4). Exactly one layer executes at any instant, so a single CPU clock advanced by
+whoever holds the CPU is the faithful model, and it needs no ``trio.sleep`` per hop. See
+``docs/explanation/engine.md`` for the design and its measured cost.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import random
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeAlias, TypeVar
+
+import trio
+import trio.testing
+
+from stacksim.trace import TraceSink
+
+__all__ = [
+    "CallFailed",
+    "CpuMeter",
+    "Engine",
+    "SimTime",
+    "WatchdogExpired",
+    "current_engine",
+    "run",
+    "spend",
+]
+
+SimTime: TypeAlias = int
+"""Simulated time or duration in integer nanoseconds."""
+
+T = TypeVar("T")
+
+NS_PER_S: Final = 1_000_000_000
+
+
+class CpuMeter:
+    """
+    Accumulates simulated CPU time charged by code running on behalf of one layer.
+
+    A layer task installs its meter with :meth:`activate`; :func:`spend` then adds to it.
+    """
+
+    __slots__ = ("ns",)
+
+    def __init__(self) -> None:
+        self.ns: SimTime = 0
+
+    def activate(self) -> contextvars.Token[CpuMeter]:
+        """Make this the meter that :func:`spend` charges in the current context."""
+        return _current_meter.set(self)
+
+    @staticmethod
+    def deactivate(token: contextvars.Token[CpuMeter]) -> None:
+        """Restore the meter that was active before :meth:`activate` returned *token*."""
+        _current_meter.reset(token)
+
+
+_current_meter: contextvars.ContextVar[CpuMeter] = contextvars.ContextVar("stacksim_cpu_meter")
+_current_engine: contextvars.ContextVar[Engine] = contextvars.ContextVar("stacksim_engine")
+
+
+def spend(ns: SimTime) -> None:
+    """
+    Charge *ns* nanoseconds of simulated CPU time to the layer that is running.
+
+    Filters call this from their callbacks to model their cost (an AES-XTS pass, a copy into
+    their own buffer). It does not yield: in crash mode there is only one CPU and the caller
+    holds it, so the time simply passes.
+
+    Raises:
+        RuntimeError: outside a layer (no meter active) or for a negative or non-integer value.
+    """
+    if isinstance(ns, bool) or not isinstance(ns, int) or ns < 0:
+        raise RuntimeError(f"spend() takes a non-negative integer number of nanoseconds, got {ns!r}")
+    try:
+        _current_meter.get().ns += ns
+    except LookupError:
+        raise RuntimeError("spend() called outside a simulated layer") from None
+
+
+def current_engine() -> Engine | None:
+    """The engine of the running simulation, or ``None`` outside one."""
+    return _current_engine.get(None)
+
+
+class CallFailed(Exception):
+    """A timed call raised; ``exc`` is what it raised, ``dur_ns`` how long it had run."""
+
+    def __init__(self, exc: Exception, dur_ns: SimTime) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+        self.dur_ns = dur_ns
+
+
+class WatchdogExpired(Exception):
+    """
+    No layer made progress for the watchdog period of simulated time.
+
+    Attributes:
+        layer: the layer whose call was running (``None`` for a deadlock between layers).
+        event: the callback or operation that did not return.
+        request: the request number involved, if any.
+        waited_ns: how long, in simulated time, the call had been running.
+    """
+
+    def __init__(self, layer: str | None, event: str | None, request: int | None, waited_ns: SimTime, detail: str) -> None:
+        super().__init__(detail)
+        self.layer = layer
+        self.event = event
+        self.request = request
+        self.waited_ns = waited_ns
+
+
+class Engine:
+    """
+    Simulated time, sequence numbers and randomness for one run.
+
+    Args:
+        seed: seeds :attr:`rng`; all randomness in a run must come from it.
+        watchdog_ns: a call that runs this long in simulated time ends the run with
+            :class:`WatchdogExpired` (the simulator's own guard: Windows has no timeout in crash
+            mode, a hung filter hangs the machine).
+    """
+
+    def __init__(self, *, seed: int = 0, watchdog_ns: SimTime = 60 * NS_PER_S) -> None:
+        if watchdog_ns <= 0:
+            raise ValueError("watchdog_ns must be positive")
+        self.now_ns: SimTime = 0
+        self.rng = random.Random(seed)
+        self.watchdog_ns = watchdog_ns
+        self.failure: WatchdogExpired | None = None
+        self.describe_state: Callable[[], str] = lambda: "no state description available"
+        self.trace: TraceSink | None = None
+        self._seq = 0
+        self._op: tuple[str, str, int | None] | None = None
+        self._op_t0 = 0.0
+        self._done = False
+        self._scope: trio.CancelScope | None = None
+
+    # -- time ----------------------------------------------------------------------------
+    def advance(self, ns: SimTime) -> SimTime:
+        """Let *ns* of simulated time pass on the CPU; returns the new time."""
+        self.now_ns += ns
+        return self.now_ns
+
+    def advance_to(self, t_ns: SimTime) -> None:
+        """Move the clock forward to *t_ns* (never backwards)."""
+        if t_ns > self.now_ns:
+            self.now_ns = t_ns
+
+    def next_seq(self) -> int:
+        """The next global event sequence number (1, 2, 3, ...); order is total by (time, seq)."""
+        self._seq += 1
+        return self._seq
+
+    def emit(
+        self,
+        t_ns: SimTime,
+        layer: str,
+        event: str,
+        dur_ns: SimTime,
+        request: int | None = None,
+        offset: int | None = None,
+        length: int | None = None,
+        dump_type: str | None = None,
+        status: str | None = None,
+    ) -> None:
+        """Send one record to the trace, if one is attached (callers test ``engine.trace``)."""
+        if self.trace is not None:
+            self.trace.emit(t_ns, self.next_seq(), layer, event, dur_ns, request, offset, length, dump_type, status)
+
+    async def timed(
+        self,
+        meter: CpuMeter,
+        layer: str,
+        event: str,
+        request: int | None,
+        fn: Callable[..., Awaitable[T]],
+        *args: object,
+    ) -> tuple[T, SimTime]:
+        """
+        Await ``fn(*args)`` as *layer* handling *event*; return its result and its duration.
+
+        The duration is the CPU time the call charged with :func:`spend` plus the virtual time
+        it spent awaiting (a filter written with ``await trio.sleep(...)``). The clock is not
+        advanced here: the caller decides when the time passes.
+        """
+        meter.ns = 0
+        self._op = (layer, event, request)
+        t0 = self._op_t0 = trio.current_time()
+        try:
+            result = await fn(*args)
+        except Exception as exc:
+            raise CallFailed(exc, meter.ns + round((trio.current_time() - t0) * NS_PER_S)) from exc
+        finally:
+            self._op = None
+        waited = trio.current_time() - t0
+        return result, meter.ns + (round(waited * NS_PER_S) if waited else 0)
+
+    # -- watchdog ------------------------------------------------------------------------
+    async def watchdog(self) -> None:
+        """
+        End the run when one call has run for :attr:`watchdog_ns`, or when nothing can run.
+
+        Virtual time only moves while some call awaits (a sleeping filter) or when every task
+        is blocked (MockClock's autojump). So a wake-up with no call in progress means every
+        layer is waiting on another: a deadlock.
+        """
+        period = self.watchdog_ns / NS_PER_S
+        while True:
+            now = trio.current_time()
+            deadline = self._op_t0 + period if self._op is not None else now + period
+            await trio.sleep_until(max(deadline, now))
+            if self._done:
+                return
+            now = trio.current_time()
+            if self._op is None:
+                self._fail(None, None, None, 0, "deadlock: every layer is waiting and none can proceed; " + self.describe_state())
+                return
+            waited = now - self._op_t0
+            if waited >= period * (1 - 1e-12):
+                layer, event, request = self._op
+                waited_ns = round(waited * NS_PER_S)
+                req = f" on request #{request}" if request is not None else ""
+                self._fail(
+                    layer,
+                    event,
+                    request,
+                    waited_ns,
+                    f"{layer} did not return from {event}{req} within the watchdog period "
+                    f"({waited_ns} ns of simulated time); on Windows the machine would hang here",
+                )
+                return
+
+    def _fail(self, layer: str | None, event: str | None, request: int | None, waited: SimTime, detail: str) -> None:
+        self.failure = WatchdogExpired(layer, event, request, waited, detail)
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def supervise(self, main: Callable[[], Awaitable[T]], *tasks: Callable[[], Awaitable[None]]) -> T | None:
+        """
+        Run *tasks* (the layer tasks) and the watchdog beside *main*; return *main*'s result.
+
+        When *main* returns, every task is cancelled. When the watchdog fires, everything is
+        cancelled, :attr:`failure` is set and ``None`` is returned.
+        """
+        token = _current_engine.set(self)
+        result: T | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._scope = nursery.cancel_scope
+                for task in tasks:
+                    nursery.start_soon(task)
+                nursery.start_soon(self.watchdog)
+                result = await main()
+                self._done = True
+                nursery.cancel_scope.cancel()
+        finally:
+            _current_engine.reset(token)
+        return result if self.failure is None else None
+
+
+def run(async_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run *async_fn* under trio with a virtual clock that jumps straight to the next event."""
+    return trio.run(async_fn, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def ns_to_s(ns: SimTime) -> float:
+    """Nanoseconds to (float) seconds, for display and the trio boundary only."""
+    return ns / NS_PER_S
+
+
+def ceil_div(a: int, b: int) -> int:
+    """Integer ceiling division."""
+    return -(-a // b)

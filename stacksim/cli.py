@@ -1,0 +1,208 @@
+"""
+The ``stacksim`` command: ``run``, ``validate``, ``filters``.
+
+Exit status: 0 when the simulation produced a result (whatever the simulated dump's status),
+2 for bad input (scenario, flags, plugins) with a one-paragraph message and no output file,
+1 when a run is interrupted. Tables go to stdout; ``--json -`` prints the result JSON instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from stacksim._io import atomic_writer
+from stacksim._log import configure_logging
+from stacksim._version import __version__
+from stacksim.filters import FilterCatalog, PluginError
+from stacksim.scenario import ScenarioError, load_scenario
+from stacksim.simulate import RunResult, simulate
+from stacksim.trace import JsonlTrace
+from stacksim.units import format_bandwidth, format_bytes, format_ns
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="stacksim",
+    help="Simulate the Windows crash-dump and hibernation I/O path in virtual time.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ScenarioArg = Annotated[Path, typer.Argument(help="Scenario file (TOML).", show_default=False)]
+PluginOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--plugin", help="Python file defining DumpFilter subclasses (repeatable).", show_default=False),
+]
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """Print a one-paragraph error to stderr and exit."""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", markup=True)
+    raise typer.Exit(code)
+
+
+def _catalog(plugins: list[Path] | None) -> FilterCatalog:
+    catalog = FilterCatalog()
+    try:
+        catalog.load_entry_points()
+        for plugin in plugins or []:
+            catalog.load_file(plugin)
+    except PluginError as exc:
+        _fail(str(exc))
+    return catalog
+
+
+def _check_output(path: Path | None, flag: str) -> None:
+    if path is None or str(path) == "-":
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        _fail(f"{flag} {path}: the folder {parent} does not exist")
+    if path.is_dir():
+        _fail(f"{flag} {path}: is a folder; give a file name")
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    """Simulate the Windows crash-dump and hibernation I/O path in virtual time."""
+    if version:
+        typer.echo(f"stacksim {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def run(
+    scenario: ScenarioArg,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the result JSON here ('-' for stdout).", show_default=False)
+    ] = None,
+    trace_out: Annotated[
+        Path | None, typer.Option("--trace", help="Write the event trace (JSON lines) here.", show_default=False)
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Override [scenario] seed.", show_default=False)] = None,
+    plugin: PluginOpt = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error (stderr).")] = "warning",
+) -> None:
+    """Run a scenario and print where the time went."""
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        _fail(f"--log-level {log_level!r}: allowed values are debug, info, warning, error")
+    configure_logging(log_level.lower())
+    catalog = _catalog(plugin)
+    _check_output(json_out, "--json")
+    _check_output(trace_out, "--trace")
+    if trace_out is not None and str(trace_out) == "-":
+        _fail("--trace -: traces go to a file, not stdout")
+    try:
+        s = load_scenario(scenario, catalog, seed=seed)
+        with contextlib.ExitStack() as stack:
+            trace = JsonlTrace(stack.enter_context(atomic_writer(trace_out))) if trace_out is not None else None
+            result = simulate(s, catalog, trace=trace)
+            if json_out is not None and str(json_out) != "-":
+                with atomic_writer(json_out) as f:
+                    f.write(result_json(result))
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; no output file was written", code=1)
+    if json_out is not None and str(json_out) == "-":
+        sys.stdout.write(result_json(result))
+    else:
+        render(result, Console(highlight=False))
+
+
+@app.command()
+def validate(scenario: ScenarioArg, plugin: PluginOpt = None) -> None:
+    """Check a scenario file without running it."""
+    catalog = _catalog(plugin)
+    try:
+        s = load_scenario(scenario, catalog)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    filters = ", ".join(s.registry.dump_filters) or "none"
+    typer.echo(f"{scenario}: valid ({s.scenario.event} scenario {s.scenario.name!r}; DumpFilters: {filters})")
+
+
+@app.command("filters")
+def list_filters(plugin: PluginOpt = None) -> None:
+    """List the dump filters a scenario can name in DumpFilters."""
+    catalog = _catalog(plugin)
+    table = Table(title="Dump filters")
+    table.add_column("service name")
+    table.add_column("from")
+    table.add_column("parameters")
+    for name in catalog.names():
+        cls = catalog.get(name)
+        assert cls is not None
+        table.add_row(name, catalog.origin(name), ", ".join(cls.Config.model_fields) or "-")
+    Console(highlight=False).print(table)
+
+
+def result_json(result: RunResult) -> str:
+    """The result as pretty, stable JSON text (sorted only where order carries no meaning)."""
+    return json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def render(result: RunResult, console: Console) -> None:
+    """Print a run's summary and per-layer table, every number with its unit."""
+    r = result
+    what = "hiberfile image" if r.dump_kind == "hibernation" else f"{r.dump_kind} crash dump"
+    console.print(f"stacksim {__version__} · scenario [bold]{escape(r.scenario)}[/] · {what}")
+    status_style = "green" if r.status == "ok" else "red"
+    console.print(f"status      [{status_style}]{r.status}[/]: {escape(r.message)}")
+    if r.dump_time_ns:
+        start = "bugcheck" if r.event == "crash" else "hibernate start"
+        console.print(f"dump time   {format_ns(r.dump_time_ns)} ({r.dump_time_ns:,} ns, {start} → final flush)")
+    console.print(
+        f"written     {format_bytes(r.bytes_written)} of {format_bytes(r.dump_bytes)} ({r.bytes_written:,} bytes) "
+        f"in {r.write_requests:,} writes of ≤ {r.max_pages_per_write} pages ({format_bytes(r.max_pages_per_write * 4096)})"
+        + (f", {format_bandwidth(r.throughput_bytes_per_s)}" if r.bytes_written else "")
+    )
+    console.print(f"path        {' → '.join(r.images)} → disk ({r.target})")
+    if any(s.calls for s in r.layers.values()):
+        console.print(_layer_table(r))
+    for f in r.filters:
+        if f.load_error:
+            console.print(f"[yellow]filter {f.name} not loaded:[/] {escape(f.load_error)}{' (critical)' if f.critical else ''}")
+        for event, count in f.errors.items():
+            console.print(
+                f"[yellow]filter {f.name}: {count:,} × {event} failed[/] "
+                f"(first: {escape(f.first_error[event])}); the dump went on"
+            )
+    for warning in r.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def _layer_table(r: RunResult) -> Table:
+    """Per-layer calls, busy time, share of the total and latency percentiles."""
+    busy_total = sum(s.busy_ns for s in r.layers.values())
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("layer", "calls", "busy", "share", "p50", "p99", "max"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for name, s in r.layers.items():
+        share = f"{100 * s.busy_ns / busy_total:.1f} %" if busy_total else "-"
+        table.add_row(
+            name, f"{s.calls:,}", format_ns(s.busy_ns), share, format_ns(s.p50_ns), format_ns(s.p99_ns), format_ns(s.max_ns)
+        )
+    w = r.write_latency
+    if w.calls:
+        table.add_row(
+            "[dim]write, issue→done[/]", f"{w.calls:,}", "", "", format_ns(w.p50_ns), format_ns(w.p99_ns), format_ns(w.max_ns)
+        )
+    return table
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,224 @@
+"""
+crashdmp: loads the dump stacks and drives a crash dump or a hibernation write through them.
+
+What Windows does, and what this module does in the same order (fact sheet §0, §3):
+
+1. **Boot** (t = 0). If ``CrashDumpEnabled`` is not 0, crashdmp loads the *crash dump stack*: the
+   ``dump_`` copy of the boot disk's port/miniport and every ``DumpFilters`` entry, calling each
+   filter's DriverEntry right away with ``DumpType = crashdump`` [DOC S3, S4; WI S20].
+2. **Bugcheck** at ``bugcheck_at``: crashdmp verifies the dump context saved at boot (integrity
+   check; a mismatch means no dump [WI S20]), calls ``dump_start`` on each filter, and the dump
+   port re-initialises the adapter [RE S22]. The order of those two is disputed (Learn: start after
+   port init; reversing: before); stacksim only relies on "Dump_Start precedes the first write".
+3. **Writes**: header first, then body, then secondary data [DOC S14], chunked to
+   ``MaxPagesPerWrite`` pages and never across a disk run of the target file; each write goes
+   through every filter's ``dump_write`` in registry order and then to the dump port,
+   synchronously: the next write is issued only when the previous one has completed.
+4. **Finish**: ``dump_finish`` on each filter, then the port flushes the device cache [DOC S8].
+   The crash stack is not unloaded: the machine reboots (Dump_Unload runs only when crash dump
+   is disabled [DOC S10]).
+
+**Hibernation** (``event = "hibernate"``): the crash stack is still loaded at boot; when
+hibernation starts, crashdmp loads the separate *hibernation stack* (``hiber_`` images, the same
+filter list, ``DumpType = hibernation``) [DOC S4, S6b, S11] and writes the hiberfile image the
+same way. Its Dump_Unload runs after resume, which a later issue models.
+
+When a critical filter's DriverEntry fails, the stack does not initialise: no dump is written
+(or hibernation is refused) and the filters already initialised are unloaded (assumption).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from stacksim._engine import Engine
+from stacksim.metrics import LatencyHistogram, LayerStats
+from stacksim.requests import PAGE_SIZE, DumpRequest, Mdl, Op, OpKind
+
+if TYPE_CHECKING:
+    import trio
+
+    from stacksim.filters._host import FilterLayer
+    from stacksim.layout import FileLayout
+    from stacksim.memory import DumpPlan
+
+__all__ = ["LAYER", "DumpDriver", "Outcome"]
+
+LAYER = "crashdmp"
+"""Layer name of the dump driver in traces and results."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How the dump ended (see ``docs/reference/result-format.md`` for the statuses)."""
+
+    status: str
+    message: str
+    event_ns: int = 0
+    done_ns: int = 0
+    write_requests: int = 0
+    bytes_written: int = 0
+
+
+class DumpDriver:
+    """
+    The dump driver (crashdmp) for one run.
+
+    Args:
+        engine: the run's engine.
+        event: ``crash`` or ``hibernate``.
+        event_at_ns: when the bugcheck or hibernation starts.
+        crash_dump_enabled: the ``CrashDumpEnabled`` value (0 loads no crash stack).
+        plan: what to write.
+        layout: where to write it.
+        max_pages_per_write: ``MaxPagesPerWrite`` of the active stack.
+        crash_filters: filter layers of the crash dump stack, registry order.
+        hiber_filters: filter layers of the hibernation stack (empty for a crash).
+        down: channel to the first layer of the active stack.
+        complete: channel on which operations come back.
+        integrity_check_ns: cost of the dump-context integrity check (assumption).
+        per_request_ns: crashdmp's own cost per write (assumption).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        event: str,
+        event_at_ns: int,
+        crash_dump_enabled: int,
+        plan: DumpPlan,
+        layout: FileLayout,
+        max_pages_per_write: int,
+        crash_filters: Sequence[FilterLayer],
+        hiber_filters: Sequence[FilterLayer],
+        down: trio.MemorySendChannel[Op],
+        complete: trio.MemoryReceiveChannel[Op],
+        integrity_check_ns: int = 0,
+        per_request_ns: int = 0,
+    ) -> None:
+        self.engine = engine
+        self.event = event
+        self.event_at_ns = event_at_ns
+        self.crash_dump_enabled = crash_dump_enabled
+        self.plan = plan
+        self.layout = layout
+        self.max_chunk = max_pages_per_write * PAGE_SIZE
+        self.crash_filters = crash_filters
+        self.hiber_filters = hiber_filters
+        self.down = down
+        self.complete = complete
+        self.integrity_check_ns = integrity_check_ns
+        self.per_request_ns = per_request_ns
+        self.dump_type = "crashdump" if event == "crash" else "hibernation"
+        self.stats = LayerStats(LAYER)
+        self.write_latency = LatencyHistogram()
+        self.outcome = Outcome("running", "")
+
+    # -- the run -----------------------------------------------------------------------------
+    async def run(self) -> Outcome:
+        """Boot, then the crash or hibernation; returns how it ended."""
+        engine = self.engine
+        out = self.outcome
+        crash_ok, crash_msg = (
+            (await self._load(self.crash_filters, "crash dump stack")) if self.crash_dump_enabled else (False, "")
+        )
+        engine.advance_to(self.event_at_ns)
+        out.event_ns = engine.now_ns
+        self._mark("bugcheck" if self.event == "crash" else "hibernate")
+        if self.event == "crash":
+            if not self.crash_dump_enabled:
+                return self._end("dump_disabled", "CrashDumpEnabled = 0: no crash dump stack is loaded, nothing is written")
+            if not crash_ok:
+                return self._end("stack_init_failed", crash_msg + "; no crash dump is written")
+            self._step("integrity_check", self.integrity_check_ns)
+        else:
+            hiber_ok, hiber_msg = await self._load(self.hiber_filters, "hibernation stack")
+            if not hiber_ok:
+                return self._end("stack_init_failed", hiber_msg + "; the system refuses to hibernate")
+        if not await self._send(Op(OpKind.START)):
+            return out
+        if not await self._write_all():
+            return out
+        if not await self._send(Op(OpKind.FINISH)):
+            return out
+        kind = self.plan.kind
+        what = "hiberfile image" if kind == "hibernation" else f"{kind} dump"
+        return self._end("ok", f"{what} written: {out.bytes_written} bytes in {out.write_requests} writes")
+
+    async def _load(self, layers: Sequence[FilterLayer], stack: str) -> tuple[bool, str]:
+        """DriverEntry for each filter in registry order; a critical failure fails the stack."""
+        loaded: list[FilterLayer] = []
+        for layer in layers:
+            if layer.driver_entry():
+                loaded.append(layer)
+            elif layer.init.critical:
+                for done in loaded:
+                    await done.dump_unload()
+                return False, f"critical filter {layer.name} failed to initialise the {stack} ({layer.load_error})"
+        return True, ""
+
+    async def _write_all(self) -> bool:
+        engine = self.engine
+        out = self.outcome
+        stats = self.stats
+        latency = self.write_latency
+        per_request = self.per_request_ns
+        send = self.down.send_nowait
+        receive = self.complete.receive
+        trace = engine.trace is not None
+        file_pos = 0
+        number = 0
+        for part in self.plan.parts:
+            for offset, length in self.layout.map(file_pos, part.bytes, self.max_chunk):
+                number += 1
+                t0 = engine.now_ns
+                engine.advance(per_request)
+                stats.record(per_request)
+                request = DumpRequest(number, offset, Mdl(LAYER, length), part.name, t0)
+                if trace:
+                    engine.emit(t0, LAYER, "issue_write", per_request, number, offset, length, self.dump_type)
+                send(Op(OpKind.WRITE, request))
+                op = await receive()
+                if op.error is not None:
+                    self._end(op.fault or "io_error", op.error)
+                    return False
+                t1 = engine.now_ns
+                latency.record(t1 - t0)
+                out.write_requests += 1
+                out.bytes_written += length
+                if trace:
+                    engine.emit(t1, LAYER, "write_complete", 0, number, request.offset, length, self.dump_type)
+            file_pos += part.bytes
+        return True
+
+    async def _send(self, op: Op) -> bool:
+        """Send a control operation down the stack and wait for it to come back."""
+        self.down.send_nowait(op)
+        back = await self.complete.receive()
+        if back.error is not None:
+            self._end(back.fault or "io_error", back.error)
+            return False
+        return True
+
+    def _step(self, event: str, dur: int) -> None:
+        engine = self.engine
+        t0 = engine.now_ns
+        engine.advance(dur)
+        self.stats.record(dur)
+        if engine.trace is not None:
+            engine.emit(t0, LAYER, event, dur, dump_type=self.dump_type)
+
+    def _mark(self, event: str) -> None:
+        if self.engine.trace is not None:
+            self.engine.emit(self.engine.now_ns, LAYER, event, 0, dump_type=self.dump_type)
+
+    def _end(self, status: str, message: str) -> Outcome:
+        out = self.outcome
+        out.status = status
+        out.message = message
+        out.done_ns = self.engine.now_ns
+        self._mark("dump_complete" if status == "ok" else "dump_failed")
+        return out

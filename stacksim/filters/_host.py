@@ -1,0 +1,228 @@
+"""
+How crashdmp hosts one dump filter: DriverEntry, the callbacks, and the rules it enforces.
+
+One :class:`FilterLayer` per loaded filter per stack. Its task takes operations from the layer
+above, calls the matching callback, checks the documented rules, charges the callback's time,
+and passes the operation down -- each filter sees the previous filter's output.
+
+Rules and their outcomes (fact sheet §1.6-§1.7; each is named in the result):
+
+* ``driver_entry`` fails: with ``DUMP_FILTER_CRITICAL`` set (read from the flags even after the
+  failure, as DiskCryptor relies on [SRC S26]) the stack does not initialise [DOC S1]; without it
+  the filter is skipped and the dump proceeds [INF].
+* ``dump_start`` / ``dump_write`` / ``dump_finish`` return an error: recorded, and the filter keeps
+  being called; the write still goes to disk -- "returning an error does not prevent data from
+  being written to disk" [SRC S24; INF for start/finish].
+* ``dump_write`` changes the length, or writes into the buffer it was handed: a violation
+  [DOC S7]. Windows' behaviour is undefined (VeraCrypt bugchecks on an oversize MDL), so the
+  simulator stops the dump and names the filter (assumption).
+* ``dump_write`` changes the offset: allowed and honoured, as real filters do it (VeraCrypt,
+  DiskCryptor [SRC S24, S26]) although the docs say it "should not"; reported as a warning. A
+  new offset that is not sector aligned is a violation.
+* A Python exception in a callback: in crash mode that is a fault at HIGH_LEVEL -- a nested
+  bugcheck -- so the dump is aborted and the result names the filter, the callback and the
+  exception (assumption). In ``driver_entry`` it counts as a failed DriverEntry.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from stacksim._engine import CallFailed, CpuMeter, Engine
+from stacksim.filters._base import (
+    DUMP_FILTER_MAJOR_VERSION,
+    DUMP_FILTER_MAJOR_VERSION_1,
+    DumpFilter,
+    FilterExtension,
+    FilterInitializationData,
+)
+from stacksim.metrics import LayerStats
+from stacksim.requests import SECTOR_SIZE, NtStatus, Op, OpKind, status_name, status_ok
+
+if TYPE_CHECKING:
+    import trio
+
+__all__ = ["FilterLayer"]
+
+
+class FilterLayer:
+    """One filter instance in one stack (crash dump or hibernation), and its statistics."""
+
+    def __init__(self, engine: Engine, filt: DumpFilter, extension: FilterExtension, max_pages_per_write: int) -> None:
+        self.engine = engine
+        self.filter = filt
+        self.name = filt.service_name
+        self.extension = extension
+        self.init = FilterInitializationData(max_pages_per_write=max_pages_per_write)
+        self.dump_type = extension.dump_type.label
+        self.stats = LayerStats(self.name)
+        self.meter = CpuMeter()
+        self.loaded = False
+        self.attempted = False
+        self.load_status: int = NtStatus.SUCCESS
+        self.load_error: str | None = None
+        self.errors: Counter[str] = Counter()
+        self.first_error: dict[str, str] = {}
+        self.warnings: list[str] = []
+
+    # -- DriverEntry -----------------------------------------------------------------------
+    def driver_entry(self) -> bool:
+        """Call the filter's ``driver_entry``; return True when the filter is loaded."""
+        engine = self.engine
+        self.attempted = True
+        token = self.meter.activate()
+        self.meter.ns = 0
+        result: Any = None
+        try:
+            result = self.filter.driver_entry(self.extension, self.init)
+        except Exception as exc:
+            self.load_error = f"driver_entry raised {type(exc).__name__}: {exc}"
+        finally:
+            CpuMeter.deactivate(token)
+        if inspect.iscoroutine(result):
+            result.close()
+            result = None
+            self.load_error = (
+                "driver_entry is a coroutine function; it must be a plain `def` "
+                "(DriverEntry runs at load time, not in crash mode)"
+            )
+        status = NtStatus.coerce(result) if self.load_error is None else NtStatus.UNSUCCESSFUL
+        if status is None:
+            self.load_error = f"driver_entry returned {result!r}, not an NTSTATUS"
+            status = NtStatus.UNSUCCESSFUL
+        if self.load_error is None and not status_ok(status):
+            self.load_error = f"driver_entry returned {status_name(status)}"
+        if self.load_error is None and self.init.major_version not in (DUMP_FILTER_MAJOR_VERSION_1, DUMP_FILTER_MAJOR_VERSION):
+            self.load_error = f"driver_entry declared major version {self.init.major_version}; only 1 and 2 exist"
+            status = NtStatus.NOT_SUPPORTED
+        self.load_status = status
+        self.loaded = self.load_error is None
+        t0 = engine.now_ns
+        engine.advance(self.meter.ns)
+        if engine.trace is not None:
+            engine.emit(t0, self.name, "driver_entry", self.meter.ns, dump_type=self.dump_type, status=status_name(status))
+        return self.loaded
+
+    async def dump_unload(self) -> None:
+        """Call ``dump_unload`` (outside crash mode) if the filter provided it."""
+        callback = self.init.dump_unload
+        if not self.loaded or callback is None:
+            return
+        t0 = self.engine.now_ns
+        self.meter.activate()
+        status, dur, error, _ = await self._call("dump_unload", None, callback, self.extension)
+        self.engine.advance(dur)
+        if error is not None:
+            self._note_error("dump_unload", error)
+        elif not status_ok(status):
+            self._note_error("dump_unload", f"returned {status_name(status)}")
+        if self.engine.trace is not None:
+            self.engine.emit(t0, self.name, "dump_unload", dur, dump_type=self.dump_type, status=status_name(status))
+        self.loaded = False
+
+    # -- the layer task --------------------------------------------------------------------
+    async def run(
+        self,
+        receive: trio.MemoryReceiveChannel[Op],
+        send: trio.MemorySendChannel[Op],
+        complete: trio.MemorySendChannel[Op],
+    ) -> None:
+        """Serve operations from the layer above; pass them on, or back up on a fatal fault."""
+        self.meter.activate()
+        init = self.init
+        ext = self.extension
+        engine = self.engine
+        name = self.name
+        stats = self.stats
+        async for op in receive:
+            kind = op.kind
+            callback: Any = (
+                init.dump_write
+                if kind is OpKind.WRITE
+                else init.dump_start
+                if kind is OpKind.START
+                else init.dump_finish
+                if kind is OpKind.FINISH
+                else init.dump_read
+                if kind is OpKind.READ and init.supports_read
+                else None
+            )
+            if not self.loaded or callback is None:
+                send.send_nowait(op)
+                continue
+            event = kind.value
+            request = op.request
+            t0 = engine.now_ns
+            if request is None:
+                status, dur, error, fault = await self._call(event, None, callback, ext)
+            else:
+                mdl_in, writes_in, length_in, offset_in = request.mdl, request.mdl.writes, request.mdl.length, request.offset
+                status, dur, error, fault = await self._call(event, request.number, callback, ext, request)
+                if error is None:
+                    error = self._check_request(event, request, mdl_in, writes_in, length_in, offset_in)
+            engine.advance(dur)
+            stats.record(dur)
+            if engine.trace is not None:
+                engine.emit(
+                    t0,
+                    name,
+                    event,
+                    dur,
+                    None if request is None else request.number,
+                    None if request is None else request.offset,
+                    None if request is None else request.length,
+                    self.dump_type,
+                    status_name(status),
+                )
+            if error is not None:
+                op.error = f"{name}: {error}"
+                op.fault = fault
+                complete.send_nowait(op)
+                continue
+            if not status_ok(status):
+                self._note_error(
+                    event, f"returned {status_name(status)}" + (f" for request #{request.number}" if request else "")
+                )
+            send.send_nowait(op)
+
+    async def _call(self, event: str, number: int | None, callback: Any, *args: Any) -> tuple[int, int, str | None, str]:
+        """Run one callback; return (status, duration ns, fatal error or None, fault kind)."""
+        try:
+            result, dur = await self.engine.timed(self.meter, self.name, event, number, callback, *args)
+        except CallFailed as failed:
+            exc = failed.exc
+            where = f" on request #{number}" if number is not None else ""
+            return NtStatus.UNSUCCESSFUL, failed.dur_ns, f"{event} raised {type(exc).__name__}: {exc}{where}", "filter_crashed"
+        status = NtStatus.coerce(result)
+        if status is None:
+            return NtStatus.UNSUCCESSFUL, dur, f"{event} returned {result!r}, not an NTSTATUS", "filter_violation"
+        return status, dur, None, "filter_violation"
+
+    def _check_request(self, event: str, request: Any, mdl_in: Any, writes_in: int, length_in: int, offset_in: int) -> str | None:
+        if request.mdl.length != length_in:
+            return (
+                f"{event} changed the length of request #{request.number} from {length_in} to "
+                f"{request.mdl.length} bytes; a dump filter must not change the size (ntdddump DUMP_WRITE)"
+            )
+        if mdl_in.writes != writes_in:
+            return (
+                f"{event} wrote into the buffer it was given (request #{request.number}, owned by "
+                f"{mdl_in.owner}); a dump filter must copy into its own buffer instead (ntdddump DUMP_WRITE)"
+            )
+        if request.offset != offset_in:
+            if event == OpKind.READ.value:
+                return f"dump_read changed the offset of request #{request.number}; Dump_Read must not modify it"
+            if request.offset % SECTOR_SIZE:
+                return f"{event} moved request #{request.number} to offset {request.offset}, which is not sector aligned"
+            if len(self.warnings) < 20:
+                self.warnings.append(
+                    f"{self.name} moved request #{request.number} from partition offset {offset_in} to "
+                    f"{request.offset} (honoured, as real filters rely on it; the docs say it should not)"
+                )
+        return None
+
+    def _note_error(self, event: str, message: str) -> None:
+        self.errors[event] += 1
+        self.first_error.setdefault(event, message)

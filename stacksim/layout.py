@@ -1,0 +1,85 @@
+"""
+Where the dump's bytes land: disk → partition → target file → disk runs.
+
+Crash-time code has no file system. At boot the system maps the page file (or dedicated dump
+file, or hiberfile) to a list of disk runs with ``FSCTL_QUERY_RETRIEVAL_POINTERS`` -- pairs of
+(length, starting offset) -- and crash-time writes index into that list [DOC S35; WI S20;
+fact sheet §3.7]. Filters see ``DiskByteOffset`` *relative to the partition* that holds the
+file [DOC S7]; the dump port adds the partition's starting offset to address the disk.
+
+A write never crosses a run boundary: the dump driver splits it (§ "Writes never cross a run"
+in ``docs/explanation/dump-stack.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from stacksim.requests import SECTOR_SIZE
+
+__all__ = ["DiskRun", "FileLayout"]
+
+
+@dataclass(frozen=True, slots=True)
+class DiskRun:
+    """One retrieval-pointer run: *length* bytes at partition-relative *offset*."""
+
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileLayout:
+    """
+    A target file as the dump driver knows it.
+
+    Attributes:
+        target: ``pagefile``, ``dedicated`` or ``hiberfile``.
+        partition_offset: the partition's first byte on the disk.
+        runs: the file's runs in file order, partition-relative, sector aligned.
+    """
+
+    target: str
+    partition_offset: int
+    runs: tuple[DiskRun, ...]
+
+    def __post_init__(self) -> None:
+        for run in self.runs:
+            if run.offset % SECTOR_SIZE or run.length % SECTOR_SIZE or run.length <= 0:
+                raise ValueError(f"disk run {run} is not sector aligned or is empty")
+
+    @classmethod
+    def contiguous(cls, target: str, partition_offset: int, file_offset: int, size: int) -> FileLayout:
+        """A file that occupies one run of *size* bytes at *file_offset* in the partition."""
+        return cls(target, partition_offset, (DiskRun(file_offset, size),))
+
+    @property
+    def size(self) -> int:
+        """Bytes the file holds."""
+        return sum(r.length for r in self.runs)
+
+    def contains(self, offset: int, length: int) -> bool:
+        """True when partition-relative [offset, offset+length) lies inside one run."""
+        return any(r.offset <= offset and offset + length <= r.offset + r.length for r in self.runs)
+
+    def map(self, file_offset: int, length: int, max_chunk: int) -> Iterator[tuple[int, int]]:
+        """
+        Yield (partition offset, length) pieces for file bytes [file_offset, +length).
+
+        Pieces are at most *max_chunk* bytes and never cross a run boundary.
+        """
+        if file_offset + length > self.size:
+            raise ValueError(f"file range {file_offset}+{length} beyond the file's {self.size} bytes")
+        base = 0
+        for run in self.runs:
+            end = base + run.length
+            if file_offset < end and length > 0:
+                pos = file_offset
+                while pos < end and length > 0:
+                    n = min(max_chunk, end - pos, length)
+                    yield run.offset + (pos - base), n
+                    pos += n
+                    length -= n
+                file_offset = pos
+            base = end

@@ -1,0 +1,152 @@
+"""
+The dump port and miniport: a private copy of the boot disk's driver in polled, dump mode.
+
+Windows loads a copy of the boot disk's port and miniport drivers under the prefix ``dump_``
+(crash stack) or ``hiber_`` (hibernation stack) [WI S20; DOC S11]. In dump mode the miniport
+runs at HIGH_LEVEL with interrupts off, completes requests by polling and never has more than
+one request outstanding per logical unit [DOC S13; SRC S15]. So this layer:
+
+* at **start** re-initialises the adapter (storahci performs a full HBA reset in dump mode
+  [SRC S15]): ``dump_port.reset``;
+* per **write** spends ``per_request_overhead`` building and polling the command, then waits for
+  the device (which the CPU spins on), and refuses a second outstanding request;
+* at **finish** flushes the device cache (SYNCHRONIZE CACHE before SHUTDOWN/STANDBY [SRC S15];
+  "the dump port driver generally flushes the cache" [DOC S8]).
+
+The largest transfer it accepts is ``dump_port.max_transfer``; ``MaxPagesPerWrite`` handed to the
+filters is derived from it: ``max_transfer // PAGE_SIZE`` (assumption: the fact sheet §1.8 ties
+MaxPagesPerWrite to the dump port's transfer limit, historically 64 KiB).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from stacksim._engine import Engine
+from stacksim.metrics import LayerStats
+from stacksim.requests import PAGE_SIZE, SECTOR_SIZE, Op, OpKind
+
+if TYPE_CHECKING:
+    import trio
+
+    from stacksim.devices import DeviceBase
+    from stacksim.layout import FileLayout
+
+__all__ = ["DumpPort", "max_pages_per_write"]
+
+
+def max_pages_per_write(max_transfer: int) -> int:
+    """``MaxPagesPerWrite`` for a port whose largest dump-mode transfer is *max_transfer* bytes."""
+    return max_transfer // PAGE_SIZE
+
+
+class DumpPort:
+    """
+    The dump port + miniport layer (layer name ``miniport``), driving one device.
+
+    Args:
+        engine: the run's engine.
+        device: the device model it polls.
+        layout: the target file (for the partition offset and bounds checks).
+        max_transfer: largest transfer in dump mode, bytes.
+        per_request_overhead_ns: CPU time to build, submit and poll one command.
+        reset_ns: adapter re-initialisation at dump start.
+        image: image name for reports, e.g. ``dump_stornvme.sys``.
+        dump_type: ``crashdump`` or ``hibernation`` (for trace records).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        device: DeviceBase,
+        layout: FileLayout,
+        *,
+        max_transfer: int,
+        per_request_overhead_ns: int,
+        reset_ns: int,
+        image: str,
+        dump_type: str,
+    ) -> None:
+        self.engine = engine
+        self.device = device
+        self.layout = layout
+        self.max_transfer = max_transfer
+        self.per_request_overhead_ns = per_request_overhead_ns
+        self.reset_ns = reset_ns
+        self.image = image
+        self.dump_type = dump_type
+        self.stats = LayerStats("miniport")
+        self.outstanding = 0
+        self.bytes_written = 0
+        self.warnings: list[str] = []
+
+    async def run(self, receive: trio.MemoryReceiveChannel[Op], complete: trio.MemorySendChannel[Op]) -> None:
+        """The layer's task: serve each operation, then hand it back to the dump driver."""
+        async for op in receive:
+            if op.kind is OpKind.WRITE:
+                self._write(op)
+            elif op.kind is OpKind.START:
+                self._timed_step("port_init", self.reset_ns)
+            elif op.kind is OpKind.FINISH:
+                self._flush()
+            else:  # pragma: no cover - reads arrive with the resume path
+                op.error = f"{self.image} cannot serve {op.kind.value} yet"
+            complete.send_nowait(op)
+
+    def _timed_step(self, event: str, dur: int) -> None:
+        engine = self.engine
+        t0 = engine.now_ns
+        engine.advance(dur)
+        self.stats.record(dur)
+        if engine.trace is not None:
+            engine.emit(t0, "miniport", event, dur, dump_type=self.dump_type)
+
+    def _flush(self) -> None:
+        engine = self.engine
+        t0 = engine.now_ns
+        dur = self.device.flush_ns(t0)
+        engine.advance(dur)
+        self.device.stats.record(dur)
+        if engine.trace is not None:
+            engine.emit(t0, "device", "flush", dur, dump_type=self.dump_type)
+
+    def _write(self, op: Op) -> None:
+        request = op.request
+        assert request is not None
+        self.outstanding += 1
+        try:
+            if self.outstanding != 1:  # pragma: no cover - guarded by the dump driver's QD1 loop
+                raise AssertionError(f"{self.outstanding} requests outstanding in dump mode")
+            offset, length = request.offset, request.length
+            if length > self.max_transfer or offset % SECTOR_SIZE or length % SECTOR_SIZE or length <= 0:
+                op.error = (
+                    f"{self.image} rejected request #{request.number}: offset {offset}, length {length} "
+                    f"(must be sector aligned and 1..{self.max_transfer} bytes)"
+                )
+                op.fault = "io_error"
+                return
+            if not self.layout.contains(offset, length) and len(self.warnings) < 20:
+                self.warnings.append(
+                    f"request #{request.number} wrote {length} bytes at partition offset {offset}, "
+                    f"outside the {self.layout.target} file's disk runs"
+                )
+            disk_offset = self.layout.partition_offset + offset
+            if disk_offset + length > self.device.size:
+                op.error = f"request #{request.number} at disk offset {disk_offset} runs past the end of the disk"
+                op.fault = "io_error"
+                return
+            engine = self.engine
+            t0 = engine.now_ns
+            overhead = self.per_request_overhead_ns
+            engine.advance(overhead)
+            self.stats.record(overhead)
+            t1 = engine.now_ns
+            service = self.device.write_ns(disk_offset, length, t1)
+            engine.advance(service)
+            self.device.stats.record(service)
+            self.bytes_written += length
+            if engine.trace is not None:
+                engine.emit(t0, "miniport", "miniport_write", overhead, request.number, offset, length, self.dump_type)
+                engine.emit(t1, "device", "device_write", service, request.number, disk_offset, length, self.dump_type)
+        finally:
+            self.outstanding -= 1

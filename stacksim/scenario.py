@@ -1,0 +1,305 @@
+"""
+Scenario files: TOML in, a validated, frozen :class:`Scenario` out -- or a clear error.
+
+Every key, its unit, default and allowed range is listed in ``docs/reference/scenario.md``.
+Sizes and times take integers (bytes, nanoseconds, bytes per second) or strings with units
+(``"16 GiB"``, ``"20 us"``, ``"3 GB/s"``). Every table forbids unknown keys.
+
+Validation never raises a traceback at the user: :class:`ScenarioError` carries the file and a
+list of (key, problem) pairs and renders them as one paragraph each.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from stacksim.filters import FilterCatalog
+from stacksim.registry import CrashControl
+from stacksim.requests import PAGE_SIZE
+from stacksim.units import parse_bandwidth, parse_size, parse_time_ns
+
+__all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario"]
+
+Nanoseconds = Annotated[int, BeforeValidator(parse_time_ns)]
+Bytes = Annotated[int, BeforeValidator(parse_size)]
+BytesPerSecond = Annotated[int, BeforeValidator(parse_bandwidth)]
+
+
+def _fraction(value: object) -> Fraction:
+    if isinstance(value, bool):
+        raise ValueError('a fraction must be a number such as 0.33 or a string such as "1/3"')
+    try:
+        if isinstance(value, int | float):
+            f = Fraction(str(value))
+        elif isinstance(value, str):
+            f = Fraction(value.strip())
+        else:
+            raise ValueError
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f'{value!r} is not a fraction; write a number such as 0.33 or a string such as "1/3"') from None
+    if not 0 < f <= 1:
+        raise ValueError(f"{value!r} must be greater than 0 and at most 1")
+    return f
+
+
+Ratio = Annotated[Fraction, BeforeValidator(_fraction)]
+
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True)
+
+
+class ScenarioSection(BaseModel):
+    """``[scenario]``: what happens."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    description: str = ""
+    event: Literal["crash", "hibernate"] = "crash"
+    seed: int = Field(default=0, ge=0)
+    bugcheck_at: Nanoseconds | None = None
+    hibernate_at: Nanoseconds | None = None
+
+    @model_validator(mode="after")
+    def _event_time(self) -> ScenarioSection:
+        if self.event == "crash" and self.hibernate_at is not None:
+            raise ValueError('hibernate_at is for event = "hibernate"; a crash scenario sets bugcheck_at')
+        if self.event == "hibernate" and self.bugcheck_at is not None:
+            raise ValueError('bugcheck_at is for event = "crash"; a hibernate scenario sets hibernate_at')
+        return self
+
+    @property
+    def event_at(self) -> int:
+        """When the bugcheck or hibernation starts, ns after boot."""
+        return (self.bugcheck_at if self.event == "crash" else self.hibernate_at) or 0
+
+
+class MemorySection(BaseModel):
+    """``[memory]``: the machine's RAM and what each dump type takes of it."""
+
+    model_config = _STRICT
+    ram: Bytes = 8 * 2**30
+    kernel_fraction: Ratio = Fraction(1, 3)
+    active_fraction: Ratio = Fraction(1, 2)
+    secondary_data: Bytes = Field(default=0, le=256 * 2**20)
+
+    @model_validator(mode="after")
+    def _pages(self) -> MemorySection:
+        if self.ram <= 0 or self.ram % PAGE_SIZE:
+            raise ValueError(f"ram = {self.ram} bytes must be a positive whole number of 4 KiB pages")
+        return self
+
+
+class HibernationSection(BaseModel):
+    """``[hibernation]``: the hiberfile image."""
+
+    model_config = _STRICT
+    image_fraction: Ratio = Fraction(2, 5)
+
+
+class DumpDriverSection(BaseModel):
+    """``[dump_driver]``: crashdmp's own costs (assumptions; no published figures)."""
+
+    model_config = _STRICT
+    integrity_check: Nanoseconds = 0
+    per_request: Nanoseconds = 0
+
+
+class DumpPortSection(BaseModel):
+    """``[dump_port]``: the dump-mode port/miniport."""
+
+    model_config = _STRICT
+    driver: str = Field(default="stornvme", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    max_transfer: Bytes = Field(default=64 * 1024, ge=PAGE_SIZE)
+    per_request_overhead: Nanoseconds = 5_000
+    reset: Nanoseconds = 1_000_000
+
+    @model_validator(mode="after")
+    def _pages(self) -> DumpPortSection:
+        if self.max_transfer % PAGE_SIZE:
+            raise ValueError(f"max_transfer = {self.max_transfer} bytes must be a whole number of 4 KiB pages")
+        return self
+
+
+class DiskSection(BaseModel):
+    """``[disk]``: the device model."""
+
+    model_config = _STRICT
+    model: Literal["fixed"] = "fixed"
+    latency: Nanoseconds = 20_000
+    bandwidth: BytesPerSecond = 3_000_000_000
+    flush: Nanoseconds = 0
+    size: Bytes = Field(default=2 * 10**12, gt=0)
+
+
+class LayoutSection(BaseModel):
+    """``[layout]``: where the target file lies."""
+
+    model_config = _STRICT
+    partition_offset: Bytes = 2**20
+    file_offset: Bytes = 2**30
+
+    @model_validator(mode="after")
+    def _aligned(self) -> LayoutSection:
+        for key in ("partition_offset", "file_offset"):
+            if getattr(self, key) % 512:
+                raise ValueError(f"{key} must be a multiple of the 512-byte sector")
+        return self
+
+
+class EngineSection(BaseModel):
+    """``[engine]``: simulator settings."""
+
+    model_config = _STRICT
+    watchdog: Nanoseconds = Field(default=60 * 10**9, gt=0)
+
+
+class Scenario(BaseModel):
+    """A whole scenario file, validated. Filter tables are validated by each filter's Config."""
+
+    model_config = _STRICT
+    scenario: ScenarioSection
+    registry: CrashControl = CrashControl()
+    memory: MemorySection = MemorySection()
+    hibernation: HibernationSection = HibernationSection()
+    filters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    dump_driver: DumpDriverSection = DumpDriverSection()
+    dump_port: DumpPortSection = DumpPortSection()
+    disk: DiskSection = DiskSection()
+    layout: LayoutSection = LayoutSection()
+    engine: EngineSection = EngineSection()
+    filter_configs: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    """Validated filter configurations by service name (filled by :func:`validate_scenario`)."""
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be used: the file and every problem found, by key."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """One paragraph per problem, each naming the file and the key."""
+        if len(self.problems) == 1:
+            key, msg = self.problems[0]
+            return f"{self.source}: {key}: {msg}" if key else f"{self.source}: {msg}"
+        lines = [f"{self.source}: {len(self.problems)} problems:"]
+        lines += [f"  - {key}: {msg}" if key else f"  - {msg}" for key, msg in self.problems]
+        return "\n".join(lines)
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return ""
+    head, rest = str(loc[0]), loc[1:]
+    if head == "filters" and rest:
+        table, rest = f'[filters."{rest[0]}"]', rest[1:]
+    else:
+        table = f"[{head}]"
+    out = table
+    for part in rest:
+        out += f"[{part}]" if isinstance(part, int) else f" {part}" if out == table else f".{part}"
+    return out
+
+
+def _allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """The keys allowed at the table *loc* points into (for unknown-key messages)."""
+    current: Any = model
+    for part in loc[:-1]:
+        fields = getattr(current, "model_fields", None)
+        if fields is None:
+            return ""
+        field = next((f for n, f in fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return ""
+        current = field.annotation
+    fields = getattr(current, "model_fields", None)
+    if not fields:
+        return ""
+    names = sorted((f.alias or n) for n, f in fields.items() if not f.exclude)
+    return "; allowed keys: " + ", ".join(names)
+
+
+def _problems(exc: ValidationError, model: type[BaseModel], prefix: tuple[int | str, ...] = ()) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = prefix + tuple(err["loc"])
+        msg = str(err["msg"])
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            msg = "unknown key" + _allowed(model, tuple(err["loc"]))
+        elif kind == "missing":
+            msg = "required key is missing"
+        elif kind == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        else:
+            shown = err.get("input")
+            if not isinstance(shown, dict | list):
+                msg += f" (got {shown!r})"
+        out.append((_key(loc), msg))
+    return out
+
+
+def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog) -> Scenario:
+    """Validate parsed TOML *data*; raise :class:`ScenarioError` listing every problem."""
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(source, _problems(exc, Scenario)) from None
+    problems: list[tuple[str, str]] = []
+    known = ", ".join(catalog.names())
+    for i, name in enumerate(scenario.registry.dump_filters):
+        if catalog.get(name) is None:
+            problems.append(
+                (
+                    f"[registry] DumpFilters[{i}]",
+                    f"unknown filter {name!r}; known filters: {known}. Load others with --plugin FILE.py "
+                    "or an installed package's 'stacksim.filters' entry point",
+                )
+            )
+    configs: dict[str, Any] = {}
+    for name, table in scenario.filters.items():
+        cls = catalog.get(name)
+        if cls is None:
+            problems.append((f'[filters."{name}"]', f"configures unknown filter {name!r}; known filters: {known}"))
+            continue
+        try:
+            configs[name] = cls.Config.model_validate(table)
+        except ValidationError as exc:
+            problems += _problems(exc, cls.Config, ("filters", name))
+    if problems:
+        raise ScenarioError(source, problems)
+    for name in scenario.registry.dump_filters:
+        if name not in configs:
+            cls = catalog.get(name)
+            assert cls is not None
+            configs[name] = cls.Config()
+    return scenario.model_copy(update={"filter_configs": configs})
+
+
+def load_scenario(path: str | Path, catalog: FilterCatalog, *, seed: int | None = None) -> Scenario:
+    """Read and validate a scenario file; *seed* overrides ``[scenario] seed``."""
+    p = Path(path)
+    source = str(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError(source, [("", "no such scenario file")]) from None
+    except OSError as exc:
+        raise ScenarioError(source, [("", f"cannot read the file: {exc.strerror}")]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ScenarioError(source, [("", "not a UTF-8 text file (scenario files are TOML)")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(source, [("", f"not valid TOML: {exc}")]) from None
+    if seed is not None:
+        data.setdefault("scenario", {})
+        if isinstance(data["scenario"], dict):
+            data["scenario"]["seed"] = seed
+    return validate_scenario(data, source, catalog)

@@ -1,0 +1,284 @@
+"""
+The stack builder: turn a :class:`~stacksim.scenario.Scenario` into running layers and a result.
+
+It creates the engine, the memory plan, the target file's layout, the device, the dump port, one
+:class:`~stacksim.filters._host.FilterLayer` per filter per stack, and the trio memory channels
+between them::
+
+    crashdmp ─► filter 1 ─► … ─► filter N ─► miniport ─► (device model)
+        ▲                                        │
+        └──────────────── completion ◄───────────┘
+
+then runs the dump driver, every filter and the miniport as trio tasks under the virtual clock
+and collects a :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import trio
+
+from stacksim._engine import Engine, run
+from stacksim._version import __version__
+from stacksim.devices import FixedDevice
+from stacksim.dump_driver import LAYER as DUMP_DRIVER_LAYER
+from stacksim.dump_driver import DumpDriver
+from stacksim.filters import DiskGeometry, DumpType, FilterCatalog, FilterExtension
+from stacksim.filters._host import FilterLayer
+from stacksim.layout import FileLayout
+from stacksim.memory import DumpPlan, plan_crash_dump, plan_hibernation
+from stacksim.metrics import LayerSummary
+from stacksim.miniport import DumpPort, max_pages_per_write
+from stacksim.requests import Op
+from stacksim.scenario import Scenario, ScenarioError
+from stacksim.trace import TraceSink
+
+__all__ = ["RunResult", "simulate"]
+
+log = structlog.get_logger("stacksim")
+
+
+@dataclass(frozen=True, slots=True)
+class FilterReport:
+    """What happened to one filter in the active stack."""
+
+    name: str
+    loaded: bool
+    critical: bool
+    supports_read: bool
+    load_status: str
+    load_error: str | None
+    errors: dict[str, int]
+    first_error: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON object."""
+        return {
+            "name": self.name,
+            "loaded": self.loaded,
+            "critical": self.critical,
+            "supports_read": self.supports_read,
+            "load_status": self.load_status,
+            "load_error": self.load_error,
+            "errors": self.errors,
+            "first_error": self.first_error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """
+    The outcome of one run; :meth:`as_dict` is the result JSON (``docs/reference/result-format.md``).
+
+    ``dump_time_ns`` runs from the bugcheck (or the start of hibernation) to the completion of
+    the final flush, or to the failure.
+    """
+
+    scenario: str
+    event: str
+    dump_type: str
+    dump_kind: str
+    seed: int
+    status: str
+    message: str
+    dump_time_ns: int
+    bytes_written: int
+    write_requests: int
+    dump_bytes: int
+    max_pages_per_write: int
+    parts: dict[str, int]
+    layers: dict[str, LayerSummary]
+    write_latency: LayerSummary
+    filters: tuple[FilterReport, ...]
+    images: tuple[str, ...]
+    target: str
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def throughput_bytes_per_s(self) -> float:
+        """Bytes written per second of dump time."""
+        return self.bytes_written * 1e9 / self.dump_time_ns if self.dump_time_ns else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result JSON object, keys in a stable order."""
+        return {
+            "stacksim_version": __version__,
+            "scenario": self.scenario,
+            "event": self.event,
+            "dump_type": self.dump_type,
+            "dump_kind": self.dump_kind,
+            "seed": self.seed,
+            "status": self.status,
+            "message": self.message,
+            "dump_time_ns": self.dump_time_ns,
+            "bytes_written": self.bytes_written,
+            "write_requests": self.write_requests,
+            "dump_bytes": self.dump_bytes,
+            "throughput_bytes_per_s": math.floor(self.throughput_bytes_per_s),
+            "max_pages_per_write": self.max_pages_per_write,
+            "target": self.target,
+            "parts": self.parts,
+            "images": list(self.images),
+            "layers": {name: s.as_dict() for name, s in self.layers.items()},
+            "write_latency": self.write_latency.as_dict(),
+            "filters": [f.as_dict() for f in self.filters],
+            "warnings": list(self.warnings),
+        }
+
+
+def _plan(s: Scenario) -> DumpPlan:
+    if s.scenario.event == "hibernate":
+        return plan_hibernation(s.memory.ram, image_fraction=s.hibernation.image_fraction)
+    return plan_crash_dump(
+        s.registry.crash_dump_enabled,
+        s.registry.filter_pages,
+        s.memory.ram,
+        kernel_fraction=s.memory.kernel_fraction,
+        active_fraction=s.memory.active_fraction,
+        secondary=s.memory.secondary_data,
+    )
+
+
+def _target(s: Scenario) -> str:
+    if s.scenario.event == "hibernate":
+        return "hiberfile"
+    return "dedicated" if s.registry.dedicated_dump_file else "pagefile"
+
+
+def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | None = None) -> RunResult:
+    """Run *scenario* in virtual time and return its result. Deterministic for a given scenario."""
+    s = scenario
+    plan = _plan(s)
+    dump_type = DumpType.CRASHDUMP if s.scenario.event == "crash" else DumpType.HIBERNATION
+    mppw = max_pages_per_write(s.dump_port.max_transfer)
+    # The target file is sized to hold the dump exactly (sizing rules come with the layout model).
+    file_size = max(plan.total_bytes, 4096)
+    layout = FileLayout.contiguous(_target(s), s.layout.partition_offset, s.layout.file_offset, file_size)
+    end = s.layout.partition_offset + s.layout.file_offset + file_size
+    if end > s.disk.size:
+        raise ScenarioError(
+            "scenario " + s.scenario.name,
+            [
+                (
+                    "[disk] size",
+                    f"{s.disk.size} bytes cannot hold the {layout.target} ({file_size} bytes ending at disk offset {end})",
+                )
+            ],
+        )
+    engine = Engine(seed=s.scenario.seed, watchdog_ns=s.engine.watchdog)
+    engine.trace = trace
+    device = FixedDevice(s.disk.size, s.disk.latency, s.disk.bandwidth, s.disk.flush)
+    geometry = DiskGeometry(cylinders=s.disk.size // (255 * 63 * 512))
+    prefix = "dump_" if dump_type is DumpType.CRASHDUMP else "hiber_"
+    port = DumpPort(
+        engine,
+        device,
+        layout,
+        max_transfer=s.dump_port.max_transfer,
+        per_request_overhead_ns=s.dump_port.per_request_overhead,
+        reset_ns=s.dump_port.reset,
+        image=f"{prefix}{s.dump_port.driver}.sys",
+        dump_type=dump_type.label,
+    )
+
+    def layers_for(kind: DumpType) -> list[FilterLayer]:
+        out = []
+        for name in s.registry.dump_filters:
+            cls = catalog.get(name)
+            assert cls is not None  # validate_scenario checked every name
+            ext = FilterExtension(kind, r"\Device\HarddiskVolume3", geometry, s.disk.size, s.layout.partition_offset)
+            out.append(FilterLayer(engine, cls(s.filter_configs[name]), ext, mppw))
+        return out
+
+    crash_layers = layers_for(DumpType.CRASHDUMP) if s.registry.crash_dump_enabled else []
+    hiber_layers = layers_for(DumpType.HIBERNATION) if dump_type is DumpType.HIBERNATION else []
+    active = crash_layers if dump_type is DumpType.CRASHDUMP else hiber_layers
+
+    async def main() -> DumpDriver:
+        channels = [trio.open_memory_channel[Op](math.inf) for _ in range(len(active) + 1)]
+        complete_send, complete_recv = trio.open_memory_channel[Op](math.inf)
+        driver = DumpDriver(
+            engine,
+            event=s.scenario.event,
+            event_at_ns=s.scenario.event_at,
+            crash_dump_enabled=s.registry.crash_dump_enabled,
+            plan=plan,
+            layout=layout,
+            max_pages_per_write=mppw,
+            crash_filters=crash_layers,
+            hiber_filters=hiber_layers,
+            down=channels[0][0],
+            complete=complete_recv,
+            integrity_check_ns=s.dump_driver.integrity_check,
+            per_request_ns=s.dump_driver.per_request,
+        )
+        tasks = []
+        for i, layer in enumerate(active):
+            tasks.append(_bind(layer.run, channels[i][1], channels[i + 1][0], complete_send))
+        tasks.append(_bind(port.run, channels[-1][1], complete_send))
+        engine.describe_state = lambda: f"{len(active)} filter tasks and the miniport are waiting for work"
+        await engine.supervise(driver.run, *tasks)
+        return driver
+
+    log.info("run.start", scenario=s.scenario.name, kind=s.scenario.event, dump_kind=plan.kind, dump_bytes=plan.total_bytes)
+    driver = run(main)
+    out = driver.outcome
+    warnings = [w for layer in active for w in layer.warnings] + port.warnings
+    if engine.failure is not None:
+        out.status = "hung" if engine.failure.layer is not None else "deadlock"
+        out.message = str(engine.failure)
+        out.done_ns = engine.now_ns + engine.failure.waited_ns
+    dump_time = out.done_ns - out.event_ns if out.done_ns else 0
+    layers: dict[str, LayerSummary] = {DUMP_DRIVER_LAYER: driver.stats.summary()}
+    for layer in active:
+        layers[layer.name] = layer.stats.summary()
+    layers["miniport"] = port.stats.summary()
+    layers["device"] = device.stats.summary()
+    h = driver.write_latency
+    images = ("crashdmp.sys", *(f"{prefix}{n}" for n in s.registry.dump_filters), f"{prefix}storport.sys", port.image)
+    result = RunResult(
+        scenario=s.scenario.name,
+        event=s.scenario.event,
+        dump_type=dump_type.label,
+        dump_kind=plan.kind,
+        seed=s.scenario.seed,
+        status=out.status,
+        message=out.message,
+        dump_time_ns=dump_time,
+        bytes_written=out.bytes_written,
+        write_requests=out.write_requests,
+        dump_bytes=plan.total_bytes,
+        max_pages_per_write=mppw,
+        parts={p.name: p.bytes for p in plan.parts},
+        layers=layers,
+        write_latency=LayerSummary(h.count, h.total, h.percentile(50), h.percentile(99), h.max),
+        filters=tuple(
+            FilterReport(
+                layer.name,
+                layer.attempted and layer.load_error is None,
+                layer.init.critical,
+                layer.init.supports_read,
+                f"0x{layer.load_status:08X}",
+                layer.load_error,
+                dict(layer.errors),
+                dict(layer.first_error),
+            )
+            for layer in active
+        ),
+        images=images,
+        target=layout.target,
+        warnings=tuple(warnings),
+    )
+    log.info("run.end", scenario=s.scenario.name, status=result.status, dump_time_ns=result.dump_time_ns)
+    return result
+
+
+def _bind(fn: Any, *args: Any) -> Any:
+    async def task() -> None:
+        await fn(*args)
+
+    return task

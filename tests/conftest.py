@@ -1,0 +1,50 @@
+"""
+Shared helpers for the suite.
+
+Rules of this suite: time is virtual and asserted exactly (``==`` on nanoseconds, never wall
+time); a hang is a bug the engine's watchdog must turn into a result, so no test needs a real
+timeout; each test states one behaviour in its docstring.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from stacksim import FilterCatalog, ListTrace, RunResult, Scenario, simulate, validate_scenario
+
+BASE: dict[str, Any] = {
+    "scenario": {"name": "test", "event": "crash", "bugcheck_at": "10 ms"},
+    "registry": {"DumpFilters": [], "CrashDumpEnabled": 3},
+    "dump_port": {"max_transfer": "64 KiB", "per_request_overhead": "5 us", "reset": "1 ms"},
+    "disk": {"model": "fixed", "latency": "20 us", "bandwidth": "3 GB/s", "flush": "200 us"},
+}
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def make_scenario(catalog: FilterCatalog | None = None, **sections: Any) -> Scenario:
+    """A scenario: the small-dump, no-filter BASE with *sections* merged in."""
+    return validate_scenario(merge(BASE, sections), "<test>", catalog or FilterCatalog())
+
+
+def run(catalog: FilterCatalog | None = None, **sections: Any) -> tuple[RunResult, ListTrace]:
+    """Run a scenario built by :func:`make_scenario`; return the result and its trace."""
+    catalog = catalog or FilterCatalog()
+    trace = ListTrace()
+    return simulate(make_scenario(catalog, **sections), catalog, trace=trace), trace
+
+
+@pytest.fixture
+def catalog() -> FilterCatalog:
+    return FilterCatalog()

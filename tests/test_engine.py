@@ -1,0 +1,93 @@
+"""The engine: CPU accounting, timed calls and the virtual-time watchdog."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from stacksim._engine import CpuMeter, Engine, run, spend
+
+
+def test_spend_outside_a_layer_is_an_error() -> None:
+    """spend() needs a layer's meter; outside one it says so."""
+    with pytest.raises(RuntimeError, match="outside a simulated layer"):
+        spend(10)
+
+
+def test_spend_rejects_bad_values() -> None:
+    """spend() takes non-negative integer nanoseconds only."""
+    meter = CpuMeter()
+    token = meter.activate()
+    try:
+        with pytest.raises(RuntimeError, match="non-negative integer"):
+            spend(1.5)  # type: ignore[arg-type]
+        spend(3)
+        spend(4)
+        assert meter.ns == 7
+    finally:
+        CpuMeter.deactivate(token)
+
+
+def test_timed_counts_spent_and_awaited_time() -> None:
+    """A timed call's duration is what it spent plus the virtual time it awaited."""
+    engine = Engine()
+    meter = CpuMeter()
+
+    async def work() -> str:
+        spend(500)
+        await trio.sleep(0.000_002)
+        return "ok"
+
+    async def main() -> tuple[str, int]:
+        meter.activate()
+        return await engine.timed(meter, "layer", "event", 1, work)
+
+    assert run(main) == ("ok", 2500)
+
+
+def test_watchdog_names_the_hung_call() -> None:
+    """A call that never returns ends the run with the layer, event and request named."""
+    engine = Engine(watchdog_ns=1_000_000_000)
+    meter = CpuMeter()
+
+    async def main() -> None:
+        meter.activate()
+        await engine.timed(meter, "stuck.sys", "dump_write", 7, trio.sleep_forever)
+
+    assert trio.run(lambda: _supervised(engine, main), clock=trio.testing.MockClock(autojump_threshold=0)) is None
+    failure = engine.failure
+    assert failure is not None
+    assert (failure.layer, failure.event, failure.request, failure.waited_ns) == ("stuck.sys", "dump_write", 7, 1_000_000_000)
+
+
+def test_watchdog_reports_a_deadlock() -> None:
+    """When every task waits on another and no call is running, the run ends as a deadlock."""
+    engine = Engine(watchdog_ns=10)
+    engine.describe_state = lambda: "everyone waits"
+
+    async def main() -> None:
+        _send, receive = trio.open_memory_channel[int](0)
+        await receive.receive()
+
+    run(lambda: _supervised(engine, main))
+    assert engine.failure is not None
+    assert engine.failure.layer is None
+    assert str(engine.failure) == "deadlock: every layer is waiting and none can proceed; everyone waits"
+
+
+def test_long_call_under_the_watchdog_is_fine() -> None:
+    """A call shorter than the watchdog period completes normally."""
+    engine = Engine(watchdog_ns=1_000_000)
+    meter = CpuMeter()
+
+    async def main() -> int:
+        meter.activate()
+        _, dur = await engine.timed(meter, "slow.sys", "dump_write", 1, trio.sleep, 0.000_999)
+        return dur
+
+    assert run(lambda: _supervised(engine, main)) == 999_000
+    assert engine.failure is None
+
+
+async def _supervised(engine: Engine, main):  # type: ignore[no-untyped-def]
+    return await engine.supervise(main)

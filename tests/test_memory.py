@@ -1,0 +1,51 @@
+"""Dump contents and sizes per CrashDumpEnabled value."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from stacksim.memory import plan_crash_dump, plan_hibernation
+
+GiB = 2**30
+ARGS = {"kernel_fraction": Fraction(1, 3), "active_fraction": Fraction(1, 2), "secondary": 0}
+
+
+def parts(plan: object) -> list[tuple[str, int]]:
+    return [(p.name, p.bytes) for p in plan.parts]  # type: ignore[attr-defined]
+
+
+def test_complete_is_header_plus_ram() -> None:
+    """A complete dump is a 2-page header followed by all of RAM."""
+    assert parts(plan_crash_dump(1, 0, 8 * GiB, **ARGS)) == [("header", 8192), ("body", 8 * GiB)]
+
+
+def test_active_filters_pages() -> None:
+    """FilterPages = 1 turns a complete dump into an active dump of active_fraction of RAM."""
+    plan = plan_crash_dump(1, 1, 8 * GiB, **ARGS)
+    assert plan.kind == "active"
+    assert parts(plan) == [("header", 8192), ("body", 4 * GiB)]
+
+
+def test_kernel_and_automatic_are_a_third_page_rounded() -> None:
+    """Kernel (2) and automatic (7) dumps take kernel_fraction of RAM, rounded up to pages."""
+    for value in (2, 7):
+        body = dict(parts(plan_crash_dump(value, 0, 4 * GiB, **ARGS)))["body"]
+        assert body == 1431658496  # ceil(4 GiB / 3 / 4096) pages
+        assert body % 4096 == 0
+
+
+def test_small_dump_is_exactly_64_kib() -> None:
+    """A small dump is exactly 64 KiB, header included."""
+    plan = plan_crash_dump(3, 0, 8 * GiB, **ARGS)
+    assert plan.total_bytes == 65536
+
+
+def test_secondary_data_follows_the_body() -> None:
+    """Secondary data is written after the body."""
+    plan = plan_crash_dump(1, 0, GiB, kernel_fraction=Fraction(1, 3), active_fraction=Fraction(1, 2), secondary=1_000_000)
+    assert parts(plan)[-1] == ("secondary", 1_003_520)
+
+
+def test_hibernation_image() -> None:
+    """The hiberfile image is one header page and image_fraction of RAM."""
+    assert parts(plan_hibernation(10 * GiB, image_fraction=Fraction(2, 5))) == [("header", 4096), ("body", 4 * GiB)]

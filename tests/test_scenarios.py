@@ -1,0 +1,36 @@
+"""
+Every scenario in scenarios/ runs through the CLI and prints exactly its golden summary.
+
+The golden file ``scenarios/<name>.out`` is the output of ``stacksim run scenarios/<name>.toml``
+at 100 columns. After an intended change, regenerate with
+``STACKSIM_UPDATE_GOLDEN=1 python3 -m pytest tests/test_scenarios.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stacksim.cli import app
+
+SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.toml"))
+
+
+def test_there_are_scenarios() -> None:
+    """The repository ships the scenarios the README and docs name."""
+    names = {p.stem for p in SCENARIOS}
+    assert {"crash-nvme-bitlocker", "crash-no-filters", "hibernate-basic", "critical-filter-fails"} <= names
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_scenario_matches_golden_output(path: Path) -> None:
+    """The scenario runs and its printed summary equals the golden .out file."""
+    result = CliRunner(env={"COLUMNS": "100", "NO_COLOR": "1"}).invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.stderr
+    golden = path.with_suffix(".out")
+    if os.environ.get("STACKSIM_UPDATE_GOLDEN"):
+        golden.write_text(result.stdout, encoding="utf-8")
+    assert result.stdout == golden.read_text(encoding="utf-8")
