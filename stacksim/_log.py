@@ -31,8 +31,8 @@ def add_sim_time(logger: Any, method_name: str, event_dict: MutableMapping[str, 
 
 def configure_logging(level: str = "warning", *, json: bool = False, stream: TextIO | None = None) -> None:
     """Log to *stream* (default stderr) at *level*; JSON lines or a console renderer."""
-    out = stream if stream is not None else sys.stderr
-    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    tty = (stream if stream is not None else sys.stderr).isatty()
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=tty)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -41,6 +41,7 @@ def configure_logging(level: str = "warning", *, json: bool = False, stream: Tex
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.WriteLoggerFactory(out),
+        # Resolve sys.stderr when logging, not now: it may be replaced (tests, notebooks).
+        logger_factory=lambda *_: structlog.WriteLogger(stream if stream is not None else sys.stderr),
         cache_logger_on_first_use=False,
     )

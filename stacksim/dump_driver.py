@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import structlog
+
 from stacksim._engine import Engine
 from stacksim.metrics import LatencyHistogram, LayerStats
 from stacksim.requests import PAGE_SIZE, DumpRequest, Mdl, Op, OpKind
@@ -48,6 +50,8 @@ __all__ = ["LAYER", "DumpDriver", "Outcome"]
 
 LAYER = "crashdmp"
 """Layer name of the dump driver in traces and results."""
+
+log = structlog.get_logger("stacksim", layer=LAYER)
 
 
 @dataclass(slots=True)
@@ -128,6 +132,7 @@ class DumpDriver:
         engine.advance_to(self.event_at_ns)
         out.event_ns = engine.now_ns
         self._mark("bugcheck" if self.event == "crash" else "hibernate")
+        log.info("event.start", kind=self.event, dump_kind=self.plan.kind, dump_bytes=self.plan.total_bytes)
         if self.event == "crash":
             if not self.crash_dump_enabled:
                 return self._end("dump_disabled", "CrashDumpEnabled = 0: no crash dump stack is loaded, nothing is written")
@@ -146,7 +151,7 @@ class DumpDriver:
             return out
         kind = self.plan.kind
         what = "hiberfile image" if kind == "hibernation" else f"{kind} dump"
-        return self._end("ok", f"{what} written: {out.bytes_written} bytes in {out.write_requests} writes")
+        return self._end("ok", f"{what} written: {out.bytes_written:,} bytes in {out.write_requests:,} writes")
 
     async def _load(self, layers: Sequence[FilterLayer], stack: str) -> tuple[bool, str]:
         """DriverEntry for each filter in registry order; a critical failure fails the stack."""
@@ -154,10 +159,13 @@ class DumpDriver:
         for layer in layers:
             if layer.driver_entry():
                 loaded.append(layer)
-            elif layer.init.critical:
+                continue
+            log.info("filter.not_loaded", filter=layer.name, stack=stack, critical=layer.init.critical, reason=layer.load_error)
+            if layer.init.critical:
                 for done in loaded:
                     await done.dump_unload()
                 return False, f"critical filter {layer.name} failed to initialise the {stack} ({layer.load_error})"
+        log.info("stack.loaded", stack=stack, filters=[layer.name for layer in loaded])
         return True, ""
 
     async def _write_all(self) -> bool:
@@ -221,4 +229,5 @@ class DumpDriver:
         out.message = message
         out.done_ns = self.engine.now_ns
         self._mark("dump_complete" if status == "ok" else "dump_failed")
+        (log.info if status == "ok" else log.warning)("event.end", status=status, message=message, writes=out.write_requests)
         return out

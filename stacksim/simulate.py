@@ -224,7 +224,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
         await engine.supervise(driver.run, *tasks)
         return driver
 
-    log.info("run.start", scenario=s.scenario.name, kind=s.scenario.event, dump_kind=plan.kind, dump_bytes=plan.total_bytes)
+    log.debug("run.start", scenario=s.scenario.name, seed=s.scenario.seed)
     driver = run(main)
     out = driver.outcome
     warnings = [w for layer in active for w in layer.warnings] + port.warnings
@@ -273,7 +273,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
         target=layout.target,
         warnings=tuple(warnings),
     )
-    log.info("run.end", scenario=s.scenario.name, status=result.status, dump_time_ns=result.dump_time_ns)
+    log.debug("run.end", scenario=s.scenario.name, status=result.status, dump_time_ns=result.dump_time_ns)
     return result
 
 

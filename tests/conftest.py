@@ -9,9 +9,11 @@ timeout; each test states one behaviour in its docstring.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 
 from stacksim import FilterCatalog, ListTrace, RunResult, Scenario, simulate, validate_scenario
 
@@ -48,3 +50,10 @@ def run(catalog: FilterCatalog | None = None, **sections: Any) -> tuple[RunResul
 @pytest.fixture
 def catalog() -> FilterCatalog:
     return FilterCatalog()
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """The CLI configures structlog globally; give every test the defaults back."""
+    yield
+    structlog.reset_defaults()
