@@ -329,3 +329,45 @@ class TestDumpFve:
             registry={"DumpFilters": ["dumpfve.sys"]}, filters={"dumpfve.sys": {"per_call": "1 us", "per_byte": "0.3 ns"}}
         )
         assert result.layers["dumpfve.sys"].busy_ns == (1000 + 2458) + (1000 + 17204)  # 8192 B and 57344 B
+
+
+def test_dump_data_set_in_driver_entry_comes_back_in_callbacks() -> None:
+    """The context a filter stores in init.dump_data is handed back as extension.dump_data."""
+    seen = []
+
+    class Ctx(DumpFilter):
+        service_name: ClassVar[str] = "ctx.sys"
+
+        def driver_entry(self, extension: FilterExtension, init: FilterInitializationData) -> int:
+            init.dump_data = {"key": "scheduled at boot"}
+            return super().driver_entry(extension, init)
+
+        async def dump_start(self, extension: FilterExtension) -> int:
+            seen.append(extension.dump_data)
+            return 0
+
+    run(catalog_with(Ctx), registry={"DumpFilters": ["ctx.sys"]})
+    assert seen == [{"key": "scheduled at boot"}]
+
+
+def test_critical_failure_only_in_the_hibernation_stack_refuses_hibernation() -> None:
+    """A filter that fails only when loaded for hibernation leaves crash dumps working but refuses hibernation."""
+    result, trace = run(
+        scenario={"name": "h", "event": "hibernate", "hibernate_at": "1 s", "bugcheck_at": None},
+        registry={"DumpFilters": ["faultflt.sys"], "CrashDumpEnabled": 7},
+        filters={"faultflt.sys": {"action": "fail_driver_entry", "critical": True, "dump_type": "hibernation"}},
+    )
+    assert result.status == "stack_init_failed"
+    assert result.message.endswith("the system refuses to hibernate")
+    entries = [(r["dump_type"], r["status"]) for r in trace.records if r["event"] == "driver_entry"]
+    assert entries == [("crashdump", "STATUS_SUCCESS"), ("hibernation", "STATUS_UNSUCCESSFUL")]
+
+
+def test_request_moved_beyond_the_disk_is_an_io_error() -> None:
+    """A filter that moves a write past the end of the disk gets it refused by the dump port."""
+    result, _ = run(
+        registry={"DumpFilters": ["faultflt.sys"]},
+        filters={"faultflt.sys": {"action": "change_offset", "offset_delta": "4 TB"}},
+    )
+    assert result.status == "io_error"
+    assert "runs past the end of the disk" in result.message

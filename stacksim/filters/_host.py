@@ -99,6 +99,8 @@ class FilterLayer:
             status = NtStatus.NOT_SUPPORTED
         self.load_status = status
         self.loaded = self.load_error is None
+        if self.loaded:
+            self.extension.dump_data = self.init.dump_data  # handed back in every callback [DOC S1]
         t0 = engine.now_ns
         engine.advance(self.meter.ns)
         if engine.trace is not None:
