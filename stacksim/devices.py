@@ -37,6 +37,26 @@ class DeviceBase:
         """Service time of a write command that starts at *now_ns*."""
         raise NotImplementedError
 
+    def write_run_ns(self, disk_offset: int, length: int, count: int, now_ns: int, gap_ns: int) -> list[tuple[int, int]]:
+        """
+        Service times of *count* consecutive writes of *length* bytes from *disk_offset*.
+
+        The first starts at *now_ns*; each next one starts *gap_ns* after the previous one
+        completed (the time the layers above spend per request). Returns (service ns, count)
+        segments in order, which must equal what *count* calls of :meth:`write_ns` give. This
+        default does exactly that, one call per write; models override it with a closed form.
+        """
+        out: list[tuple[int, int]] = []
+        t = now_ns
+        for i in range(count):
+            dur = self.write_ns(disk_offset + i * length, length, t)
+            if out and out[-1][0] == dur:
+                out[-1] = (dur, out[-1][1] + 1)
+            else:
+                out.append((dur, 1))
+            t += dur + gap_ns
+        return out
+
     def read_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
         """Service time of a read command that starts at *now_ns*."""
         return self.write_ns(disk_offset, length, now_ns)
@@ -68,6 +88,10 @@ class FixedDevice(DeviceBase):
     def write_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
         """``latency + ceil(length × 10⁹ / bandwidth)`` ns."""
         return self.latency_ns + transfer_ns(length, self.bandwidth)
+
+    def write_run_ns(self, disk_offset: int, length: int, count: int, now_ns: int, gap_ns: int) -> list[tuple[int, int]]:
+        """Every write of a run takes the same time."""
+        return [(self.write_ns(disk_offset, length, now_ns), count)]
 
     def flush_ns(self, now_ns: int) -> int:
         """The fixed flush latency."""

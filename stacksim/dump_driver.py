@@ -84,6 +84,8 @@ class DumpDriver:
         complete: channel on which operations come back.
         integrity_check_ns: cost of the dump-context integrity check (assumption).
         per_request_ns: crashdmp's own cost per write (assumption).
+        batch: let one message stand for a run of identical writes when every loaded filter
+            declares its cost (batched mode; identical results, see ``docs/explanation/engine.md``).
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class DumpDriver:
         complete: trio.MemoryReceiveChannel[Op],
         integrity_check_ns: int = 0,
         per_request_ns: int = 0,
+        batch: bool = True,
     ) -> None:
         self.engine = engine
         self.event = event
@@ -116,6 +119,8 @@ class DumpDriver:
         self.complete = complete
         self.integrity_check_ns = integrity_check_ns
         self.per_request_ns = per_request_ns
+        self.batch = batch
+        self.batched_messages = 0
         self.dump_type = "crashdump" if event == "crash" else "hibernation"
         self.stats = LayerStats(LAYER)
         self.write_latency = LatencyHistogram()
@@ -169,6 +174,62 @@ class DumpDriver:
         return True, ""
 
     async def _write_all(self) -> bool:
+        """Write every part, header first, in pieces of at most MaxPagesPerWrite pages."""
+        active = self.crash_filters if self.event == "crash" else self.hiber_filters
+        loaded = [layer for layer in active if layer.loaded]
+        specials = sorted(set().union(*(layer.special_requests() for layer in loaded)))
+        file_pos = 0
+        number = 0
+        for part in self.plan.parts:
+            for offset, length, count in self.layout.map_runs(file_pos, part.bytes, self.max_chunk):
+                batchable = self.batch and count > 1 and all(layer.write_cost(length) is not None for layer in loaded)
+                if batchable:
+                    ok = await self._write_batched(part.name, number + 1, offset, length, count, specials)
+                else:
+                    ok = await self._write_each(part.name, number + 1, offset, length, count)
+                if not ok:
+                    return False
+                number += count
+            file_pos += part.bytes
+        return True
+
+    async def _write_batched(self, part: str, first: int, offset: int, length: int, count: int, specials: list[int]) -> bool:
+        """Send runs of identical writes as single messages, and special requests one by one."""
+        last = first + count
+        n = first
+        for special in [s for s in specials if first <= s < last] + [last]:
+            if special > n and not await self._write_run(part, n, offset + (n - first) * length, length, special - n):
+                return False
+            if special < last and not await self._write_each(part, special, offset + (special - first) * length, length, 1):
+                return False
+            n = special + 1
+        return True
+
+    async def _write_run(self, part: str, first: int, offset: int, length: int, count: int) -> bool:
+        """One message for *count* identical writes; every layer charges them exactly, weighted."""
+        if count == 1:
+            return await self._write_each(part, first, offset, length, 1)
+        engine = self.engine
+        per_request = self.per_request_ns
+        t0 = engine.now_ns
+        engine.advance(per_request * count)
+        self.stats.record(per_request, count)
+        request = DumpRequest(first, offset, Mdl(LAYER, length), part, t0, count=count, upstream_ns=per_request)
+        self.down.send_nowait(Op(OpKind.WRITE, request))
+        op = await self.complete.receive()
+        if op.error is not None:  # pragma: no cover - batched layers cannot fail (see DumpPort._write_run)
+            self._end(op.fault or "io_error", op.error)
+            return False
+        above = request.upstream_ns
+        for dur, n in op.segments:
+            self.write_latency.record(above + dur, n)
+        self.outcome.write_requests += count
+        self.outcome.bytes_written += count * length
+        self.batched_messages += 1
+        return True
+
+    async def _write_each(self, part: str, first: int, offset: int, length: int, count: int) -> bool:
+        """Request mode: each write is its own message, issued when the previous one completed."""
         engine = self.engine
         out = self.outcome
         stats = self.stats
@@ -177,29 +238,26 @@ class DumpDriver:
         send = self.down.send_nowait
         receive = self.complete.receive
         trace = engine.trace is not None
-        file_pos = 0
-        number = 0
-        for part in self.plan.parts:
-            for offset, length in self.layout.map(file_pos, part.bytes, self.max_chunk):
-                number += 1
-                t0 = engine.now_ns
-                engine.advance(per_request)
-                stats.record(per_request)
-                request = DumpRequest(number, offset, Mdl(LAYER, length), part.name, t0)
-                if trace:
-                    engine.emit(t0, LAYER, "issue_write", per_request, number, offset, length, self.dump_type)
-                send(Op(OpKind.WRITE, request))
-                op = await receive()
-                if op.error is not None:
-                    self._end(op.fault or "io_error", op.error)
-                    return False
-                t1 = engine.now_ns
-                latency.record(t1 - t0)
-                out.write_requests += 1
-                out.bytes_written += length
-                if trace:
-                    engine.emit(t1, LAYER, "write_complete", 0, number, request.offset, length, self.dump_type)
-            file_pos += part.bytes
+        dump_type = self.dump_type
+        for number in range(first, first + count):
+            t0 = engine.now_ns
+            engine.advance(per_request)
+            stats.record(per_request)
+            request = DumpRequest(number, offset, Mdl(LAYER, length), part, t0)
+            if trace:
+                engine.emit(t0, LAYER, "issue_write", per_request, number, offset, length, dump_type)
+            send(Op(OpKind.WRITE, request))
+            op = await receive()
+            if op.error is not None:
+                self._end(op.fault or "io_error", op.error)
+                return False
+            t1 = engine.now_ns
+            latency.record(t1 - t0)
+            out.write_requests += 1
+            out.bytes_written += length
+            if trace:
+                engine.emit(t1, LAYER, "write_complete", 0, number, request.offset, length, dump_type)
+            offset += length
         return True
 
     async def _send(self, op: Op) -> bool:

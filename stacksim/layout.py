@@ -63,11 +63,12 @@ class FileLayout:
         """True when partition-relative [offset, offset+length) lies inside one run."""
         return any(r.offset <= offset and offset + length <= r.offset + r.length for r in self.runs)
 
-    def map(self, file_offset: int, length: int, max_chunk: int) -> Iterator[tuple[int, int]]:
+    def map_runs(self, file_offset: int, length: int, max_chunk: int) -> Iterator[tuple[int, int, int]]:
         """
-        Yield (partition offset, length) pieces for file bytes [file_offset, +length).
+        Yield (partition offset, piece length, count) groups for file bytes [file_offset, +length).
 
-        Pieces are at most *max_chunk* bytes and never cross a run boundary.
+        Each group is *count* consecutive pieces of the same length starting at the offset.
+        Pieces are at most *max_chunk* bytes, never cross a run boundary, and come in file order.
         """
         if file_offset + length > self.size:
             raise ValueError(f"file range {file_offset}+{length} beyond the file's {self.size} bytes")
@@ -75,11 +76,19 @@ class FileLayout:
         for run in self.runs:
             end = base + run.length
             if file_offset < end and length > 0:
-                pos = file_offset
-                while pos < end and length > 0:
-                    n = min(max_chunk, end - pos, length)
-                    yield run.offset + (pos - base), n
-                    pos += n
-                    length -= n
-                file_offset = pos
+                span = min(end - file_offset, length)
+                start = run.offset + (file_offset - base)
+                full, rest = divmod(span, max_chunk)
+                if full:
+                    yield start, max_chunk, full
+                if rest:
+                    yield start + full * max_chunk, rest, 1
+                file_offset += span
+                length -= span
             base = end
+
+    def map(self, file_offset: int, length: int, max_chunk: int) -> Iterator[tuple[int, int]]:
+        """:meth:`map_runs`, one (partition offset, length) piece at a time."""
+        for offset, size, count in self.map_runs(file_offset, length, max_chunk):
+            for i in range(count):
+                yield offset + i * size, size

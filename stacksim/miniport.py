@@ -113,6 +113,9 @@ class DumpPort:
     def _write(self, op: Op) -> None:
         request = op.request
         assert request is not None
+        if request.count > 1:
+            self._write_run(op)
+            return
         self.outstanding += 1
         try:
             if self.outstanding != 1:  # pragma: no cover - guarded by the dump driver's QD1 loop
@@ -150,3 +153,30 @@ class DumpPort:
                 engine.emit(t1, "device", "device_write", service, request.number, disk_offset, length, self.dump_type)
         finally:
             self.outstanding -= 1
+
+    def _write_run(self, op: Op) -> None:
+        """Batched mode: *count* identical writes, one at a time in simulated time, in one message."""
+        request = op.request
+        assert request is not None
+        n, length, offset = request.count, request.length, request.offset
+        # Batches come straight from the layout (batched filters change nothing), so every write
+        # is aligned, within max_transfer and inside one run; the dump driver guarantees it.
+        assert length <= self.max_transfer, request
+        assert self.layout.contains(offset, n * length), request
+        engine = self.engine
+        overhead = self.per_request_overhead_ns
+        engine.advance(overhead * n)
+        self.stats.record(overhead, n)
+        request.upstream_ns += overhead
+        disk_offset = self.layout.partition_offset + offset
+        # The layers above spent their n shares already; write 1 reaches the device after one share.
+        first_start = engine.now_ns - (n - 1) * request.upstream_ns
+        segments = self.device.write_run_ns(disk_offset, length, n, first_start, request.upstream_ns)
+        device_stats = self.device.stats
+        total = 0
+        for dur, count in segments:
+            device_stats.record(dur, count)
+            total += dur * count
+        engine.advance(total)
+        self.bytes_written += n * length
+        op.segments = tuple(segments)

@@ -123,6 +123,11 @@ class DumpRequest:
     mdl: Mdl
     part: str
     issued_ns: int = 0
+    count: int = 1
+    """Batched mode: this message stands for *count* identical requests numbered ``number``,
+    ``number + 1``, … at consecutive offsets ``offset + i × length``."""
+    upstream_ns: int = 0
+    """Batched mode: per-request time spent above the device so far (each layer adds its cost)."""
 
     @property
     def length(self) -> int:
@@ -145,6 +150,8 @@ class Op:
 
     kind: OpKind
     request: DumpRequest | None = None
+    segments: tuple[tuple[int, int], ...] = ()
+    """Batched mode: the device's (service ns, count) segments for the run, set by the port."""
     error: str | None = None
     """Why the operation was stopped on its way down; ``None`` while all is well."""
     fault: str | None = None

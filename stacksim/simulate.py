@@ -97,6 +97,7 @@ class RunResult:
     images: tuple[str, ...]
     target: str
     warnings: tuple[str, ...] = field(default=())
+    batched_messages: int = 0
 
     @property
     def throughput_bytes_per_s(self) -> float:
@@ -127,6 +128,7 @@ class RunResult:
             "write_latency": self.write_latency.as_dict(),
             "filters": [f.as_dict() for f in self.filters],
             "warnings": list(self.warnings),
+            "batched_messages": self.batched_messages,
         }
 
 
@@ -149,8 +151,14 @@ def _target(s: Scenario) -> str:
     return "dedicated" if s.registry.dedicated_dump_file else "pagefile"
 
 
-def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | None = None) -> RunResult:
-    """Run *scenario* in virtual time and return its result. Deterministic for a given scenario."""
+def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | None = None, batch: bool = True) -> RunResult:
+    """
+    Run *scenario* in virtual time and return its result. Deterministic for a given scenario.
+
+    With *batch* (the default) a run of identical writes may travel as one message when every
+    filter declares its cost; the result is identical to request mode (``batch=False``). A
+    *trace* has one record per request, so tracing always runs in request mode.
+    """
     s = scenario
     plan = _plan(s)
     dump_type = DumpType.CRASHDUMP if s.scenario.event == "crash" else DumpType.HIBERNATION
@@ -215,6 +223,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
             complete=complete_recv,
             integrity_check_ns=s.dump_driver.integrity_check,
             per_request_ns=s.dump_driver.per_request,
+            batch=batch and trace is None,
         )
         tasks = []
         for i, layer in enumerate(active):
@@ -272,6 +281,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
         images=images,
         target=layout.target,
         warnings=tuple(warnings),
+        batched_messages=driver.batched_messages,
     )
     log.debug("run.end", scenario=s.scenario.name, status=result.status, dump_time_ns=result.dump_time_ns)
     return result

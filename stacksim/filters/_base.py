@@ -173,6 +173,24 @@ class DumpFilter:
                 setattr(init, name, getattr(self, name))
         return NtStatus.SUCCESS
 
+    # -- cost model: lets a run of identical writes travel as one message (batched mode) ----
+    def write_cost(self, extension: FilterExtension, length: int) -> int | None:
+        """
+        The exact simulated cost, in ns, of ``dump_write`` for a request of *length* bytes.
+
+        Return a number only if, for every request not listed by :meth:`special_requests`,
+        ``dump_write`` would do nothing but take that time: no status other than success, no
+        change another layer can observe, no await. Then stacksim may skip the callback and
+        charge this cost for a whole run of identical requests at once (batched mode), with
+        results identical to calling it per request. The default, ``None``, means "call me
+        for every request" (request mode), which is always correct.
+        """
+        return None
+
+    def special_requests(self, extension: FilterExtension) -> frozenset[int]:
+        """Request numbers for which ``dump_write`` must really be called (faults, probes)."""
+        return frozenset()
+
     async def dump_start(self, extension: FilterExtension) -> int | None:
         """Called once when the dump starts, before the first write."""
         return NtStatus.SUCCESS

@@ -154,8 +154,12 @@ class FilterLayer:
             if not self.loaded or callback is None:
                 send.send_nowait(op)
                 continue
-            event = kind.value
             request = op.request
+            if request is not None and request.count > 1:
+                self._charge_run(request)
+                send.send_nowait(op)
+                continue
+            event = kind.value
             t0 = engine.now_ns
             if request is None:
                 status, dur, error, fault = await self._call(event, None, callback, ext)
@@ -188,6 +192,25 @@ class FilterLayer:
                     event, f"returned {status_name(status)}" + (f" for request #{request.number}" if request else "")
                 )
             send.send_nowait(op)
+
+    def write_cost(self, length: int) -> int | None:
+        """The filter's declared per-write cost for *length* bytes (0 without a dump_write), or None."""
+        if not self.loaded or self.init.dump_write is None:
+            return 0
+        return self.filter.write_cost(self.extension, length)
+
+    def special_requests(self) -> frozenset[int]:
+        """Request numbers whose dump_write must really be called."""
+        return self.filter.special_requests(self.extension) if self.loaded and self.init.dump_write else frozenset()
+
+    def _charge_run(self, request: Any) -> None:
+        """Batched mode: charge the declared cost of *count* identical writes without calling back."""
+        cost = self.filter.write_cost(self.extension, request.length)
+        if cost is None:  # pragma: no cover - the dump driver batches only declared costs
+            raise AssertionError(f"{self.name} has no cost model for a batched write")
+        self.engine.advance(cost * request.count)
+        self.stats.record(cost, request.count)
+        request.upstream_ns += cost
 
     async def _call(self, event: str, number: int | None, callback: Any, *args: Any) -> tuple[int, int, str | None, str]:
         """Run one callback; return (status, duration ns, fatal error or None, fault kind)."""

@@ -68,10 +68,13 @@ class DelayFlt(DumpFilter):
         spend(self.config.start)
         return NtStatus.SUCCESS
 
+    def write_cost(self, extension: FilterExtension | None, length: int) -> int:
+        """``per_call + ⌈length × per_byte⌉``."""
+        return self.config.per_call + bytes_time_ns(length, self.config.per_byte)
+
     async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
         """Spend ``per_call + length × per_byte``."""
-        c = self.config
-        spend(c.per_call + bytes_time_ns(request.length, c.per_byte))
+        spend(self.write_cost(extension, request.length))
         return NtStatus.SUCCESS
 
     async def dump_read(self, extension: FilterExtension, request: DumpRequest) -> int:

@@ -75,7 +75,11 @@ class DumpFve(DumpFilter):
         return NtStatus.SUCCESS
 
     def _crypt(self, length: int) -> None:
-        spend(self.config.per_call + bytes_time_ns(length, self.config.per_byte))
+        spend(self.write_cost(None, length))
+
+    def write_cost(self, extension: FilterExtension | None, length: int) -> int:
+        """``per_call + ⌈length × per_byte⌉``: the MDL swap is invisible to the layers below."""
+        return self.config.per_call + bytes_time_ns(length, self.config.per_byte)
 
     async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
         """Encrypt into the filter's own buffer and point the request at it."""

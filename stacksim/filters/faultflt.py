@@ -95,6 +95,17 @@ class FaultFlt(DumpFilter):
                 raise RuntimeError("faultflt.sys: injected failure in driver_entry")
         return NtStatus.SUCCESS
 
+    def write_cost(self, extension: FilterExtension, length: int) -> int:
+        """``extra`` for ``slow``, else 0: only :meth:`special_requests` misbehave."""
+        return self.config.extra if self.config.action == "slow" else 0
+
+    def special_requests(self, extension: FilterExtension) -> frozenset[int]:
+        """``at_request``, when the action applies to ``dump_write`` in this stack."""
+        c = self.config
+        if c.callback == "dump_write" and c.action not in ("none", "slow") and self._armed(extension):
+            return frozenset({c.at_request})
+        return frozenset()
+
     async def _misbehave(self, callback: str, extension: FilterExtension, request: DumpRequest | None) -> int:
         c = self.config
         if c.action == "slow":

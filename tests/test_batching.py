@@ -1,0 +1,140 @@
+"""
+Batched mode: one message standing for a run of identical writes gives exactly the results of
+request mode, on hand-picked and on random scenarios (hypothesis).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from conftest import make_scenario
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stacksim import DumpFilter, DumpRequest, FilterCatalog, FilterExtension, simulate, spend
+
+
+def both(catalog: FilterCatalog | None = None, **sections: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    catalog = catalog or FilterCatalog()
+    s = make_scenario(catalog, **sections)
+    batched = simulate(s, catalog).as_dict()
+    single = simulate(s, catalog, batch=False).as_dict()
+    return batched, single
+
+
+def without_mode(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "batched_messages"}
+
+
+def test_complete_dump_through_three_filters_is_identical_and_batched() -> None:
+    """A complete dump through three cost-declaring filters: same result, a handful of messages."""
+    batched, single = both(
+        registry={"CrashDumpEnabled": 1, "DumpFilters": ["dumpfve.sys", "delayflt.sys", "faultflt.sys"]},
+        memory={"ram": "256 MiB"},
+        filters={
+            "delayflt.sys": {"per_call": "3 us", "per_byte": "0.01 ns"},
+            "faultflt.sys": {"action": "slow", "extra": "7 us"},
+        },
+    )
+    assert without_mode(batched) == without_mode(single)
+    assert single["batched_messages"] == 0
+    assert batched["batched_messages"] == 1
+    assert batched["write_requests"] == 4097
+
+
+def test_a_fault_at_one_request_splits_the_run() -> None:
+    """A filter's special request is called for real inside an otherwise batched run."""
+    batched, single = both(
+        registry={"CrashDumpEnabled": 1, "DumpFilters": ["faultflt.sys"]},
+        memory={"ram": "64 MiB"},
+        filters={"faultflt.sys": {"action": "fail", "at_request": 500}},
+    )
+    assert without_mode(batched) == without_mode(single)
+    assert batched["filters"][0]["errors"] == {"dump_write": 1}
+    assert batched["batched_messages"] == 2
+
+
+def test_a_fatal_fault_mid_run_stops_at_the_same_request() -> None:
+    """A violation at request k stops both modes after exactly k - 1 writes."""
+    batched, single = both(
+        registry={"CrashDumpEnabled": 1, "DumpFilters": ["faultflt.sys"]},
+        memory={"ram": "64 MiB"},
+        filters={"faultflt.sys": {"action": "change_length", "at_request": 300}},
+    )
+    assert without_mode(batched) == without_mode(single)
+    assert batched["status"] == "filter_violation"
+    assert batched["write_requests"] == 299
+
+
+def test_filter_without_cost_model_gets_request_mode() -> None:
+    """A user filter that declares no cost model is called for every write."""
+    calls = []
+
+    class Plain(DumpFilter):
+        service_name: ClassVar[str] = "plain.sys"
+
+        async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+            calls.append(request.number)
+            spend(100)
+            return 0
+
+    catalog = FilterCatalog()
+    catalog.add(Plain, "test")
+    batched, single = both(catalog, registry={"CrashDumpEnabled": 1, "DumpFilters": ["plain.sys"]}, memory={"ram": "1 MiB"})
+    assert batched == single
+    assert calls == list(range(1, 18)) * 2
+
+
+FILTER_TABLES = {
+    "dumpfve.sys": st.fixed_dictionaries(
+        {"per_call": st.integers(0, 5000), "per_byte": st.sampled_from(["0 ns", "0.3 ns", "1.25 ns"])}
+    ),
+    "delayflt.sys": st.fixed_dictionaries({"per_call": st.integers(0, 5000), "start": st.integers(0, 10**6)}),
+    "faultflt.sys": st.fixed_dictionaries(
+        {
+            "action": st.sampled_from(["none", "slow", "fail", "change_offset", "change_length", "raise", "write_caller_buffer"]),
+            "at_request": st.integers(1, 40),
+            "extra": st.integers(0, 10**5),
+        }
+    ),
+}
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> dict[str, Any]:
+    filters = draw(st.lists(st.sampled_from(sorted(FILTER_TABLES)), unique=True, max_size=3))
+    hibernate = draw(st.booleans())
+    return {
+        "scenario": {"name": "h", "event": "hibernate", "hibernate_at": "1 ms", "bugcheck_at": None}
+        if hibernate
+        else {"name": "c", "event": "crash", "bugcheck_at": draw(st.integers(0, 10**7))},
+        "registry": {
+            "DumpFilters": filters,
+            "CrashDumpEnabled": draw(st.sampled_from([1, 2, 3, 7])),
+            "FilterPages": draw(st.sampled_from([0, 1])),
+        },
+        "memory": {
+            "ram": draw(st.integers(1, 3000)) * 4096,
+            "secondary_data": draw(st.sampled_from([0, 4096, 100_000])),
+        },
+        "filters": {name: draw(FILTER_TABLES[name]) for name in filters},
+        "dump_port": {
+            "max_transfer": draw(st.integers(1, 64)) * 4096,
+            "per_request_overhead": draw(st.integers(0, 20_000)),
+            "reset": draw(st.integers(0, 10**6)),
+        },
+        "dump_driver": {"per_request": draw(st.integers(0, 3000))},
+        "disk": {
+            "latency": draw(st.integers(0, 10**5)),
+            "bandwidth": draw(st.integers(10**6, 10**10)),
+            "flush": draw(st.integers(0, 10**6)),
+        },
+    }
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_random_scenarios_give_identical_results(sections: dict[str, Any]) -> None:
+    """On random valid scenarios, batched and request mode agree on every result field."""
+    batched, single = both(**sections)
+    assert without_mode(batched) == without_mode(single)
