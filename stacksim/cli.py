@@ -93,9 +93,10 @@ def run(
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Override [scenario] seed.", show_default=False)] = None,
     plugin: PluginOpt = None,
-    no_batch: Annotated[
-        bool, typer.Option("--no-batch", help="Force request mode: one message per write (results are identical).")
-    ] = False,
+    batch: Annotated[
+        bool,
+        typer.Option("--batch/--no-batch", help="Batched mode (default) or request mode: one message per write; same results."),
+    ] = True,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error (stderr).")] = "warning",
 ) -> None:
     """Run a scenario and print where the time went."""
@@ -111,7 +112,7 @@ def run(
         s = load_scenario(scenario, catalog, seed=seed)
         with contextlib.ExitStack() as stack:
             trace = JsonlTrace(stack.enter_context(atomic_writer(trace_out))) if trace_out is not None else None
-            result = simulate(s, catalog, trace=trace, batch=not no_batch)
+            result = simulate(s, catalog, trace=trace, batch=batch)
             if json_out is not None and str(json_out) != "-":
                 with atomic_writer(json_out) as f:
                     f.write(result_json(result))

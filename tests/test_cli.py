@@ -181,3 +181,11 @@ def test_console_script_end_to_end(small: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "stacksim", "run", "missing.toml"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
+
+
+def test_no_batch_gives_the_same_result(small: Path) -> None:
+    """--no-batch forces request mode; only batched_messages differs."""
+    a = json.loads(invoke("run", str(small), "--json", "-")[1])
+    b = json.loads(invoke("run", str(small), "--json", "-", "--no-batch")[1])
+    assert (a.pop("batched_messages"), b.pop("batched_messages")) == (1, 0)
+    assert a == b
