@@ -37,26 +37,69 @@ _HDR_DIGITS: Final = 3
 class LatencyHistogram:
     """Streaming, mergeable, weighted distribution of integer nanosecond values."""
 
-    __slots__ = ("_exact", "_hdr", "count", "max", "min", "total")
+    __slots__ = ("_count", "_exact", "_hdr", "_max", "_min", "_run_count", "_run_value", "_total")
 
     def __init__(self) -> None:
         self._exact: dict[int, int] | None = {}
         self._hdr: HdrHistogram | None = None
-        self.count = 0
-        self.total = 0
-        self.max = 0
-        self.min = 0
+        self._count = 0
+        self._total = 0
+        self._max = 0
+        self._min = 0
+        # Consecutive equal values (the usual case in a dump) are accumulated here first.
+        self._run_value = -1
+        self._run_count = 0
 
     def record(self, value: int, count: int = 1) -> None:
         """Record *count* samples of *value* nanoseconds."""
+        if value == self._run_value and count > 0:
+            self._run_count += count
+            return
         if value < 0 or count <= 0:
             raise ValueError(f"cannot record value {value} with count {count}")
-        if self.count == 0 or value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-        self.count += count
-        self.total += value * count
+        self._flush()
+        self._run_value = value
+        self._run_count = count
+
+    def _flush(self) -> None:
+        if self._run_count:
+            value, count = self._run_value, self._run_count
+            self._run_count = 0
+            self._add(value, count)
+
+    @property
+    def count(self) -> int:
+        """Samples recorded."""
+        self._flush()
+        return self._count
+
+    @property
+    def total(self) -> int:
+        """Sum of all samples."""
+        self._flush()
+        return self._total
+
+    @property
+    def max(self) -> int:
+        """Largest sample (0 when empty)."""
+        self._flush()
+        return self._max
+
+    @property
+    def min(self) -> int:
+        """Smallest sample (0 when empty)."""
+        self._flush()
+        return self._min
+
+    def _add(self, value: int, count: int) -> None:
+        if value < 0 or count <= 0:
+            raise ValueError(f"cannot record value {value} with count {count}")
+        if self._count == 0 or value < self._min:
+            self._min = value
+        if value > self._max:
+            self._max = value
+        self._count += count
+        self._total += value * count
         exact = self._exact
         if exact is not None:
             exact[value] = exact.get(value, 0) + count
@@ -81,11 +124,12 @@ class LatencyHistogram:
     @property
     def exact(self) -> bool:
         """True while percentiles are exact (few distinct values)."""
+        self._flush()
         return self._exact is not None
 
     def percentile(self, p: float) -> int:
         """The nearest-rank *p*-th percentile in ns (0 for an empty histogram)."""
-        if self.count == 0:
+        if self.count == 0:  # flushes
             return 0
         if self._exact is None:
             assert self._hdr is not None
@@ -100,21 +144,22 @@ class LatencyHistogram:
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add every sample of *other* to this histogram."""
-        if other.count == 0:
+        if other.count == 0:  # flushes other
             return
+        self._flush()
         if other._exact is not None:
             for value, count in other._exact.items():
-                self.record(value, count)
+                self._add(value, count)
             return
         if self._exact is not None:
             self._fold()
         assert self._hdr is not None
         assert other._hdr is not None
         self._hdr.add(other._hdr)
-        self.count += other.count
-        self.total += other.total
-        self.min = other.min if self.count == other.count else min(self.min, other.min)
-        self.max = max(self.max, other.max)
+        self._min = other._min if self._count == 0 else min(self._min, other._min)
+        self._count += other._count
+        self._total += other._total
+        self._max = max(self._max, other._max)
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,9 +164,12 @@ class FilterLayer:
             if request is None:
                 status, dur, error, fault = await self._call(event, None, callback, ext)
             else:
-                mdl_in, writes_in, length_in, offset_in = request.mdl, request.mdl.writes, request.mdl.length, request.offset
+                mdl_in = request.mdl
+                writes_in, length_in, offset_in = mdl_in.writes, mdl_in.length, request.offset
                 status, dur, error, fault = await self._call(event, request.number, callback, ext, request)
-                if error is None:
+                if error is None and (
+                    request.mdl.length != length_in or mdl_in.writes != writes_in or request.offset != offset_in
+                ):
                     error = self._check_request(event, request, mdl_in, writes_in, length_in, offset_in)
             engine.advance(dur)
             stats.record(dur)
@@ -216,6 +219,8 @@ class FilterLayer:
         """Run one callback; return (status, duration ns, fatal error or None, fault kind)."""
         try:
             result, dur = await self.engine.timed(self.meter, self.name, event, number, callback, *args)
+            if result is None or result == 0:  # the common case, without an enum lookup
+                return NtStatus.SUCCESS, dur, None, "filter_violation"
         except CallFailed as failed:
             exc = failed.exc
             where = f" on request #{number}" if number is not None else ""

@@ -1,0 +1,239 @@
+"""
+Engine benchmark: stacksim request mode, stacksim batched mode, SimPy and a heapq loop, side by side.
+
+The model is the one in ``shared/perf-notes.md``: a producer (the dump driver) sends R writes of
+64 KiB through three filters that each cost 2 µs to a device that takes 20 µs + 64 KiB / 3 GB/s,
+one request at a time (QD1, the crash path). Every engine must produce the same simulated time;
+the script checks that, then prints requests/s and ratios measured in this one run, and a
+scaling table (1 GiB → 1 TiB complete dumps in batched mode: wall time and peak RSS, each in a
+fresh process so the RSS high-water mark is its own).
+
+Run on demand, not in the test suite:
+
+    python3 -m pip install -e ".[bench]"
+    python3 benchmarks/bench_engine.py            # ~1-2 minutes
+    python3 benchmarks/bench_engine.py --quick    # smaller R, fewer sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import resource
+import subprocess
+import sys
+import time
+from typing import Any, ClassVar
+
+from stacksim import FilterCatalog, simulate, validate_scenario
+from stacksim._log import configure_logging
+from stacksim.filters import DelayFlt
+from stacksim.units import transfer_ns
+
+SIZE = 65536
+FILTER_NS = 2_000
+DEVICE_NS = 20_000 + transfer_ns(SIZE, 3 * 10**9)
+N_FILTERS = 3
+
+
+class Delay2(DelayFlt):
+    """A second delay filter (delayflt.sys can be listed once)."""
+
+    service_name: ClassVar[str] = "delay2.sys"
+
+
+class Delay3(DelayFlt):
+    """A third delay filter."""
+
+    service_name: ClassVar[str] = "delay3.sys"
+
+
+def catalog() -> FilterCatalog:
+    """Built-ins plus the two extra delay filters."""
+    c = FilterCatalog()
+    c.add(Delay2, "benchmark")
+    c.add(Delay3, "benchmark")
+    return c
+
+
+def scenario(ram: int, cat: FilterCatalog) -> Any:
+    """A complete dump of *ram* bytes through three 2 µs filters; every other cost is zero."""
+    names = ["delayflt.sys", "delay2.sys", "delay3.sys"]
+    return validate_scenario(
+        {
+            "scenario": {"name": "bench"},
+            "registry": {"DumpFilters": names, "CrashDumpEnabled": 1},
+            "memory": {"ram": ram},
+            "filters": {n: {"per_call": FILTER_NS} for n in names},
+            "dump_port": {"max_transfer": SIZE, "per_request_overhead": 0, "reset": 0},
+            "disk": {"latency": 20_000, "bandwidth": 3 * 10**9, "flush": 0, "size": 4 * 2**40},
+            "dump_driver": {"per_request": 0},
+        },
+        "<bench>",
+        cat,
+    )
+
+
+def run_stacksim(requests: int, batch: bool) -> tuple[float, int, int]:
+    """Wall seconds, simulated ns of the writes, and write count for a dump of *requests* body writes."""
+    cat = catalog()
+    s = scenario(requests * SIZE, cat)
+    t = time.perf_counter()
+    r = simulate(s, cat, batch=batch)
+    wall = time.perf_counter() - t
+    header = 20_000 + transfer_ns(8192, 3 * 10**9) + N_FILTERS * FILTER_NS
+    return wall, r.dump_time_ns - header, r.write_requests - 1
+
+
+def run_simpy(requests: int) -> tuple[float, int]:
+    """The same pipeline in SimPy 4: one process per stage, Stores between them."""
+    import simpy
+
+    env = simpy.Environment()
+    stores = [simpy.Store(env) for _ in range(N_FILTERS + 1)]
+    done = simpy.Store(env)
+
+    def stage(i: int, cost: int) -> Any:
+        inp, out = stores[i], stores[i + 1] if i + 1 < len(stores) else done
+        while True:
+            item = yield inp.get()
+            yield env.timeout(cost)
+            yield out.put(item)
+
+    for i in range(N_FILTERS):
+        env.process(stage(i, FILTER_NS))
+    env.process(stage(N_FILTERS, DEVICE_NS))
+
+    def producer() -> Any:
+        for k in range(requests):
+            yield stores[0].put(k)
+            yield done.get()
+
+    t = time.perf_counter()
+    env.process(producer())
+    env.run()
+    return time.perf_counter() - t, int(env.now)
+
+
+def run_trio_floor(requests: int) -> float:
+    """
+    The floor for any design with one trio task per layer.
+
+    Five tasks pass a message around a ring of trio memory channels (driver → 3 filters → port →
+    driver), doing no work and keeping no time.
+    """
+    import math
+
+    import trio
+    import trio.testing
+
+    wall = 0.0
+
+    async def main() -> None:
+        nonlocal wall
+        chans = [trio.open_memory_channel[int](math.inf) for _ in range(N_FILTERS + 2)]
+
+        async def relay(r: trio.MemoryReceiveChannel[int], s: trio.MemorySendChannel[int]) -> None:
+            async for x in r:
+                s.send_nowait(x)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(N_FILTERS + 1):
+                nursery.start_soon(relay, chans[i][1], chans[i + 1][0])
+            t = time.perf_counter()
+            for k in range(requests):
+                chans[0][0].send_nowait(k)
+                await chans[-1][1].receive()
+            wall = time.perf_counter() - t
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return wall
+
+
+def run_heapq(requests: int) -> tuple[float, int]:
+    """The same pipeline as a flat heapq event loop: the floor for a Python DES."""
+    costs = [FILTER_NS] * N_FILTERS + [DEVICE_NS]
+    heap: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)]  # (time, seq, stage, request)
+    seq = 0
+    now = 0
+    t = time.perf_counter()
+    while heap:
+        now, _, stage, k = heapq.heappop(heap)
+        seq += 1
+        if stage < len(costs):
+            heapq.heappush(heap, (now + costs[stage], seq, stage + 1, k))
+        elif k + 1 < requests:
+            heapq.heappush(heap, (now, seq, 0, k + 1))
+    return time.perf_counter() - t, now
+
+
+def child(ram_gib: int) -> None:
+    """Run one batched complete dump of *ram_gib* GiB and print wall time and peak RSS as JSON."""
+    cat = catalog()
+    s = scenario(ram_gib * 2**30, cat)
+    t = time.perf_counter()
+    r = simulate(s, cat)
+    wall = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"wall": wall, "rss": rss, "writes": r.write_requests, "dump_time_ns": r.dump_time_ns}))
+
+
+def main() -> None:
+    """Measure and print."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller runs")
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    configure_logging("warning")
+    if args.child is not None:
+        child(args.child)
+        return
+    r_request = 5_000 if args.quick else 30_000
+    r_des = 30_000 if args.quick else 200_000
+    print(f"model: {N_FILTERS} filters × {FILTER_NS} ns, device {DEVICE_NS} ns per 64 KiB write, QD1")
+    w_req, sim_req, n_req = run_stacksim(r_request, batch=False)
+    w_floor = run_trio_floor(r_request)
+    w_simpy, sim_simpy = run_simpy(r_des)
+    w_heap, sim_heap = run_heapq(r_des)
+    big = 2**20  # 64 GiB of 64 KiB writes
+    w_bat, sim_bat, n_bat = run_stacksim(big, batch=True)
+    per_req = N_FILTERS * FILTER_NS + DEVICE_NS
+    checks = {
+        "stacksim request": sim_req == n_req * per_req,
+        "stacksim batched": sim_bat == n_bat * per_req,
+        "simpy": sim_simpy == r_des * per_req,
+        "heapq": sim_heap == r_des * per_req,
+    }
+    assert all(checks.values()), f"simulated times disagree with the closed form: {checks}"
+    rates = {
+        "stacksim request mode": n_req / w_req,
+        "trio floor: 5 tasks relaying over memory channels, no model": r_request / w_floor,
+        "SimPy 4 (process per stage, Store)": r_des / w_simpy,
+        "heapq flat loop": r_des / w_heap,
+        "stacksim batched mode (64 GiB dump)": n_bat / w_bat,
+    }
+    simpy_rate = rates["SimPy 4 (process per stage, Store)"]
+    req_rate = rates["stacksim request mode"]
+    print("\n| engine | requests | wall s | requests/s | ÷ SimPy | ÷ stacksim request |")
+    print("|---|---|---|---|---|---|")
+    for (name, rate), (n, w) in zip(
+        rates.items(), [(n_req, w_req), (r_request, w_floor), (r_des, w_simpy), (r_des, w_heap), (n_bat, w_bat)], strict=True
+    ):
+        print(f"| {name} | {n:,} | {w:.3f} | {rate:,.0f} | {rate / simpy_rate:.2f} | {rate / req_rate:,.1f} |")
+    print("\nall engines agree with the closed form R × (3 × 2 µs + device) to the nanosecond")
+
+    sizes = [1, 16, 64] if args.quick else [1, 16, 64, 256, 1024]
+    print("\n| complete dump | writes | wall s | peak RSS MiB | RSS ÷ 1 GiB run |")
+    print("|---|---|---|---|---|")
+    base_rss = None
+    for gib in sizes:
+        out = subprocess.run([sys.executable, __file__, "--child", str(gib)], capture_output=True, text=True, check=True)
+        m = json.loads(out.stdout.strip().splitlines()[-1])
+        base_rss = base_rss or m["rss"]
+        print(f"| {gib} GiB | {m['writes']:,} | {m['wall']:.3f} | {m['rss'] / 2**20:.1f} | {m['rss'] / base_rss:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
