@@ -18,7 +18,7 @@ import structlog
 
 from stacksim._engine import current_engine
 
-__all__ = ["add_sim_time", "configure_logging"]
+__all__ = ["add_sim_time", "configure_logging", "ensure_configured"]
 
 
 def add_sim_time(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -45,3 +45,14 @@ def configure_logging(level: str = "warning", *, json: bool = False, stream: Tex
         logger_factory=lambda *_: structlog.WriteLogger(stream if stream is not None else sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def ensure_configured() -> None:
+    """
+    Configure warning-level logging to stderr unless the application configured structlog.
+
+    structlog's own default prints every level to stdout; a library run in a notebook or a sweep
+    worker should not chatter unless asked to.
+    """
+    if not structlog.is_configured():
+        configure_logging("warning")

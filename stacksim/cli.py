@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
+import tomllib
+from collections.abc import Iterator
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from stacksim._io import atomic_writer
@@ -124,6 +129,106 @@ def run(
         sys.stdout.write(result_json(result))
     else:
         render(result, Console(highlight=False))
+
+
+@app.command()
+def sweep(
+    scenario: ScenarioArg,
+    sets: Annotated[
+        list[str],
+        typer.Option("--set", help='KEY=V1,V2,... e.g. disk.bandwidth=1GB/s,3GB/s or filters."dumpfve.sys".per_byte=1ns'),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Results file: .csv (default) or .jsonl; appended as points finish.")],
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Worker processes (default: CPU count).", show_default=False)
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask", help="Run on a Dask cluster: a scheduler address (tcp://host:8786) or 'local'.", show_default=False
+        ),
+    ] = None,
+    batch: Annotated[bool, typer.Option("--batch/--no-batch", help="Batched (default) or request mode for every point.")] = True,
+    plugin: PluginOpt = None,
+) -> None:
+    """Run a scenario over a grid of parameter values; stream one row per point to --out."""
+    from stacksim import sweep as sw
+
+    configure_logging("warning")
+    catalog = _catalog(plugin)
+    _check_output(out, "--out")
+    if out.suffix not in (".csv", ".jsonl"):
+        _fail(f"--out {out}: use a .csv or .jsonl file name")
+    try:
+        axes = [sw.parse_set(s) for s in sets]
+    except sw.SweepError as exc:
+        _fail(str(exc))
+    try:
+        data = tomllib.loads(Path(scenario).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        _fail(f"{scenario}: no such scenario file")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        _fail(f"{scenario}: not valid TOML: {exc}")
+    plugins = tuple(str(p.resolve()) for p in plugin or [])
+    n_points = len(sw.grid(axes))
+    console = Console(stderr=True, highlight=False)
+    with contextlib.ExitStack() as stack:
+        executor = stack.enter_context(_executor(dask, workers or os.cpu_count() or 1, console))
+        progress = stack.enter_context(
+            Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+        )
+        task = progress.add_task("sweep", total=n_points)
+        try:
+            ran, skipped, failed = sw.run_sweep(
+                str(scenario),
+                data,
+                axes,
+                out,
+                executor,
+                plugins=plugins,
+                batch=batch,
+                catalog=catalog,
+                on_done=lambda n, total: progress.update(task, completed=n_points - total + n),
+            )
+        except ScenarioError as exc:
+            _fail(str(exc))
+        except sw.SweepError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail(f"interrupted; finished points are in {out}; run the same command again to resume", code=1)
+        progress.update(task, completed=n_points)
+    typer.echo(f"{out}: {ran} points run ({failed} failed), {skipped} already there, {n_points} in the grid")
+
+
+@contextlib.contextmanager
+def _executor(dask: str | None, workers: int, console: Console) -> Iterator[Executor]:
+    """A local process pool, or a Dask cluster's Executor."""
+    if dask is None:
+        from stacksim.sweep import local_executor
+
+        with local_executor(workers) as ex:
+            yield ex
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        _fail('--dask needs the cluster extra: python3 -m pip install -e ".[cluster]"')
+    if dask == "local":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        cluster = None
+        try:
+            client = Client(dask, timeout="10s")
+        except OSError as exc:
+            _fail(f"--dask {dask}: cannot reach the scheduler ({exc})")
+    console.print(f"dask: {client}")
+    try:
+        yield client.get_executor(pure=False)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 @app.command()

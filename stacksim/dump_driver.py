@@ -165,12 +165,12 @@ class DumpDriver:
             if layer.driver_entry():
                 loaded.append(layer)
                 continue
-            log.info("filter.not_loaded", filter=layer.name, stack=stack, critical=layer.init.critical, reason=layer.load_error)
+            log.info("filter.not_loaded", filter=layer.name, which=stack, critical=layer.init.critical, reason=layer.load_error)
             if layer.init.critical:
                 for done in loaded:
                     await done.dump_unload()
                 return False, f"critical filter {layer.name} failed to initialise the {stack} ({layer.load_error})"
-        log.info("stack.loaded", stack=stack, filters=[layer.name for layer in loaded])
+        log.info("stack.loaded", which=stack, filters=[layer.name for layer in loaded])
         return True, ""
 
     async def _write_all(self) -> bool:

@@ -23,6 +23,7 @@ import structlog
 import trio
 
 from stacksim._engine import Engine, run
+from stacksim._log import ensure_configured
 from stacksim._version import __version__
 from stacksim.devices import FixedDevice
 from stacksim.dump_driver import LAYER as DUMP_DRIVER_LAYER
@@ -159,6 +160,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
     filter declares its cost; the result is identical to request mode (``batch=False``). A
     *trace* has one record per request, so tracing always runs in request mode.
     """
+    ensure_configured()
     s = scenario
     plan = _plan(s)
     dump_type = DumpType.CRASHDUMP if s.scenario.event == "crash" else DumpType.HIBERNATION

@@ -1,0 +1,146 @@
+"""Parameter sweeps: grids, streaming output, resume, failing points, the CLI."""
+
+from __future__ import annotations
+
+import csv
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from stacksim.cli import app
+from stacksim.scenario import ScenarioError
+from stacksim.sweep import SweepError, grid, parse_set, run_sweep
+
+BASE: dict[str, Any] = {
+    "scenario": {"name": "sw"},
+    "registry": {"DumpFilters": ["dumpfve.sys"], "CrashDumpEnabled": 1},
+    "memory": {"ram": "1 MiB"},
+}
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_parse_set_keys_and_values() -> None:
+    """--set takes TOML dotted keys (quotes for dotted names) and TOML or bare values."""
+    a = parse_set('filters."dumpfve.sys".per_byte=0.3ns,"1 ns",2')
+    assert a.path == ("filters", "dumpfve.sys", "per_byte")
+    assert a.values == ("0.3ns", "1 ns", 2)
+    b = parse_set('registry.DumpFilters=["dumpfve.sys", "delayflt.sys"],[]')
+    assert b.values == (["dumpfve.sys", "delayflt.sys"], [])
+
+
+@pytest.mark.parametrize("bad", ["disk.bandwidth", "=1,2", "disk..x=1", "disk.latency="])
+def test_parse_set_rejects(bad: str) -> None:
+    """A --set without KEY=VALUES is refused with an example."""
+    with pytest.raises(SweepError, match="--set"):
+        parse_set(bad)
+
+
+def test_grid_is_the_ordered_product_with_stable_ids() -> None:
+    """The grid is every combination, last axis fastest; ids depend only on the values."""
+    g = grid([parse_set("disk.bandwidth=1GB/s,3GB/s"), parse_set("memory.ram=1MiB,2MiB,4MiB")])
+    assert [tuple(p.labels.values()) for p in g][:4] == [
+        ("1GB/s", "1MiB"),
+        ("1GB/s", "2MiB"),
+        ("1GB/s", "4MiB"),
+        ("3GB/s", "1MiB"),
+    ]
+    assert len({p.point_id for p in g}) == 6
+    assert [p.point_id for p in g] == [
+        p.point_id for p in grid([parse_set("disk.bandwidth=1GB/s,3GB/s"), parse_set("memory.ram=1MiB,2MiB,4MiB")])
+    ]
+
+
+def test_sweep_streams_rows_and_resumes(tmp_path: Path) -> None:
+    """Each point becomes a row; rerunning skips finished points and drops a torn last line."""
+    out = tmp_path / "r.csv"
+    axes = [parse_set("disk.bandwidth=1GB/s,3GB/s"), parse_set("memory.ram=1MiB,2MiB")]
+    with ThreadPoolExecutor(2) as ex:
+        assert run_sweep("s.toml", BASE, axes, out, ex) == (4, 0, 0)
+    first = rows(out)
+    assert sorted((r["disk.bandwidth"], r["memory.ram"]) for r in first) == [
+        ("1GB/s", "1MiB"),
+        ("1GB/s", "2MiB"),
+        ("3GB/s", "1MiB"),
+        ("3GB/s", "2MiB"),
+    ]
+    assert {r["status"] for r in first} == {"ok"}
+    by_point = {(r["disk.bandwidth"], r["memory.ram"]): int(r["dump_time_ns"]) for r in first}
+    assert by_point[("1GB/s", "2MiB")] > by_point[("3GB/s", "2MiB")]
+    # Simulate an interruption: the last row was half written, and one row is missing.
+    text = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(text[:-2]) + text[-1][:10])
+    with ThreadPoolExecutor(2) as ex:
+        assert run_sweep("s.toml", BASE, axes, out, ex) == (2, 2, 0)
+    assert sorted(r["point_id"] for r in rows(out)) == sorted(r["point_id"] for r in first)
+
+
+def test_failing_point_is_recorded_and_others_run(tmp_path: Path) -> None:
+    """A point whose run fails is recorded with its error; the other points still run."""
+    out = tmp_path / "r.csv"
+    with ThreadPoolExecutor(2) as ex:
+        ran = run_sweep("s.toml", BASE, [parse_set("disk.size=1MiB,2TB")], out, ex)
+    assert ran == (2, 0, 1)
+    result = {r["disk.size"]: r for r in rows(out)}
+    assert result["1MiB"]["status"] == "error"
+    assert "cannot hold the pagefile" in result["1MiB"]["error"]
+    assert result["2TB"]["status"] == "ok"
+
+
+def test_invalid_point_fails_before_anything_runs(tmp_path: Path) -> None:
+    """A typo or bad value fails the sweep at once, naming the point and key; nothing is written."""
+    out = tmp_path / "r.csv"
+    with ThreadPoolExecutor(1) as ex, pytest.raises(ScenarioError, match=r"disk.bandwidth=fast.*\[disk\] bandwidth"):
+        run_sweep("s.toml", BASE, [parse_set("disk.bandwidth=1GB/s,fast")], out, ex)
+    assert not out.exists()
+
+
+def test_output_of_another_sweep_is_refused(tmp_path: Path) -> None:
+    """Resuming into a file with other columns is refused instead of mixing results."""
+    out = tmp_path / "r.csv"
+    out.write_text("point_id,other\nabc,1\n")
+    with ThreadPoolExecutor(1) as ex, pytest.raises(SweepError, match="different sweep"):
+        run_sweep("s.toml", BASE, [parse_set("memory.ram=1MiB")], out, ex)
+
+
+def test_cli_sweep_with_worker_processes(tmp_path: Path) -> None:
+    """`stacksim sweep` runs the grid in worker processes and streams a CSV and a JSONL file."""
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[scenario]\nname = "sw"\n[registry]\nCrashDumpEnabled = 1\n[memory]\nram = "1 MiB"\n')
+    out = tmp_path / "r.jsonl"
+    r = CliRunner().invoke(
+        app, ["sweep", str(scenario), "--set", "dump_port.max_transfer=4KiB,64KiB", "--out", str(out), "--workers", "2"]
+    )
+    assert r.exit_code == 0, r.stderr
+    assert "2 points run (0 failed), 0 already there, 2 in the grid" in r.stdout
+    assert len(out.read_text().splitlines()) == 2
+    again = CliRunner().invoke(app, ["sweep", str(scenario), "--set", "dump_port.max_transfer=4KiB,64KiB", "--out", str(out)])
+    assert "0 points run (0 failed), 2 already there" in again.stdout
+
+
+def test_cli_sweep_bad_set_exits_2(tmp_path: Path) -> None:
+    """A malformed --set exits 2 with a message and writes nothing."""
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[scenario]\nname = "sw"\n')
+    r = CliRunner().invoke(app, ["sweep", str(scenario), "--set", "disk.bandwidth", "--out", str(tmp_path / "r.csv")])
+    assert r.exit_code == 2
+    assert "write KEY=V1,V2" in r.stderr
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_cli_sweep_on_a_local_dask_cluster(tmp_path: Path) -> None:
+    """`--dask local` runs the same grid on a Dask LocalCluster through its Executor."""
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[scenario]\nname = "sw"\n[registry]\nCrashDumpEnabled = 3\n')
+    out = tmp_path / "r.csv"
+    r = CliRunner().invoke(
+        app, ["sweep", str(scenario), "--set", "disk.latency=10us,20us", "--out", str(out), "--dask", "local", "--workers", "1"]
+    )
+    assert r.exit_code == 0, r.stderr + r.stdout
+    assert sorted(row["status"] for row in rows(out)) == ["ok", "ok"]
