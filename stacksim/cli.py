@@ -281,6 +281,8 @@ def render(result: RunResult, console: Console) -> None:
     console.print(f"path        {' → '.join(r.images)} → disk ({r.target})")
     if any(s.calls for s in r.layers.values()):
         console.print(_layer_table(r))
+    if r.bottleneck and r.dump_time_ns:
+        console.print(_bottleneck_line(r))
     for f in r.filters:
         if f.load_error:
             console.print(f"[yellow]filter {f.name} not loaded:[/] {escape(f.load_error)}{' (critical)' if f.critical else ''}")
@@ -291,6 +293,20 @@ def render(result: RunResult, console: Console) -> None:
             )
     for warning in r.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def _bottleneck_line(r: RunResult) -> str:
+    """'bottleneck: device, 62.0 % of the dump time; without it ...; filters 30.6 %'."""
+    name = r.bottleneck
+    assert name is not None
+    rest = r.dump_time_ns - r.layers[name].busy_ns
+    speedup = f"{r.dump_time_ns / rest:.1f}× faster" if rest else "no time left"
+    line = f"bottleneck  {name}: {r.share_percent(name):.1f} % of the dump time; without it {format_ns(rest)} ({speedup})"
+    filters = [f.name for f in r.filters if f.name in r.layers]
+    if filters:
+        share = round(100 * sum(r.layers[f].busy_ns for f in filters) / r.dump_time_ns, 1)
+        line += f"; all filters {share:.1f} %"
+    return line
 
 
 def _layer_table(r: RunResult) -> Table:

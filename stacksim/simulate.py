@@ -101,6 +101,22 @@ class RunResult:
     batched_messages: int = 0
 
     @property
+    def bottleneck(self) -> str | None:
+        """
+        The layer that bounds throughput: on the serial crash path, the one with the most busy time.
+
+        Ties go to the layer nearest the top of the stack. ``None`` when nothing ran.
+        """
+        busiest = max(self.layers.items(), key=lambda kv: kv[1].busy_ns, default=None)
+        return busiest[0] if busiest is not None and busiest[1].busy_ns > 0 else None
+
+    def share_percent(self, layer: str) -> float:
+        """*layer*'s busy time as a percentage of the dump time (one decimal)."""
+        if not self.dump_time_ns:
+            return 0.0
+        return round(100 * self.layers[layer].busy_ns / self.dump_time_ns, 1)
+
+    @property
     def throughput_bytes_per_s(self) -> float:
         """Bytes written per second of dump time."""
         return self.bytes_written * 1e9 / self.dump_time_ns if self.dump_time_ns else 0.0
@@ -122,6 +138,11 @@ class RunResult:
             "dump_bytes": self.dump_bytes,
             "throughput_bytes_per_s": math.floor(self.throughput_bytes_per_s),
             "max_pages_per_write": self.max_pages_per_write,
+            "bottleneck": self.bottleneck,
+            "bottleneck_share_percent": self.share_percent(self.bottleneck) if self.bottleneck else 0.0,
+            "dump_time_without_bottleneck_ns": self.dump_time_ns - self.layers[self.bottleneck].busy_ns
+            if self.bottleneck
+            else self.dump_time_ns,
             "target": self.target,
             "parts": self.parts,
             "images": list(self.images),

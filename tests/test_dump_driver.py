@@ -169,3 +169,16 @@ def test_order_does_not_depend_on_trios_scheduler() -> None:
         _, trace = run(registry={"DumpFilters": ["dumpfve.sys", "faultflt.sys"], "CrashDumpEnabled": 1}, memory={"ram": "1 MiB"})
         traces.append(trace.records)
     assert all(t == traces[0] for t in traces)
+
+
+def test_bottleneck_is_the_busiest_layer() -> None:
+    """The result names the busiest layer and the dump time without it."""
+    result, _ = run(
+        registry={"CrashDumpEnabled": 1, "DumpFilters": ["delayflt.sys"]},
+        memory={"ram": "1 MiB"},
+        filters={"delayflt.sys": {"per_call": "100 us"}},
+    )
+    d = result.as_dict()
+    assert d["bottleneck"] == "delayflt.sys"
+    assert d["dump_time_without_bottleneck_ns"] == result.dump_time_ns - 17 * 100_000
+    assert d["bottleneck_share_percent"] == round(100 * 17 * 100_000 / result.dump_time_ns, 1)
