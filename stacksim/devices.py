@@ -1,14 +1,28 @@
 """
-Disk device models: how long the device takes to complete one command.
+Disk device models: how long the device takes to complete one command, and its cache flush.
 
 A device is called synchronously by the dump port (crash mode polls for completion; the CPU
 spins while the device works), so a model is a plain object with a service-time function, not
-a task. Richer models (NVMe, SATA, HDD seek and rotation, write-back cache, virtual-disk caps)
-come with their presets and cited sources in ``docs/reference/devices.md``.
+a task. Offsets are absolute disk byte offsets; times are integer nanoseconds.
 
-:class:`FixedDevice` -- ``model = "fixed"`` -- is the first-order model the fact sheet suggests
-(§8 [INF]): each write costs a fixed command latency plus its bytes over the sequential
-bandwidth, rounded up to whole nanoseconds; a cache flush costs a fixed time.
+Models (``[disk] model``), each documented with its parameters in ``docs/reference/devices.md``:
+
+* :class:`FixedDevice` (``fixed``): latency + bytes / bandwidth. The first-order model (§8 [INF]).
+* :class:`CachedDevice` (``ssd``, ``ram``): latency, then the data crosses the interface into a
+  write-back cache that the media drains in the background (:class:`WriteBackCache`): writes run
+  at interface speed until the cache is full, then at media speed; the final flush costs the
+  time to drain what is dirty.
+* :class:`HddDevice` (``hdd``): the same cache in front of a spinning disk: a seek plus half a
+  rotation whenever a write is not contiguous with the previous one, and a zoned media rate that
+  falls from the outer to the inner tracks.
+* :class:`VirtualDisk` (``virtual``): a cloud VM disk whose IOPS and throughput caps throttle
+  every command.
+
+Batched mode asks a device for a whole run of identical writes (:meth:`DeviceBase.write_run_ns`).
+The generic implementation steps write by write and fast-forwards as soon as the device's state
+repeats (the integer rounding of the cache model can make it alternate between a few states), so
+every following block of writes is identical until a regime boundary such as an HDD zone; the
+result equals :meth:`DeviceBase.write_ns` called once per write.
 """
 
 from __future__ import annotations
@@ -16,54 +30,97 @@ from __future__ import annotations
 from stacksim.metrics import LayerStats
 from stacksim.units import transfer_ns
 
-__all__ = ["DeviceBase", "FixedDevice"]
+__all__ = ["CachedDevice", "DeviceBase", "FixedDevice", "HddDevice", "VirtualDisk", "WriteBackCache"]
+
+NS = 1_000_000_000
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 class DeviceBase:
     """
-    Contract of a device model. Offsets are absolute disk byte offsets.
+    Contract of a device model.
 
-    ``stats`` holds one entry per command (writes, reads and flushes) under the layer name
-    ``device``.
+    ``stats`` holds one entry per command (writes and flushes) under the layer name ``device``.
     """
 
-    kind = "abstract"
-
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, kind: str) -> None:
         self.size = size
+        self.kind = kind
         self.stats = LayerStats("device")
 
     def write_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
-        """Service time of a write command that starts at *now_ns*."""
+        """Service time of a write command that arrives at *now_ns* (updates the device's state)."""
         raise NotImplementedError
 
+    def flush_ns(self, now_ns: int) -> int:
+        """Service time of a cache flush (SYNCHRONIZE CACHE / NVMe Flush) that arrives at *now_ns*."""
+        raise NotImplementedError
+
+    # -- batched mode -----------------------------------------------------------------------
     def write_run_ns(self, disk_offset: int, length: int, count: int, now_ns: int, gap_ns: int) -> list[tuple[int, int]]:
         """
         Service times of *count* consecutive writes of *length* bytes from *disk_offset*.
 
-        The first starts at *now_ns*; each next one starts *gap_ns* after the previous one
+        The first arrives at *now_ns*; each next one arrives *gap_ns* after the previous one
         completed (the time the layers above spend per request). Returns (service ns, count)
-        segments in order, which must equal what *count* calls of :meth:`write_ns` give. This
-        default does exactly that, one call per write; models override it with a closed form.
+        pairs -- the multiset of what *count* calls of :meth:`write_ns` give, in order of first
+        appearance -- and leaves the device in the same state.
+
+        The generic implementation steps write by write and remembers the device's relative
+        state before each one; when the state repeats (period 1 to :data:`MAX_CYCLE` writes),
+        every following block repeats too, until a regime boundary (an HDD zone), so whole
+        blocks are counted at once.
         """
-        out: list[tuple[int, int]] = []
-        t = now_ns
-        for i in range(count):
-            dur = self.write_ns(disk_offset + i * length, length, t)
-            if out and out[-1][0] == dur:
-                out[-1] = (dur, out[-1][1] + 1)
-            else:
-                out.append((dur, 1))
+        counts: dict[int, int] = {}
+        history: list[tuple[object, int]] = []  # (state before the write, its service time)
+        t, off, done = now_ns, disk_offset, 0
+        while done < count:
+            state = self._state(t, off)
+            if state is not None:
+                for period in range(1, min(MAX_CYCLE, len(history)) + 1):
+                    if history[-period][0] == state:
+                        block = [dur for _, dur in history[-period:]]
+                        blocks = min((count - done) // period, self._regime_left(off, length) // period)
+                        if blocks > 0:
+                            elapsed = blocks * (sum(block) + period * gap_ns)
+                            self._repeat(blocks * period, elapsed, length)
+                            for dur in block:
+                                counts[dur] = counts.get(dur, 0) + blocks
+                            done += blocks * period
+                            off += blocks * period * length
+                            t += elapsed
+                            history.clear()
+                        break
+                if done >= count:
+                    break
+                state = self._state(t, off)
+            dur = self.write_ns(off, length, t)
+            counts[dur] = counts.get(dur, 0) + 1
+            history.append((state, dur))
+            if len(history) > MAX_CYCLE:
+                del history[0]
+            done += 1
+            off += length
             t += dur + gap_ns
-        return out
+        return list(counts.items())
 
-    def read_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
-        """Service time of a read command that starts at *now_ns*."""
-        return self.write_ns(disk_offset, length, now_ns)
+    def _state(self, t: int, next_offset: int) -> object:
+        """The device's state relative to time *t*, before a write at *next_offset*; None: unknown."""
+        return None
 
-    def flush_ns(self, now_ns: int) -> int:
-        """Service time of a cache flush (SYNCHRONIZE CACHE / NVMe Flush)."""
-        raise NotImplementedError
+    def _regime_left(self, next_offset: int, length: int) -> int:
+        """Writes from *next_offset* that stay in the current regime (e.g. HDD zone)."""
+        return 1 << 62
+
+    def _repeat(self, writes: int, elapsed: int, length: int) -> None:
+        """Advance the state by *writes* writes of *length* that took *elapsed* ns (a repeating cycle)."""
+
+
+MAX_CYCLE = 16
+"""Longest repeating pattern of device states batched mode looks for."""
 
 
 class FixedDevice(DeviceBase):
@@ -77,10 +134,8 @@ class FixedDevice(DeviceBase):
         flush_latency_ns: time for a cache flush.
     """
 
-    kind = "fixed"
-
-    def __init__(self, size: int, latency_ns: int, bandwidth: int, flush_latency_ns: int = 0) -> None:
-        super().__init__(size)
+    def __init__(self, size: int, latency_ns: int, bandwidth: int, flush_latency_ns: int = 0, kind: str = "fixed") -> None:
+        super().__init__(size, kind)
         self.latency_ns = latency_ns
         self.bandwidth = bandwidth
         self.flush_latency_ns = flush_latency_ns
@@ -89,10 +144,257 @@ class FixedDevice(DeviceBase):
         """``latency + ceil(length × 10⁹ / bandwidth)`` ns."""
         return self.latency_ns + transfer_ns(length, self.bandwidth)
 
-    def write_run_ns(self, disk_offset: int, length: int, count: int, now_ns: int, gap_ns: int) -> list[tuple[int, int]]:
-        """Every write of a run takes the same time."""
-        return [(self.write_ns(disk_offset, length, now_ns), count)]
-
     def flush_ns(self, now_ns: int) -> int:
         """The fixed flush latency."""
         return self.flush_latency_ns
+
+    def _state(self, t: int, next_offset: int) -> object:
+        return ()
+
+
+class WriteBackCache:
+    """
+    A write-back cache drained by the media at a constant rate (a fluid model, exact in integers).
+
+    Data enters at the interface rate ``interface_bw`` while there is room; the media drains dirty
+    data at ``media_bw`` whenever there is some. A write of L bytes that finds F bytes free
+    completes when its last byte has crossed the interface *and* found room::
+
+        transfer = max(⌈L / interface_bw⌉, ⌈(L − F) / media_bw⌉)
+
+    With no cache (capacity 0) that is L / media_bw. Time the media spends not writing data (a
+    seek) is charged as extra dirty data: ``media_bw × seek time``. Dirty data is kept in
+    byte-nanoseconds (bytes × 10⁹) so draining by ``media_bw`` bytes/s per ns stays integral; a
+    write that had to wait for room leaves the cache exactly full.
+    """
+
+    def __init__(self, capacity: int, interface_bw: int, media_bw: int) -> None:
+        self.capacity = capacity
+        self.interface_bw = interface_bw
+        self.media_bw = media_bw
+        self.dirty = 0  # bytes × 10⁹
+        self.t = 0
+
+    def dirty_at(self, t: int) -> int:
+        """Dirty data (bytes × 10⁹) left at time *t* if nothing arrives meanwhile."""
+        return max(0, self.dirty - max(0, t - self.t) * self.media_bw)
+
+    def _drain(self, t: int) -> None:
+        if t > self.t:
+            self.dirty = self.dirty_at(t)
+            self.t = t
+
+    def transfer(self, t: int, length: int, media_busy_ns: int = 0) -> int:
+        """Admit *length* bytes starting at *t* (after *media_busy_ns* of non-data media work)."""
+        self._drain(t)
+        self.dirty += media_busy_ns * self.media_bw
+        need = length * NS
+        full = self.capacity * NS
+        dur = _ceil_div(need, self.interface_bw)
+        if need > full - self.dirty and (wait := _ceil_div(need - (full - self.dirty), self.media_bw)) >= dur:
+            # The write ended waiting for room: the cache is exactly full when it completes. (The
+            # media's drain during the rounding, under 1 ns, is not credited: this keeps the
+            # saturated state stationary, which batched mode relies on.)
+            dur, self.dirty = wait, full
+        else:
+            self.dirty = min(full, max(0, self.dirty + need - dur * self.media_bw))
+        self.t = t + dur
+        return dur
+
+    def flush(self, t: int) -> int:
+        """Time to write back everything dirty at *t*; the cache is clean afterwards."""
+        self._drain(t)
+        dur = _ceil_div(self.dirty, self.media_bw)
+        self.dirty = 0
+        self.t = t + dur
+        return dur
+
+
+class CachedDevice(DeviceBase):
+    """
+    An SSD (NVMe or SATA) or RAM disk: command latency, then a write-back cache (see
+    :class:`WriteBackCache`).
+
+    Args:
+        size: capacity in bytes.
+        latency_ns: per-command latency before data moves (QD1 write latency).
+        bandwidth: interface / in-cache write rate, bytes per second.
+        media_bandwidth: sustained media write rate once the cache is full (≤ bandwidth).
+        cache: write cache (SLC cache or DRAM) in bytes; 0 for none.
+        flush_latency_ns: fixed cost of the flush command, on top of draining.
+        kind: ``nvme``, ``sata-ssd`` or ``ram`` (for reports).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        latency_ns: int,
+        bandwidth: int,
+        media_bandwidth: int | None = None,
+        cache: int = 0,
+        flush_latency_ns: int = 0,
+        kind: str = "nvme",
+    ) -> None:
+        super().__init__(size, kind)
+        self.latency_ns = latency_ns
+        self.flush_latency_ns = flush_latency_ns
+        self.cache = WriteBackCache(cache, bandwidth, media_bandwidth or bandwidth)
+
+    def write_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
+        """``latency + transfer`` through the cache."""
+        return self.latency_ns + self.cache.transfer(now_ns + self.latency_ns, length)
+
+    def flush_ns(self, now_ns: int) -> int:
+        """``flush latency + time to drain the dirty data``."""
+        return self.flush_latency_ns + self.cache.flush(now_ns + self.flush_latency_ns)
+
+    def _state(self, t: int, next_offset: int) -> object:
+        return self.cache.dirty_at(t + self.latency_ns)
+
+    def _repeat(self, writes: int, elapsed: int, length: int) -> None:
+        self.cache.t += elapsed
+
+
+class HddDevice(DeviceBase):
+    """
+    A spinning disk behind a small write-back cache.
+
+    Every write that does not start where the previous one ended costs the media a seek plus half
+    a rotation (the average rotational latency, 30/rpm s). The media rate is zoned: the disk is
+    split into ``zones`` equal bands whose rates fall linearly from ``media_bandwidth`` (outer) to
+    ``inner_media_bandwidth`` (inner). Sequential writes stream at the zone's media rate (the
+    cache hides the rotation between back-to-back commands).
+
+    Args:
+        size: capacity in bytes.
+        latency_ns: per-command overhead (controller, interface).
+        bandwidth: interface rate (SATA 6 Gb/s ≈ 600 MB/s).
+        media_bandwidth: outer-zone sustained rate.
+        inner_media_bandwidth: inner-zone sustained rate.
+        zones: number of zones.
+        rpm: spindle speed.
+        seek_ns: average seek time for a write.
+        cache: DRAM write cache in bytes.
+        flush_latency_ns: fixed cost of the flush command.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        latency_ns: int,
+        bandwidth: int,
+        media_bandwidth: int,
+        inner_media_bandwidth: int,
+        zones: int,
+        rpm: int,
+        seek_ns: int,
+        cache: int = 0,
+        flush_latency_ns: int = 0,
+    ) -> None:
+        super().__init__(size, "hdd")
+        self.latency_ns = latency_ns
+        self.outer = media_bandwidth
+        self.inner = inner_media_bandwidth
+        self.zones = zones
+        self.half_rotation_ns = 30 * NS // rpm
+        self.seek_ns = seek_ns
+        self.flush_latency_ns = flush_latency_ns
+        self.cache = WriteBackCache(cache, bandwidth, media_bandwidth)
+        self.head: int | None = None  # where the next contiguous write would start
+        self.seeks = 0
+
+    def zone(self, disk_offset: int) -> int:
+        """Zone number (0 = outermost) of *disk_offset*."""
+        return min(self.zones - 1, disk_offset * self.zones // self.size)
+
+    def zone_rate(self, zone: int) -> int:
+        """Media rate of *zone*, bytes per second."""
+        if self.zones == 1:
+            return self.outer
+        return self.outer - (self.outer - self.inner) * zone // (self.zones - 1)
+
+    def write_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
+        """``latency + transfer``, the media charged a seek + half rotation when not contiguous."""
+        positioning = 0
+        if disk_offset != self.head:
+            positioning = self.seek_ns + self.half_rotation_ns
+            self.seeks += 1
+        self.head = disk_offset + length
+        self.cache.media_bw = self.zone_rate(self.zone(disk_offset))
+        return self.latency_ns + self.cache.transfer(now_ns + self.latency_ns, length, positioning)
+
+    def flush_ns(self, now_ns: int) -> int:
+        """``flush latency + time to drain the dirty data``."""
+        return self.flush_latency_ns + self.cache.flush(now_ns + self.flush_latency_ns)
+
+    def _state(self, t: int, next_offset: int) -> object:
+        return (self.zone(next_offset), next_offset == self.head, self.cache.dirty_at(t + self.latency_ns))
+
+    def _regime_left(self, next_offset: int, length: int) -> int:
+        zone_end = (self.zone(next_offset) + 1) * self.size // self.zones
+        return max(0, (zone_end - next_offset) // length)
+
+    def _repeat(self, writes: int, elapsed: int, length: int) -> None:
+        self.cache.t += elapsed
+        assert self.head is not None
+        self.head += writes * length
+
+
+class VirtualDisk(DeviceBase):
+    """
+    A cloud VM disk: a fast backend throttled by the disk's IOPS and throughput caps.
+
+    Each command of L bytes counts as ⌈L / io_unit⌉ IOs and may not start before the previous one
+    started plus ``max(IOs / iops_limit, L / bandwidth_limit)``; it then takes
+    ``latency + L / bandwidth`` (the backend). At queue depth 1 the caps set the pace as soon as
+    the backend is faster than them -- why small cloud disks write dumps slowly.
+
+    Args:
+        size: capacity in bytes.
+        latency_ns: backend latency per command.
+        bandwidth: backend transfer rate.
+        iops_limit: provisioned IOPS.
+        bandwidth_limit: provisioned throughput, bytes per second.
+        io_unit: bytes counted as one IO (Azure counts IOs of up to 256 KiB as one).
+        flush_latency_ns: cost of a flush.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        latency_ns: int,
+        bandwidth: int,
+        iops_limit: int,
+        bandwidth_limit: int,
+        io_unit: int = 256 * 1024,
+        flush_latency_ns: int = 0,
+    ) -> None:
+        super().__init__(size, "virtual")
+        self.latency_ns = latency_ns
+        self.bandwidth = bandwidth
+        self.iops_limit = iops_limit
+        self.bandwidth_limit = bandwidth_limit
+        self.io_unit = io_unit
+        self.flush_latency_ns = flush_latency_ns
+        self.next_allowed = 0
+
+    def write_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
+        """Throttle wait, then ``latency + length / bandwidth``."""
+        ios = _ceil_div(length, self.io_unit)
+        budget = max(_ceil_div(ios * NS, self.iops_limit), _ceil_div(length * NS, self.bandwidth_limit))
+        start = max(now_ns, self.next_allowed)
+        self.next_allowed = start + budget
+        return (start - now_ns) + self.latency_ns + transfer_ns(length, self.bandwidth)
+
+    def flush_ns(self, now_ns: int) -> int:
+        """The flush latency (the backend is durable; nothing to drain)."""
+        return self.flush_latency_ns
+
+    def _state(self, t: int, next_offset: int) -> object:
+        return max(0, self.next_allowed - t)
+
+    def _repeat(self, writes: int, elapsed: int, length: int) -> None:
+        self.next_allowed += elapsed
