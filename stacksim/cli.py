@@ -243,6 +243,35 @@ def validate(scenario: ScenarioArg, plugin: PluginOpt = None) -> None:
     typer.echo(f"{scenario}: valid ({s.scenario.event} scenario {s.scenario.name!r}; DumpFilters: {filters})")
 
 
+@app.command("devices")
+def list_devices(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+) -> None:
+    """List the device presets a scenario can name in [disk] preset."""
+    from stacksim.devices import DEVICE_PRESETS
+
+    presets = [p.as_dict() for p in DEVICE_PRESETS.values()]
+    if as_json:
+        sys.stdout.write(json.dumps(presets, indent=2) + "\n")
+        return
+    table = Table(title=escape("Device presets ([disk] preset = ...)"))
+    for col in ("name", "kind", "write bandwidth", "latency", "cache", "after cache / caps"):
+        table.add_column(col)
+    for p in DEVICE_PRESETS.values():
+        params = p.params
+        if p.model == "virtual":
+            extra = f"{params['iops_limit']:,} IOPS, {format_bandwidth(params['bandwidth_limit'])}"
+        elif "media_bandwidth" in params:
+            extra = format_bandwidth(params["media_bandwidth"])
+        else:
+            extra = "-"
+        cache = format_bytes(params["cache"]) if params.get("cache") else "-"
+        bandwidth = int(str(p.as_dict()["bandwidth_bytes_per_s"]))
+        table.add_row(p.name, p.kind, format_bandwidth(bandwidth), format_ns(params["latency"]), cache, extra)
+    Console(highlight=False).print(table)
+    typer.echo("Sources and assumptions: docs/reference/devices.md")
+
+
 @app.command("filters")
 def list_filters(plugin: PluginOpt = None) -> None:
     """List the dump filters a scenario can name in DumpFilters."""

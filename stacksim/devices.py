@@ -30,7 +30,18 @@ from __future__ import annotations
 from stacksim.metrics import LayerStats
 from stacksim.units import transfer_ns
 
-__all__ = ["CachedDevice", "DeviceBase", "FixedDevice", "HddDevice", "VirtualDisk", "WriteBackCache"]
+__all__ = [
+    "DEVICE_PRESETS",
+    "MODELS",
+    "CachedDevice",
+    "DeviceBase",
+    "DevicePreset",
+    "FixedDevice",
+    "HddDevice",
+    "VirtualDisk",
+    "WriteBackCache",
+    "build_device",
+]
 
 NS = 1_000_000_000
 
@@ -212,7 +223,9 @@ class WriteBackCache:
 
 class CachedDevice(DeviceBase):
     """
-    An SSD (NVMe or SATA) or RAM disk: command latency, then a write-back cache (see
+    An SSD (NVMe or SATA) or a RAM disk.
+
+    Each write costs the command latency, then a transfer through a write-back cache (see
     :class:`WriteBackCache`).
 
     Args:
@@ -223,6 +236,9 @@ class CachedDevice(DeviceBase):
         cache: write cache (SLC cache or DRAM) in bytes; 0 for none.
         flush_latency_ns: fixed cost of the flush command, on top of draining.
         kind: ``nvme``, ``sata-ssd`` or ``ram`` (for reports).
+        volatile_cache: whether a flush must drain the cache. An SSD's SLC cache is NAND: data in
+            it is already non-volatile, so a flush does not wait for it to fold into TLC (False);
+            a DRAM write cache must be written back (True).
     """
 
     def __init__(
@@ -235,10 +251,12 @@ class CachedDevice(DeviceBase):
         cache: int = 0,
         flush_latency_ns: int = 0,
         kind: str = "nvme",
+        volatile_cache: bool = False,
     ) -> None:
         super().__init__(size, kind)
         self.latency_ns = latency_ns
         self.flush_latency_ns = flush_latency_ns
+        self.volatile_cache = volatile_cache
         self.cache = WriteBackCache(cache, bandwidth, media_bandwidth or bandwidth)
 
     def write_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
@@ -246,7 +264,9 @@ class CachedDevice(DeviceBase):
         return self.latency_ns + self.cache.transfer(now_ns + self.latency_ns, length)
 
     def flush_ns(self, now_ns: int) -> int:
-        """``flush latency + time to drain the dirty data``."""
+        """``flush latency``, plus the time to drain the dirty data when the cache is volatile."""
+        if not self.volatile_cache:
+            return self.flush_latency_ns
         return self.flush_latency_ns + self.cache.flush(now_ns + self.flush_latency_ns)
 
     def _state(self, t: int, next_offset: int) -> object:
@@ -398,3 +418,227 @@ class VirtualDisk(DeviceBase):
 
     def _repeat(self, writes: int, elapsed: int, length: int) -> None:
         self.next_allowed += elapsed
+
+
+# -- presets ------------------------------------------------------------------------------------
+# Every value is in scenario units (ns, bytes, bytes/s). Sources are in docs/reference/devices.md;
+# "ASSUMPTION" marks values no source gives.
+
+MODELS: dict[str, tuple[str, ...]] = {
+    "fixed": ("latency", "bandwidth", "flush"),
+    "ssd": ("latency", "bandwidth", "media_bandwidth", "cache", "volatile_cache", "flush"),
+    "ram": ("latency", "bandwidth", "flush"),
+    "hdd": ("latency", "bandwidth", "media_bandwidth", "inner_media_bandwidth", "cache", "zones", "rpm", "seek", "flush"),
+    "virtual": ("latency", "bandwidth", "iops_limit", "bandwidth_limit", "io_unit", "flush"),
+}
+"""The ``[disk]`` keys each model takes (besides ``preset``, ``model`` and ``size``)."""
+
+MB = 10**6
+GB_ = 10**9
+
+
+class DevicePreset:
+    """A named set of ``[disk]`` values with its kind and where the numbers come from."""
+
+    def __init__(self, name: str, kind: str, model: str, params: dict[str, int], source: str, size: int) -> None:
+        self.name = name
+        self.kind = kind
+        self.model = model
+        self.params = params
+        self.source = source
+        self.size = size
+
+    def as_dict(self) -> dict[str, object]:
+        """What ``stacksim devices --json`` prints."""
+        p = self.params
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "model": self.model,
+            "bandwidth_bytes_per_s": p["bandwidth"] if self.model != "virtual" else min(p["bandwidth"], p["bandwidth_limit"]),
+            "latency_ns": p["latency"],
+            "size_bytes": self.size,
+            "parameters": dict(p),
+            "source": self.source,
+        }
+
+
+DEVICE_PRESETS: dict[str, DevicePreset] = {
+    p.name: p
+    for p in (
+        DevicePreset(
+            "nvme-pcie3",
+            "nvme",
+            "ssd",
+            {"latency": 17_000, "bandwidth": 3300 * MB, "media_bandwidth": 1700 * MB, "cache": 42 * GB_, "flush": 100_000},
+            "Samsung 970 EVO Plus 1TB datasheet: 3,300 MB/s write, 42 GB TurboWrite, 1,700 MB/s after it; "
+            "latency from 60k QD1 4K write IOPS; flush ASSUMPTION",
+            10**12,
+        ),
+        DevicePreset(
+            "nvme-pcie4",
+            "nvme",
+            "ssd",
+            {"latency": 17_000, "bandwidth": 5000 * MB, "media_bandwidth": 1500 * MB, "cache": 113 * GB_, "flush": 100_000},
+            "Samsung 980 PRO 1TB: 5,000 MB/s write (vendor); 113 GB cache then 1.5 GB/s (TechPowerUp, measured); "
+            "latency from QD1 IOPS; flush ASSUMPTION",
+            10**12,
+        ),
+        DevicePreset(
+            "nvme-pcie5",
+            "nvme",
+            "ssd",
+            {"latency": 15_000, "bandwidth": 11_800 * MB, "media_bandwidth": 1000 * MB, "cache": 660 * GB_, "flush": 100_000},
+            "Crucial T700 2TB: 11,800 MB/s write (vendor); cache and after-cache rate of the same-controller "
+            "Corsair MP700 2TB (TechPowerUp, measured); latency ASSUMPTION (no QD1 figure published)",
+            2 * 10**12,
+        ),
+        DevicePreset(
+            "sata-ssd",
+            "sata-ssd",
+            "ssd",
+            {"latency": 40_000, "bandwidth": 510 * MB, "media_bandwidth": 400 * MB, "cache": 64 * GB_, "flush": 200_000},
+            "Crucial MX500 1TB: 510 MB/s write (vendor); 64 GB SLC cache then ~400 MB/s (TechPowerUp, measured); "
+            "latency and flush ASSUMPTION",
+            10**12,
+        ),
+        DevicePreset(
+            "hdd-7200",
+            "hdd",
+            "hdd",
+            {
+                "latency": 50_000,
+                "bandwidth": 600 * MB,
+                "media_bandwidth": 210 * MB,
+                "inner_media_bandwidth": 100 * MB,
+                "cache": 64 * MB,
+                "zones": 30,
+                "rpm": 7200,
+                "seek": 8_200_000,
+                "flush": 1_000_000,
+            },
+            "Seagate BarraCuda 1TB: 210 MB/s OD, 64 MB cache; WD Ultrastar HC310: 8.2 ms write seek; inner/outer 0.48 "
+            "and 30 zones from the Hitachi Deskstar 7K500 zone table; SATA 6 Gb/s = 600 MB/s; command latency and "
+            "flush ASSUMPTION",
+            10**12,
+        ),
+        DevicePreset(
+            "azure-premium-p10",
+            "virtual",
+            "virtual",
+            {
+                "latency": 1_000_000,
+                "bandwidth": 1000 * MB,
+                "iops_limit": 500,
+                "bandwidth_limit": 100 * MB,
+                "io_unit": 256 * 1024,
+                "flush": 0,
+            },
+            "Azure Premium SSD P10: 500 IOPS, 100 MB/s, IOs up to 256 KiB count once (azure-docs); bursting not "
+            "modelled; 1 ms backend latency ASSUMPTION",
+            128 * 2**30,
+        ),
+        DevicePreset(
+            "azure-premium-p30",
+            "virtual",
+            "virtual",
+            {
+                "latency": 1_000_000,
+                "bandwidth": 1000 * MB,
+                "iops_limit": 5000,
+                "bandwidth_limit": 200 * MB,
+                "io_unit": 256 * 1024,
+                "flush": 0,
+            },
+            "Azure Premium SSD P30: 5,000 IOPS, 200 MB/s (azure-docs); 1 ms backend latency ASSUMPTION",
+            1024 * 2**30,
+        ),
+        DevicePreset(
+            "azure-standard-hdd-s10",
+            "virtual",
+            "virtual",
+            {
+                "latency": 5_000_000,
+                "bandwidth": 1000 * MB,
+                "iops_limit": 500,
+                "bandwidth_limit": 60 * MB,
+                "io_unit": 256 * 1024,
+                "flush": 0,
+            },
+            "Azure Standard HDD S10: 500 IOPS, 60 MB/s (azure-docs); 5 ms backend latency ASSUMPTION",
+            128 * 2**30,
+        ),
+        DevicePreset(
+            "aws-gp3",
+            "virtual",
+            "virtual",
+            {
+                "latency": 1_000_000,
+                "bandwidth": 1000 * MB,
+                "iops_limit": 3000,
+                "bandwidth_limit": 125 * 2**20,
+                "io_unit": 256 * 1024,
+                "flush": 0,
+            },
+            "AWS EBS gp3 baseline: 3,000 IOPS, 125 MiB/s (amazon-ec2-user-guide); IO unit and 1 ms latency ASSUMPTION",
+            512 * 2**30,
+        ),
+        DevicePreset(
+            "ram-disk",
+            "ram",
+            "ram",
+            {"latency": 1_000, "bandwidth": 10 * GB_, "flush": 0},
+            "ASSUMPTION: a memory copy at ~10 GB/s and 1 µs per command",
+            64 * 2**30,
+        ),
+    )
+}
+"""Device presets by name; ``[disk] preset = "<name>"``. Keys given beside the preset override it."""
+
+DEFAULT_PRESET = {"ssd": "nvme-pcie3", "hdd": "hdd-7200", "virtual": "azure-premium-p10", "ram": "ram-disk"}
+"""The preset a bare ``model = "..."`` starts from."""
+
+FIXED_DEFAULTS = {"latency": 20_000, "bandwidth": 3 * GB_, "flush": 0}
+"""``model = "fixed"`` defaults (ASSUMPTION)."""
+
+
+def build_device(model: str, params: dict[str, int], size: int, kind: str) -> DeviceBase:
+    """Instantiate *model* with resolved *params* (scenario key names, canonical units)."""
+    p = params
+    if model == "fixed":
+        return FixedDevice(size, p["latency"], p["bandwidth"], p["flush"], kind=kind)
+    if model in ("ssd", "ram"):
+        return CachedDevice(
+            size,
+            latency_ns=p["latency"],
+            bandwidth=p["bandwidth"],
+            media_bandwidth=p.get("media_bandwidth"),
+            cache=p.get("cache", 0),
+            flush_latency_ns=p["flush"],
+            kind=kind,
+            volatile_cache=bool(p.get("volatile_cache", 0)),
+        )
+    if model == "hdd":
+        return HddDevice(
+            size,
+            latency_ns=p["latency"],
+            bandwidth=p["bandwidth"],
+            media_bandwidth=p["media_bandwidth"],
+            inner_media_bandwidth=p["inner_media_bandwidth"],
+            zones=p["zones"],
+            rpm=p["rpm"],
+            seek_ns=p["seek"],
+            cache=p["cache"],
+            flush_latency_ns=p["flush"],
+        )
+    if model == "virtual":
+        return VirtualDisk(
+            size,
+            latency_ns=p["latency"],
+            bandwidth=p["bandwidth"],
+            iops_limit=p["iops_limit"],
+            bandwidth_limit=p["bandwidth_limit"],
+            io_unit=p["io_unit"],
+            flush_latency_ns=p["flush"],
+        )
+    raise ValueError(f"unknown device model {model!r}")

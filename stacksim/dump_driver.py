@@ -86,6 +86,9 @@ class DumpDriver:
         per_request_ns: crashdmp's own cost per write (assumption).
         batch: let one message stand for a run of identical writes when every loaded filter
             declares its cost (batched mode; identical results, see ``docs/explanation/engine.md``).
+        too_small: ``None`` when the target file holds the dump; otherwise ``"refuse"`` (no dump,
+            as Windows does) or ``"truncate"`` (*plan* is already cut to the file's size).
+        full_bytes: the size of the whole dump, for messages about a too-small file.
     """
 
     def __init__(
@@ -105,6 +108,8 @@ class DumpDriver:
         integrity_check_ns: int = 0,
         per_request_ns: int = 0,
         batch: bool = True,
+        too_small: str | None = None,
+        full_bytes: int = 0,
     ) -> None:
         self.engine = engine
         self.event = event
@@ -120,6 +125,8 @@ class DumpDriver:
         self.integrity_check_ns = integrity_check_ns
         self.per_request_ns = per_request_ns
         self.batch = batch
+        self.too_small = too_small
+        self.full_bytes = full_bytes
         self.batched_messages = 0
         self.dump_type = "crashdump" if event == "crash" else "hibernation"
         self.stats = LayerStats(LAYER)
@@ -148,6 +155,8 @@ class DumpDriver:
             hiber_ok, hiber_msg = await self._load(self.hiber_filters, "hibernation stack")
             if not hiber_ok:
                 return self._end("stack_init_failed", hiber_msg + "; the system refuses to hibernate")
+        if self.too_small == "refuse":
+            return self._end("file_too_small", self._too_small_message())
         if not await self._send(Op(OpKind.START)):
             return out
         if not await self._write_all():
@@ -156,7 +165,30 @@ class DumpDriver:
             return out
         kind = self.plan.kind
         what = "hiberfile image" if kind == "hibernation" else f"{kind} dump"
+        if self.too_small == "truncate":
+            return self._end(
+                "truncated",
+                f"{what} truncated: the {self.layout.target} holds {self.layout.size:,} of its {self.full_bytes:,} bytes; "
+                f"{out.bytes_written:,} bytes written in {out.write_requests:,} writes "
+                '(on_too_small = "truncate": as with IgnorePagefileSize = 1 or on pre-Vista systems)',
+            )
         return self._end("ok", f"{what} written: {out.bytes_written:,} bytes in {out.write_requests:,} writes")
+
+    def _too_small_message(self) -> str:
+        size, need, target = self.layout.size, self.full_bytes, self.layout.target
+        if self.event == "hibernate":
+            return (
+                f"the hiberfile holds {size:,} bytes but the image needs {need:,}: hibernation fails "
+                "(bug check 0xA0, sub-code 0xB: the hibernation file is too small [DOC S16])"
+            )
+        msg = (
+            f"the {target} holds {size:,} bytes but the {self.plan.kind} dump needs {need:,}: Windows writes no dump "
+            '("a page file or a dedicated dump file must exist and be large enough ... Otherwise, a system memory dump '
+            'file is not created" [DOC S40]; volmgr Event 49 at boot)'
+        )
+        if self.crash_dump_enabled == 7:
+            msg += "; with an automatic dump Windows then grows the page file to at least min(RAM, 32 GB) for 4 weeks [DOC S39]"
+        return msg
 
     async def _load(self, layers: Sequence[FilterLayer], stack: str) -> tuple[bool, str]:
         """DriverEntry for each filter in registry order; a critical failure fails the stack."""

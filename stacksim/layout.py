@@ -13,6 +13,7 @@ in ``docs/explanation/dump-stack.md``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -48,11 +49,54 @@ class FileLayout:
         for run in self.runs:
             if run.offset % SECTOR_SIZE or run.length % SECTOR_SIZE or run.length <= 0:
                 raise ValueError(f"disk run {run} is not sector aligned or is empty")
+        ordered = sorted(self.runs, key=lambda r: r.offset)
+        for a, b in itertools.pairwise(ordered):
+            if a.offset + a.length > b.offset:
+                raise ValueError(f"disk runs {a} and {b} overlap")
 
     @classmethod
     def contiguous(cls, target: str, partition_offset: int, file_offset: int, size: int) -> FileLayout:
         """A file that occupies one run of *size* bytes at *file_offset* in the partition."""
         return cls(target, partition_offset, (DiskRun(file_offset, size),))
+
+    @classmethod
+    def spread(
+        cls, target: str, partition_offset: int, partition_size: int, file_offset: int, size: int, runs: int
+    ) -> FileLayout:
+        """
+        A file of *size* bytes in *runs* equal runs, spread from *file_offset* to the partition's end.
+
+        This is how a fragmented page file looks. Run lengths are whole 4 KiB pages; the last run
+        takes the remainder.
+
+        Raises:
+            ValueError: the runs do not fit in the partition.
+        """
+        page = 4096
+        per_run = -(-size // runs)
+        per_run = -(-per_run // page) * page
+        stride = ((partition_size - file_offset) // runs) // page * page
+        if runs > 1 and stride < per_run:
+            raise ValueError(
+                f"{runs} runs of {per_run} bytes do not fit between file_offset {file_offset} and the end of "
+                f"the {partition_size}-byte partition"
+            )
+        out, left = [], size
+        for i in range(runs):
+            length = min(per_run, left)
+            if length <= 0:
+                break
+            out.append(DiskRun(file_offset + i * stride, length))
+            left -= length
+        layout = cls(target, partition_offset, tuple(out))
+        if out[-1].offset + out[-1].length > partition_size:
+            raise ValueError(f"the {target} runs past the end of the {partition_size}-byte partition")
+        return layout
+
+    @property
+    def end(self) -> int:
+        """Partition-relative end of the last byte of the file."""
+        return max(r.offset + r.length for r in self.runs)
 
     @property
     def size(self) -> int:

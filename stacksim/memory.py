@@ -61,6 +61,16 @@ class DumpPlan:
         """Bytes the whole dump occupies."""
         return sum(p.bytes for p in self.parts)
 
+    def truncated(self, size: int) -> DumpPlan:
+        """The plan cut after its first *size* bytes (what fits in a too-small file)."""
+        parts, left = [], size
+        for part in self.parts:
+            if left <= 0:
+                break
+            parts.append(DumpPart(part.name, min(part.bytes, left)))
+            left -= part.bytes
+        return DumpPlan(self.kind, tuple(parts))
+
 
 def _pages(n: Fraction | int) -> int:
     """Round a byte count up to whole pages."""

@@ -20,6 +20,7 @@ MaxPagesPerWrite to the dump port's transfer limit, historically 64 KiB).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from stacksim._engine import Engine
@@ -32,12 +33,92 @@ if TYPE_CHECKING:
     from stacksim.devices import DeviceBase
     from stacksim.layout import FileLayout
 
-__all__ = ["DumpPort", "max_pages_per_write"]
+__all__ = ["DEFAULT_PORT", "PORT_PRESETS", "DumpPort", "PortPreset", "max_pages_per_write"]
+
+COMMON_BUFFERS = 2
+"""Dump-mode common buffers the dump port allocates [RE S29: two of IO_DUMP_COMMON_BUFFER_SIZE]."""
 
 
-def max_pages_per_write(max_transfer: int) -> int:
-    """``MaxPagesPerWrite`` for a port whose largest dump-mode transfer is *max_transfer* bytes."""
-    return max_transfer // PAGE_SIZE
+def max_pages_per_write(max_transfer: int, common_buffer: int | None = None) -> int:
+    """
+    ``MaxPagesPerWrite`` handed to filters: the dump-mode transfer limit in pages.
+
+    Rule (ASSUMPTION built on RE S29 and DOC S12b): a write is limited by the miniport's
+    ``MaximumTransferLength`` in crash dump mode and by the port's two common buffers, so
+    ``min(max_transfer, 2 × common_buffer) // PAGE_SIZE``.
+    """
+    limit = max_transfer if common_buffer is None else min(max_transfer, COMMON_BUFFERS * common_buffer)
+    return limit // PAGE_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class PortPreset:
+    """A dump-mode port/miniport variant: its driver name, limits and costs (ns, bytes)."""
+
+    name: str
+    driver: str
+    max_transfer: int
+    common_buffer: int
+    per_request_overhead: int
+    reset: int
+    source: str
+
+    def with_(self, **changes: object) -> PortPreset:
+        """A copy with *changes*."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def max_pages_per_write(self) -> int:
+        """See :func:`max_pages_per_write`."""
+        return max_pages_per_write(self.max_transfer, self.common_buffer)
+
+
+PORT_PRESETS: dict[str, PortPreset] = {
+    p.name: p
+    for p in (
+        PortPreset(
+            "stornvme",
+            "stornvme",
+            256 * 1024,
+            128 * 1024,
+            5_000,
+            2_000_000,
+            "NVMe: controller disable/enable at dump start; transfer limits, overhead and reset time ASSUMPTION",
+        ),
+        PortPreset(
+            "storahci",
+            "storahci",
+            128 * 1024,
+            64 * 1024,
+            8_000,
+            20_000_000,
+            "AHCI: full HBA reset in dump mode when GHC.AE is set [SRC S15], then COMRESET and port start; "
+            "64 KiB common buffers [RE S29]; times ASSUMPTION",
+        ),
+        PortPreset(
+            "storvsc",
+            "storvsc",
+            256 * 1024,
+            64 * 1024,
+            30_000,
+            1_000_000,
+            "Hyper-V synthetic storage (dump_storvsc.sys [ANEC S32]): VMBus round trip per request; dump-mode "
+            "uncached memory limited to 64 KiB [SRC S37]; times ASSUMPTION",
+        ),
+    )
+}
+"""Dump port presets by name; ``[dump_port] preset = "<name>"``."""
+
+DEFAULT_PORT = PortPreset(
+    "default",
+    "stornvme",
+    64 * 1024,
+    64 * 1024,
+    5_000,
+    1_000_000,
+    "historical 64 KiB dump transfers [RE S29]; overhead and reset ASSUMPTION",
+)
+"""The port a scenario gets without a preset."""
 
 
 class DumpPort:

@@ -18,7 +18,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from stacksim.devices import DEFAULT_PRESET, DEVICE_PRESETS, FIXED_DEFAULTS, MODELS
 from stacksim.filters import FilterCatalog
+from stacksim.miniport import DEFAULT_PORT, PORT_PRESETS, PortPreset
 from stacksim.registry import CrashControl
 from stacksim.requests import PAGE_SIZE
 from stacksim.units import parse_bandwidth, parse_size, parse_time_ns
@@ -48,6 +50,16 @@ def _fraction(value: object) -> Fraction:
 
 
 Ratio = Annotated[Fraction, BeforeValidator(_fraction)]
+
+
+def _share(value: object) -> Fraction:
+    if value in (0, "0"):
+        return Fraction(0)
+    return _fraction(value)
+
+
+Share = Annotated[Fraction, BeforeValidator(_share)]
+"""A fraction in [0, 1]."""
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True)
 
@@ -83,14 +95,23 @@ class MemorySection(BaseModel):
     model_config = _STRICT
     ram: Bytes = 8 * 2**30
     kernel_fraction: Ratio = Fraction(1, 3)
-    active_fraction: Ratio = Fraction(1, 2)
+    free_fraction: Share = Fraction(1, 4)
+    file_cache_fraction: Share = Fraction(1, 4)
+    guest_fraction: Share = Fraction(0)
     secondary_data: Bytes = Field(default=0, le=256 * 2**20)
 
     @model_validator(mode="after")
     def _pages(self) -> MemorySection:
         if self.ram <= 0 or self.ram % PAGE_SIZE:
             raise ValueError(f"ram = {self.ram} bytes must be a positive whole number of 4 KiB pages")
+        if self.free_fraction + self.file_cache_fraction + self.guest_fraction >= 1:
+            raise ValueError("free_fraction + file_cache_fraction + guest_fraction must leave some memory (sum < 1)")
         return self
+
+    @property
+    def active_fraction(self) -> Fraction:
+        """What an active dump keeps: RAM minus free/zeroed, file-cache and guest-VM pages."""
+        return 1 - self.free_fraction - self.file_cache_fraction - self.guest_fraction
 
 
 class HibernationSection(BaseModel):
@@ -109,44 +130,129 @@ class DumpDriverSection(BaseModel):
 
 
 class DumpPortSection(BaseModel):
-    """``[dump_port]``: the dump-mode port/miniport."""
+    """``[dump_port]``: the dump-mode port/miniport: a ``preset`` and/or its parameters."""
 
     model_config = _STRICT
-    driver: str = Field(default="stornvme", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    max_transfer: Bytes = Field(default=64 * 1024, ge=PAGE_SIZE)
-    per_request_overhead: Nanoseconds = 5_000
-    reset: Nanoseconds = 1_000_000
+    preset: str | None = None
+    driver: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    max_transfer: Bytes | None = Field(default=None, ge=PAGE_SIZE)
+    common_buffer: Bytes | None = Field(default=None, ge=PAGE_SIZE)
+    per_request_overhead: Nanoseconds | None = None
+    reset: Nanoseconds | None = None
 
     @model_validator(mode="after")
     def _pages(self) -> DumpPortSection:
-        if self.max_transfer % PAGE_SIZE:
-            raise ValueError(f"max_transfer = {self.max_transfer} bytes must be a whole number of 4 KiB pages")
+        for key in ("max_transfer", "common_buffer"):
+            value = getattr(self, key)
+            if value is not None and value % PAGE_SIZE:
+                raise ValueError(f"{key} = {value} bytes must be a whole number of 4 KiB pages")
+        self.resolved()
         return self
+
+    def resolved(self) -> PortPreset:
+        """The port's parameters after applying the preset and the overrides."""
+        if self.preset is not None and self.preset not in PORT_PRESETS:
+            raise ValueError(f"preset {self.preset!r} is unknown; presets: {', '.join(PORT_PRESETS)}")
+        base = PORT_PRESETS[self.preset] if self.preset is not None else DEFAULT_PORT
+        overrides = {k: getattr(self, k) for k in ("driver", "max_transfer", "common_buffer", "per_request_overhead", "reset")}
+        return base.with_(**{k: v for k, v in overrides.items() if v is not None})
 
 
 class DiskSection(BaseModel):
-    """``[disk]``: the device model."""
+    """
+    ``[disk]``: the device: a ``preset`` and/or a ``model`` with its parameters.
+
+    Keys given beside a preset override it; a bare model starts from its default preset
+    (``fixed`` from :data:`~stacksim.devices.FIXED_DEFAULTS`).
+    """
 
     model_config = _STRICT
-    model: Literal["fixed"] = "fixed"
-    latency: Nanoseconds = 20_000
-    bandwidth: BytesPerSecond = 3_000_000_000
-    flush: Nanoseconds = 0
-    size: Bytes = Field(default=2 * 10**12, gt=0)
+    preset: str | None = None
+    model: Literal["fixed", "ssd", "hdd", "virtual", "ram"] | None = None
+    latency: Nanoseconds | None = None
+    bandwidth: BytesPerSecond | None = None
+    media_bandwidth: BytesPerSecond | None = None
+    inner_media_bandwidth: BytesPerSecond | None = None
+    cache: Bytes | None = None
+    volatile_cache: bool | None = None
+    zones: int | None = Field(default=None, ge=1, le=1000)
+    rpm: int | None = Field(default=None, ge=1000, le=30_000)
+    seek: Nanoseconds | None = None
+    iops_limit: int | None = Field(default=None, ge=1)
+    bandwidth_limit: BytesPerSecond | None = None
+    io_unit: Bytes | None = Field(default=None, ge=512)
+    flush: Nanoseconds | None = None
+    size: Bytes | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> DiskSection:
+        self.resolved()
+        return self
+
+    def resolved(self) -> tuple[str, str, dict[str, int], int]:
+        """(kind, model, parameters, size) after applying the preset and the overrides."""
+        if self.preset is not None:
+            preset = DEVICE_PRESETS.get(self.preset)
+            if preset is None:
+                raise ValueError(
+                    f"preset {self.preset!r} is unknown; presets: {', '.join(DEVICE_PRESETS)} (see `stacksim devices`)"
+                )
+            if self.model is not None and self.model != preset.model:
+                raise ValueError(f"preset {self.preset!r} is a {preset.model!r} device, but model = {self.model!r}")
+            kind, model, params, size = preset.kind, preset.model, dict(preset.params), preset.size
+        elif self.model in (None, "fixed"):
+            kind, model, params, size = "fixed", "fixed", dict(FIXED_DEFAULTS), 2 * 10**12
+        else:
+            base = DEVICE_PRESETS[DEFAULT_PRESET[self.model]]
+            kind, model, params, size = base.kind, base.model, dict(base.params), base.size
+        for key in dict.fromkeys(k for keys in MODELS.values() for k in keys):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if key not in MODELS[model]:
+                takes = ", ".join(MODELS[model])
+                raise ValueError(f"{key} does not apply to model = {model!r}, which takes: {takes}")
+            params[key] = int(value)
+        return kind, model, params, self.size if self.size is not None else size
+
+
+class RunSpec(BaseModel):
+    """One explicit disk run of the target file: partition-relative offset and length."""
+
+    model_config = _STRICT
+    offset: Bytes
+    length: Bytes = Field(gt=0)
 
 
 class LayoutSection(BaseModel):
-    """``[layout]``: where the target file lies."""
+    """``[layout]``: where the target file lies and how big it is."""
 
     model_config = _STRICT
+    target: Literal["pagefile", "dedicated", "hiberfile"] | None = None
+    size: Bytes | None = Field(default=None, gt=0)
+    runs: int | list[RunSpec] = 1
     partition_offset: Bytes = 2**20
+    partition_size: Bytes | None = Field(default=None, gt=0)
     file_offset: Bytes = 2**30
+    on_too_small: Literal["refuse", "truncate"] = "refuse"
 
     @model_validator(mode="after")
-    def _aligned(self) -> LayoutSection:
-        for key in ("partition_offset", "file_offset"):
-            if getattr(self, key) % 512:
-                raise ValueError(f"{key} must be a multiple of the 512-byte sector")
+    def _check(self) -> LayoutSection:
+        for key in ("partition_offset", "file_offset", "size", "partition_size"):
+            value = getattr(self, key)
+            if value is not None and value % 512:
+                raise ValueError(f"{key} = {value} must be a multiple of the 512-byte sector")
+        if isinstance(self.runs, int):
+            if self.runs < 1:
+                raise ValueError("runs must be at least 1 (or a list of {offset, length} tables)")
+        else:
+            if not self.runs:
+                raise ValueError("runs = [] lists no disk runs")
+            for i, run in enumerate(self.runs):
+                if run.offset % 512 or run.length % 512:
+                    raise ValueError(f"runs[{i}] = {{offset = {run.offset}, length = {run.length}}} is not sector aligned")
+            if self.size is not None and self.size != sum(r.length for r in self.runs):
+                raise ValueError("size differs from the sum of the explicit runs' lengths; give one or the other")
         return self
 
 
@@ -173,6 +279,17 @@ class Scenario(BaseModel):
     engine: EngineSection = EngineSection()
     filter_configs: dict[str, Any] = Field(default_factory=dict, exclude=True)
     """Validated filter configurations by service name (filled by :func:`validate_scenario`)."""
+
+    @model_validator(mode="after")
+    def _target_matches_event(self) -> Scenario:
+        target = self.layout.target
+        if target is None:
+            return self
+        if self.scenario.event == "hibernate" and target != "hiberfile":
+            raise ValueError(f'[layout] target = "{target}": hibernation writes the hiberfile (target = "hiberfile")')
+        if self.scenario.event == "crash" and target == "hiberfile":
+            raise ValueError('[layout] target = "hiberfile": a crash dump goes to the page file or a dedicated dump file')
+        return self
 
 
 class ScenarioError(Exception):

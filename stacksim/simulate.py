@@ -25,15 +25,15 @@ import trio
 from stacksim._engine import Engine, run
 from stacksim._log import ensure_configured
 from stacksim._version import __version__
-from stacksim.devices import FixedDevice
+from stacksim.devices import build_device
 from stacksim.dump_driver import LAYER as DUMP_DRIVER_LAYER
 from stacksim.dump_driver import DumpDriver
 from stacksim.filters import DiskGeometry, DumpType, FilterCatalog, FilterExtension
 from stacksim.filters._host import FilterLayer
-from stacksim.layout import FileLayout
+from stacksim.layout import DiskRun, FileLayout
 from stacksim.memory import DumpPlan, plan_crash_dump, plan_hibernation
 from stacksim.metrics import LayerSummary
-from stacksim.miniport import DumpPort, max_pages_per_write
+from stacksim.miniport import DumpPort
 from stacksim.requests import Op
 from stacksim.scenario import Scenario, ScenarioError
 from stacksim.trace import TraceSink
@@ -168,9 +168,35 @@ def _plan(s: Scenario) -> DumpPlan:
 
 
 def _target(s: Scenario) -> str:
+    if s.layout.target is not None:
+        return s.layout.target
     if s.scenario.event == "hibernate":
         return "hiberfile"
     return "dedicated" if s.registry.dedicated_dump_file else "pagefile"
+
+
+def _layout(s: Scenario, plan: DumpPlan, disk_size: int) -> FileLayout:
+    """The target file's disk runs (``[layout]``), checked against the partition and the disk."""
+    lay = s.layout
+    target = _target(s)
+    partition_size = lay.partition_size if lay.partition_size is not None else disk_size - lay.partition_offset
+    where = "scenario " + s.scenario.name
+    if lay.partition_offset + partition_size > disk_size:
+        raise ScenarioError(where, [("[layout] partition_size", f"the partition ends past the {disk_size}-byte disk")])
+    try:
+        if isinstance(lay.runs, list):
+            layout = FileLayout(target, lay.partition_offset, tuple(DiskRun(r.offset, r.length) for r in lay.runs))
+        else:
+            size = lay.size if lay.size is not None else max(-(-plan.total_bytes // 4096) * 4096, 4096)
+            layout = FileLayout.spread(target, lay.partition_offset, partition_size, lay.file_offset, size, lay.runs)
+    except ValueError as exc:
+        raise ScenarioError(where, [("[layout]", str(exc))]) from None
+    if layout.end > partition_size:
+        raise ScenarioError(
+            where,
+            [("[disk] size", f"the {target} ends at partition offset {layout.end}, past the {partition_size}-byte partition")],
+        )
+    return layout
 
 
 def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | None = None, batch: bool = True) -> RunResult:
@@ -185,34 +211,29 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
     s = scenario
     plan = _plan(s)
     dump_type = DumpType.CRASHDUMP if s.scenario.event == "crash" else DumpType.HIBERNATION
-    mppw = max_pages_per_write(s.dump_port.max_transfer)
-    # The target file is sized to hold the dump exactly (sizing rules come with the layout model).
-    file_size = max(plan.total_bytes, 4096)
-    layout = FileLayout.contiguous(_target(s), s.layout.partition_offset, s.layout.file_offset, file_size)
-    end = s.layout.partition_offset + s.layout.file_offset + file_size
-    if end > s.disk.size:
-        raise ScenarioError(
-            "scenario " + s.scenario.name,
-            [
-                (
-                    "[disk] size",
-                    f"{s.disk.size} bytes cannot hold the {layout.target} ({file_size} bytes ending at disk offset {end})",
-                )
-            ],
-        )
+    kind, model, params, disk_size = s.disk.resolved()
+    port_cfg = s.dump_port.resolved()
+    mppw = port_cfg.max_pages_per_write
+    layout = _layout(s, plan, disk_size)
+    too_small: str | None = None
+    full_bytes = plan.total_bytes
+    if plan.total_bytes > layout.size:
+        too_small = s.layout.on_too_small
+        if too_small == "truncate":
+            plan = plan.truncated(layout.size)
     engine = Engine(seed=s.scenario.seed, watchdog_ns=s.engine.watchdog)
     engine.trace = trace
-    device = FixedDevice(s.disk.size, s.disk.latency, s.disk.bandwidth, s.disk.flush)
-    geometry = DiskGeometry(cylinders=s.disk.size // (255 * 63 * 512))
+    device = build_device(model, params, disk_size, kind)
+    geometry = DiskGeometry(cylinders=disk_size // (255 * 63 * 512))
     prefix = "dump_" if dump_type is DumpType.CRASHDUMP else "hiber_"
     port = DumpPort(
         engine,
         device,
         layout,
-        max_transfer=s.dump_port.max_transfer,
-        per_request_overhead_ns=s.dump_port.per_request_overhead,
-        reset_ns=s.dump_port.reset,
-        image=f"{prefix}{s.dump_port.driver}.sys",
+        max_transfer=mppw * 4096,
+        per_request_overhead_ns=port_cfg.per_request_overhead,
+        reset_ns=port_cfg.reset,
+        image=f"{prefix}{port_cfg.driver}.sys",
         dump_type=dump_type.label,
     )
 
@@ -221,7 +242,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
         for name in s.registry.dump_filters:
             cls = catalog.get(name)
             assert cls is not None  # validate_scenario checked every name
-            ext = FilterExtension(kind, r"\Device\HarddiskVolume3", geometry, s.disk.size, s.layout.partition_offset)
+            ext = FilterExtension(kind, r"\Device\HarddiskVolume3", geometry, disk_size, s.layout.partition_offset)
             out.append(FilterLayer(engine, cls(s.filter_configs[name]), ext, mppw))
         return out
 
@@ -245,6 +266,8 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
             down=channels[0][0],
             complete=complete_recv,
             integrity_check_ns=s.dump_driver.integrity_check,
+            too_small=too_small,
+            full_bytes=full_bytes,
             per_request_ns=s.dump_driver.per_request,
             batch=batch and trace is None,
         )

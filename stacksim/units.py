@@ -205,7 +205,9 @@ def format_bytes(n: float) -> str:
         n /= 1024
         if n < 1024 or unit == "PiB":
             break
-    return f"{n:.0f} {unit}" if n == int(n) else f"{n:#.3g} {unit}"
+    if n == int(n) or n >= 100:
+        return f"{n:.0f} {unit}"
+    return f"{n:#.3g} {unit}"
 
 
 def format_bandwidth(bytes_per_s: float) -> str:

@@ -14,8 +14,8 @@ GB = 10**9
 
 
 def ssd() -> CachedDevice:
-    """1 GB/s interface, 0.25 GB/s media, 100,000-byte cache, no latency."""
-    return CachedDevice(10**12, latency_ns=0, bandwidth=GB, media_bandwidth=GB // 4, cache=100_000)
+    """1 GB/s interface, 0.25 GB/s media, a volatile 100,000-byte cache, no latency."""
+    return CachedDevice(10**12, latency_ns=0, bandwidth=GB, media_bandwidth=GB // 4, cache=100_000, volatile_cache=True)
 
 
 class TestWriteBackCache:
@@ -36,6 +36,12 @@ class TestWriteBackCache:
         d = ssd()
         d.write_ns(0, 100_000, 0)  # 100 µs; 75,000 bytes dirty at t = 100 µs
         assert d.flush_ns(100_000 + 200_000) == 100_000  # 50,000 drained while idle, 25,000 left
+
+    def test_flush_does_not_wait_for_a_non_volatile_cache(self) -> None:
+        """An SLC cache is already NAND: the flush costs only its command latency."""
+        d = CachedDevice(10**12, latency_ns=0, bandwidth=GB, media_bandwidth=GB // 4, cache=100_000, flush_latency_ns=7)
+        d.write_ns(0, 100_000, 0)
+        assert d.flush_ns(100_000) == 7
 
     def test_no_cache_is_media_speed(self) -> None:
         """Without a cache every write runs at the media rate."""
@@ -87,13 +93,29 @@ def fresh(kind: str, params: dict[str, int]) -> DeviceBase:
     if kind == "fixed":
         return FixedDevice(size, params["latency"], params["bw"], 0)
     if kind == "ssd":
-        return CachedDevice(size, latency_ns=params["latency"], bandwidth=params["bw"], media_bandwidth=params["media"], cache=params["cache"])
+        return CachedDevice(
+            size,
+            latency_ns=params["latency"],
+            bandwidth=params["bw"],
+            media_bandwidth=params["media"],
+            cache=params["cache"],
+            volatile_cache=True,
+        )
     if kind == "hdd":
         return HddDevice(
-            size, latency_ns=params["latency"], bandwidth=params["bw"], media_bandwidth=params["media"],
-            inner_media_bandwidth=params["media"] // 2, zones=params["zones"], rpm=7200, seek_ns=9_000_000, cache=params["cache"],
+            size,
+            latency_ns=params["latency"],
+            bandwidth=params["bw"],
+            media_bandwidth=params["media"],
+            inner_media_bandwidth=params["media"] // 2,
+            zones=params["zones"],
+            rpm=7200,
+            seek_ns=9_000_000,
+            cache=params["cache"],
         )
-    return VirtualDisk(size, latency_ns=params["latency"], bandwidth=params["bw"], iops_limit=params["iops"], bandwidth_limit=params["media"])
+    return VirtualDisk(
+        size, latency_ns=params["latency"], bandwidth=params["bw"], iops_limit=params["iops"], bandwidth_limit=params["media"]
+    )
 
 
 @settings(max_examples=80, deadline=None)
@@ -115,7 +137,9 @@ def fresh(kind: str, params: dict[str, int]) -> DeviceBase:
     start=st.integers(0, 2**39),
     warm=st.booleans(),
 )
-def test_batched_run_equals_single_writes(kind: str, params: dict[str, int], length: int, count: int, gap: int, start: int, warm: bool) -> None:
+def test_batched_run_equals_single_writes(
+    kind: str, params: dict[str, int], length: int, count: int, gap: int, start: int, warm: bool
+) -> None:
     """write_run_ns gives exactly the per-write times of write_ns, then the same device state."""
     start -= start % length
     a = fresh(kind, params)

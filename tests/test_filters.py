@@ -154,7 +154,11 @@ class TestDriverEntry:
                 seen.append(init.max_pages_per_write)
                 return super().driver_entry(extension, init)
 
-        run(catalog_with(Sizer), registry={"DumpFilters": ["sizer.sys"]}, dump_port={"max_transfer": "256 KiB"})
+        run(
+            catalog_with(Sizer),
+            registry={"DumpFilters": ["sizer.sys"]},
+            dump_port={"max_transfer": "256 KiB", "common_buffer": "128 KiB"},
+        )
         assert seen == [64]
 
 

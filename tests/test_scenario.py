@@ -21,7 +21,7 @@ def test_defaults_fill_in() -> None:
     s = validate_scenario({"scenario": {"name": "x"}}, "x.toml", FilterCatalog())
     assert s.registry.dump_filters == ("dumpfve.sys",)
     assert s.registry.crash_dump_enabled == 7
-    assert s.dump_port.max_transfer == 65536
+    assert s.dump_port.resolved().max_pages_per_write == 16
 
 
 def test_wrong_type() -> None:
@@ -34,7 +34,11 @@ def test_wrong_type() -> None:
 def test_unknown_key_lists_the_allowed_ones() -> None:
     """An unknown key is named, with the keys that table allows."""
     assert problems(merge(BASE, {"disk": {"colour": "red"}})) == [
-        ("[disk] colour", "unknown key; allowed keys: bandwidth, flush, latency, model, size"),
+        (
+            "[disk] colour",
+            "unknown key; allowed keys: bandwidth, bandwidth_limit, cache, flush, inner_media_bandwidth, io_unit, "
+            "iops_limit, latency, media_bandwidth, model, preset, rpm, seek, size, volatile_cache, zones",
+        ),
     ]
 
 
