@@ -216,7 +216,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
     mppw = port_cfg.max_pages_per_write
     layout = _layout(s, plan, disk_size)
     too_small: str | None = None
-    full_bytes = plan.total_bytes
+    full_plan = plan
     if plan.total_bytes > layout.size:
         too_small = s.layout.on_too_small
         if too_small == "truncate":
@@ -267,7 +267,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
             complete=complete_recv,
             integrity_check_ns=s.dump_driver.integrity_check,
             too_small=too_small,
-            full_bytes=full_bytes,
+            full_bytes=full_plan.total_bytes,
             per_request_ns=s.dump_driver.per_request,
             batch=batch and trace is None,
         )
@@ -306,9 +306,9 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
         dump_time_ns=dump_time,
         bytes_written=out.bytes_written,
         write_requests=out.write_requests,
-        dump_bytes=plan.total_bytes,
+        dump_bytes=full_plan.total_bytes,
         max_pages_per_write=mppw,
-        parts={p.name: p.bytes for p in plan.parts},
+        parts={p.name: p.bytes for p in full_plan.parts},
         layers=layers,
         write_latency=LayerSummary(h.count, h.total, h.percentile(50), h.percentile(99), h.max),
         filters=tuple(

@@ -36,8 +36,13 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_scenario(catalog: FilterCatalog | None = None, **sections: Any) -> Scenario:
-    """A scenario: the small-dump, no-filter BASE with *sections* merged in."""
-    return validate_scenario(merge(BASE, sections), "<test>", catalog or FilterCatalog())
+    """
+    A scenario: the small-dump, no-filter BASE with *sections* merged in.
+
+    A section that names a ``preset`` replaces BASE's section instead of merging into it.
+    """
+    base = {k: v for k, v in BASE.items() if not (isinstance(sections.get(k), dict) and "preset" in sections[k])}
+    return validate_scenario(merge(base, sections), "<test>", catalog or FilterCatalog())
 
 
 def run(catalog: FilterCatalog | None = None, **sections: Any) -> tuple[RunResult, ListTrace]:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from stacksim.cli import app
 
-SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.toml"))
+SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").rglob("*.toml"))
 
 
 def test_there_are_scenarios() -> None:
