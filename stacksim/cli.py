@@ -307,6 +307,7 @@ def render(result: RunResult, console: Console) -> None:
         f"in {r.write_requests:,} writes of ≤ {r.max_pages_per_write} pages ({format_bytes(r.max_pages_per_write * 4096)})"
         + (f", {format_bandwidth(r.throughput_bytes_per_s)}" if r.bytes_written else "")
     )
+    console.print("parts       " + " · ".join(f"{name} {format_bytes(n)}" for name, n in r.parts.items()))
     console.print(f"path        {' → '.join(r.images)} → disk ({r.target})")
     if any(s.calls for s in r.layers.values()):
         console.print(_layer_table(r))
