@@ -232,6 +232,23 @@ def _executor(dask: str | None, workers: int, console: Console) -> Iterator[Exec
 
 
 @app.command()
+def check(trace: Annotated[Path, typer.Argument(help="Trace file (JSON lines) from `stacksim run --trace`.")]) -> None:
+    """Check a trace against the dump path's invariants, independently of the simulator."""
+    from stacksim.check import RULES, check_trace_file
+
+    if not trace.is_file():
+        _fail(f"{trace}: no such trace file")
+    count, violations = check_trace_file(str(trace))
+    if not violations:
+        typer.echo(f"{trace}: {count:,} records; all {len(RULES)} rules hold ({', '.join(RULES)})")
+        return
+    for v in violations:
+        typer.echo(v.render())
+    typer.echo(f"{trace}: {len(violations)} violation(s) in {count:,} records")
+    raise typer.Exit(1)
+
+
+@app.command()
 def validate(scenario: ScenarioArg, plugin: PluginOpt = None) -> None:
     """Check a scenario file without running it."""
     catalog = _catalog(plugin)

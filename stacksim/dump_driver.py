@@ -155,6 +155,8 @@ class DumpDriver:
             hiber_ok, hiber_msg = await self._load(self.hiber_filters, "hibernation stack")
             if not hiber_ok:
                 return self._end("stack_init_failed", hiber_msg + "; the system refuses to hibernate")
+        if self.engine.trace is not None:
+            self._emit_context()
         if self.too_small == "refuse":
             return self._end("file_too_small", self._too_small_message())
         if not await self._send(Op(OpKind.START)):
@@ -173,6 +175,26 @@ class DumpDriver:
                 '(on_too_small = "truncate": as with IgnorePagefileSize = 1 or on pre-Vista systems)',
             )
         return self._end("ok", f"{what} written: {out.bytes_written:,} bytes in {out.write_requests:,} writes")
+
+    def _emit_context(self) -> None:
+        """One ``dump_context`` record: what an independent checker needs to judge the trace."""
+        active = self.crash_filters if self.event == "crash" else self.hiber_filters
+        self.engine.emit(
+            self.engine.now_ns,
+            LAYER,
+            "dump_context",
+            0,
+            dump_type=self.dump_type,
+            detail={
+                "event": self.event,
+                "target": self.layout.target,
+                "partition_offset": self.layout.partition_offset,
+                "runs": [[r.offset, r.length] for r in self.layout.runs],
+                "max_pages_per_write": self.max_chunk // PAGE_SIZE,
+                "sector_size": 512,
+                "filters": [{"name": layer.name, "callbacks": layer.callbacks()} for layer in active if layer.loaded],
+            },
+        )
 
     def _too_small_message(self) -> str:
         size, need, target = self.layout.size, self.full_bytes, self.layout.target

@@ -18,7 +18,7 @@ from typing import IO, Any, Final, Protocol
 
 __all__ = ["FIELDS", "JsonlTrace", "ListTrace", "TraceSink", "read_trace"]
 
-FIELDS: Final = ("t_ns", "seq", "layer", "event", "dur_ns", "request", "offset", "length", "dump_type", "status")
+FIELDS: Final = ("t_ns", "seq", "layer", "event", "dur_ns", "request", "offset", "length", "dump_type", "status", "detail")
 """The keys of every trace record, in output order."""
 
 
@@ -37,6 +37,7 @@ class TraceSink(Protocol):
         length: int | None,
         dump_type: str | None,
         status: str | None,
+        detail: dict[str, Any] | None,
     ) -> None:
         """Record one event."""
 

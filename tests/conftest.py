@@ -16,6 +16,7 @@ import pytest
 import structlog
 
 from stacksim import FilterCatalog, ListTrace, RunResult, Scenario, simulate, validate_scenario
+from stacksim.check import check_records
 
 BASE: dict[str, Any] = {
     "scenario": {"name": "test", "event": "crash", "bugcheck_at": "10 ms"},
@@ -45,11 +46,19 @@ def make_scenario(catalog: FilterCatalog | None = None, **sections: Any) -> Scen
     return validate_scenario(merge(base, sections), "<test>", catalog or FilterCatalog())
 
 
-def run(catalog: FilterCatalog | None = None, **sections: Any) -> tuple[RunResult, ListTrace]:
-    """Run a scenario built by :func:`make_scenario`; return the result and its trace."""
+def run(catalog: FilterCatalog | None = None, *, check: bool = True, **sections: Any) -> tuple[RunResult, ListTrace]:
+    """
+    Run a scenario built by :func:`make_scenario`; return the result and its trace.
+
+    Unless *check* is false, the trace must pass the independent invariant checker.
+    """
     catalog = catalog or FilterCatalog()
     trace = ListTrace()
-    return simulate(make_scenario(catalog, **sections), catalog, trace=trace), trace
+    result = simulate(make_scenario(catalog, **sections), catalog, trace=trace)
+    if check:
+        violations = check_records(trace.records)
+        assert not violations, "\n".join(v.render() for v in violations)
+    return result, trace
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ def test_small_dump_timeline_without_filters() -> None:
     assert trace.timeline("t_ns", "layer", "event", "dur_ns") == [
         (10 * MS, "crashdmp", "bugcheck", 0),
         (10 * MS, "crashdmp", "integrity_check", 0),
+        (10 * MS, "crashdmp", "dump_context", 0),
         (10 * MS, "miniport", "port_init", 1 * MS),
         (t, "crashdmp", "issue_write", 0),
         (t, "miniport", "miniport_write", 5 * US),

@@ -18,6 +18,7 @@ from stacksim import (
     NtStatus,
     spend,
 )
+from stacksim.check import check_records
 from stacksim.filters import FaultFlt
 
 
@@ -253,12 +254,15 @@ class TestDumpWriteRules:
         result, trace = run(
             registry={"DumpFilters": ["faultflt.sys"]},
             filters={"faultflt.sys": {"action": "change_offset", "offset_delta": 4096}},
+            check=False,
         )
         assert result.status == "ok"
         issued = [r["offset"] for r in trace.records if r["event"] == "issue_write"]
         at_port = [r["offset"] for r in trace.records if r["event"] == "miniport_write"]
         assert at_port == [issued[0] + 4096, issued[1]]
         assert any("moved request #1" in w for w in result.warnings)
+        # The moved header now overlaps the body: the independent checker sees the damage.
+        assert [v.message for v in check_records(trace.records)] == ["requests 1 and 2 overlap"]
 
     def test_exception_in_dump_write_aborts_the_dump(self) -> None:
         """An exception in a crash-mode callback is a fault at HIGH_LEVEL: the dump is aborted."""

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from stacksim import FilterCatalog, ListTrace, load_scenario, simulate
+from stacksim.check import check_records
 from stacksim.cli import app
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").rglob("*.toml"))
@@ -34,3 +36,14 @@ def test_scenario_matches_golden_output(path: Path) -> None:
     if os.environ.get("STACKSIM_UPDATE_GOLDEN"):
         golden.write_text(result.stdout, encoding="utf-8")
     assert result.stdout == golden.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_scenario_trace_passes_the_invariant_checker(path: Path) -> None:
+    """Each scenario, shrunk to 16 MiB of RAM so its request-mode trace stays small, passes every rule."""
+    catalog = FilterCatalog()
+    s = load_scenario(path, catalog)
+    s = s.model_copy(update={"memory": s.memory.model_copy(update={"ram": min(s.memory.ram, 16 * 2**20)})})
+    trace = ListTrace()
+    simulate(s, catalog, trace=trace)
+    assert [v.render() for v in check_records(trace.records)] == []

@@ -181,10 +181,11 @@ class Engine:
         length: int | None = None,
         dump_type: str | None = None,
         status: str | None = None,
+        detail: dict[str, object] | None = None,
     ) -> None:
         """Send one record to the trace, if one is attached (callers test ``engine.trace``)."""
         if self.trace is not None:
-            self.trace.emit(t_ns, self.next_seq(), layer, event, dur_ns, request, offset, length, dump_type, status)
+            self.trace.emit(t_ns, self.next_seq(), layer, event, dur_ns, request, offset, length, dump_type, status, detail)
 
     async def timed(
         self,

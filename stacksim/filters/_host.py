@@ -196,6 +196,13 @@ class FilterLayer:
                 )
             send.send_nowait(op)
 
+    def callbacks(self) -> list[str]:
+        """The callbacks the filter registered in DriverEntry (dump_read only if read is supported)."""
+        init = self.init
+        names = ["dump_start", "dump_write", "dump_finish", "dump_unload"]
+        out = [n for n in names if getattr(init, n) is not None]
+        return out + (["dump_read"] if init.supports_read else [])
+
     def write_cost(self, length: int) -> int | None:
         """The filter's declared per-write cost for *length* bytes (0 without a dump_write), or None."""
         if not self.loaded or self.init.dump_write is None:
