@@ -232,9 +232,8 @@ class DumpDriver:
         active = self.crash_filters if self.event == "crash" else self.hiber_filters
         loaded = [layer for layer in active if layer.loaded]
         specials = sorted(set().union(*(layer.special_requests() for layer in loaded)))
-        file_pos = 0
         number = 0
-        for part in self.plan.parts:
+        for part, file_pos in self.plan.placed():
             for offset, length, count in self.layout.map_runs(file_pos, part.bytes, self.max_chunk):
                 batchable = self.batch and count > 1 and all(layer.write_cost(length) is not None for layer in loaded)
                 if batchable:
@@ -244,7 +243,6 @@ class DumpDriver:
                 if not ok:
                     return False
                 number += count
-            file_pos += part.bytes
         return True
 
     async def _write_batched(self, part: str, first: int, offset: int, length: int, count: int, specials: list[int]) -> bool:

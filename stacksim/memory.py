@@ -13,7 +13,8 @@ and volatility3's crash-dump layer [RE S42]):
 * **Kernel** (2) and **Automatic** (7): kernel, HAL and driver memory, "typically around one-third
   the size of the physical memory" [DOC S39]: ``memory.kernel_fraction`` (default 1/3).
 * **Small** (3): "exactly 64 KB" [DOC S39], header included.
-* **Hibernation**: the hiberfile image. Windows 10+ reserves 40 % of RAM for a full hiberfile
+* **Hibernation**: the hiberfile image, header page at offset 0 but written last (the commit
+  marker; ASSUMPTION). Windows 10+ reserves 40 % of RAM for a full hiberfile
   [ANEC S44]; until compression is modelled, the image written is *assumption*
   ``hibernation.image_fraction`` of RAM (default 0.4, the full reservation).
 
@@ -43,15 +44,25 @@ CRASH_DUMP_TYPES: Final = {0: "none", 1: "complete", 2: "kernel", 3: "small", 7:
 
 @dataclass(frozen=True, slots=True)
 class DumpPart:
-    """One contiguous part of the dump file, written in order."""
+    """One contiguous part of the dump file, at *file_offset* (None: right after the previous part)."""
 
     name: str
     bytes: int
+    file_offset: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DumpPlan:
     """The dump's kind (``complete``, ``kernel``, ..., ``hibernation``) and its parts in write order."""
+
+    def placed(self) -> list[tuple[DumpPart, int]]:
+        """Each part with its file offset, in write order."""
+        out, pos = [], 0
+        for part in self.parts:
+            start = part.file_offset if part.file_offset is not None else pos
+            out.append((part, start))
+            pos = start + part.bytes
+        return out
 
     kind: str
     parts: tuple[DumpPart, ...]
@@ -108,5 +119,13 @@ def plan_crash_dump(
 
 
 def plan_hibernation(ram: int, *, image_fraction: Fraction) -> DumpPlan:
-    """The hiberfile image: one header page, then the memory image (module docstring)."""
-    return DumpPlan("hibernation", (DumpPart("header", PAGE_SIZE), DumpPart("body", _pages(ram * image_fraction))))
+    """
+    The hiberfile image: the memory image after a one-page header that is written *last*.
+
+    The header's valid signature acts as the commit marker, so a hibernation torn by power loss
+    is never resumed (ASSUMPTION: the fact sheet found no source on the order, §5.2 [INF]).
+    """
+    return DumpPlan(
+        "hibernation",
+        (DumpPart("body", _pages(ram * image_fraction), PAGE_SIZE), DumpPart("header", PAGE_SIZE, 0)),
+    )

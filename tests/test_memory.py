@@ -47,5 +47,6 @@ def test_secondary_data_follows_the_body() -> None:
 
 
 def test_hibernation_image() -> None:
-    """The hiberfile image is one header page and image_fraction of RAM."""
-    assert parts(plan_hibernation(10 * GiB, image_fraction=Fraction(2, 5))) == [("header", 4096), ("body", 4 * GiB)]
+    """The hiberfile image is image_fraction of RAM after a header page that is written last."""
+    plan = plan_hibernation(10 * GiB, image_fraction=Fraction(2, 5))
+    assert [(p.name, p.bytes, offset) for p, offset in plan.placed()] == [("body", 4 * GiB, 4096), ("header", 4096, 0)]
