@@ -129,7 +129,7 @@ def _qd1(recs: list[Record]) -> list[Violation]:
                     )
                 )
             outstanding = [r]
-        elif layer == "crashdmp" and event == "write_complete":
+        elif layer == "crashdmp" and event in ("write_complete", "write_failed"):
             outstanding = []
         elif layer == "miniport" and event == "miniport_write":
             if device_free is not None and r["t_ns"] < device_free[0]:
@@ -150,7 +150,7 @@ def _placement(recs: list[Record], detail: dict[str, Any]) -> list[Violation]:
     runs = [(int(o), int(n)) for o, n in detail.get("runs", [])]
     sector = int(detail.get("sector_size", 512))
     limit = int(detail.get("max_pages_per_write", 0)) * 4096
-    written: list[tuple[int, int, Record]] = []
+    latest: dict[int, tuple[int, int, Record]] = {}  # a retried request rewrites its own bytes
     for r in recs:
         if r["layer"] != "miniport" or r["event"] != "miniport_write":
             continue
@@ -167,8 +167,8 @@ def _placement(recs: list[Record], detail: dict[str, Any]) -> list[Violation]:
                     "placement", f"request {r['request']} at {off}+{length} is not inside one disk run of the target file", [r]
                 )
             )
-        written.append((off, length, r))
-    written.sort(key=lambda w: w[0])
+        latest[r["request"]] = (off, length, r)
+    written = sorted(latest.values(), key=lambda w: w[0])
     for (a_off, a_len, a), (b_off, _, b) in itertools.pairwise(written):
         if a_off + a_len > b_off:
             out.append(Violation("placement", f"requests {a['request']} and {b['request']} overlap", [a, b]))
@@ -198,13 +198,17 @@ def _start_finish(recs: list[Record], filters: list[str], callbacks: dict[str, s
 
 def _filter_order(recs: list[Record], writers: list[str]) -> list[Violation]:
     out = []
-    calls: dict[int, list[Record]] = defaultdict(list)
+    calls: dict[tuple[int, int], list[Record]] = defaultdict(list)
+    attempt: dict[int, int] = defaultdict(int)  # a retried write goes through the chain again
     for r in recs:
-        if r["request"] is not None and (
-            (r["layer"] in writers and r["event"] == "dump_write") or r["event"] == "miniport_write"
-        ):
-            calls[r["request"]].append(r)
-    for request, seq in calls.items():
+        request = r["request"]
+        if request is None:
+            continue
+        if r["layer"] == "crashdmp" and r["event"] == "issue_write":
+            attempt[request] += 1
+        elif (r["layer"] in writers and r["event"] == "dump_write") or r["event"] == "miniport_write":
+            calls[request, attempt[request]].append(r)
+    for (request, _), seq in calls.items():
         layers = [r["layer"] for r in seq]
         if "miniport" in layers:
             expected = [*writers, "miniport"]

@@ -42,6 +42,7 @@ from stacksim.requests import PAGE_SIZE, DumpRequest, Mdl, Op, OpKind
 if TYPE_CHECKING:
     import trio
 
+    from stacksim.faults import DeviceFault
     from stacksim.filters._host import FilterLayer
     from stacksim.layout import FileLayout
     from stacksim.memory import DumpPlan
@@ -64,6 +65,7 @@ class Outcome:
     done_ns: int = 0
     write_requests: int = 0
     bytes_written: int = 0
+    header_written: bool | None = None
 
 
 class DumpDriver:
@@ -89,6 +91,9 @@ class DumpDriver:
         too_small: ``None`` when the target file holds the dump; otherwise ``"refuse"`` (no dump,
             as Windows does) or ``"truncate"`` (*plan* is already cut to the file's size).
         full_bytes: the size of the whole dump, for messages about a too-small file.
+        write_retries: times a write the device failed is re-issued (ASSUMPTION, default 0).
+        power_loss_after_ns: power fails this long after the event (a fault); ``None``: it does not.
+        device_faults: injected device faults; the writes they hit travel alone in batched mode.
     """
 
     def __init__(
@@ -110,6 +115,9 @@ class DumpDriver:
         batch: bool = True,
         too_small: str | None = None,
         full_bytes: int = 0,
+        write_retries: int = 0,
+        power_loss_after_ns: int | None = None,
+        device_faults: Sequence[DeviceFault] = (),
     ) -> None:
         self.engine = engine
         self.event = event
@@ -127,6 +135,13 @@ class DumpDriver:
         self.batch = batch
         self.too_small = too_small
         self.full_bytes = full_bytes
+        self.write_retries = write_retries
+        self.power_loss_after_ns = power_loss_after_ns
+        self.device_faults = device_faults
+        self.power_loss_at: int | None = None
+        self.retries = 0
+        self.part_done: dict[str, int] = {}
+        self.flushed = False
         self.batched_messages = 0
         self.dump_type = "crashdump" if event == "crash" else "hibernation"
         self.stats = LayerStats(LAYER)
@@ -143,6 +158,8 @@ class DumpDriver:
         )
         engine.advance_to(self.event_at_ns)
         out.event_ns = engine.now_ns
+        if self.power_loss_after_ns is not None:
+            self.power_loss_at = out.event_ns + self.power_loss_after_ns
         self._mark("bugcheck" if self.event == "crash" else "hibernate")
         log.info("event.start", kind=self.event, dump_kind=self.plan.kind, dump_bytes=self.plan.total_bytes)
         if self.event == "crash":
@@ -165,6 +182,7 @@ class DumpDriver:
             return out
         if not await self._send(Op(OpKind.FINISH)):
             return out
+        self.flushed = True
         kind = self.plan.kind
         what = "hiberfile image" if kind == "hibernation" else f"{kind} dump"
         if self.too_small == "truncate":
@@ -231,13 +249,19 @@ class DumpDriver:
         """Write every part, header first, in pieces of at most MaxPagesPerWrite pages."""
         active = self.crash_filters if self.event == "crash" else self.hiber_filters
         loaded = [layer for layer in active if layer.loaded]
-        specials = sorted(set().union(*(layer.special_requests() for layer in loaded)))
+        specials = set().union(*(layer.special_requests() for layer in loaded))
+        specials |= {f.at_request for f in self.device_faults if f.at_request is not None}
         number = 0
         for part, file_pos in self.plan.placed():
             for offset, length, count in self.layout.map_runs(file_pos, part.bytes, self.max_chunk):
                 batchable = self.batch and count > 1 and all(layer.write_cost(length) is not None for layer in loaded)
                 if batchable:
-                    ok = await self._write_batched(part.name, number + 1, offset, length, count, specials)
+                    hit = {
+                        number + 1 + (f.at_offset - offset) // length
+                        for f in self.device_faults
+                        if f.at_offset is not None and offset <= f.at_offset < offset + count * length
+                    }
+                    ok = await self._write_batched(part.name, number + 1, offset, length, count, sorted(specials | hit))
                 else:
                     ok = await self._write_each(part.name, number + 1, offset, length, count)
                 if not ok:
@@ -277,6 +301,7 @@ class DumpDriver:
             self.write_latency.record(above + dur, n)
         self.outcome.write_requests += count
         self.outcome.bytes_written += count * length
+        self.part_done[part] = self.part_done.get(part, 0) + count * length
         self.batched_messages += 1
         return True
 
@@ -293,20 +318,34 @@ class DumpDriver:
         dump_type = self.dump_type
         for number in range(first, first + count):
             t0 = engine.now_ns
-            engine.advance(per_request)
-            stats.record(per_request)
-            request = DumpRequest(number, offset, Mdl(LAYER, length), part, t0)
-            if trace:
-                engine.emit(t0, LAYER, "issue_write", per_request, number, offset, length, dump_type)
-            send(Op(OpKind.WRITE, request))
-            op = await receive()
-            if op.error is not None:
+            attempt = 0
+            while True:
+                engine.advance(per_request)
+                stats.record(per_request)
+                request = DumpRequest(number, offset, Mdl(LAYER, length), part, engine.now_ns - per_request, attempt=attempt)
+                if trace:
+                    engine.emit(engine.now_ns - per_request, LAYER, "issue_write", per_request, number, offset, length, dump_type)
+                send(Op(OpKind.WRITE, request))
+                op = await receive()
+                if self._power_lost(f"while request #{number} was in flight"):
+                    return False
+                if op.error is None:
+                    break
+                if op.retryable and attempt < self.write_retries:
+                    attempt += 1
+                    self.retries += 1
+                    if trace:
+                        engine.emit(engine.now_ns, LAYER, "write_failed", 0, number, offset, length, dump_type)
+                    continue
+                if op.retryable and self.write_retries:
+                    op.error += f"; given up after {self.write_retries} retries"
                 self._end(op.fault or "io_error", op.error)
                 return False
             t1 = engine.now_ns
             latency.record(t1 - t0)
             out.write_requests += 1
             out.bytes_written += length
+            self.part_done[part] = self.part_done.get(part, 0) + length
             if trace:
                 engine.emit(t1, LAYER, "write_complete", 0, number, request.offset, length, dump_type)
             offset += length
@@ -316,9 +355,39 @@ class DumpDriver:
         """Send a control operation down the stack and wait for it to come back."""
         self.down.send_nowait(op)
         back = await self.complete.receive()
+        if self._power_lost(f"during {op.kind.value}"):
+            return False
         if back.error is not None:
             self._end(back.fault or "io_error", back.error)
             return False
+        return True
+
+    def _power_lost(self, when: str) -> bool:
+        """End the run if the power failed before now (the step that was running never finished)."""
+        if self.power_loss_at is None or self.engine.now_ns <= self.power_loss_at:
+            return False
+        out = self.outcome
+        header_part = next((p for p in self.plan.parts if p.name == "header"), None)
+        header_ok = header_part is not None and self.part_done.get("header", 0) >= header_part.bytes
+        out.header_written = header_ok
+        after = self.power_loss_at - out.event_ns
+        msg = (
+            f"power lost {after:,} ns after the {'bugcheck' if self.event == 'crash' else 'start of hibernation'}, {when}: "
+            f"{out.bytes_written:,} of {self.plan.total_bytes:,} bytes had completed; "
+        )
+        if self.event == "hibernate":
+            msg += (
+                "the hiberfile header (the commit marker, written last) was written: the image is complete"
+                if header_ok
+                else "the hiberfile header (the commit marker, written last) was not written: the next boot starts afresh"
+            )
+        else:
+            msg += "the dump header was written" if header_ok else "not even the dump header was written"
+            msg += "; the dump is torn" if out.bytes_written < self.plan.total_bytes else ""
+        if not self.flushed:
+            msg += "; the final flush never ran, so data still in a volatile write cache is lost"
+        self.engine.now_ns = self.power_loss_at
+        self._end("power_lost", msg)
         return True
 
     def _step(self, event: str, dur: int) -> None:
@@ -335,6 +404,9 @@ class DumpDriver:
 
     def _end(self, status: str, message: str) -> Outcome:
         out = self.outcome
+        if out.header_written is None:
+            header = next((p for p in self.plan.parts if p.name == "header"), None)
+            out.header_written = header is not None and self.part_done.get("header", 0) >= header.bytes
         out.status = status
         out.message = message
         out.done_ns = self.engine.now_ns

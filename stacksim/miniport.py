@@ -24,8 +24,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from stacksim._engine import Engine
+from stacksim.faults import DeviceFault
 from stacksim.metrics import LayerStats
-from stacksim.requests import PAGE_SIZE, SECTOR_SIZE, Op, OpKind
+from stacksim.requests import PAGE_SIZE, SECTOR_SIZE, Op, OpKind, status_name
 
 if TYPE_CHECKING:
     import trio
@@ -134,6 +135,8 @@ class DumpPort:
         reset_ns: adapter re-initialisation at dump start.
         image: image name for reports, e.g. ``dump_stornvme.sys``.
         dump_type: ``crashdump`` or ``hibernation`` (for trace records).
+        faults: device faults to inject (:mod:`stacksim.faults`).
+        timeout_ns: how long the port polls a command that does not complete before failing it.
     """
 
     def __init__(
@@ -147,6 +150,8 @@ class DumpPort:
         reset_ns: int,
         image: str,
         dump_type: str,
+        faults: list[DeviceFault] | None = None,
+        timeout_ns: int = 10 * 10**9,
     ) -> None:
         self.engine = engine
         self.device = device
@@ -156,6 +161,8 @@ class DumpPort:
         self.reset_ns = reset_ns
         self.image = image
         self.dump_type = dump_type
+        self.faults = faults or []
+        self.timeout_ns = timeout_ns
         self.stats = LayerStats("miniport")
         self.outstanding = 0
         self.bytes_written = 0
@@ -225,15 +232,48 @@ class DumpPort:
             engine.advance(overhead)
             self.stats.record(overhead)
             t1 = engine.now_ns
+            fault = (
+                next((f for f in self.faults if f.hits(request.number, offset, length, request.attempt)), None)
+                if self.faults
+                else None
+            )
+            if fault is not None and fault.action == "timeout":
+                self._timed_out(op, t0, t1, overhead, disk_offset)
+                return
             service = self.device.write_ns(disk_offset, length, t1)
             engine.advance(service)
             self.device.stats.record(service)
-            self.bytes_written += length
+            status = None
+            if fault is not None:  # the device did the work and then reported an error
+                status = status_name(fault.status)
+                op.error = f"the device failed request #{request.number} with {status} (device_error fault)"
+                op.fault, op.retryable = "io_error", True
+            else:
+                self.bytes_written += length
             if engine.trace is not None:
                 engine.emit(t0, "miniport", "miniport_write", overhead, request.number, offset, length, self.dump_type)
-                engine.emit(t1, "device", "device_write", service, request.number, disk_offset, length, self.dump_type)
+                engine.emit(t1, "device", "device_write", service, request.number, disk_offset, length, self.dump_type, status)
         finally:
             self.outstanding -= 1
+
+    def _timed_out(self, op: Op, t0: int, t1: int, overhead: int, disk_offset: int) -> None:
+        """The device never answers: the port polls for its timeout, then fails the command."""
+        request = op.request
+        assert request is not None
+        engine = self.engine
+        engine.advance(self.timeout_ns)
+        self.stats.record(self.timeout_ns)
+        if engine.trace is not None:
+            engine.emit(
+                t0, "miniport", "miniport_write", overhead, request.number, request.offset, request.length, self.dump_type
+            )
+            engine.emit(
+                t1, "miniport", "poll_timeout", self.timeout_ns, request.number, request.offset, request.length, self.dump_type
+            )
+        op.error = (
+            f"request #{request.number} did not complete within the port's {self.timeout_ns} ns timeout (device_timeout fault)"
+        )
+        op.fault, op.retryable = "io_timeout", True
 
     def _write_run(self, op: Op) -> None:
         """Batched mode: *count* identical writes, one at a time in simulated time, in one message."""

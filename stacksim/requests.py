@@ -128,6 +128,8 @@ class DumpRequest:
     ``number + 1``, … at consecutive offsets ``offset + i × length``."""
     upstream_ns: int = 0
     """Batched mode: per-request time spent above the device so far (each layer adds its cost)."""
+    attempt: int = 0
+    """0 for the first try of this write, 1.. for crashdmp's retries after a device error."""
 
     @property
     def length(self) -> int:
@@ -155,4 +157,6 @@ class Op:
     error: str | None = None
     """Why the operation was stopped on its way down; ``None`` while all is well."""
     fault: str | None = None
-    """Result status the stop leads to: ``filter_violation``, ``filter_crashed`` or ``io_error``."""
+    """Result status the stop leads to: ``filter_violation``, ``filter_crashed``, ``io_error``, ``io_timeout``."""
+    retryable: bool = False
+    """The device failed the write (crashdmp may re-issue it)."""

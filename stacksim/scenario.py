@@ -127,6 +127,8 @@ class DumpDriverSection(BaseModel):
     model_config = _STRICT
     integrity_check: Nanoseconds = 0
     per_request: Nanoseconds = 0
+    write_retries: int = Field(default=0, ge=0, le=100)
+    """Times crashdmp re-issues a write the device failed (ASSUMPTION: no documented policy)."""
 
 
 class DumpPortSection(BaseModel):
@@ -139,6 +141,8 @@ class DumpPortSection(BaseModel):
     common_buffer: Bytes | None = Field(default=None, ge=PAGE_SIZE)
     per_request_overhead: Nanoseconds | None = None
     reset: Nanoseconds | None = None
+    timeout: Nanoseconds = Field(default=10 * 10**9, gt=0)
+    """How long the port polls a command before giving up (ASSUMPTION)."""
 
     @model_validator(mode="after")
     def _pages(self) -> DumpPortSection:
@@ -256,6 +260,70 @@ class LayoutSection(BaseModel):
         return self
 
 
+Callback = Literal["dump_start", "dump_write", "dump_read", "dump_finish", "dump_unload"]
+
+
+class _FaultBase(BaseModel):
+    model_config = _STRICT
+
+
+class DeviceErrorFault(_FaultBase):
+    """The device completes a write with an error."""
+
+    kind: Literal["device_error"]
+    at_request: int | None = Field(default=None, ge=1)
+    at_offset: Bytes | None = None
+    persistent: bool = True
+    status: int = Field(default=0xC0000185, ge=0xC0000000, le=0xFFFFFFFF)
+
+    @model_validator(mode="after")
+    def _where(self) -> DeviceErrorFault:
+        if (self.at_request is None) == (self.at_offset is None):
+            raise ValueError("a device_error needs exactly one of at_request (a write number) or at_offset (a partition offset)")
+        return self
+
+
+class DeviceTimeoutFault(_FaultBase):
+    """The device never completes a write; the dump port gives up after its timeout."""
+
+    kind: Literal["device_timeout"]
+    at_request: int = Field(ge=1)
+    persistent: bool = True
+
+
+class PowerLossFault(_FaultBase):
+    """Power fails at a time after the bugcheck (or the start of hibernation)."""
+
+    kind: Literal["power_loss"]
+    at: Nanoseconds
+
+
+class FilterFault(_FaultBase):
+    """A filter's callback raises, hangs or returns an error status."""
+
+    kind: Literal["filter_raise", "filter_hang", "filter_error_status"]
+    filter: str
+    callback: Callback = "dump_write"
+    at_request: int | None = Field(default=None, ge=1)
+    status: int = Field(default=0xC0000001, ge=0xC0000000, le=0xFFFFFFFF)
+    dump_type: Literal["any", "crashdump", "hibernation"] = "any"
+
+
+class SlowFilterFault(_FaultBase):
+    """Every call of a filter's callback (or of all its callbacks) takes longer."""
+
+    kind: Literal["slow_filter"]
+    filter: str
+    extra: Nanoseconds
+    callback: Callback | Literal["any"] = "any"
+
+
+Fault = Annotated[
+    DeviceErrorFault | DeviceTimeoutFault | PowerLossFault | FilterFault | SlowFilterFault,
+    Field(discriminator="kind"),
+]
+
+
 class EngineSection(BaseModel):
     """``[engine]``: simulator settings."""
 
@@ -277,8 +345,20 @@ class Scenario(BaseModel):
     disk: DiskSection = DiskSection()
     layout: LayoutSection = LayoutSection()
     engine: EngineSection = EngineSection()
+    faults: list[Fault] = Field(default_factory=list)
     filter_configs: dict[str, Any] = Field(default_factory=dict, exclude=True)
     """Validated filter configurations by service name (filled by :func:`validate_scenario`)."""
+
+    @model_validator(mode="after")
+    def _faults_name_listed_filters(self) -> Scenario:
+        for i, fault in enumerate(self.faults):
+            name = getattr(fault, "filter", None)
+            if name is not None and name not in self.registry.dump_filters:
+                listed = ", ".join(self.registry.dump_filters) or "none"
+                raise ValueError(f"[[faults]] #{i + 1}: filter {name!r} is not in DumpFilters (listed: {listed})")
+        if sum(isinstance(f, PowerLossFault) for f in self.faults) > 1:
+            raise ValueError("[[faults]]: at most one power_loss")
+        return self
 
     @model_validator(mode="after")
     def _target_matches_event(self) -> Scenario:

@@ -28,6 +28,7 @@ from stacksim._version import __version__
 from stacksim.devices import build_device
 from stacksim.dump_driver import LAYER as DUMP_DRIVER_LAYER
 from stacksim.dump_driver import DumpDriver
+from stacksim.faults import DeviceFault, FaultPlan, FilterFault
 from stacksim.filters import DiskGeometry, DumpType, FilterCatalog, FilterExtension
 from stacksim.filters._host import FilterLayer
 from stacksim.layout import DiskRun, FileLayout
@@ -35,7 +36,8 @@ from stacksim.memory import DumpPlan, plan_crash_dump, plan_hibernation
 from stacksim.metrics import LayerSummary
 from stacksim.miniport import DumpPort
 from stacksim.requests import Op
-from stacksim.scenario import Scenario, ScenarioError
+from stacksim.scenario import DeviceErrorFault, DeviceTimeoutFault, Scenario, ScenarioError, SlowFilterFault
+from stacksim.scenario import FilterFault as FilterFaultSpec
 from stacksim.trace import TraceSink
 
 __all__ = ["RunResult", "simulate"]
@@ -99,6 +101,8 @@ class RunResult:
     target: str
     warnings: tuple[str, ...] = field(default=())
     batched_messages: int = 0
+    header_written: bool = False
+    write_retries: int = 0
 
     @property
     def bottleneck(self) -> str | None:
@@ -150,6 +154,8 @@ class RunResult:
             "write_latency": self.write_latency.as_dict(),
             "filters": [f.as_dict() for f in self.filters],
             "warnings": list(self.warnings),
+            "header_written": self.header_written,
+            "write_retries": self.write_retries,
             "batched_messages": self.batched_messages,
         }
 
@@ -199,6 +205,25 @@ def _layout(s: Scenario, plan: DumpPlan, disk_size: int) -> FileLayout:
     return layout
 
 
+def _fault_plan(s: Scenario) -> FaultPlan:
+    """The scenario's ``[[faults]]`` as the layers apply them."""
+    plan = FaultPlan()
+    for f in s.faults:
+        if isinstance(f, FilterFaultSpec):
+            action = {"filter_raise": "raise", "filter_hang": "hang", "filter_error_status": "error_status"}[f.kind]
+            fault = FilterFault(action, f.callback, f.at_request, f.status, f.dump_type)
+            plan.filters.setdefault(f.filter, []).append(fault)
+        elif isinstance(f, SlowFilterFault):
+            plan.filters.setdefault(f.filter, []).append(FilterFault("slow", f.callback, extra_ns=f.extra))
+        elif isinstance(f, DeviceErrorFault):
+            plan.device.append(DeviceFault("error", f.at_request, f.at_offset, f.persistent, f.status))
+        elif isinstance(f, DeviceTimeoutFault):
+            plan.device.append(DeviceFault("timeout", f.at_request, None, f.persistent))
+        else:
+            plan.power_loss_after_ns = f.at
+    return plan
+
+
 def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | None = None, batch: bool = True) -> RunResult:
     """
     Run *scenario* in virtual time and return its result. Deterministic for a given scenario.
@@ -221,6 +246,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
         too_small = s.layout.on_too_small
         if too_small == "truncate":
             plan = plan.truncated(layout.size)
+    plan_faults = _fault_plan(s)
     engine = Engine(seed=s.scenario.seed, watchdog_ns=s.engine.watchdog)
     engine.trace = trace
     device = build_device(model, params, disk_size, kind)
@@ -235,6 +261,8 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
         reset_ns=port_cfg.reset,
         image=f"{prefix}{port_cfg.driver}.sys",
         dump_type=dump_type.label,
+        faults=plan_faults.device,
+        timeout_ns=s.dump_port.timeout,
     )
 
     def layers_for(kind: DumpType) -> list[FilterLayer]:
@@ -243,7 +271,9 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
             cls = catalog.get(name)
             assert cls is not None  # validate_scenario checked every name
             ext = FilterExtension(kind, r"\Device\HarddiskVolume3", geometry, disk_size, s.layout.partition_offset)
-            out.append(FilterLayer(engine, cls(s.filter_configs[name]), ext, mppw))
+            layer = FilterLayer(engine, cls(s.filter_configs[name]), ext, mppw)
+            layer.faults = list(plan_faults.filters.get(name, []))
+            out.append(layer)
         return out
 
     crash_layers = layers_for(DumpType.CRASHDUMP) if s.registry.crash_dump_enabled else []
@@ -269,7 +299,10 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
             too_small=too_small,
             full_bytes=full_plan.total_bytes,
             per_request_ns=s.dump_driver.per_request,
-            batch=batch and trace is None,
+            batch=batch and trace is None and plan_faults.power_loss_after_ns is None,
+            write_retries=s.dump_driver.write_retries,
+            power_loss_after_ns=plan_faults.power_loss_after_ns,
+            device_faults=plan_faults.device,
         )
         tasks = []
         for i, layer in enumerate(active):
@@ -282,7 +315,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
     log.debug("run.start", scenario=s.scenario.name, seed=s.scenario.seed)
     driver = run(main)
     out = driver.outcome
-    warnings = [w for layer in active for w in layer.warnings] + port.warnings
+    warnings = [w for layer in active for w in layer.warnings + layer.unfired_faults()] + port.warnings
     if engine.failure is not None:
         out.status = "hung" if engine.failure.layer is not None else "deadlock"
         out.message = str(engine.failure)
@@ -328,6 +361,8 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
         target=layout.target,
         warnings=tuple(warnings),
         batched_messages=driver.batched_messages,
+        header_written=bool(out.header_written),
+        write_retries=driver.retries,
     )
     log.debug("run.end", scenario=s.scenario.name, status=result.status, dump_time_ns=result.dump_time_ns)
     return result

@@ -22,7 +22,7 @@ def documented_keys(text: str, heading: str) -> set[str]:
     return set(re.findall(r"^\| `([^`]+)` \|", section, flags=re.MULTILINE))
 
 
-@pytest.mark.parametrize("section", [n for n in Scenario.model_fields if n not in ("filters", "filter_configs")])
+@pytest.mark.parametrize("section", [n for n in Scenario.model_fields if n not in ("filters", "filter_configs", "faults")])
 def test_every_scenario_key_is_documented(section: str) -> None:
     """docs/reference/scenario.md lists exactly the keys each table accepts."""
     model = Scenario.model_fields[section].annotation
@@ -40,6 +40,18 @@ def test_every_builtin_filter_parameter_is_documented(cls: type[stacksim.DumpFil
     section = text.split(f"## `{cls.service_name}`", 1)[1].split("\n## ", 1)[0]
     table = section.split("| key |", 1)[1].split("\n\n", 1)[0]
     assert set(re.findall(r"^\| `([^`]+)` \|", table, flags=re.MULTILINE)) == set(cls.Config.model_fields)
+
+
+def test_every_fault_kind_and_key_is_documented() -> None:
+    """docs/reference/faults.md names every fault kind and every key a fault table takes."""
+    from stacksim import scenario as sc
+
+    text = (DOCS / "reference" / "faults.md").read_text()
+    models = [sc.DeviceErrorFault, sc.DeviceTimeoutFault, sc.PowerLossFault, sc.FilterFault, sc.SlowFilterFault]
+    kinds = {k for m in models for k in m.model_fields["kind"].annotation.__args__}  # type: ignore[union-attr]
+    keys = {k for m in models for k in m.model_fields if k != "kind"}
+    assert set(re.findall(r"^### `([a-z_]+)`", text, flags=re.MULTILINE)) == kinds
+    assert documented_keys(text, "## Keys") == keys
 
 
 def test_every_trace_field_is_documented() -> None:

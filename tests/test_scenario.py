@@ -46,7 +46,7 @@ def test_unknown_section() -> None:
     """An unknown table is named, with the tables allowed."""
     [(key, msg)] = problems(merge(BASE, {"disks": {}}))
     assert key == "[disks]"
-    assert msg.startswith("unknown key; allowed keys: disk, dump_driver, dump_port, engine, filters")
+    assert msg.startswith("unknown key; allowed keys: disk, dump_driver, dump_port, engine, faults, filters")
 
 
 def test_negative_size() -> None:

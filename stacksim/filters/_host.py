@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import trio
 
 from stacksim._engine import CallFailed, CpuMeter, Engine
+from stacksim.faults import FilterFault
 from stacksim.filters._base import (
     DUMP_FILTER_MAJOR_VERSION,
     DUMP_FILTER_MAJOR_VERSION_1,
@@ -40,9 +43,6 @@ from stacksim.filters._base import (
 )
 from stacksim.metrics import LayerStats
 from stacksim.requests import SECTOR_SIZE, NtStatus, Op, OpKind, status_name, status_ok
-
-if TYPE_CHECKING:
-    import trio
 
 __all__ = ["FilterLayer"]
 
@@ -63,6 +63,9 @@ class FilterLayer:
         self.attempted = False
         self.load_status: int = NtStatus.SUCCESS
         self.load_error: str | None = None
+        self.faults: list[FilterFault] = []
+        """Injected faults for this filter (see :mod:`stacksim.faults`)."""
+        self.fired: set[FilterFault] = set()
         self.errors: Counter[str] = Counter()
         self.first_error: dict[str, str] = {}
         self.warnings: list[str] = []
@@ -196,6 +199,16 @@ class FilterLayer:
                 )
             send.send_nowait(op)
 
+    def unfired_faults(self) -> list[str]:
+        """Warnings for injected faults that never hit a call (e.g. a callback the filter lacks)."""
+        out = []
+        for f in self.faults:
+            if f not in self.fired and self.attempted:
+                has = f.callback == "any" or f.callback in self.callbacks()
+                why = "" if has else f": the filter has no {f.callback} callback"
+                out.append(f"fault {f.action} on {self.name} {f.callback} never fired{why}")
+        return out
+
     def callbacks(self) -> list[str]:
         """The callbacks the filter registered in DriverEntry (dump_read only if read is supported)."""
         init = self.init
@@ -207,15 +220,29 @@ class FilterLayer:
         """The filter's declared per-write cost for *length* bytes (0 without a dump_write), or None."""
         if not self.loaded or self.init.dump_write is None:
             return 0
-        return self.filter.write_cost(self.extension, length)
+        cost = self.filter.write_cost(self.extension, length)
+        for f in self.faults:
+            if not f.applies("dump_write", None, self.dump_type):
+                continue
+            if f.action == "slow" and cost is not None:
+                cost += f.extra_ns
+            elif f.action != "slow" and not f.per_request:
+                return None  # it hits every write: call every write
+        return cost
 
     def special_requests(self) -> frozenset[int]:
-        """Request numbers whose dump_write must really be called."""
-        return self.filter.special_requests(self.extension) if self.loaded and self.init.dump_write else frozenset()
+        """Request numbers whose dump_write must really be called (declared, or hit by a fault)."""
+        if not (self.loaded and self.init.dump_write):
+            return frozenset()
+        injected = {
+            f.at_request for f in self.faults if f.at_request is not None and f.applies("dump_write", None, self.dump_type)
+        }
+        return self.filter.special_requests(self.extension) | injected
 
     def _charge_run(self, request: Any) -> None:
         """Batched mode: charge the declared cost of *count* identical writes without calling back."""
-        cost = self.filter.write_cost(self.extension, request.length)
+        cost = self.write_cost(request.length)
+        self.fired.update(f for f in self.faults if f.action == "slow" and f.applies("dump_write", None, self.dump_type))
         if cost is None:  # pragma: no cover - the dump driver batches only declared costs
             raise AssertionError(f"{self.name} has no cost model for a batched write")
         self.engine.advance(cost * request.count)
@@ -224,6 +251,8 @@ class FilterLayer:
 
     async def _call(self, event: str, number: int | None, callback: Any, *args: Any) -> tuple[int, int, str | None, str]:
         """Run one callback; return (status, duration ns, fatal error or None, fault kind)."""
+        if self.faults:
+            return await self._call_with_faults(event, number, callback, *args)
         try:
             result, dur = await self.engine.timed(self.meter, self.name, event, number, callback, *args)
             if result is None or result == 0:  # the common case, without an enum lookup
@@ -236,6 +265,29 @@ class FilterLayer:
         if status is None:
             return NtStatus.UNSUCCESSFUL, dur, f"{event} returned {result!r}, not an NTSTATUS", "filter_violation"
         return status, dur, None, "filter_violation"
+
+    async def _call_with_faults(
+        self, event: str, number: int | None, callback: Any, *args: Any
+    ) -> tuple[int, int, str | None, str]:
+        """:meth:`_call` with the injected faults that hit this call applied."""
+        hits = [f for f in self.faults if f.applies(event, number, self.dump_type)]
+        self.fired.update(hits)
+        self.faults, saved = [], self.faults  # the plain path below must not recurse
+        try:
+            for f in hits:
+                if f.action == "raise":
+                    callback = _injected_raise
+                elif f.action == "hang":
+                    callback = _injected_hang
+            status, dur, error, fault = await self._call(event, number, callback, *args)
+        finally:
+            self.faults = saved
+        for f in hits:
+            if f.action == "error_status" and error is None:
+                status = f.status
+            elif f.action == "slow":
+                dur += f.extra_ns
+        return status, dur, error, fault
 
     def _check_request(self, event: str, request: Any, mdl_in: Any, writes_in: int, length_in: int, offset_in: int) -> str | None:
         if request.mdl.length != length_in:
@@ -263,3 +315,12 @@ class FilterLayer:
     def _note_error(self, event: str, message: str) -> None:
         self.errors[event] += 1
         self.first_error.setdefault(event, message)
+
+
+async def _injected_raise(*args: Any) -> int:
+    raise RuntimeError("injected fault (filter_raise)")
+
+
+async def _injected_hang(*args: Any) -> int:
+    await trio.sleep_forever()
+    raise AssertionError("unreachable")  # pragma: no cover
