@@ -9,11 +9,13 @@ timeout; each test states one behaviour in its docstring.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import structlog
+from hypothesis import settings
 
 from stacksim import FilterCatalog, ListTrace, RunResult, Scenario, simulate, validate_scenario
 from stacksim.check import check_records
@@ -71,3 +73,8 @@ def _reset_structlog() -> Iterator[None]:
     """The CLI configures structlog globally; give every test the defaults back."""
     yield
     structlog.reset_defaults()
+
+
+settings.register_profile("default", max_examples=25)
+settings.register_profile("deep", max_examples=500)
+settings.load_profile(os.environ.get("STACKSIM_HYPOTHESIS_PROFILE", "default"))

@@ -100,6 +100,29 @@ FILTER_TABLES = {
 }
 
 
+def faults(filters: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    device = st.fixed_dictionaries(
+        {
+            "kind": st.sampled_from(["device_error", "device_timeout"]),
+            "at_request": st.integers(1, 60),
+            "persistent": st.booleans(),
+        }
+    )
+    if not filters:
+        return device
+    on_filter = st.fixed_dictionaries(
+        {
+            "kind": st.sampled_from(["filter_error_status", "filter_raise"]),
+            "filter": st.sampled_from(filters),
+            "at_request": st.integers(1, 60),
+        }
+    )
+    slow = st.fixed_dictionaries(
+        {"kind": st.just("slow_filter"), "filter": st.sampled_from(filters), "extra": st.integers(0, 10**5)}
+    )
+    return st.one_of(device, on_filter, slow)
+
+
 @st.composite
 def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     filters = draw(st.lists(st.sampled_from(sorted(FILTER_TABLES)), unique=True, max_size=3))
@@ -123,7 +146,8 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
             "per_request_overhead": draw(st.integers(0, 20_000)),
             "reset": draw(st.integers(0, 10**6)),
         },
-        "dump_driver": {"per_request": draw(st.integers(0, 3000))},
+        "dump_driver": {"per_request": draw(st.integers(0, 3000)), "write_retries": draw(st.integers(0, 2))},
+        "faults": draw(st.lists(faults(filters), max_size=2)),
         "disk": {
             "latency": draw(st.integers(0, 10**5)),
             "bandwidth": draw(st.integers(10**6, 10**10)),
