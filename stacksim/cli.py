@@ -28,7 +28,7 @@ from stacksim._io import atomic_writer
 from stacksim._log import configure_logging
 from stacksim._version import __version__
 from stacksim.filters import FilterCatalog, PluginError
-from stacksim.scenario import ScenarioError, load_scenario
+from stacksim.scenario import ScenarioError, load_scenario, validate_scenario
 from stacksim.simulate import RunResult, simulate
 from stacksim.trace import JsonlTrace
 from stacksim.units import format_bandwidth, format_bytes, format_ns
@@ -229,6 +229,82 @@ def _executor(dask: str | None, workers: int, console: Console) -> Iterator[Exec
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+@app.command()
+def replay(
+    result_file: Annotated[Path, typer.Argument(help="A result JSON written by `stacksim run --json`.")],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the new result JSON here ('-' for stdout).", show_default=False)
+    ] = None,
+    trace_out: Annotated[Path | None, typer.Option("--trace", help="Write the new event trace here.", show_default=False)] = None,
+) -> None:
+    """Rerun the run a result file records and say whether the new result matches it."""
+    configure_logging("warning")
+    _check_output(json_out, "--json")
+    _check_output(trace_out, "--trace")
+    try:
+        old_text = result_file.read_text(encoding="utf-8")
+        old = json.loads(old_text)
+        record = old["replay"]
+        data, batch = record["scenario"], bool(record["batch"])
+    except FileNotFoundError:
+        _fail(f"{result_file}: no such result file")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        _fail(f"{result_file}: not a result JSON file")
+    except (KeyError, TypeError):
+        _fail(
+            f"{result_file}: has no replay record (key 'replay' with 'scenario' and 'batch'); was it written by stacksim ≥ 0.1?"
+        )
+    catalog = _replay_catalog(result_file, record.get("plugins", []))
+    source = f"{result_file} (replay)"
+    try:
+        s = validate_scenario(data, source, catalog)
+        with contextlib.ExitStack() as stack:
+            trace = JsonlTrace(stack.enter_context(atomic_writer(trace_out))) if trace_out is not None else None
+            new = simulate(s, catalog, trace=trace, batch=batch)
+            new_text = result_json(new)
+            if json_out is not None and str(json_out) != "-":
+                with atomic_writer(json_out) as f:
+                    f.write(new_text)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; no output file was written", code=1)
+    if json_out is not None and str(json_out) == "-":
+        sys.stdout.write(new_text)
+    if new_text == old_text:
+        typer.echo(
+            f"{result_file}: replay matches, byte for byte (status {new.status}, {new.dump_time_ns:,} ns)",
+            err=json_out is not None,
+        )
+        return
+    new_d = json.loads(new_text)
+    differ = [k for k in sorted(set(old) | set(new_d)) if old.get(k) != new_d.get(k)]
+    if old.get("stacksim_version") != new_d.get("stacksim_version"):
+        typer.echo(f"note: recorded with stacksim {old.get('stacksim_version')}, replayed with {__version__}", err=True)
+    typer.echo(f"{result_file}: replay differs in {', '.join(differ)}", err=json_out is not None)
+    raise typer.Exit(1)
+
+
+def _replay_catalog(result_file: Path, plugins: list[dict[str, object]]) -> FilterCatalog:
+    """The filters a recorded run used, each checked against the SHA-256 recorded with it."""
+    catalog = FilterCatalog()
+    try:
+        catalog.load_entry_points()
+        for plugin in plugins:
+            origin = str(plugin.get("origin", ""))
+            if origin.startswith("plugin "):
+                catalog.load_file(origin.removeprefix("plugin "))
+    except PluginError as exc:
+        _fail(f"{result_file}: cannot load a plugin the run used: {exc}")
+    for plugin in plugins:
+        name = str(plugin.get("service_name"))
+        if catalog.get(name) is None:
+            _fail(f"{result_file}: the run used filter {name!r} ({plugin.get('origin')}), which is not available now")
+        if plugin.get("sha256") and catalog.digest(name) != plugin.get("sha256"):
+            _fail(f"{result_file}: filter {name!r} ({plugin.get('origin')}) has changed since the run (SHA-256 differs)")
+    return catalog
 
 
 @app.command()

@@ -11,12 +11,13 @@ list of (key, problem) pairs and renders them as one paragraph each.
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from stacksim.devices import DEFAULT_PRESET, DEVICE_PRESETS, FIXED_DEFAULTS, MODELS
 from stacksim.filters import FilterCatalog
@@ -346,8 +347,18 @@ class Scenario(BaseModel):
     layout: LayoutSection = LayoutSection()
     engine: EngineSection = EngineSection()
     faults: list[Fault] = Field(default_factory=list)
-    filter_configs: dict[str, Any] = Field(default_factory=dict, exclude=True)
-    """Validated filter configurations by service name (filled by :func:`validate_scenario`)."""
+    _filter_configs: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _source_data: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def filter_configs(self) -> dict[str, Any]:
+        """Validated filter configurations by service name (filled by :func:`validate_scenario`)."""
+        return self._filter_configs
+
+    @property
+    def source_data(self) -> dict[str, Any]:
+        """The scenario as written (parsed TOML), recorded in results so a run can be replayed."""
+        return self._source_data
 
     @model_validator(mode="after")
     def _faults_name_listed_filters(self) -> Scenario:
@@ -476,7 +487,9 @@ def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog)
             cls = catalog.get(name)
             assert cls is not None
             configs[name] = cls.Config()
-    return scenario.model_copy(update={"filter_configs": configs})
+    scenario._filter_configs = configs
+    scenario._source_data = copy.deepcopy(data)
+    return scenario
 
 
 def load_scenario(path: str | Path, catalog: FilterCatalog, *, seed: int | None = None) -> Scenario:

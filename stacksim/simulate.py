@@ -103,6 +103,7 @@ class RunResult:
     batched_messages: int = 0
     header_written: bool = False
     write_retries: int = 0
+    replay: dict[str, Any] = field(default_factory=dict)
 
     @property
     def bottleneck(self) -> str | None:
@@ -157,6 +158,7 @@ class RunResult:
             "header_written": self.header_written,
             "write_retries": self.write_retries,
             "batched_messages": self.batched_messages,
+            "replay": self.replay,
         }
 
 
@@ -363,6 +365,16 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
         batched_messages=driver.batched_messages,
         header_written=bool(out.header_written),
         write_retries=driver.retries,
+        replay={
+            "scenario": s.source_data,
+            "seed": s.scenario.seed,
+            "batch": batch,
+            "plugins": [
+                {"service_name": name, "origin": catalog.origin(name), "sha256": catalog.digest(name)}
+                for name in s.registry.dump_filters
+                if catalog.origin(name) != "built-in"
+            ],
+        },
     )
     log.debug("run.end", scenario=s.scenario.name, status=result.status, dump_time_ns=result.dump_time_ns)
     return result

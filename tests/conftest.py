@@ -28,6 +28,13 @@ BASE: dict[str, Any] = {
 }
 
 
+def without_mode(result: dict[str, Any]) -> dict[str, Any]:
+    """A result JSON object minus what records the engine mode (batched or request)."""
+    out = {k: v for k, v in result.items() if k != "batched_messages"}
+    out["replay"] = {k: v for k, v in result["replay"].items() if k != "batch"}
+    return out
+
+
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in over.items():

@@ -279,8 +279,18 @@ class Engine:
 
 
 def run(async_fn: Callable[[], Awaitable[T]]) -> T:
-    """Run *async_fn* under trio with a virtual clock that jumps straight to the next event."""
-    return trio.run(async_fn, clock=trio.testing.MockClock(autojump_threshold=0))
+    """
+    Run *async_fn* under trio with a virtual clock that jumps straight to the next event.
+
+    A Ctrl-C arrives as a plain :class:`KeyboardInterrupt`, not wrapped in the exception group of
+    the nursery it interrupted, so callers can clean up and report it simply.
+    """
+    try:
+        return trio.run(async_fn, clock=trio.testing.MockClock(autojump_threshold=0))
+    except BaseExceptionGroup as group:
+        if group.subgroup(KeyboardInterrupt) is not None:
+            raise KeyboardInterrupt from None
+        raise
 
 
 def ns_to_s(ns: SimTime) -> float:

@@ -10,6 +10,7 @@ scenario file by itself never imports code.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import inspect
 import sys
@@ -100,6 +101,17 @@ class FilterCatalog:
     def origin(self, name: str) -> str:
         """Where *name* came from: ``built-in``, an entry point, or a plugin file."""
         return self._origin[name]
+
+    def digest(self, name: str) -> str | None:
+        """SHA-256 of the source file that defines *name*'s class (None if it has no file)."""
+        cls = self._classes[name]
+        try:
+            source = inspect.getsourcefile(cls)
+        except TypeError:
+            return None
+        if source is None or not Path(source).is_file():
+            return None
+        return hashlib.sha256(Path(source).read_bytes()).hexdigest()
 
     def load_entry_points(self) -> None:
         """Add filters that installed packages declare in the ``stacksim.filters`` group."""
