@@ -394,7 +394,8 @@ def render(result: RunResult, console: Console) -> None:
     console.print(f"status      [{status_style}]{r.status}[/]: {escape(r.message)}")
     if r.dump_time_ns:
         start = "bugcheck" if r.event == "crash" else "hibernate start"
-        console.print(f"dump time   {format_ns(r.dump_time_ns)} ({r.dump_time_ns:,} ns, {start} → final flush)")
+        end = "final flush" if r.status in ("ok", "truncated") else r.status.replace("_", " ")
+        console.print(f"dump time   {format_ns(r.dump_time_ns)} ({r.dump_time_ns:,} ns, {start} → {end})")
     console.print(
         f"written     {format_bytes(r.bytes_written)} of {format_bytes(r.dump_bytes)} ({r.bytes_written:,} bytes) "
         f"in {r.write_requests:,} writes of ≤ {r.max_pages_per_write} pages ({format_bytes(r.max_pages_per_write * 4096)})"

@@ -411,5 +411,5 @@ class DumpDriver:
         out.message = message
         out.done_ns = self.engine.now_ns
         self._mark("dump_complete" if status == "ok" else "dump_failed")
-        (log.info if status == "ok" else log.warning)("event.end", status=status, message=message, writes=out.write_requests)
+        log.info("event.end", status=status, message=message, writes=out.write_requests)
         return out
