@@ -3,7 +3,9 @@ stacksim: simulate the Windows crash-dump and hibernation I/O path in virtual ti
 
 Layering (each layer imports only the layers below it, never the reverse, never skipping):
 
-    cli            command line: run, validate, filters
+    cli            command line: run, sweep, replay, check, validate, devices, filters
+    sweep          grids of runs on an Executor (process pool, Dask)
+    check          invariant checker over trace files (imports nothing from the simulator)
     simulate       stack builder: scenario -> engine, layers, channels -> RunResult
     scenario       TOML schema and validation          registry   CrashControl values
     dump_driver    crashdmp: stacks, Dump_Start, writes, Dump_Finish
@@ -11,6 +13,7 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     miniport       dump port + miniport (polled, one request outstanding)
     devices        device models                      layout     target file -> disk runs
     memory         dump contents and sizes            requests   Mdl, DumpRequest, NTSTATUS
+    faults         fault plans (device, filter, power loss)
     metrics        streaming weighted histograms      trace      JSONL event records
     units          quantities with units
     _engine/       virtual clock, CPU accounting, sequence numbers, watchdog (knows no layer)
