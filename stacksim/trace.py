@@ -13,10 +13,9 @@ Traces are never held in memory in full: :class:`JsonlTrace` writes each record 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import IO, Any, Final, Protocol
 
-__all__ = ["FIELDS", "JsonlTrace", "ListTrace", "TraceSink", "read_trace"]
+__all__ = ["FIELDS", "JsonlTrace", "ListTrace", "TraceSink"]
 
 FIELDS: Final = ("t_ns", "seq", "layer", "event", "dur_ns", "request", "offset", "length", "dump_type", "status", "detail")
 """The keys of every trace record, in output order."""
@@ -69,10 +68,3 @@ class JsonlTrace:
         """Write one record."""
         self._write(self._dumps(dict(zip(FIELDS, values, strict=True))) + "\n")
 
-
-def read_trace(path: str) -> Iterator[dict[str, Any]]:
-    """Yield the records of a JSONL trace file."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)

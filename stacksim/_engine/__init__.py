@@ -292,12 +292,3 @@ def run(async_fn: Callable[[], Awaitable[T]]) -> T:
             raise KeyboardInterrupt from None
         raise
 
-
-def ns_to_s(ns: SimTime) -> float:
-    """Nanoseconds to (float) seconds, for display and the trio boundary only."""
-    return ns / NS_PER_S
-
-
-def ceil_div(a: int, b: int) -> int:
-    """Integer ceiling division."""
-    return -(-a // b)
