@@ -245,7 +245,8 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
     too_small: str | None = None
     full_plan = plan
     if plan.total_bytes > layout.size:
-        too_small = s.layout.on_too_small
+        # a hiberfile too small for the image is always fatal (bug check 0xA0/0xB): never truncated
+        too_small = "refuse" if dump_type is DumpType.HIBERNATION else s.layout.on_too_small
         if too_small == "truncate":
             plan = plan.truncated(layout.size)
     plan_faults = _fault_plan(s)

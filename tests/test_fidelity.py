@@ -90,7 +90,7 @@ class TestLayout:
         result, _ = run(
             scenario={"name": "h", "event": "hibernate", "hibernate_at": "1 s", "bugcheck_at": None},
             memory={"ram": "64 MiB"},
-            layout={"size": "8 MiB"},
+            layout={"size": "8 MiB", "on_too_small": "truncate"},  # hibernation never truncates
         )
         assert result.status == "file_too_small"
         assert "0xA0, sub-code 0xB" in result.message
