@@ -67,4 +67,3 @@ class JsonlTrace:
     def emit(self, *values: Any) -> None:
         """Write one record."""
         self._write(self._dumps(dict(zip(FIELDS, values, strict=True))) + "\n")
-

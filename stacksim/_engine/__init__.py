@@ -291,4 +291,3 @@ def run(async_fn: Callable[[], Awaitable[T]]) -> T:
         if group.subgroup(KeyboardInterrupt) is not None:
             raise KeyboardInterrupt from None
         raise
-
