@@ -96,7 +96,7 @@ def run(
     trace_out: Annotated[
         Path | None, typer.Option("--trace", help="Write the event trace (JSON lines) here.", show_default=False)
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Override [scenario] seed.", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Override the scenario's seed.", show_default=False)] = None,
     plugin: PluginOpt = None,
     batch: Annotated[
         bool,
@@ -340,7 +340,7 @@ def validate(scenario: ScenarioArg, plugin: PluginOpt = None) -> None:
 def list_devices(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
-    """List the device presets a scenario can name in [disk] preset."""
+    """List the device presets a scenario can name as its disk preset."""
     from stacksim.devices import DEVICE_PRESETS
 
     presets = [p.as_dict() for p in DEVICE_PRESETS.values()]
