@@ -190,3 +190,15 @@ def test_no_batch_gives_the_same_result(small: Path) -> None:
     b = json.loads(invoke("run", str(small), "--json", "-", "--no-batch")[1])
     assert (a["batched_messages"], b["batched_messages"]) == (1, 0)
     assert without_mode(a) == without_mode(b)
+
+
+def test_output_files_get_the_usual_permissions(small: Path, tmp_path: Path) -> None:
+    """Result files are created with the process umask, like any other file (not 0600)."""
+    import os
+    import stat
+
+    out = tmp_path / "r.json"
+    assert invoke("run", str(small), "--json", str(out))[0] == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
