@@ -21,6 +21,7 @@ import argparse
 import heapq
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -190,15 +191,24 @@ def main() -> None:
     if args.child is not None:
         child(args.child)
         return
-    r_request = 5_000 if args.quick else 30_000
-    r_des = 30_000 if args.quick else 200_000
+    r_request = 5_000 if args.quick else 20_000
+    r_des = 30_000 if args.quick else 100_000
+    reps = 1 if args.quick else 3
     print(f"model: {N_FILTERS} filters × {FILTER_NS} ns, device {DEVICE_NS} ns per 64 KiB write, QD1")
-    w_req, sim_req, n_req = run_stacksim(r_request, batch=False)
-    w_floor = run_trio_floor(r_request)
-    w_simpy, sim_simpy = run_simpy(r_des)
-    w_heap, sim_heap = run_heapq(r_des)
+    print(f"wall times: median of {reps} repetitions, interleaved across engines (this machine is noisy)")
     big = 2**20  # 64 GiB of 64 KiB writes
-    w_bat, sim_bat, n_bat = run_stacksim(big, batch=True)
+    runs: dict[str, list[float]] = {"req": [], "floor": [], "simpy": [], "heap": [], "bat": []}
+    for _ in range(reps):
+        w_req, sim_req, n_req = run_stacksim(r_request, batch=False)
+        runs["req"].append(w_req)
+        runs["floor"].append(run_trio_floor(r_request))
+        w_simpy, sim_simpy = run_simpy(r_des)
+        runs["simpy"].append(w_simpy)
+        w_heap, sim_heap = run_heapq(r_des)
+        runs["heap"].append(w_heap)
+        w_bat, sim_bat, n_bat = run_stacksim(big, batch=True)
+        runs["bat"].append(w_bat)
+    w_req, w_floor, w_simpy, w_heap, w_bat = (statistics.median(runs[k]) for k in ("req", "floor", "simpy", "heap", "bat"))
     per_req = N_FILTERS * FILTER_NS + DEVICE_NS
     checks = {
         "stacksim request": sim_req == n_req * per_req,
