@@ -327,7 +327,7 @@ class DumpDriver:
                     engine.emit(engine.now_ns - per_request, LAYER, "issue_write", per_request, number, offset, length, dump_type)
                 send(Op(OpKind.WRITE, request))
                 op = await receive()
-                if self._power_lost(f"while request #{number} was in flight"):
+                if self.power_loss_at is not None and self._power_lost(f"while request #{number} was in flight"):
                     return False
                 if op.error is None:
                     break
