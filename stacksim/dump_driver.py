@@ -362,14 +362,17 @@ class DumpDriver:
             return False
         return True
 
+    def header_complete(self) -> bool:
+        """Whether every byte of the dump's header has been written."""
+        header = next((p for p in self.plan.parts if p.name == "header"), None)
+        return header is not None and self.part_done.get("header", 0) >= header.bytes
+
     def _power_lost(self, when: str) -> bool:
         """End the run if the power failed before now (the step that was running never finished)."""
         if self.power_loss_at is None or self.engine.now_ns <= self.power_loss_at:
             return False
         out = self.outcome
-        header_part = next((p for p in self.plan.parts if p.name == "header"), None)
-        header_ok = header_part is not None and self.part_done.get("header", 0) >= header_part.bytes
-        out.header_written = header_ok
+        header_ok = out.header_written = self.header_complete()
         after = self.power_loss_at - out.event_ns
         msg = (
             f"power lost {after:,} ns after the {'bugcheck' if self.event == 'crash' else 'start of hibernation'}, {when}: "
@@ -405,8 +408,7 @@ class DumpDriver:
     def _end(self, status: str, message: str) -> Outcome:
         out = self.outcome
         if out.header_written is None:
-            header = next((p for p in self.plan.parts if p.name == "header"), None)
-            out.header_written = header is not None and self.part_done.get("header", 0) >= header.bytes
+            out.header_written = self.header_complete()
         out.status = status
         out.message = message
         out.done_ns = self.engine.now_ns

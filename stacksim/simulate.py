@@ -364,7 +364,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
         target=layout.target,
         warnings=tuple(warnings),
         batched_messages=driver.batched_messages,
-        header_written=bool(out.header_written),
+        header_written=driver.header_complete(),
         write_retries=driver.retries,
         replay={
             "scenario": s.source_data,

@@ -157,3 +157,10 @@ def test_faults_give_identical_results_in_batched_mode(fault: dict[str, Any]) ->
     s = make_scenario(catalog, **sections)
     a, b = simulate(s, catalog).as_dict(), simulate(s, catalog, batch=False).as_dict()
     assert without_mode(a) == without_mode(b)
+
+
+def test_header_written_is_reported_for_a_hung_dump() -> None:
+    """A run ended by the watchdog still says that the header reached the disk."""
+    result, _ = with_faults({"kind": "filter_hang", "filter": "dumpfve.sys", "at_request": 3}, engine={"watchdog": "1 s"})
+    assert result.status == "hung"
+    assert result.header_written is True
