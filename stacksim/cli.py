@@ -28,7 +28,7 @@ from stacksim._io import atomic_writer
 from stacksim._log import configure_logging
 from stacksim._version import __version__
 from stacksim.filters import FilterCatalog, PluginError
-from stacksim.scenario import ScenarioError, load_scenario, validate_scenario
+from stacksim.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
 from stacksim.simulate import RunResult, simulate
 from stacksim.trace import JsonlTrace
 from stacksim.units import format_bandwidth, format_bytes, format_ns
@@ -77,6 +77,33 @@ def _check_output(path: Path | None, flag: str) -> None:
         _fail(f"{flag} {path}: is a folder; give a file name")
 
 
+def _check_outputs(json_out: Path | None, trace_out: Path | None) -> None:
+    """Refuse output paths that cannot be written, before anything runs."""
+    _check_output(json_out, "--json")
+    _check_output(trace_out, "--trace")
+    if trace_out is not None and str(trace_out) == "-":
+        _fail("--trace -: traces go to a file, not stdout")
+
+
+def _simulate_to_files(
+    s: Scenario, catalog: FilterCatalog, *, batch: bool, json_out: Path | None, trace_out: Path | None
+) -> tuple[RunResult, str]:
+    """Run *s*, streaming the trace and writing the result JSON atomically; return the result and its JSON."""
+    try:
+        with contextlib.ExitStack() as stack:
+            trace = JsonlTrace(stack.enter_context(atomic_writer(trace_out))) if trace_out is not None else None
+            result = simulate(s, catalog, trace=trace, batch=batch)
+            text = result_json(result)
+            if json_out is not None and str(json_out) != "-":
+                with atomic_writer(json_out) as f:
+                    f.write(text)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; no output file was written", code=1)
+    return result, text
+
+
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
@@ -109,24 +136,14 @@ def run(
         _fail(f"--log-level {log_level!r}: allowed values are debug, info, warning, error")
     configure_logging(log_level.lower())
     catalog = _catalog(plugin)
-    _check_output(json_out, "--json")
-    _check_output(trace_out, "--trace")
-    if trace_out is not None and str(trace_out) == "-":
-        _fail("--trace -: traces go to a file, not stdout")
+    _check_outputs(json_out, trace_out)
     try:
         s = load_scenario(scenario, catalog, seed=seed)
-        with contextlib.ExitStack() as stack:
-            trace = JsonlTrace(stack.enter_context(atomic_writer(trace_out))) if trace_out is not None else None
-            result = simulate(s, catalog, trace=trace, batch=batch)
-            if json_out is not None and str(json_out) != "-":
-                with atomic_writer(json_out) as f:
-                    f.write(result_json(result))
     except ScenarioError as exc:
         _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted; no output file was written", code=1)
+    result, text = _simulate_to_files(s, catalog, batch=batch, json_out=json_out, trace_out=trace_out)
     if json_out is not None and str(json_out) == "-":
-        sys.stdout.write(result_json(result))
+        sys.stdout.write(text)
     else:
         render(result, Console(highlight=False))
 
@@ -241,8 +258,7 @@ def replay(
 ) -> None:
     """Rerun the run a result file records and say whether the new result matches it."""
     configure_logging("warning")
-    _check_output(json_out, "--json")
-    _check_output(trace_out, "--trace")
+    _check_outputs(json_out, trace_out)
     try:
         old_text = result_file.read_text(encoding="utf-8")
         old = json.loads(old_text)
@@ -257,20 +273,11 @@ def replay(
             f"{result_file}: has no replay record (key 'replay' with 'scenario' and 'batch'); was it written by stacksim ≥ 0.1?"
         )
     catalog = _replay_catalog(result_file, record.get("plugins", []))
-    source = f"{result_file} (replay)"
     try:
-        s = validate_scenario(data, source, catalog)
-        with contextlib.ExitStack() as stack:
-            trace = JsonlTrace(stack.enter_context(atomic_writer(trace_out))) if trace_out is not None else None
-            new = simulate(s, catalog, trace=trace, batch=batch)
-            new_text = result_json(new)
-            if json_out is not None and str(json_out) != "-":
-                with atomic_writer(json_out) as f:
-                    f.write(new_text)
+        s = validate_scenario(data, f"{result_file} (replay)", catalog)
     except ScenarioError as exc:
         _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted; no output file was written", code=1)
+    new, new_text = _simulate_to_files(s, catalog, batch=batch, json_out=json_out, trace_out=trace_out)
     if json_out is not None and str(json_out) == "-":
         sys.stdout.write(new_text)
     if new_text == old_text:
