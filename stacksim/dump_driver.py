@@ -65,7 +65,6 @@ class Outcome:
     done_ns: int = 0
     write_requests: int = 0
     bytes_written: int = 0
-    header_written: bool | None = None
 
 
 class DumpDriver:
@@ -372,7 +371,7 @@ class DumpDriver:
         if self.power_loss_at is None or self.engine.now_ns <= self.power_loss_at:
             return False
         out = self.outcome
-        header_ok = out.header_written = self.header_complete()
+        header_ok = self.header_complete()
         after = self.power_loss_at - out.event_ns
         msg = (
             f"power lost {after:,} ns after the {'bugcheck' if self.event == 'crash' else 'start of hibernation'}, {when}: "
@@ -407,8 +406,6 @@ class DumpDriver:
 
     def _end(self, status: str, message: str) -> Outcome:
         out = self.outcome
-        if out.header_written is None:
-            out.header_written = self.header_complete()
         out.status = status
         out.message = message
         out.done_ns = self.engine.now_ns
