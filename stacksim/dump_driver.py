@@ -319,11 +319,12 @@ class DumpDriver:
             t0 = engine.now_ns
             attempt = 0
             while True:
+                issued = engine.now_ns
                 engine.advance(per_request)
                 stats.record(per_request)
-                request = DumpRequest(number, offset, Mdl(LAYER, length), part, engine.now_ns - per_request, attempt=attempt)
+                request = DumpRequest(number, offset, Mdl(LAYER, length), part, issued, attempt=attempt)
                 if trace:
-                    engine.emit(engine.now_ns - per_request, LAYER, "issue_write", per_request, number, offset, length, dump_type)
+                    engine.emit(issued, LAYER, "issue_write", per_request, number, offset, length, dump_type)
                 send(Op(OpKind.WRITE, request))
                 op = await receive()
                 if self.power_loss_at is not None and self._power_lost(f"while request #{number} was in flight"):
