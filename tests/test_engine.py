@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from stacksim._engine import CpuMeter, Engine, run, spend
+from stacksim._engine import CallFailed, CpuMeter, Engine, run, spend
 
 
 def test_spend_outside_a_layer_is_an_error() -> None:
@@ -43,6 +43,91 @@ def test_timed_counts_spent_and_awaited_time() -> None:
         return await engine.timed(meter, "layer", "event", 1, work)
 
     assert run(main) == ("ok", 2500)
+
+
+def test_timed_call_that_never_awaits_costs_exactly_what_it_spent() -> None:
+    """A callback that finishes without yielding to trio is charged its spend(), nothing else."""
+    engine = Engine()
+    meter = CpuMeter()
+    calls: list[int] = []
+
+    async def work(n: int) -> int:
+        calls.append(n)
+        spend(n)
+        return n * 2
+
+    async def main() -> tuple[tuple[int, int], float]:
+        meter.activate()
+        result = await engine.timed(meter, "layer", "event", 1, work, 700)
+        return result, trio.current_time()
+
+    assert run(main) == ((1400, 700), 0.0)
+    assert calls == [700]
+
+
+def test_timed_reports_what_the_call_raised_and_how_long_it_ran() -> None:
+    """An exception, before or after an await, comes back as CallFailed with the time spent so far."""
+    engine = Engine()
+    meter = CpuMeter()
+
+    async def fails_at_once() -> None:
+        spend(40)
+        raise ValueError("boom")
+
+    async def fails_after_sleeping() -> None:
+        spend(40)
+        await trio.sleep(0.000_001)
+        raise KeyError("late")
+
+    async def main() -> list[tuple[str, int]]:
+        meter.activate()
+        out = []
+        for fn in (fails_at_once, fails_after_sleeping):
+            with pytest.raises(CallFailed) as info:
+                await engine.timed(meter, "layer", "event", 1, fn)
+            out.append((repr(info.value.exc), info.value.dur_ns))
+        return out
+
+    assert run(main) == [("ValueError('boom')", 40), ("KeyError('late')", 1040)]
+
+
+def test_timed_rejects_a_plain_function_clearly() -> None:
+    """A callback written as a plain def (not async def) fails with a message that says so."""
+    engine = Engine()
+    meter = CpuMeter()
+
+    def plain() -> int:
+        return 0
+
+    async def main() -> str:
+        meter.activate()
+        with pytest.raises(CallFailed) as info:
+            await engine.timed(meter, "layer", "event", 1, plain)  # type: ignore[arg-type]
+        return str(info.value.exc)
+
+    assert run(main) == "callbacks must be coroutine functions (async def); got a plain function returning 0"
+
+
+def test_a_suspended_timed_call_can_be_cancelled() -> None:
+    """Cancellation reaches a callback that is waiting inside trio (the watchdog relies on it)."""
+    engine = Engine()
+    meter = CpuMeter()
+    cleaned: list[str] = []
+
+    async def waits() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            cleaned.append("finally ran")
+
+    async def main() -> float:
+        meter.activate()
+        with trio.move_on_after(0.5):
+            await engine.timed(meter, "layer", "event", 1, waits)
+        return trio.current_time()
+
+    assert run(main) == 0.5
+    assert cleaned == ["finally ran"]
 
 
 def test_watchdog_names_the_hung_call() -> None:
