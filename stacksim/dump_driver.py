@@ -315,13 +315,14 @@ class DumpDriver:
         receive = self.complete.receive
         trace = engine.trace is not None
         dump_type = self.dump_type
+        record = stats.record
         for number in range(first, first + count):
             t0 = engine.now_ns
             attempt = 0
             while True:
                 issued = engine.now_ns
-                engine.advance(per_request)
-                stats.record(per_request)
+                engine.now_ns = issued + per_request
+                record(per_request)
                 request = DumpRequest(number, offset, Mdl(LAYER, length), part, issued, attempt=attempt)
                 if trace:
                     engine.emit(issued, LAYER, "issue_write", per_request, number, offset, length, dump_type)

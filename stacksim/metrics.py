@@ -185,15 +185,13 @@ class LayerStats:
     is over the same per-call durations.
     """
 
-    __slots__ = ("hist", "name")
+    __slots__ = ("hist", "name", "record")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.hist = LatencyHistogram()
-
-    def record(self, dur_ns: int, count: int = 1) -> None:
-        """Record *count* calls that each took *dur_ns*."""
-        self.hist.record(dur_ns, count)
+        self.record = self.hist.record
+        """``record(dur_ns, count=1)``: record *count* calls that each took *dur_ns*."""
 
     @property
     def calls(self) -> int:

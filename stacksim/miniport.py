@@ -9,7 +9,8 @@ one request outstanding per logical unit [DOC S13; SRC S15]. So this layer:
 * at **start** re-initialises the adapter (storahci performs a full HBA reset in dump mode
   [SRC S15]): ``dump_port.reset``;
 * per **write** spends ``per_request_overhead`` building and polling the command, then waits for
-  the device (which the CPU spins on), and refuses a second outstanding request;
+  the device (which the CPU spins on); one request at a time (the ``qd1`` rule of
+  :mod:`stacksim.check` verifies it on every trace);
 * at **finish** flushes the device cache (SYNCHRONIZE CACHE before SHUTDOWN/STANDBY [SRC S15];
   "the dump port driver generally flushes the cache" [DOC S8]).
 
@@ -23,14 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import trio
+
 from stacksim._engine import Engine
 from stacksim.faults import DeviceFault
 from stacksim.metrics import LayerStats
 from stacksim.requests import PAGE_SIZE, SECTOR_SIZE, Op, OpKind, status_name
 
 if TYPE_CHECKING:
-    import trio
-
     from stacksim.devices import DeviceBase
     from stacksim.layout import FileLayout
 
@@ -164,14 +165,19 @@ class DumpPort:
         self.faults = faults or []
         self.timeout_ns = timeout_ns
         self.stats = LayerStats("miniport")
-        self.outstanding = 0
         self.bytes_written = 0
         self.warnings: list[str] = []
 
     async def run(self, receive: trio.MemoryReceiveChannel[Op], complete: trio.MemorySendChannel[Op]) -> None:
         """The layer's task: serve each operation, then hand it back to the dump driver."""
-        async for op in receive:
-            if op.kind is OpKind.WRITE:
+        take = receive.receive  # not `async for`: one coroutine less per request
+        write = OpKind.WRITE
+        while True:
+            try:
+                op = await take()
+            except trio.EndOfChannel:
+                return
+            if op.kind is write:
                 self._write(op)
             elif op.kind is OpKind.START:
                 self._timed_step("port_init", self.reset_ns)
@@ -204,57 +210,54 @@ class DumpPort:
         if request.count > 1:
             self._write_run(op)
             return
-        self.outstanding += 1
-        try:
-            if self.outstanding != 1:  # pragma: no cover - guarded by the dump driver's QD1 loop
-                raise AssertionError(f"{self.outstanding} requests outstanding in dump mode")
-            offset, length = request.offset, request.length
-            if length > self.max_transfer or offset % SECTOR_SIZE or length % SECTOR_SIZE or length <= 0:
-                op.error = (
-                    f"{self.image} rejected request #{request.number}: offset {offset}, length {length} "
-                    f"(must be sector aligned and 1..{self.max_transfer} bytes)"
-                )
-                op.fault = "io_error"
-                return
-            if not self.layout.contains(offset, length) and len(self.warnings) < 20:
-                self.warnings.append(
-                    f"request #{request.number} wrote {length} bytes at partition offset {offset}, "
-                    f"outside the {self.layout.target} file's disk runs"
-                )
-            disk_offset = self.layout.partition_offset + offset
-            if disk_offset + length > self.device.size:
-                op.error = f"request #{request.number} at disk offset {disk_offset} runs past the end of the disk"
-                op.fault = "io_error"
-                return
-            engine = self.engine
-            t0 = engine.now_ns
-            overhead = self.per_request_overhead_ns
-            engine.advance(overhead)
-            self.stats.record(overhead)
-            t1 = engine.now_ns
-            fault = (
-                next((f for f in self.faults if f.hits(request.number, offset, length, request.attempt)), None)
-                if self.faults
-                else None
+        # One request at a time by construction: this runs to completion without yielding, and
+        # the dump driver issues the next write only when this one has come back.
+        offset, length = request.offset, request.length
+        if length > self.max_transfer or offset % SECTOR_SIZE or length % SECTOR_SIZE or length <= 0:
+            op.error = (
+                f"{self.image} rejected request #{request.number}: offset {offset}, length {length} "
+                f"(must be sector aligned and 1..{self.max_transfer} bytes)"
             )
-            if fault is not None and fault.action == "timeout":
-                self._timed_out(op, t0, t1, overhead, disk_offset)
-                return
-            service = self.device.write_ns(disk_offset, length, t1)
-            engine.advance(service)
-            self.device.stats.record(service)
-            status = None
-            if fault is not None:  # the device did the work and then reported an error
-                status = status_name(fault.status)
-                op.error = f"the device failed request #{request.number} with {status} (device_error fault)"
-                op.fault, op.retryable = "io_error", True
-            else:
-                self.bytes_written += length
-            if engine.trace is not None:
-                engine.emit(t0, "miniport", "miniport_write", overhead, request.number, offset, length, self.dump_type)
-                engine.emit(t1, "device", "device_write", service, request.number, disk_offset, length, self.dump_type, status)
-        finally:
-            self.outstanding -= 1
+            op.fault = "io_error"
+            return
+        layout = self.layout
+        if not layout.contains(offset, length) and len(self.warnings) < 20:
+            self.warnings.append(
+                f"request #{request.number} wrote {length} bytes at partition offset {offset}, "
+                f"outside the {layout.target} file's disk runs"
+            )
+        disk_offset = layout.partition_offset + offset
+        device = self.device
+        if disk_offset + length > device.size:
+            op.error = f"request #{request.number} at disk offset {disk_offset} runs past the end of the disk"
+            op.fault = "io_error"
+            return
+        engine = self.engine
+        t0 = engine.now_ns
+        overhead = self.per_request_overhead_ns
+        t1 = engine.now_ns = t0 + overhead
+        self.stats.record(overhead)
+        fault = (
+            next((f for f in self.faults if f.hits(request.number, offset, length, request.attempt)), None)
+            if self.faults
+            else None
+        )
+        if fault is not None and fault.action == "timeout":
+            self._timed_out(op, t0, t1, overhead, disk_offset)
+            return
+        service = device.write_ns(disk_offset, length, t1)
+        engine.now_ns = t1 + service
+        device.stats.record(service)
+        status = None
+        if fault is not None:  # the device did the work and then reported an error
+            status = status_name(fault.status)
+            op.error = f"the device failed request #{request.number} with {status} (device_error fault)"
+            op.fault, op.retryable = "io_error", True
+        else:
+            self.bytes_written += length
+        if engine.trace is not None:
+            engine.emit(t0, "miniport", "miniport_write", overhead, request.number, offset, length, self.dump_type)
+            engine.emit(t1, "device", "device_write", service, request.number, disk_offset, length, self.dump_type, status)
 
     def _timed_out(self, op: Op, t0: int, t1: int, overhead: int, disk_offset: int) -> None:
         """The device never answers: the port polls for its timeout, then fails the command."""

@@ -88,12 +88,12 @@ def spend(ns: SimTime) -> None:
     Raises:
         RuntimeError: outside a layer (no meter active) or for a negative or non-integer value.
     """
-    if isinstance(ns, bool) or not isinstance(ns, int) or ns < 0:
+    if type(ns) is not int or ns < 0:  # bool is a subclass of int, so not `isinstance`
         raise RuntimeError(f"spend() takes a non-negative integer number of nanoseconds, got {ns!r}")
-    try:
-        _current_meter.get().ns += ns
-    except LookupError:
-        raise RuntimeError("spend() called outside a simulated layer") from None
+    meter = _current_meter.get(None)
+    if meter is None:
+        raise RuntimeError("spend() called outside a simulated layer")
+    meter.ns += ns
 
 
 def current_engine() -> Engine | None:

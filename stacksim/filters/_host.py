@@ -69,6 +69,20 @@ class FilterLayer:
         self.errors: Counter[str] = Counter()
         self.first_error: dict[str, str] = {}
         self.warnings: list[str] = []
+        self._callbacks: dict[OpKind, Any] = {}
+        """The callbacks crashdmp calls, by operation: taken from the initialization data once
+        DriverEntry has returned (crashdmp keeps its own copy), emptied on unload."""
+        self._on_write: Any = None
+
+    def _callback_table(self) -> dict[OpKind, Any]:
+        init = self.init
+        table = {
+            OpKind.START: init.dump_start,
+            OpKind.WRITE: init.dump_write,
+            OpKind.FINISH: init.dump_finish,
+            OpKind.READ: init.dump_read if init.supports_read else None,
+        }
+        return {kind: cb for kind, cb in table.items() if cb is not None}
 
     # -- DriverEntry -----------------------------------------------------------------------
     def driver_entry(self) -> bool:
@@ -104,6 +118,8 @@ class FilterLayer:
         self.loaded = self.load_error is None
         if self.loaded:
             self.extension.dump_data = self.init.dump_data  # handed back in every callback [DOC S1]
+            self._callbacks = self._callback_table()
+            self._on_write = self._callbacks.get(OpKind.WRITE)
         t0 = engine.now_ns
         engine.advance(self.meter.ns)
         if engine.trace is not None:
@@ -126,6 +142,8 @@ class FilterLayer:
         if self.engine.trace is not None:
             self.engine.emit(t0, self.name, "dump_unload", dur, dump_type=self.dump_type, status=status_name(status))
         self.loaded = False
+        self._callbacks = {}
+        self._on_write = None
 
     # -- the layer task --------------------------------------------------------------------
     async def run(
@@ -135,47 +153,57 @@ class FilterLayer:
         complete: trio.MemorySendChannel[Op],
     ) -> None:
         """Serve operations from the layer above; pass them on, or back up on a fatal fault."""
-        self.meter.activate()
-        init = self.init
+        meter = self.meter
+        meter.activate()
         ext = self.extension
         engine = self.engine
+        timed = engine.timed
         name = self.name
-        stats = self.stats
-        async for op in receive:
+        record = self.stats.record
+        forward = send.send_nowait
+        take = receive.receive  # not `async for`: its __anext__ is one more coroutine per hop
+        write = OpKind.WRITE
+        while True:
+            try:
+                op = await take()
+            except trio.EndOfChannel:
+                return
             kind = op.kind
-            callback: Any = (
-                init.dump_write
-                if kind is OpKind.WRITE
-                else init.dump_start
-                if kind is OpKind.START
-                else init.dump_finish
-                if kind is OpKind.FINISH
-                else init.dump_read
-                if kind is OpKind.READ and init.supports_read
-                else None
-            )
-            if not self.loaded or callback is None:
-                send.send_nowait(op)
+            # `is` tests, not a dict keyed by the enum: Enum.__hash__ is Python code.
+            callback = self._on_write if kind is write else self._callbacks.get(kind)
+            if callback is None:
+                forward(op)
                 continue
             request = op.request
             if request is not None and request.count > 1:
                 self._charge_run(request)
-                send.send_nowait(op)
+                forward(op)
                 continue
-            event = kind.value
+            event = "dump_write" if kind is write else kind.value
             t0 = engine.now_ns
             if request is None:
                 status, dur, error, fault = await self._call(event, None, callback, ext)
             else:
                 mdl_in = request.mdl
                 writes_in, length_in, offset_in = mdl_in.writes, mdl_in.length, request.offset
-                status, dur, error, fault = await self._call(event, request.number, callback, ext, request)
+                if self.faults:
+                    status, dur, error, fault = await self._call(event, request.number, callback, ext, request)
+                else:  # the common case, inlined from _call: one coroutine less per write
+                    try:
+                        result, dur = await timed(meter, name, event, request.number, callback, ext, request)
+                    except CallFailed as failed:
+                        status, dur, error, fault = self._failed(event, request.number, failed)
+                    else:
+                        if result is None or result == 0:
+                            status, error = 0, None
+                        else:
+                            status, error, fault = self._status(event, result)
                 if error is None and (
                     request.mdl.length != length_in or mdl_in.writes != writes_in or request.offset != offset_in
                 ):
                     error = self._check_request(event, request, mdl_in, writes_in, length_in, offset_in)
-            engine.advance(dur)
-            stats.record(dur)
+            engine.now_ns += dur
+            record(dur)
             if engine.trace is not None:
                 engine.emit(
                     t0,
@@ -193,11 +221,11 @@ class FilterLayer:
                 op.fault = fault
                 complete.send_nowait(op)
                 continue
-            if not status_ok(status):
+            if status and not status_ok(status):
                 self._note_error(
                     event, f"returned {status_name(status)}" + (f" for request #{request.number}" if request else "")
                 )
-            send.send_nowait(op)
+            forward(op)
 
     def unfired_faults(self) -> list[str]:
         """Warnings for injected faults that never hit a call (e.g. a callback the filter lacks)."""
@@ -255,16 +283,27 @@ class FilterLayer:
             return await self._call_with_faults(event, number, callback, *args)
         try:
             result, dur = await self.engine.timed(self.meter, self.name, event, number, callback, *args)
-            if result is None or result == 0:  # the common case, without an enum lookup
-                return NtStatus.SUCCESS, dur, None, "filter_violation"
         except CallFailed as failed:
-            exc = failed.exc
-            where = f" on request #{number}" if number is not None else ""
-            return NtStatus.UNSUCCESSFUL, failed.dur_ns, f"{event} raised {type(exc).__name__}: {exc}{where}", "filter_crashed"
+            return self._failed(event, number, failed)
+        status, error, fault = self._status(event, result)
+        return status, dur, error, fault
+
+    @staticmethod
+    def _status(event: str, result: object) -> tuple[int, str | None, str]:
+        """A callback's return value as (NTSTATUS, fatal error or None, fault kind)."""
+        if result is None or result == 0:  # the common case, without an enum lookup
+            return NtStatus.SUCCESS, None, "filter_violation"
         status = NtStatus.coerce(result)
         if status is None:
-            return NtStatus.UNSUCCESSFUL, dur, f"{event} returned {result!r}, not an NTSTATUS", "filter_violation"
-        return status, dur, None, "filter_violation"
+            return NtStatus.UNSUCCESSFUL, f"{event} returned {result!r}, not an NTSTATUS", "filter_violation"
+        return status, None, "filter_violation"
+
+    @staticmethod
+    def _failed(event: str, number: int | None, failed: CallFailed) -> tuple[int, int, str, str]:
+        """A callback that raised: UNSUCCESSFUL, the time it ran, and the error naming the exception."""
+        exc = failed.exc
+        where = f" on request #{number}" if number is not None else ""
+        return NtStatus.UNSUCCESSFUL, failed.dur_ns, f"{event} raised {type(exc).__name__}: {exc}{where}", "filter_crashed"
 
     async def _call_with_faults(
         self, event: str, number: int | None, callback: Any, *args: Any
