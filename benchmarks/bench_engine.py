@@ -117,6 +117,72 @@ def run_simpy(requests: int) -> tuple[float, int]:
     return time.perf_counter() - t, int(env.now)
 
 
+def run_pipeline_engine(requests: int, window: int) -> tuple[float, int]:
+    """The same pipeline on stacksim's queued-pipeline engine (trio task per stage, timestamped messages)."""
+    from stacksim._engine import run
+    from stacksim._engine.pipeline import Stage, run_pipeline
+
+    stages = [Stage(f"f{k}", lambda _i, _t: FILTER_NS) for k in range(N_FILTERS)]
+    stages.append(Stage("device", lambda _i, _t: DEVICE_NS))
+    t = time.perf_counter()
+    result = run(lambda: run_pipeline(stages, range(requests), window=window))
+    return time.perf_counter() - t, result.end_ns
+
+
+def run_simpy_window(requests: int, window: int) -> tuple[float, int]:
+    """SimPy 4 with *window* requests in flight: a process per stage, Stores between them."""
+    import simpy
+
+    env = simpy.Environment()
+    stores = [simpy.Store(env) for _ in range(N_FILTERS + 1)]
+    done = simpy.Store(env)
+
+    def stage(i: int, cost: int) -> Any:
+        inp, out = stores[i], stores[i + 1] if i + 1 < len(stores) else done
+        while True:
+            item = yield inp.get()
+            yield env.timeout(cost)
+            yield out.put(item)
+
+    for i in range(N_FILTERS):
+        env.process(stage(i, FILTER_NS))
+    env.process(stage(N_FILTERS, DEVICE_NS))
+
+    def producer() -> Any:
+        for k in range(min(window, requests)):
+            yield stores[0].put(k)
+        for k in range(window, requests + window):
+            yield done.get()
+            if k < requests:
+                yield stores[0].put(k)
+
+    t = time.perf_counter()
+    env.process(producer())
+    env.run()
+    return time.perf_counter() - t, int(env.now)
+
+
+def run_heapq_window(requests: int, window: int) -> tuple[float, int]:
+    """A flat heapq loop with *window* requests in flight and a FIFO single server per stage."""
+    costs = [FILTER_NS] * N_FILTERS + [DEVICE_NS]
+    free = [0] * len(costs)
+    heap: list[tuple[int, int, int, int]] = [(0, k, 0, k) for k in range(min(window, requests))]  # (t, seq, stage, req)
+    heapq.heapify(heap)
+    seq, now, issued = len(heap), 0, len(heap)
+    t = time.perf_counter()
+    while heap:
+        now, _, stage, k = heapq.heappop(heap)
+        seq += 1
+        if stage < len(costs):
+            start = max(now, free[stage])
+            free[stage] = start + costs[stage]
+            heapq.heappush(heap, (free[stage], seq, stage + 1, k))
+        elif issued < requests:
+            heapq.heappush(heap, (now, seq, 0, issued))
+            issued += 1
+    return time.perf_counter() - t, now
+
+
 def run_trio_floor(requests: int) -> float:
     """
     The floor for any design with one trio task per layer.
@@ -181,6 +247,30 @@ def child(ram_gib: int) -> None:
     print(json.dumps({"wall": wall, "rss": rss, "writes": r.write_requests, "dump_time_ns": r.dump_time_ns}))
 
 
+def qd32(requests: int, reps: int) -> None:
+    """The pipeline model with queues: QD1 and QD32 on stacksim's pipeline engine, SimPy and heapq."""
+    print(f"\npipeline model with queues (stacksim._engine.pipeline), {requests:,} requests, median of {reps}")
+    names = [(f"{engine} QD{w}", engine, w) for w in (1, 32) for engine in ("stacksim pipeline", "SimPy 4", "heapq")]
+    runs: dict[str, list[float]] = {n: [] for n, _, _ in names}
+    sims: dict[str, int] = {}
+    fns = {"stacksim pipeline": run_pipeline_engine, "SimPy 4": run_simpy_window, "heapq": run_heapq_window}
+    for _ in range(reps):
+        for name, engine, w in names:
+            wall, sim = fns[engine](requests, w)
+            runs[name].append(wall)
+            sims[name] = sim
+    for name, _, w in names:
+        closed = requests * (N_FILTERS * FILTER_NS + DEVICE_NS) if w == 1 else N_FILTERS * FILTER_NS + requests * DEVICE_NS
+        assert sims[name] == closed, f"{name}: simulated {sims[name]} ns, closed form {closed} ns"
+    print("\n| engine | requests/s | ÷ SimPy, same QD |")
+    print("|---|---|---|")
+    for name, _engine, w in names:
+        rate = requests / statistics.median(runs[name])
+        simpy_rate = requests / statistics.median(runs[f"SimPy 4 QD{w}"])
+        print(f"| {name} | {rate:,.0f} | {rate / simpy_rate:.2f} |")
+    print("\nall agree with the closed forms: QD1 R × (3 × 2 µs + device), QD32 3 × 2 µs + R × device")
+
+
 def main() -> None:
     """Measure and print."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,6 +323,8 @@ def main() -> None:
     ):
         print(f"| {name} | {n:,} | {w:.3f} | {rate:,.0f} | {rate / simpy_rate:.2f} | {rate / req_rate:,.1f} |")
     print("\nall engines agree with the closed form R × (3 × 2 µs + device) to the nanosecond")
+
+    qd32(r_des, reps)
 
     sizes = [1, 16, 64] if args.quick else [1, 16, 64, 256, 1024]
     print("\n| complete dump | writes | wall s | peak RSS MiB | RSS ÷ 1 GiB run |")
