@@ -16,7 +16,8 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     faults         fault plans (device, filter, power loss)
     metrics        streaming weighted histograms      trace      JSONL event records
     units          quantities with units
-    _engine/       virtual clock, CPU accounting, sequence numbers, watchdog (knows no layer)
+    _engine/       virtual clock, CPU accounting, sequence numbers, watchdog, queued
+                   pipelines (knows no layer; uses only metrics and trace)
 """
 
 from __future__ import annotations

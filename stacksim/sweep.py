@@ -12,7 +12,9 @@ is interrupted keeps every finished point; run the same command again and it ski
 already in the file (matched by ``point_id``, a hash of the point's overrides) and drops a
 trailing partial line. A point whose run fails is recorded with ``status = "error"`` and its
 message; the other points go on. Every point is validated before any runs, so a typo in a key
-fails the sweep at once with the usual one-paragraph error.
+fails the sweep at once with the usual one-paragraph error. When the last point is in, the file
+is rewritten (atomically) with its rows in grid order, so a finished sweep's file is the same on
+every run, whatever order the workers finished in.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stacksim._io import atomic_writer
 from stacksim.filters import FilterCatalog
 from stacksim.scenario import ScenarioError, validate_scenario
 
@@ -272,7 +275,35 @@ def run_sweep(
             os.fsync(f.fileno())
             if on_done is not None:
                 on_done(n, len(todo))
+    _in_grid_order(out, points, jsonl)
     return len(todo), len(points) - len(todo), failed
+
+
+def _in_grid_order(out: Path, points: list[SweepPoint], jsonl: bool) -> None:
+    """
+    Rewrite the finished *out* with its rows in grid order (atomically).
+
+    Rows arrive in completion order, which depends on the workers; once every point is in,
+    sorting them makes the file of a finished sweep the same on every run. Rows of points not
+    in this grid (there are none unless the file was edited) go last, in their order.
+    """
+    order: dict[str, int] = {}
+    for k, point in enumerate(points):
+        order.setdefault(point.point_id, k)
+    text = out.read_text(encoding="utf-8")
+    if jsonl:
+        lines = [line for line in text.splitlines() if line.strip()]
+        lines.sort(key=lambda line: order.get(json.loads(line)["point_id"], len(order)))
+        body = "".join(line + "\n" for line in lines)
+    else:
+        header, *rows = list(csv.reader(io.StringIO(text)))
+        rows.sort(key=lambda row: order.get(row[0], len(order)) if row else len(order))
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+        body = buf.getvalue()
+    if body != text:
+        with atomic_writer(out) as f:
+            f.write(body)
 
 
 def local_executor(workers: int) -> ProcessPoolExecutor:

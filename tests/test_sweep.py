@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,42 @@ def test_sweep_streams_rows_and_resumes(tmp_path: Path) -> None:
     with ThreadPoolExecutor(2) as ex:
         assert run_sweep("s.toml", BASE, axes, out, ex) == (2, 2, 0)
     assert sorted(r["point_id"] for r in rows(out)) == sorted(r["point_id"] for r in first)
+
+
+class ReversedExecutor(ThreadPoolExecutor):
+    """Finishes the points in the reverse of the order they were submitted."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.pending: list[Any] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        from concurrent.futures import Future
+
+        fut: Future[Any] = Future()
+        self.pending.append((fut, fn, args, kwargs))
+        if len(self.pending) == 6:  # the whole grid is in: run it backwards
+            for f, g, a, k in reversed(self.pending):
+                f.set_result(g(*a, **k))
+        return fut
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_finished_sweep_is_written_in_grid_order(tmp_path: Path, suffix: str) -> None:
+    """Rows stream in completion order; the finished file is in grid order, the same every run."""
+    out = tmp_path / f"r{suffix}"
+    axes = [parse_set("disk.bandwidth=1GB/s,3GB/s"), parse_set("memory.ram=1MiB,2MiB,4MiB")]
+    with ReversedExecutor() as ex:
+        assert run_sweep("s.toml", BASE, axes, out, ex) == (6, 0, 0)
+    reference = tmp_path / f"ref{suffix}"
+    with ThreadPoolExecutor(1) as ex:
+        run_sweep("s.toml", BASE, axes, reference, ex)
+    assert out.read_bytes() == reference.read_bytes()
+    if suffix == ".csv":
+        ids = [r["point_id"] for r in rows(out)]
+    else:
+        ids = [json.loads(line)["point_id"] for line in out.read_text().splitlines()]
+    assert ids == [p.point_id for p in grid(axes)]
 
 
 def test_failing_point_is_recorded_and_others_run(tmp_path: Path) -> None:
