@@ -160,11 +160,32 @@ def apply(data: dict[str, Any], overrides: Iterable[tuple[tuple[str, ...], Any]]
 
 
 def _catalog(plugins: tuple[str, ...]) -> FilterCatalog:
-    catalog = FilterCatalog()
-    catalog.load_entry_points()
-    for plugin in plugins:
-        catalog.load_file(plugin)
+    """
+    The filter catalog for *plugins*, built once per worker process and plugin contents.
+
+    Scanning entry points and importing plugins costs milliseconds, as much as a small run, so
+    a worker keeps the catalog between points. The key includes each plugin file's SHA-256, so
+    a long-lived worker (a Dask cluster) picks up an edited plugin on the next sweep.
+    """
+    key = (plugins, tuple(_file_digest(p) for p in plugins))
+    catalog = _CATALOGS.get(key)
+    if catalog is None:
+        catalog = FilterCatalog()
+        catalog.load_entry_points()
+        for plugin in plugins:
+            catalog.load_file(plugin)
+        _CATALOGS[key] = catalog
     return catalog
+
+
+_CATALOGS: dict[tuple[tuple[str, ...], tuple[str, ...]], FilterCatalog] = {}
+
+
+def _file_digest(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""  # load_file reports the missing file
 
 
 def run_point(data: dict[str, Any], source: str, point: SweepPoint, plugins: tuple[str, ...], batch: bool) -> dict[str, Any]:
@@ -309,5 +330,9 @@ def _in_grid_order(out: Path, points: list[SweepPoint], jsonl: bool) -> None:
 def local_executor(workers: int) -> ProcessPoolExecutor:
     """A process pool that starts workers by forkserver (spawn where there is none), never by fork."""
     methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" not in methods:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    ctx = multiprocessing.get_context("forkserver")
+    # Import the simulator once in the fork server (before any trio run), not in every worker.
+    ctx.set_forkserver_preload(["stacksim.simulate", "stacksim.sweep"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)

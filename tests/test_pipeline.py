@@ -162,6 +162,16 @@ def test_bad_arguments_are_refused() -> None:
         run(lambda: run_pipeline([Stage("d", lambda _i, _t: 1.5)], range(3), window=1))  # type: ignore[arg-type,return-value]
 
 
+def test_an_exception_in_a_service_function_comes_out_as_itself() -> None:
+    """A model bug surfaces as its own exception, not wrapped in trio's exception group."""
+
+    def broken(_item: int, _start: int) -> int:
+        raise KeyError("no such zone")
+
+    with pytest.raises(KeyError, match="no such zone"):
+        run(lambda: run_pipeline([fixed("f", 1), Stage("device", broken)], range(3), window=2))
+
+
 def test_an_empty_source_completes_at_once() -> None:
     """No requests: nothing issued, nothing served, time 0."""
     result = run(lambda: run_pipeline([fixed("d", 5)], [], window=4))

@@ -181,3 +181,24 @@ def test_cli_sweep_on_a_local_dask_cluster(tmp_path: Path) -> None:
     )
     assert r.exit_code == 0, r.stderr + r.stdout
     assert sorted(row["status"] for row in rows(out)) == ["ok", "ok"]
+
+
+def test_workers_reuse_the_filter_catalog_until_a_plugin_changes(tmp_path: Path) -> None:
+    """A worker builds the catalog once per plugin contents: reused across points, rebuilt after an edit."""
+    from stacksim.sweep import _catalog
+
+    plugin = tmp_path / "myflt.py"
+    source = (
+        "from stacksim import DumpFilter\n"
+        "class MyFlt(DumpFilter):\n"
+        "    service_name = 'myflt.sys'\n"
+        "    async def dump_write(self, extension, request):\n"
+        "        return {status}\n"
+    )
+    plugin.write_text(source.format(status=0))
+    first = _catalog((str(plugin),))
+    assert _catalog((str(plugin),)) is first
+    plugin.write_text(source.format(status=1))
+    second = _catalog((str(plugin),))
+    assert second is not first
+    assert second.get("myflt.sys") is not first.get("myflt.sys")

@@ -115,6 +115,7 @@ async def run_pipeline(
 
     Raises:
         ValueError: *window* < 1, no stages, or a service time that is not a non-negative int.
+        Exception: whatever a ``service`` function raised, as it raised it.
     """
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
@@ -137,8 +138,8 @@ async def run_pipeline(
 
     try:
         await _run(stages, links, window, horizon, result, issue, on_service)
-    except BaseExceptionGroup as group:  # a stage's ValueError, not wrapped in the nursery's group
-        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], ValueError):
+    except BaseExceptionGroup as group:  # what a stage raised, not wrapped in the nursery's group
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
             raise group.exceptions[0] from None
         raise
     if freeze_at is not None and result.frozen:
