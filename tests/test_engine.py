@@ -79,16 +79,24 @@ def test_timed_reports_what_the_call_raised_and_how_long_it_ran() -> None:
         await trio.sleep(0.000_001)
         raise KeyError("late")
 
+    async def attribute_error() -> None:  # must not be mistaken for "not a coroutine"
+        spend(40)
+        _ = None.missing  # type: ignore[attr-defined]
+
     async def main() -> list[tuple[str, int]]:
         meter.activate()
         out = []
-        for fn in (fails_at_once, fails_after_sleeping):
+        for fn in (fails_at_once, fails_after_sleeping, attribute_error):
             with pytest.raises(CallFailed) as info:
                 await engine.timed(meter, "layer", "event", 1, fn)
             out.append((repr(info.value.exc), info.value.dur_ns))
         return out
 
-    assert run(main) == [("ValueError('boom')", 40), ("KeyError('late')", 1040)]
+    assert run(main) == [
+        ("ValueError('boom')", 40),
+        ("KeyError('late')", 1040),
+        ("AttributeError(\"'NoneType' object has no attribute 'missing'\")", 40),
+    ]
 
 
 def test_timed_rejects_a_plain_function_clearly() -> None:

@@ -210,16 +210,18 @@ class Engine:
         trio (:func:`_resume`), watched by the watchdog and timed on trio's clock.
         """
         meter.ns = 0
-        coro = fn(*args)
         try:
-            trap = coro.send(None)  # type: ignore[attr-defined]
+            coro = fn(*args)
+        except Exception as exc:  # a plain function that raised
+            raise CallFailed(exc, meter.ns) from exc
+        step = getattr(coro, "send", None)
+        if step is None:
+            wrong = TypeError(f"callbacks must be coroutine functions (async def); got a plain function returning {coro!r}")
+            raise CallFailed(wrong, meter.ns)
+        try:
+            trap = step(None)
         except StopIteration as stop:
             return stop.value, meter.ns
-        except AttributeError:
-            if hasattr(coro, "send"):
-                raise
-            exc = TypeError(f"callbacks must be coroutine functions (async def); got a plain function returning {coro!r}")
-            raise CallFailed(exc, meter.ns) from None
         except Exception as exc:
             raise CallFailed(exc, meter.ns) from exc
         self._op = (layer, event, request)
