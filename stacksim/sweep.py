@@ -161,31 +161,24 @@ def apply(data: dict[str, Any], overrides: Iterable[tuple[tuple[str, ...], Any]]
 
 def _catalog(plugins: tuple[str, ...]) -> FilterCatalog:
     """
-    The filter catalog for *plugins*, built once per worker process and plugin contents.
+    The filter catalog for one point: built-ins, entry points and *plugins*.
 
-    Scanning entry points and importing plugins costs milliseconds, as much as a small run, so
-    a worker keeps the catalog between points. The key includes each plugin file's SHA-256, so
-    a long-lived worker (a Dask cluster) picks up an edited plugin on the next sweep.
+    Scanning entry points costs milliseconds, as much as a small run, so a worker does it once
+    (entry-point modules are imported once per process anyway). Plugin files are executed
+    afresh for every point, as for ``stacksim run``, so no state a plugin keeps in its module
+    or class carries over from one point to the next.
     """
-    key = (plugins, tuple(_file_digest(p) for p in plugins))
-    catalog = _CATALOGS.get(key)
-    if catalog is None:
-        catalog = FilterCatalog()
-        catalog.load_entry_points()
-        for plugin in plugins:
-            catalog.load_file(plugin)
-        _CATALOGS[key] = catalog
+    global _ENTRY_POINTS
+    if _ENTRY_POINTS is None:
+        _ENTRY_POINTS = FilterCatalog()
+        _ENTRY_POINTS.load_entry_points()
+    catalog = _ENTRY_POINTS.copy()
+    for plugin in plugins:
+        catalog.load_file(plugin)
     return catalog
 
 
-_CATALOGS: dict[tuple[tuple[str, ...], tuple[str, ...]], FilterCatalog] = {}
-
-
-def _file_digest(path: str) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return ""  # load_file reports the missing file
+_ENTRY_POINTS: FilterCatalog | None = None
 
 
 def run_point(data: dict[str, Any], source: str, point: SweepPoint, plugins: tuple[str, ...], batch: bool) -> dict[str, Any]:
@@ -223,8 +216,8 @@ def _finished(out: Path, columns: list[str]) -> set[str]:
         raw = raw[: raw.rfind(b"\n") + 1]
         out.write_bytes(raw)
     text = raw.decode("utf-8")
-    if out.suffix == ".jsonl":
-        return {json.loads(line)["point_id"] for line in text.splitlines() if line.strip()}
+    if out.suffix == ".jsonl":  # split on "\n" only: JSON strings may hold U+2028 and friends raw
+        return {json.loads(line)["point_id"] for line in text.split("\n") if line.strip()}
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
         return set()
@@ -240,8 +233,17 @@ def _line(row: dict[str, Any], columns: list[str], jsonl: bool) -> str:
     if jsonl:
         return json.dumps({c: row.get(c, "") for c in columns}, ensure_ascii=False) + "\n"
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(["" if row.get(c) is None else row.get(c, "") for c in columns])
+    csv.writer(buf, lineterminator="\n").writerow([_cell(row.get(c)) for c in columns])
     return buf.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: "" for nothing; carriage returns become newlines (a bare one would end the row)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and "\r" in value:
+        return value.replace("\r\n", "\n").replace("\r", "\n")
+    return value
 
 
 def run_sweep(
@@ -277,7 +279,7 @@ def run_sweep(
     todo = [p for p in points if p.point_id not in done]
     failed = 0
     with open(out, "a", encoding="utf-8", newline="") as f:
-        if not done and not jsonl:
+        if not jsonl and f.tell() == 0:
             f.write(_line(dict(zip(columns, columns, strict=True)), columns, False))
             f.flush()
         futures: dict[Future[dict[str, Any]], SweepPoint] = {
@@ -311,14 +313,15 @@ def _in_grid_order(out: Path, points: list[SweepPoint], jsonl: bool) -> None:
     order: dict[str, int] = {}
     for k, point in enumerate(points):
         order.setdefault(point.point_id, k)
-    text = out.read_text(encoding="utf-8")
+    text = out.read_bytes().decode("utf-8")  # no newline translation: cells may hold "\n"
     if jsonl:
-        lines = [line for line in text.splitlines() if line.strip()]
+        lines = [line for line in text.split("\n") if line.strip()]
         lines.sort(key=lambda line: order.get(json.loads(line)["point_id"], len(order)))
         body = "".join(line + "\n" for line in lines)
     else:
         header, *rows = list(csv.reader(io.StringIO(text)))
-        rows.sort(key=lambda row: order.get(row[0], len(order)) if row else len(order))
+        rows = [row for row in rows if row and row != header]
+        rows.sort(key=lambda row: order.get(row[0], len(order)))
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerows([header, *rows])
         body = buf.getvalue()

@@ -6,6 +6,7 @@ import pytest
 import trio
 
 from stacksim._engine import CallFailed, CpuMeter, Engine, run, spend
+from stacksim.requests import NtStatus
 
 
 def test_spend_outside_a_layer_is_an_error() -> None:
@@ -21,6 +22,9 @@ def test_spend_rejects_bad_values() -> None:
     try:
         with pytest.raises(RuntimeError, match="non-negative integer"):
             spend(1.5)  # type: ignore[arg-type]
+        with pytest.raises(RuntimeError, match="non-negative integer"):
+            spend(True)
+        spend(NtStatus.SUCCESS)  # an int subclass (IntEnum) is an int
         spend(3)
         spend(4)
         assert meter.ns == 7
@@ -107,13 +111,43 @@ def test_timed_rejects_a_plain_function_clearly() -> None:
     def plain() -> int:
         return 0
 
-    async def main() -> str:
-        meter.activate()
-        with pytest.raises(CallFailed) as info:
-            await engine.timed(meter, "layer", "event", 1, plain)  # type: ignore[arg-type]
-        return str(info.value.exc)
+    def generator():  # type: ignore[no-untyped-def]
+        yield 0
 
-    assert run(main) == "callbacks must be coroutine functions (async def); got a plain function returning 0"
+    async def main() -> list[str]:
+        meter.activate()
+        out = []
+        for fn in (plain, generator):
+            with pytest.raises(CallFailed) as info:
+                await engine.timed(meter, "layer", "event", 1, fn)
+            out.append(str(info.value.exc).split(" object ")[0])
+        return out
+
+    assert run(main) == [
+        "callbacks must be coroutine functions (async def); got a plain function returning 0",
+        "callbacks must be coroutine functions (async def); got a plain function returning <generator",
+    ]
+
+
+def test_timed_awaits_other_awaitables_too() -> None:
+    """A callback returning an awaitable that is not a coroutine (a wrapper object) is awaited and timed."""
+    engine = Engine()
+    meter = CpuMeter()
+
+    async def inner() -> str:
+        spend(30)
+        await trio.sleep(0.000_001)
+        return "done"
+
+    class Wrapper:
+        def __await__(self):  # type: ignore[no-untyped-def]
+            return inner().__await__()
+
+    async def main() -> tuple[str, int]:
+        meter.activate()
+        return await engine.timed(meter, "layer", "event", 1, Wrapper)  # type: ignore[arg-type]
+
+    assert run(main) == ("done", 1030)
 
 
 def test_a_suspended_timed_call_can_be_cancelled() -> None:

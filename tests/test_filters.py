@@ -15,6 +15,7 @@ from stacksim import (
     FilterCatalog,
     FilterExtension,
     FilterInitializationData,
+    Mdl,
     NtStatus,
     spend,
 )
@@ -223,6 +224,22 @@ class TestDumpWriteRules:
         assert result.status == "filter_violation"
         assert result.message.startswith("faultflt.sys: dump_write changed the length of request #1 from 8192 to 4096 bytes")
         assert result.bytes_written == 0
+
+    def test_a_violation_by_a_filter_with_only_dump_write_is_reported(self) -> None:
+        """A filter whose only callback is dump_write, returning success while shrinking the MDL."""
+
+        class Shrink(DumpFilter):
+            service_name: ClassVar[str] = "shrink.sys"
+
+            async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+                request.mdl = Mdl("shrink.sys", request.mdl.length // 2)
+                return NtStatus.SUCCESS
+
+        cat = FilterCatalog()
+        cat.add(Shrink, "test")
+        result, _ = run(cat, registry={"DumpFilters": ["shrink.sys"]})
+        assert result.status == "filter_violation"
+        assert result.message.startswith("shrink.sys: dump_write changed the length of request #1 from 8192 to 4096 bytes")
 
     def test_writing_into_the_callers_buffer_is_a_violation(self) -> None:
         """A filter that writes into the buffer it was handed is a violation, reported by name."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -183,22 +184,67 @@ def test_cli_sweep_on_a_local_dask_cluster(tmp_path: Path) -> None:
     assert sorted(row["status"] for row in rows(out)) == ["ok", "ok"]
 
 
-def test_workers_reuse_the_filter_catalog_until_a_plugin_changes(tmp_path: Path) -> None:
-    """A worker builds the catalog once per plugin contents: reused across points, rebuilt after an edit."""
-    from stacksim.sweep import _catalog
+def test_plugins_start_afresh_for_every_point(tmp_path: Path) -> None:
+    """Entry points are scanned once per worker; plugin files run again, so no state carries over."""
+    import stacksim.sweep as sweep
 
     plugin = tmp_path / "myflt.py"
-    source = (
+    plugin.write_text(
         "from stacksim import DumpFilter\n"
         "class MyFlt(DumpFilter):\n"
         "    service_name = 'myflt.sys'\n"
+        "    calls = 0\n"
         "    async def dump_write(self, extension, request):\n"
-        "        return {status}\n"
+        "        type(self).calls += 1\n"
+        "        return 0\n"
     )
-    plugin.write_text(source.format(status=0))
-    first = _catalog((str(plugin),))
-    assert _catalog((str(plugin),)) is first
-    plugin.write_text(source.format(status=1))
-    second = _catalog((str(plugin),))
-    assert second is not first
-    assert second.get("myflt.sys") is not first.get("myflt.sys")
+    first = sweep._catalog((str(plugin),))
+    scanned = sweep._ENTRY_POINTS
+    first_cls = first.get("myflt.sys")
+    assert first_cls is not None
+    first_cls.calls = 5  # type: ignore[attr-defined]  # state a point left behind
+    second = sweep._catalog((str(plugin),))
+    second_cls = second.get("myflt.sys")
+    assert second_cls is not first_cls
+    assert second_cls.calls == 0  # type: ignore[union-attr]
+    assert sweep._ENTRY_POINTS is scanned
+    assert "dumpfve.sys" in second.names()
+
+
+def test_awkward_text_in_cells_survives_the_rewrite(tmp_path: Path) -> None:
+    """Error messages with commas, quotes, CR/LF and U+2028 stay one row each, in CSV and JSONL."""
+    from stacksim.sweep import _in_grid_order, _line
+
+    points = grid([parse_set("memory.ram=1MiB,2MiB,4MiB")])
+    columns = ["point_id", "memory.ram", "status", "error"]
+    messages = ['a, "quoted"\r\nline', "bare\rcarriage", "sep\u2028arator"]
+    for suffix in (".csv", ".jsonl"):
+        out = tmp_path / f"r{suffix}"
+        jsonl = suffix == ".jsonl"
+        rows_out = [
+            {"point_id": p.point_id, "memory.ram": "x", "status": "error", "error": m}
+            for p, m in zip(points, messages, strict=True)
+        ]
+        header = "" if jsonl else _line(dict(zip(columns, columns, strict=True)), columns, False)
+        out.write_bytes((header + "".join(_line(r, columns, jsonl) for r in reversed(rows_out))).encode())
+        _in_grid_order(out, points, jsonl)
+        text = out.read_bytes().decode()
+        if jsonl:
+            got = [json.loads(line)["error"] for line in text.split("\n") if line]
+        else:
+            got = [r["error"] for r in csv.DictReader(io.StringIO(text))]
+        assert got == ['a, "quoted"\nline', "bare\ncarriage", "sep\u2028arator"] if not jsonl else messages
+
+
+def test_resuming_a_file_with_only_a_header_writes_no_second_header(tmp_path: Path) -> None:
+    """A sweep interrupted before its first point keeps one header row."""
+    out = tmp_path / "r.csv"
+    axes = [parse_set("memory.ram=1MiB,2MiB")]
+    with ThreadPoolExecutor(1) as ex:
+        run_sweep("s.toml", BASE, axes, out, ex)
+    out.write_text(out.read_text().splitlines(keepends=True)[0])  # only the header is left
+    with ThreadPoolExecutor(1) as ex:
+        assert run_sweep("s.toml", BASE, axes, out, ex) == (2, 0, 0)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("point_id,")

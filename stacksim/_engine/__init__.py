@@ -88,7 +88,7 @@ def spend(ns: SimTime) -> None:
     Raises:
         RuntimeError: outside a layer (no meter active) or for a negative or non-integer value.
     """
-    if type(ns) is not int or ns < 0:  # bool is a subclass of int, so not `isinstance`
+    if (type(ns) is not int and (isinstance(ns, bool) or not isinstance(ns, int))) or ns < 0:
         raise RuntimeError(f"spend() takes a non-negative integer number of nanoseconds, got {ns!r}")
     meter = _current_meter.get(None)
     if meter is None:
@@ -214,20 +214,27 @@ class Engine:
             coro = fn(*args)
         except Exception as exc:  # a plain function that raised
             raise CallFailed(exc, meter.ns) from exc
-        step = getattr(coro, "send", None)
-        if step is None:
-            wrong = TypeError(f"callbacks must be coroutine functions (async def); got a plain function returning {coro!r}")
-            raise CallFailed(wrong, meter.ns)
+        if type(coro) is not types.CoroutineType:
+            if not hasattr(coro, "__await__"):
+                wrong = TypeError(f"callbacks must be coroutine functions (async def); got a plain function returning {coro!r}")
+                raise CallFailed(wrong, meter.ns)
+            return await self._timed_await(meter, layer, event, request, coro)  # some other awaitable
         try:
-            trap = step(None)
+            trap = coro.send(None)
         except StopIteration as stop:
             return stop.value, meter.ns
         except Exception as exc:
             raise CallFailed(exc, meter.ns) from exc
+        return await self._timed_await(meter, layer, event, request, _resume(coro, trap))
+
+    async def _timed_await(
+        self, meter: CpuMeter, layer: str, event: str, request: int | None, awaitable: Awaitable[T]
+    ) -> tuple[T, SimTime]:
+        """The slow path of :meth:`timed`: await in trio, watched by the watchdog, timed on its clock."""
         self._op = (layer, event, request)
         t0 = self._op_t0 = trio.current_time()
         try:
-            result: T = await _resume(coro, trap)
+            result: T = await awaitable
         except Exception as exc:
             raise CallFailed(exc, meter.ns + round((trio.current_time() - t0) * NS_PER_S)) from exc
         finally:

@@ -90,6 +90,13 @@ class FilterCatalog:
         self._classes[name] = cls
         self._origin[name] = origin
 
+    def copy(self) -> FilterCatalog:
+        """A new catalog with the same filters, to which more can be added."""
+        other = FilterCatalog(())
+        other._classes = dict(self._classes)
+        other._origin = dict(self._origin)
+        return other
+
     def get(self, name: str) -> type[DumpFilter] | None:
         """The class registered as *name*, if any."""
         return self._classes.get(name)

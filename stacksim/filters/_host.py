@@ -195,7 +195,7 @@ class FilterLayer:
                         status, dur, error, fault = self._failed(event, request.number, failed)
                     else:
                         if result is None or result == 0:
-                            status, error = 0, None
+                            status, error, fault = 0, None, "filter_violation"
                         else:
                             status, error, fault = self._status(event, result)
                 if error is None and (
@@ -246,7 +246,7 @@ class FilterLayer:
 
     def write_cost(self, length: int) -> int | None:
         """The filter's declared per-write cost for *length* bytes (0 without a dump_write), or None."""
-        if not self.loaded or self.init.dump_write is None:
+        if self._on_write is None:  # not loaded, or no dump_write registered at DriverEntry
             return 0
         cost = self.filter.write_cost(self.extension, length)
         for f in self.faults:
@@ -260,7 +260,7 @@ class FilterLayer:
 
     def special_requests(self) -> frozenset[int]:
         """Request numbers whose dump_write must really be called (declared, or hit by a fault)."""
-        if not (self.loaded and self.init.dump_write):
+        if self._on_write is None:
             return frozenset()
         injected = {
             f.at_request for f in self.faults if f.at_request is not None and f.applies("dump_write", None, self.dump_type)
