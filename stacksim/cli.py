@@ -410,6 +410,8 @@ def render(result: RunResult, console: Console) -> None:
     )
     console.print("parts       " + " · ".join(f"{name} {format_bytes(n)}" for name, n in r.parts.items()))
     console.print(f"path        {' → '.join(r.images)} → disk ({r.target})")
+    if r.request_mode_reasons:
+        console.print("engine      request mode, one message per write: " + "; ".join(r.request_mode_reasons))
     if any(s.calls for s in r.layers.values()):
         console.print(_layer_table(r))
     if r.bottleneck and r.dump_time_ns:

@@ -142,6 +142,8 @@ class DumpDriver:
         self.part_done: dict[str, int] = {}
         self.flushed = False
         self.batched_messages = 0
+        self.unbatched: dict[str, None] = {}
+        """Why runs of identical writes went one message per write although batching was on (ordered)."""
         self.dump_type = "crashdump" if event == "crash" else "hibernation"
         self.stats = LayerStats(LAYER)
         self.write_latency = LatencyHistogram()
@@ -254,6 +256,8 @@ class DumpDriver:
         for part, file_pos in self.plan.placed():
             for offset, length, count in self.layout.map_runs(file_pos, part.bytes, self.max_chunk):
                 batchable = self.batch and count > 1 and all(layer.write_cost(length) is not None for layer in loaded)
+                if self.batch and count > 1 and not batchable:
+                    self.unbatched.update(dict.fromkeys(b for layer in loaded if (b := layer.batch_blocker(length))))
                 if batchable:
                     hit = {
                         number + 1 + (f.at_offset - offset) // length

@@ -101,6 +101,7 @@ class RunResult:
     target: str
     warnings: tuple[str, ...] = field(default=())
     batched_messages: int = 0
+    request_mode_reasons: tuple[str, ...] = ()
     header_written: bool = False
     write_retries: int = 0
     replay: dict[str, Any] = field(default_factory=dict)
@@ -158,6 +159,7 @@ class RunResult:
             "header_written": self.header_written,
             "write_retries": self.write_retries,
             "batched_messages": self.batched_messages,
+            "request_mode_reasons": list(self.request_mode_reasons),
             "replay": self.replay,
         }
 
@@ -364,6 +366,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
         target=layout.target,
         warnings=tuple(warnings),
         batched_messages=driver.batched_messages,
+        request_mode_reasons=_request_mode_reasons(batch, trace is not None, plan_faults, driver),
         header_written=driver.header_complete(),
         write_retries=driver.retries,
         replay={
@@ -379,6 +382,20 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
     )
     log.debug("run.end", scenario=s.scenario.name, status=result.status, dump_time_ns=result.dump_time_ns)
     return result
+
+
+def _request_mode_reasons(batch: bool, traced: bool, faults: FaultPlan, driver: DumpDriver) -> tuple[str, ...]:
+    """Why writes went one message per write (empty when every run that could be batched was)."""
+    if not driver.outcome.write_requests:
+        return ()
+    reasons = []
+    if not batch:
+        reasons.append("request mode was asked for (--no-batch)")
+    if traced:
+        reasons.append("a trace was asked for (it has one record per request)")
+    if faults.power_loss_after_ns is not None:
+        reasons.append("a power_loss fault is planned (the instant power fails decides which write is torn)")
+    return tuple(reasons) if reasons else tuple(driver.unbatched)
 
 
 def _bind(fn: Any, *args: Any) -> Any:

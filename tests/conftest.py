@@ -30,7 +30,7 @@ BASE: dict[str, Any] = {
 
 def without_mode(result: dict[str, Any]) -> dict[str, Any]:
     """A result JSON object minus what records the engine mode (batched or request)."""
-    out = {k: v for k, v in result.items() if k != "batched_messages"}
+    out = {k: v for k, v in result.items() if k not in ("batched_messages", "request_mode_reasons")}
     out["replay"] = {k: v for k, v in result["replay"].items() if k != "batch"}
     return out
 

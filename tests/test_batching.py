@@ -79,6 +79,43 @@ def test_filter_without_cost_model_gets_request_mode() -> None:
     batched, single = both(catalog, registry={"CrashDumpEnabled": 1, "DumpFilters": ["plain.sys"]}, memory={"ram": "1 MiB"})
     assert without_mode(batched) == without_mode(single)
     assert calls == list(range(1, 18)) * 2
+    assert batched["batched_messages"] == 0
+    assert batched["request_mode_reasons"] == [
+        "plain.sys declares no write_cost, so its dump_write is called for every write "
+        "(declare one to batch: docs/how-to/write-a-filter.md)"
+    ]
+    assert single["request_mode_reasons"] == ["request mode was asked for (--no-batch)"]
+
+
+def test_a_fully_batched_run_gives_no_reasons() -> None:
+    """When every run of identical writes was batched, there is nothing to explain."""
+    batched, _ = both(registry={"CrashDumpEnabled": 1, "DumpFilters": ["dumpfve.sys"]}, memory={"ram": "4 MiB"})
+    assert batched["batched_messages"] == 1
+    assert batched["request_mode_reasons"] == []
+
+
+def test_a_fault_on_every_write_is_named_as_the_reason() -> None:
+    """An injected fault that hits every dump_write makes that filter unbatchable, and says so."""
+    batched, single = both(
+        registry={"CrashDumpEnabled": 1, "DumpFilters": ["delayflt.sys"]},
+        memory={"ram": "1 MiB"},
+        faults=[{"kind": "filter_error_status", "filter": "delayflt.sys"}],
+    )
+    assert without_mode(batched) == without_mode(single)
+    assert batched["request_mode_reasons"] == ["an injected fault hits every dump_write of delayflt.sys"]
+
+
+def test_a_trace_and_a_power_loss_are_reasons_too() -> None:
+    """Tracing and a planned power loss run in request mode, and the result says why."""
+    from stacksim import ListTrace
+
+    catalog = FilterCatalog()
+    s = make_scenario(catalog, memory={"ram": "1 MiB"}, faults=[{"kind": "power_loss", "at": "1 s"}])
+    result = simulate(s, catalog, trace=ListTrace())
+    assert result.request_mode_reasons == (
+        "a trace was asked for (it has one record per request)",
+        "a power_loss fault is planned (the instant power fails decides which write is torn)",
+    )
 
 
 FILTER_TABLES = {

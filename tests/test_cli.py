@@ -156,6 +156,9 @@ def test_plugin_file_provides_a_filter(small: Path, tmp_path: Path) -> None:
     code, out, _ = invoke("run", str(scenario), "--plugin", str(plugin), "--json", "-")
     assert code == 0
     assert json.loads(out)["layers"]["myflt.sys"]["busy_ns"] == 33 * 7000
+    code, out, _ = invoke("run", str(scenario), "--plugin", str(plugin))
+    assert code == 0
+    assert "engine      request mode, one message per write: myflt.sys declares no write_cost" in " ".join(out.split("\n"))
 
 
 def test_broken_plugin_is_a_clear_error(small: Path, tmp_path: Path) -> None:

@@ -258,6 +258,17 @@ class FilterLayer:
                 return None  # it hits every write: call every write
         return cost
 
+    def batch_blocker(self, length: int) -> str | None:
+        """Why writes of *length* bytes cannot be batched through this filter (None: they can)."""
+        if self.write_cost(length) is not None:
+            return None
+        if self.filter.write_cost(self.extension, length) is not None:
+            return f"an injected fault hits every dump_write of {self.name}"
+        return (
+            f"{self.name} declares no write_cost, so its dump_write is called for every write "
+            "(declare one to batch: docs/how-to/write-a-filter.md)"
+        )
+
     def special_requests(self) -> frozenset[int]:
         """Request numbers whose dump_write must really be called (declared, or hit by a fault)."""
         if self._on_write is None:
