@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -92,7 +92,7 @@ def _simulate_to_files(
     try:
         with contextlib.ExitStack() as stack:
             trace = JsonlTrace(stack.enter_context(atomic_writer(trace_out))) if trace_out is not None else None
-            result = simulate(s, catalog, trace=trace, batch=batch)
+            result = simulate(s, catalog, trace=trace, batch=batch, progress=_progress_bar(stack))
             text = result_json(result)
             if json_out is not None and str(json_out) != "-":
                 with atomic_writer(json_out) as f:
@@ -102,6 +102,29 @@ def _simulate_to_files(
     except KeyboardInterrupt:
         _fail("interrupted; no output file was written", code=1)
     return result, text
+
+
+def _progress_bar(stack: contextlib.ExitStack) -> Callable[[int, int], None] | None:
+    """A bar on stderr for a long run (a request-mode dump), when stderr is a terminal; it vanishes at the end."""
+    console = Console(stderr=True, highlight=False)
+    if not console.is_terminal:
+        return None
+    bar = stack.enter_context(
+        Progress(
+            TextColumn("simulating"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f} % of the dump's bytes"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+    )
+    task = bar.add_task("simulating", total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return update
 
 
 @app.callback()

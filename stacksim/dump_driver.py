@@ -29,7 +29,7 @@ When a critical filter's DriverEntry fails, the stack does not initialise: no du
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,12 +47,15 @@ if TYPE_CHECKING:
     from stacksim.layout import FileLayout
     from stacksim.memory import DumpPlan
 
-__all__ = ["LAYER", "DumpDriver", "Outcome"]
+__all__ = ["LAYER", "PROGRESS_EVERY", "DumpDriver", "Outcome"]
 
 LAYER = "crashdmp"
 """Layer name of the dump driver in traces and results."""
 
 log = structlog.get_logger("stacksim", layer=LAYER)
+
+PROGRESS_EVERY = 4096
+"""Request mode reports progress every this many writes."""
 
 
 @dataclass(slots=True)
@@ -93,6 +96,9 @@ class DumpDriver:
         write_retries: times a write the device failed is re-issued (ASSUMPTION, default 0).
         power_loss_after_ns: power fails this long after the event (a fault); ``None``: it does not.
         device_faults: injected device faults; the writes they hit travel alone in batched mode.
+        progress: called as ``progress(bytes written, bytes to write)`` every
+            :data:`PROGRESS_EVERY` writes and after each batched message (a progress bar; it
+            must not touch the simulation).
     """
 
     def __init__(
@@ -117,6 +123,7 @@ class DumpDriver:
         write_retries: int = 0,
         power_loss_after_ns: int | None = None,
         device_faults: Sequence[DeviceFault] = (),
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.engine = engine
         self.event = event
@@ -137,6 +144,7 @@ class DumpDriver:
         self.write_retries = write_retries
         self.power_loss_after_ns = power_loss_after_ns
         self.device_faults = device_faults
+        self.progress = progress
         self.power_loss_at: int | None = None
         self.retries = 0
         self.part_done: dict[str, int] = {}
@@ -306,6 +314,8 @@ class DumpDriver:
         self.outcome.bytes_written += count * length
         self.part_done[part] = self.part_done.get(part, 0) + count * length
         self.batched_messages += 1
+        if self.progress is not None:
+            self.progress(self.outcome.bytes_written, self.plan.total_bytes)
         return True
 
     async def _write_each(self, part: str, first: int, offset: int, length: int, count: int) -> bool:
@@ -320,6 +330,7 @@ class DumpDriver:
         trace = engine.trace is not None
         dump_type = self.dump_type
         record = stats.record
+        progress = self.progress
         for number in range(first, first + count):
             t0 = engine.now_ns
             attempt = 0
@@ -353,6 +364,8 @@ class DumpDriver:
             self.part_done[part] = self.part_done.get(part, 0) + length
             if trace:
                 engine.emit(t1, LAYER, "write_complete", 0, number, request.offset, length, dump_type)
+            if progress is not None and not number % PROGRESS_EVERY:
+                progress(out.bytes_written, self.plan.total_bytes)
             offset += length
         return True
 

@@ -16,6 +16,7 @@ and collects a :class:`RunResult`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,13 +229,22 @@ def _fault_plan(s: Scenario) -> FaultPlan:
     return plan
 
 
-def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | None = None, batch: bool = True) -> RunResult:
+def simulate(
+    scenario: Scenario,
+    catalog: FilterCatalog,
+    *,
+    trace: TraceSink | None = None,
+    batch: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
     """
     Run *scenario* in virtual time and return its result. Deterministic for a given scenario.
 
     With *batch* (the default) a run of identical writes may travel as one message when every
     filter declares its cost; the result is identical to request mode (``batch=False``). A
-    *trace* has one record per request, so tracing always runs in request mode.
+    *trace* has one record per request, so tracing always runs in request mode. *progress*, if
+    given, is called as ``progress(bytes written, bytes to write)`` now and then during the
+    writes (for a progress bar).
     """
     ensure_configured()
     s = scenario
@@ -308,6 +318,7 @@ def simulate(scenario: Scenario, catalog: FilterCatalog, *, trace: TraceSink | N
             write_retries=s.dump_driver.write_retries,
             power_loss_after_ns=plan_faults.power_loss_after_ns,
             device_faults=plan_faults.device,
+            progress=progress,
         )
         tasks = []
         for i, layer in enumerate(active):

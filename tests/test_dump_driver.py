@@ -183,3 +183,33 @@ def test_bottleneck_is_the_busiest_layer() -> None:
     assert d["bottleneck"] == "delayflt.sys"
     assert d["dump_time_without_bottleneck_ns"] == result.dump_time_ns - 17 * 100_000
     assert d["bottleneck_share_percent"] == round(100 * 17 * 100_000 / result.dump_time_ns, 1)
+
+
+def test_progress_is_reported_every_4096_writes_in_request_mode() -> None:
+    """simulate(progress=...) hears (bytes written, bytes to write) every 4096 writes; results are unchanged."""
+    from conftest import make_scenario
+
+    from stacksim import FilterCatalog, simulate
+    from stacksim.dump_driver import PROGRESS_EVERY
+
+    catalog = FilterCatalog()
+    s = make_scenario(catalog, registry={"CrashDumpEnabled": 1}, memory={"ram": "640 MiB"})
+    calls: list[tuple[int, int]] = []
+    result = simulate(s, catalog, batch=False, progress=lambda done, total: calls.append((done, total)))
+    assert PROGRESS_EVERY == 4096
+    header = 8192
+    assert calls == [(header + (k * 4096 - 1) * 65536, result.dump_bytes) for k in (1, 2)]
+    assert result.as_dict() == simulate(s, catalog, batch=False).as_dict()
+
+
+def test_progress_is_reported_after_each_batched_message() -> None:
+    """In batched mode every message reports, so the last call has every byte."""
+    from conftest import make_scenario
+
+    from stacksim import FilterCatalog, simulate
+
+    catalog = FilterCatalog()
+    s = make_scenario(catalog, registry={"CrashDumpEnabled": 1}, memory={"ram": "640 MiB"})
+    calls: list[tuple[int, int]] = []
+    result = simulate(s, catalog, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(result.bytes_written, result.dump_bytes)]
