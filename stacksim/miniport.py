@@ -167,14 +167,21 @@ class DumpPort:
         self.stats = LayerStats("miniport")
         self.bytes_written = 0
         self.warnings: list[str] = []
+        self.last_done_ns = 0
+        """When the previous write completed: the issue time of a pipelined write (issued_ns -1)."""
 
     async def run(self, receive: trio.MemoryReceiveChannel[Op], complete: trio.MemorySendChannel[Op]) -> None:
         """The layer's task: serve each operation, then hand it back to the dump driver."""
         take = receive.receive  # not `async for`: one coroutine less per request
+        take_now = receive.receive_nowait
+        engine = self.engine
         write = OpKind.WRITE
         while True:
             try:
-                op = await take()
+                try:  # pipelined: serve every write already queued in this one scheduler step
+                    op = take_now() if engine.pipelined else await take()
+                except trio.WouldBlock:
+                    op = await take()
             except trio.EndOfChannel:
                 return
             if op.kind is write:
@@ -233,7 +240,11 @@ class DumpPort:
             op.fault = "io_error"
             return
         engine = self.engine
-        t0 = engine.now_ns
+        # The write reached the port when everything above had spent its time on it. One at a
+        # time that is the shared clock; pipelined, the clock may already hold later writes'
+        # filter time, so it is computed from the request (equal when serial).
+        issued = request.issued_ns if request.issued_ns >= 0 else self.last_done_ns
+        t0 = issued + request.upstream_ns
         overhead = self.per_request_overhead_ns
         t1 = engine.now_ns = t0 + overhead
         self.stats.record(overhead)
@@ -246,7 +257,7 @@ class DumpPort:
             self._timed_out(op, t0, t1, overhead, disk_offset)
             return
         service = device.write_ns(disk_offset, length, t1)
-        engine.now_ns = t1 + service
+        engine.now_ns = request.done_ns = self.last_done_ns = t1 + service
         device.stats.record(service)
         status = None
         if fault is not None:  # the device did the work and then reported an error

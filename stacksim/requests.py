@@ -115,7 +115,8 @@ class DumpRequest:
         offset: ``DiskByteOffset``, relative to the partition holding the target file.
         mdl: the pages; ``len(request)`` is ``mdl.length``.
         part: which part of the dump this is (``header``, ``body``, ``secondary``).
-        issued_ns: when the dump driver issued it.
+        issued_ns: when the dump driver issued it; -1 in pipelined request mode for "when the
+            write before it completes" (the dump port resolves it).
     """
 
     number: int
@@ -127,7 +128,10 @@ class DumpRequest:
     """Batched mode: this message stands for *count* identical requests numbered ``number``,
     ``number + 1``, … at consecutive offsets ``offset + i × length``."""
     upstream_ns: int = 0
-    """Batched mode: per-request time spent above the device so far (each layer adds its cost)."""
+    """Per-request time spent above the device so far: crashdmp's cost plus each filter's
+    (each layer adds its own; the dump port adds its overhead)."""
+    done_ns: int = 0
+    """When the device completed it (set by the dump port)."""
     attempt: int = 0
     """0 for the first try of this write, 1.. for crashdmp's retries after a device error."""
 

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 import trio
 
-from stacksim._engine import Engine, run
+from stacksim._engine import Engine, SpeculationFailed, run
 from stacksim._log import ensure_configured
 from stacksim._version import __version__
 from stacksim.devices import build_device
@@ -236,6 +236,7 @@ def simulate(
     trace: TraceSink | None = None,
     batch: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    pipeline: bool = True,
 ) -> RunResult:
     """
     Run *scenario* in virtual time and return its result. Deterministic for a given scenario.
@@ -245,7 +246,33 @@ def simulate(
     *trace* has one record per request, so tracing always runs in request mode. *progress*, if
     given, is called as ``progress(bytes written, bytes to write)`` now and then during the
     writes (for a progress bar).
+
+    Request mode keeps several writes in flight when nothing can fail (pipelined request mode,
+    ``docs/explanation/engine.md``); if something does, the run is repeated one write at a
+    time, so the result is always that of the one-at-a-time run. ``pipeline=False`` runs one
+    write at a time from the start (for tests and for debugging a filter).
     """
+    if not pipeline:
+        return _simulate(scenario, catalog, trace, batch, progress, pipeline=False)
+    try:
+        return _simulate(scenario, catalog, trace, batch, progress, pipeline=True)
+    except BaseExceptionGroup as group:
+        if group.subgroup(SpeculationFailed) is None:
+            raise
+        log.debug("run.pipeline_abandoned", reason=str(group.exceptions[0]))
+    return _simulate(scenario, catalog, trace, batch, progress, pipeline=False)
+
+
+def _simulate(
+    scenario: Scenario,
+    catalog: FilterCatalog,
+    trace: TraceSink | None,
+    batch: bool,
+    progress: Callable[[int, int], None] | None,
+    *,
+    pipeline: bool,
+) -> RunResult:
+    """One attempt of :func:`simulate`."""
     ensure_configured()
     s = scenario
     plan = _plan(s)
@@ -319,6 +346,7 @@ def simulate(
             power_loss_after_ns=plan_faults.power_loss_after_ns,
             device_faults=plan_faults.device,
             progress=progress,
+            pipeline=pipeline and trace is None and plan_faults.power_loss_after_ns is None and not plan_faults.device,
         )
         tasks = []
         for i, layer in enumerate(active):

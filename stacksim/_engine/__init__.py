@@ -37,6 +37,7 @@ __all__ = [
     "CpuMeter",
     "Engine",
     "SimTime",
+    "SpeculationFailed",
     "WatchdogExpired",
     "current_engine",
     "run",
@@ -101,6 +102,17 @@ def current_engine() -> Engine | None:
     return _current_engine.get(None)
 
 
+class SpeculationFailed(Exception):
+    """
+    A pipelined run met something that would make its overlap observable; rerun it strictly.
+
+    In pipelined request mode (see ``docs/explanation/engine.md``) layers work on the next
+    writes before the previous one has completed. That is exact only while nothing can fail,
+    retry or wait: a fatal error, a refused request or a callback that suspends raises this,
+    and the simulation is run again one write at a time.
+    """
+
+
 class CallFailed(Exception):
     """A timed call raised; ``exc`` is what it raised, ``dur_ns`` how long it had run."""
 
@@ -154,6 +166,8 @@ class Engine:
         self._op_t0 = 0.0
         self._done = False
         self._scope: trio.CancelScope | None = None
+        self.pipelined = False
+        """True while the dump driver has several writes in flight (pipelined request mode)."""
 
     # -- time ----------------------------------------------------------------------------
     def advance(self, ns: SimTime) -> SimTime:
@@ -225,6 +239,9 @@ class Engine:
             return stop.value, meter.ns
         except Exception as exc:
             raise CallFailed(exc, meter.ns) from exc
+        if self.pipelined:  # it would wait in virtual time while other writes are in flight
+            coro.close()
+            raise SpeculationFailed(f"{layer} {event} awaited inside trio")
         return await self._timed_await(meter, layer, event, request, _resume(coro, trap))
 
     async def _timed_await(

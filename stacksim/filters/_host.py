@@ -162,10 +162,14 @@ class FilterLayer:
         record = self.stats.record
         forward = send.send_nowait
         take = receive.receive  # not `async for`: its __anext__ is one more coroutine per hop
+        take_now = receive.receive_nowait
         write = OpKind.WRITE
         while True:
             try:
-                op = await take()
+                try:  # pipelined: serve every write already queued in this one scheduler step
+                    op = take_now() if engine.pipelined else await take()
+                except trio.WouldBlock:
+                    op = await take()
             except trio.EndOfChannel:
                 return
             kind = op.kind
@@ -203,6 +207,8 @@ class FilterLayer:
                 ):
                     error = self._check_request(event, request, mdl_in, writes_in, length_in, offset_in)
             engine.now_ns += dur
+            if request is not None:
+                request.upstream_ns += dur
             record(dur)
             if engine.trace is not None:
                 engine.emit(
