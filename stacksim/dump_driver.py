@@ -158,7 +158,6 @@ class DumpDriver:
         self.part_done: dict[str, int] = {}
         self.flushed = False
         self.batched_messages = 0
-        self.pipelined_writes = 0
         self.unbatched: dict[str, None] = {}
         """Why runs of identical writes went one message per write although batching was on (ordered)."""
         self.dump_type = "crashdump" if event == "crash" else "hibernation"
@@ -348,7 +347,6 @@ class DumpDriver:
         finally:
             engine.pipelined = False
         self.part_done[part] = self.part_done.get(part, 0) + count * length
-        self.pipelined_writes += count
         return True
 
     async def _write_batched(self, part: str, first: int, offset: int, length: int, count: int, specials: list[int]) -> bool:

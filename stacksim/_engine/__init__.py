@@ -21,6 +21,7 @@ whoever holds the CPU is the faithful model, and it needs no ``trio.sleep`` per 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import random
 import types
@@ -240,7 +241,8 @@ class Engine:
         except Exception as exc:
             raise CallFailed(exc, meter.ns) from exc
         if self.pipelined:  # it would wait in virtual time while other writes are in flight
-            coro.close()
+            with contextlib.suppress(RuntimeError):  # a coroutine that ignores GeneratorExit
+                coro.close()
             raise SpeculationFailed(f"{layer} {event} awaited inside trio")
         return await self._timed_await(meter, layer, event, request, _resume(coro, trap))
 
