@@ -2,11 +2,11 @@
 Sweep benchmark: one 200-point grid on 1 and on 2 local worker processes, and on Dask.
 
 The Dask row (a LocalCluster of 2 worker processes) appears when the ``[cluster]`` extra is
-installed. Each point is a request-mode run (``batch=False``) of a 64 MiB complete dump through
-``dumpfve.sys`` and ``delayflt.sys`` (``--ram``): about 1,000 writes through every task, tens of
-milliseconds. The speed-up depends on how the points' work compares with the pool's start-up
-(about 1 s here, mostly importing stacksim once): with ``--ram "4 MiB"`` the points take ~8 ms
-and start-up caps the speed-up.
+installed. Each point is a request-mode run (``batch=False``) of a 256 MiB complete dump through
+``dumpfve.sys`` and ``delayflt.sys`` (``--ram``): about 4,000 writes through every task, about
+0.1 s. The speed-up depends on how the points' work compares with the pool's start-up (about
+1 s here, mostly importing stacksim once): with ``--ram "64 MiB"`` the points take ~30 ms and
+start-up caps the speed-up.
 
 Each measurement runs in a fresh process, so each pays the pool's start-up (the fork server
 and its import of stacksim) as a user's ``stacksim sweep`` does. The Dask row times the sweep
@@ -34,7 +34,7 @@ from stacksim.sweep import local_executor, parse_set, run_sweep
 BASE: dict[str, Any] = {
     "scenario": {"name": "sweep-bench"},
     "registry": {"DumpFilters": ["dumpfve.sys", "delayflt.sys"], "CrashDumpEnabled": 1},
-    "memory": {"ram": "64 MiB"},
+    "memory": {"ram": "256 MiB"},
 }
 AXES = [
     parse_set("disk.latency=" + ",".join(f'"{us} us"' for us in range(10, 60, 5))),  # 10 values
@@ -78,7 +78,7 @@ def main() -> None:
     """Measure and print."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3, help="repetitions per executor (median reported)")
-    ap.add_argument("--ram", default="64 MiB", help="dump size per point (default 64 MiB: ~1,000 writes)")
+    ap.add_argument("--ram", default="256 MiB", help="dump size per point (default 256 MiB: ~4,000 writes)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
