@@ -328,10 +328,10 @@ class DumpDriver:
                 op = await receive()
                 while True:  # take every completion already queued, then refill the window at once
                     in_flight -= 1
-                    if op.error is not None:
-                        raise SpeculationFailed(op.error)
+                    if op.error is not None or engine.spoiled is not None:
+                        raise SpeculationFailed(engine.spoiled or op.error)
                     assert op.request is not None
-                    done = op.request.done_ns
+                    done = op.request._done_ns
                     latency(done - previous_done)
                     previous_done = done
                     out.write_requests += 1

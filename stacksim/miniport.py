@@ -243,7 +243,7 @@ class DumpPort:
         # The write reached the port when everything above had spent its time on it. One at a
         # time that is the shared clock; pipelined, the clock may already hold later writes'
         # filter time, so it is computed from the request (equal when serial).
-        issued = request.issued_ns if request.issued_ns >= 0 else self.last_done_ns
+        issued = request._issued_ns if request._issued_ns >= 0 else self.last_done_ns
         t0 = issued + request.upstream_ns
         overhead = self.per_request_overhead_ns
         t1 = engine.now_ns = t0 + overhead
@@ -257,7 +257,7 @@ class DumpPort:
             self._timed_out(op, t0, t1, overhead, disk_offset)
             return
         service = device.write_ns(disk_offset, length, t1)
-        engine.now_ns = request.done_ns = self.last_done_ns = t1 + service
+        engine.now_ns = request._done_ns = self.last_done_ns = t1 + service
         device.stats.record(service)
         status = None
         if fault is not None:  # the device did the work and then reported an error

@@ -15,6 +15,8 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
+from stacksim._engine import SpeculationFailed, current_engine
+
 __all__ = [
     "PAGE_SIZE",
     "SECTOR_SIZE",
@@ -115,23 +117,24 @@ class DumpRequest:
         offset: ``DiskByteOffset``, relative to the partition holding the target file.
         mdl: the pages; ``len(request)`` is ``mdl.length``.
         part: which part of the dump this is (``header``, ``body``, ``secondary``).
-        issued_ns: when the dump driver issued it; -1 in pipelined request mode for "when the
-            write before it completes" (the dump port resolves it).
+        issued_ns: when the dump driver issued it.
     """
 
     number: int
     offset: int
     mdl: Mdl
     part: str
-    issued_ns: int = 0
+    _issued_ns: int = 0
+    """The issue time, or -1 in pipelined request mode for "when the write before it completes"
+    (the dump port resolves it); filters read :attr:`issued_ns`."""
     count: int = 1
     """Batched mode: this message stands for *count* identical requests numbered ``number``,
     ``number + 1``, … at consecutive offsets ``offset + i × length``."""
     upstream_ns: int = 0
     """Per-request time spent above the device so far: crashdmp's cost plus each filter's
     (each layer adds its own; the dump port adds its overhead)."""
-    done_ns: int = 0
-    """When the device completed it (set by the dump port)."""
+    _done_ns: int = 0
+    """When the device completed it (set by the dump port, read by crashdmp)."""
     attempt: int = 0
     """0 for the first try of this write, 1.. for crashdmp's retries after a device error."""
 
@@ -139,6 +142,23 @@ class DumpRequest:
     def length(self) -> int:
         """Bytes to transfer."""
         return self.mdl.length
+
+    @property
+    def issued_ns(self) -> int:
+        """
+        When the dump driver issued this write.
+
+        In pipelined request mode that is not known yet while the filters run (it is when the
+        write before completes); reading it then ends the pipelined attempt, and the dump is
+        simulated again one write at a time, where the value is exact.
+        """
+        if self._issued_ns < 0:
+            reason = f"a filter read issued_ns of request #{self.number} while writes were in flight"
+            engine = current_engine()
+            if engine is not None:
+                engine.spoil(reason)
+            raise SpeculationFailed(reason)
+        return self._issued_ns
 
 
 class OpKind(enum.Enum):

@@ -254,6 +254,8 @@ def simulate(
     """
     if not pipeline:
         return _simulate(scenario, catalog, trace, batch, progress, pipeline=False)
+    if progress is not None:
+        progress = _never_backwards(progress)  # a repeated run starts again from zero
     try:
         return _simulate(scenario, catalog, trace, batch, progress, pipeline=True)
     except BaseExceptionGroup as group:
@@ -421,6 +423,19 @@ def _simulate(
     )
     log.debug("run.end", scenario=s.scenario.name, status=result.status, dump_time_ns=result.dump_time_ns)
     return result
+
+
+def _never_backwards(progress: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """*progress*, called only when the count passes the highest one reported so far."""
+    high = -1
+
+    def report(done: int, total: int) -> None:
+        nonlocal high
+        if done > high:
+            high = done
+            progress(done, total)
+
+    return report
 
 
 def _request_mode_reasons(batch: bool, traced: bool, faults: FaultPlan, driver: DumpDriver) -> tuple[str, ...]:

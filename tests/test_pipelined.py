@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_batching import scenarios
 
-from stacksim import DumpFilter, DumpRequest, FilterCatalog, FilterExtension, NtStatus, simulate, spend
+from stacksim import DumpFilter, DumpRequest, FilterCatalog, FilterExtension, Mdl, NtStatus, simulate, spend
 from stacksim.dump_driver import PIPELINE_WINDOW
 from stacksim.requests import SECTOR_SIZE
 
@@ -194,3 +194,128 @@ def test_random_scenarios_pipelined_equal_one_at_a_time(sections: dict[str, Any]
         sections = {**sections, "disk": {"preset": preset, "cache": "64 KiB"} if small_cache else {"preset": preset}}
     pipelined, strict = both(**sections)
     assert pipelined == strict
+
+
+def test_a_filter_awaiting_inside_its_own_nursery_gives_the_strict_result() -> None:
+    """A callback that awaits inside its own nursery is unwound by trio's cancellation, then the run is repeated."""
+
+    class Nursery(DumpFilter):
+        service_name: ClassVar[str] = "nursery.sys"
+
+        async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep, 0.000_002)
+            return NtStatus.SUCCESS
+
+    pipelined, strict = both(
+        recorder_catalog(Nursery), registry={"CrashDumpEnabled": 1, "DumpFilters": ["nursery.sys"]}, memory={"ram": "1 MiB"}
+    )
+    assert pipelined == strict
+    assert pipelined["status"] == "ok"
+
+
+def test_a_cleanup_that_raises_while_abandoned_does_not_leak() -> None:
+    """An error raised by a finally block during the abandoned attempt is dropped with the attempt."""
+
+    class Cleanup(DumpFilter):
+        service_name: ClassVar[str] = "cleanup.sys"
+
+        async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+            try:
+                await trio.sleep(0.000_001)
+            finally:
+                if trio.current_effective_deadline() == float("-inf"):  # only when cancelled
+                    raise ValueError("cleanup failed")
+            return NtStatus.SUCCESS
+
+    pipelined, strict = both(
+        recorder_catalog(Cleanup), registry={"CrashDumpEnabled": 1, "DumpFilters": ["cleanup.sys"]}, memory={"ram": "1 MiB"}
+    )
+    assert pipelined == strict
+    assert pipelined["status"] == "ok"
+
+
+def test_a_reused_buffer_with_contents_gives_the_strict_result() -> None:
+    """A filter that reuses one buffer with data, read by the filter below: contents in flight stop the overlap."""
+
+    class Encrypt(DumpFilter):
+        service_name: ClassVar[str] = "enc.sys"
+        buffer: Mdl | None = None
+
+        async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+            if self.buffer is None:
+                self.buffer = Mdl(self.service_name, request.length, bytearray(request.length))
+            self.buffer.write(0, (request.offset // 512).to_bytes(8, "little"))
+            request.mdl = self.buffer
+            return NtStatus.SUCCESS
+
+    class Check(DumpFilter):
+        service_name: ClassVar[str] = "check.sys"
+
+        async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+            assert request.mdl.data is not None
+            spend(1_000 + int.from_bytes(request.mdl.data[:8], "little") % 4096)
+            return NtStatus.SUCCESS
+
+    catalog = recorder_catalog(Encrypt)
+    catalog.add(Check, "test")
+    pipelined, strict = both(
+        catalog, registry={"CrashDumpEnabled": 1, "DumpFilters": ["enc.sys", "check.sys"]}, memory={"ram": "2 MiB"}
+    )
+    assert pipelined == strict
+
+
+def test_reading_the_issue_time_gives_the_strict_result() -> None:
+    """issued_ns is not known while writes are in flight; reading it repeats the run one at a time."""
+
+    class Clocked(DumpFilter):
+        service_name: ClassVar[str] = "clocked.sys"
+
+        async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+            spend(1_000 + request.issued_ns % 997)
+            return NtStatus.SUCCESS
+
+    pipelined, strict = both(
+        recorder_catalog(Clocked), registry={"CrashDumpEnabled": 1, "DumpFilters": ["clocked.sys"]}, memory={"ram": "1 MiB"}
+    )
+    assert pipelined == strict
+    assert pipelined["status"] == "ok"
+
+
+def test_an_awaitable_that_is_not_a_coroutine_gives_the_strict_result() -> None:
+    """A callback returning some other awaitable cannot be stepped by hand: the run goes one at a time."""
+
+    class Wrapped(DumpFilter):
+        service_name: ClassVar[str] = "wrapped.sys"
+
+        def dump_write(self, extension: FilterExtension, request: DumpRequest) -> Any:  # type: ignore[override]
+            class Later:
+                def __await__(self) -> Any:
+                    return trio.sleep(0.000_001).__await__()  # noqa: ASYNC105 - awaited by the caller
+
+            return Later()
+
+    pipelined, strict = both(
+        recorder_catalog(Wrapped), registry={"CrashDumpEnabled": 1, "DumpFilters": ["wrapped.sys"]}, memory={"ram": "1 MiB"}
+    )
+    assert pipelined == strict
+    assert pipelined["layers"]["wrapped.sys"]["busy_ns"] == 17 * 1_000
+
+
+def test_progress_never_goes_backwards_when_a_run_is_repeated() -> None:
+    """The progress callback sees a rising count even when the pipelined attempt is abandoned."""
+
+    class LateFailure(DumpFilter):
+        service_name: ClassVar[str] = "late.sys"
+
+        async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+            if request.number == 9_000:
+                await trio.lowlevel.checkpoint()
+            return NtStatus.SUCCESS
+
+    catalog = recorder_catalog(LateFailure)
+    s = make_scenario(catalog, registry={"CrashDumpEnabled": 1, "DumpFilters": ["late.sys"]}, memory={"ram": "640 MiB"})
+    seen: list[int] = []
+    simulate(s, catalog, batch=False, progress=lambda done, _total: seen.append(done))
+    assert seen == sorted(set(seen))
+    assert len(seen) == 2  # writes 4096 and 8192, reported once each

@@ -21,12 +21,11 @@ whoever holds the CPU is the faithful model, and it needs no ``trio.sleep`` per 
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import random
 import types
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, Final, NoReturn, TypeAlias, TypeVar
 
 import trio
 import trio.testing
@@ -169,6 +168,8 @@ class Engine:
         self._scope: trio.CancelScope | None = None
         self.pipelined = False
         """True while the dump driver has several writes in flight (pipelined request mode)."""
+        self.spoiled: str | None = None
+        """Why the pipelined attempt cannot stand (set by :meth:`spoil`); the driver then gives up."""
 
     # -- time ----------------------------------------------------------------------------
     def advance(self, ns: SimTime) -> SimTime:
@@ -233,6 +234,8 @@ class Engine:
             if not hasattr(coro, "__await__"):
                 wrong = TypeError(f"callbacks must be coroutine functions (async def); got a plain function returning {coro!r}")
                 raise CallFailed(wrong, meter.ns)
+            if self.pipelined:
+                await self._abandon(coro, f"{layer} {event} returned an awaitable that is not a coroutine")
             return await self._timed_await(meter, layer, event, request, coro)  # some other awaitable
         try:
             trap = coro.send(None)
@@ -241,10 +244,30 @@ class Engine:
         except Exception as exc:
             raise CallFailed(exc, meter.ns) from exc
         if self.pipelined:  # it would wait in virtual time while other writes are in flight
-            with contextlib.suppress(RuntimeError):  # a coroutine that ignores GeneratorExit
-                coro.close()
-            raise SpeculationFailed(f"{layer} {event} awaited inside trio")
+            await self._abandon(_resume(coro, trap), f"{layer} {event} awaited inside trio")
         return await self._timed_await(meter, layer, event, request, _resume(coro, trap))
+
+    def spoil(self, reason: str) -> None:
+        """Mark the pipelined attempt as unusable; the dump driver raises :class:`SpeculationFailed`."""
+        if self.spoiled is None:
+            self.spoiled = reason
+
+    async def _abandon(self, awaitable: Awaitable[object], reason: str) -> NoReturn:
+        """
+        Give up a callback that would wait while other writes are in flight, cleanly.
+
+        It is resumed inside a cancelled scope, so trio unwinds it the ordinary way (its
+        nurseries, cancel scopes and ``finally`` blocks run as on any cancellation); whatever its
+        clean-up raises is dropped with the attempt. Then the attempt ends.
+        """
+        self.spoil(reason)
+        try:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await awaitable
+        except Exception:  # the attempt is discarded; the one-at-a-time rerun reports what it raised
+            pass
+        raise SpeculationFailed(reason)
 
     async def _timed_await(
         self, meter: CpuMeter, layer: str, event: str, request: int | None, awaitable: Awaitable[T]

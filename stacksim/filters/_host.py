@@ -206,6 +206,10 @@ class FilterLayer:
                     request.mdl.length != length_in or mdl_in.writes != writes_in or request.offset != offset_in
                 ):
                     error = self._check_request(event, request, mdl_in, writes_in, length_in, offset_in)
+                if request.mdl.data is not None and engine.pipelined:
+                    # Contents in flight: a filter reusing its buffer for the next write would
+                    # overwrite what the layers below have not read yet (one at a time, it can't).
+                    engine.spoil(f"{name} handed down a buffer with contents while writes were in flight")
             engine.now_ns += dur
             if request is not None:
                 request.upstream_ns += dur
