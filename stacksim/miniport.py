@@ -217,8 +217,8 @@ class DumpPort:
         if request.count > 1:
             self._write_run(op)
             return
-        # One request at a time by construction: this runs to completion without yielding, and
-        # the dump driver issues the next write only when this one has come back.
+        # One request at a time: this runs to completion without yielding, and in simulated time
+        # the next write starts only when this one has completed (pipelined or not).
         offset, length = request.offset, request.length
         if length > self.max_transfer or offset % SECTOR_SIZE or length % SECTOR_SIZE or length <= 0:
             op.error = (
