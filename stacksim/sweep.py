@@ -207,6 +207,23 @@ def run_point(data: dict[str, Any], source: str, point: SweepPoint, plugins: tup
     return row
 
 
+def _parse(text: str, jsonl: bool) -> tuple[list[str] | None, list[tuple[str, Any]]]:
+    """
+    A results file's header (CSV) and its records as ``(point_id, record)`` in file order.
+
+    A record is the JSON line (JSONL) or the parsed row (CSV). JSONL is split on newlines only:
+    JSON strings may hold U+2028 and friends raw. CSV cells may hold newlines, so *text* must be
+    read without newline translation.
+    """
+    if jsonl:
+        return None, [(json.loads(line)["point_id"], line) for line in text.split("\n") if line.strip()]
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return None, []
+    header = rows[0]
+    return header, [(row[0], row) for row in rows[1:] if row and row != header]
+
+
 def _finished(out: Path, columns: list[str]) -> set[str]:
     """Point ids already in *out*; a trailing partial line (an interrupted write) is dropped."""
     if not out.exists() or out.stat().st_size == 0:
@@ -215,18 +232,13 @@ def _finished(out: Path, columns: list[str]) -> set[str]:
     if not raw.endswith(b"\n"):
         raw = raw[: raw.rfind(b"\n") + 1]
         out.write_bytes(raw)
-    text = raw.decode("utf-8")
-    if out.suffix == ".jsonl":  # split on "\n" only: JSON strings may hold U+2028 and friends raw
-        return {json.loads(line)["point_id"] for line in text.split("\n") if line.strip()}
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows:
-        return set()
-    if rows[0] != columns:
+    header, records = _parse(raw.decode("utf-8"), out.suffix == ".jsonl")
+    if header is not None and header != columns:
         raise SweepError(
-            f"{out}: holds results of a different sweep (columns {', '.join(rows[0][:6])}, ...); "
+            f"{out}: holds results of a different sweep (columns {', '.join(header[:6])}, ...); "
             "choose another --out or delete the file"
         )
-    return {r[0] for r in rows[1:] if r}
+    return {pid for pid, _ in records}
 
 
 def _line(row: dict[str, Any], columns: list[str], jsonl: bool) -> str:
@@ -313,17 +325,14 @@ def _in_grid_order(out: Path, points: list[SweepPoint], jsonl: bool) -> None:
     order: dict[str, int] = {}
     for k, point in enumerate(points):
         order.setdefault(point.point_id, k)
-    text = out.read_bytes().decode("utf-8")  # no newline translation: cells may hold "\n"
+    text = out.read_bytes().decode("utf-8")
+    header, records = _parse(text, jsonl)
+    records.sort(key=lambda record: order.get(record[0], len(order)))  # stable: unknown ids keep their order
     if jsonl:
-        lines = [line for line in text.split("\n") if line.strip()]
-        lines.sort(key=lambda line: order.get(json.loads(line)["point_id"], len(order)))
-        body = "".join(line + "\n" for line in lines)
+        body = "".join(line + "\n" for _, line in records)
     else:
-        header, *rows = list(csv.reader(io.StringIO(text)))
-        rows = [row for row in rows if row and row != header]
-        rows.sort(key=lambda row: order.get(row[0], len(order)))
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+        csv.writer(buf, lineterminator="\n").writerows([*([header] if header else []), *(row for _, row in records)])
         body = buf.getvalue()
     if body != text:
         with atomic_writer(out) as f:
