@@ -198,10 +198,7 @@ class FilterLayer:
                     except CallFailed as failed:
                         status, dur, error, fault = self._failed(event, request.number, failed)
                     else:
-                        if result is None or result == 0:
-                            status, error, fault = 0, None, "filter_violation"
-                        else:
-                            status, error, fault = self._status(event, result)
+                        status, error, fault = self._status(event, result)
                 if error is None and (
                     request.mdl.length != length_in or mdl_in.writes != writes_in or request.offset != offset_in
                 ):
