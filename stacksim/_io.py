@@ -1,32 +1,297 @@
-"""Atomic output files: written to a temporary file beside the target, renamed on success."""
+r"""
+Every file stacksim reads or writes goes through here: one reader, one writer, one escaper.
+
+**Reading** (:func:`read_input`, :func:`open_input`): the path must name a *regular* file (a
+symlink to one is followed; a device node, FIFO, socket, directory or symlink loop is refused at
+once, before a byte is read), and the file must not exceed the cap for its kind
+(:data:`INPUT_LIMITS`). A FIFO is opened non-blocking, so even a FIFO no one writes to is refused
+in microseconds instead of hanging. :func:`decode_text` accepts a UTF-8 byte-order mark and names
+any other encoding problem.
+
+**Writing** (:func:`atomic_writer`, :func:`check_outputs`): an output replaces its target only
+when the whole file was written (a temporary file beside it, renamed at the end; removed on any
+exception, Ctrl-C and SIGTERM included). It refuses a target that exists and is not a regular
+file (a device node, FIFO, socket or directory: stdout is written with ``-``), two outputs of one
+run that name the same file, and an output that is one of the run's inputs.
+
+**Showing** (:func:`terminal_safe`, :func:`shorten`): text that came from input is escaped before
+it reaches a terminal (control and bidirectional-override characters become ``\xNN`` /
+``\uNNNN``), and long values are cut to a readable length with a note of how long they were.
+
+Errors are :class:`InputError` / :class:`OutputError`: one short paragraph naming the file and
+what is allowed. The command line turns them into exit status 2.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO, Final
 
-__all__ = ["atomic_writer"]
+__all__ = [
+    "INPUT_LIMITS",
+    "CappedReader",
+    "InputError",
+    "OutputError",
+    "atomic_writer",
+    "check_outputs",
+    "decode_text",
+    "open_input",
+    "read_input",
+    "shorten",
+    "terminal_safe",
+]
+
+MiB: Final = 2**20
+
+INPUT_LIMITS: Final[dict[str, int]] = {
+    "scenario": 16 * MiB,
+    "result": 64 * MiB,
+    "trace": 64 * 1024 * MiB,
+    "sweep": 1024 * MiB,
+    "plugin": 4 * MiB,
+}
+"""The largest file accepted for each kind of input, in bytes (``docs/reference/cli.md``).
+
+A scenario is a few kilobytes; 16 MiB leaves room for 100k-run layouts and fault lists. A result
+JSON is small whatever the dump size. A trace is streamed (never held in memory), so its cap only
+stops a runaway input. A sweep results file is read back in full to resume and to sort it."""
+
+
+class InputError(Exception):
+    """An input file that cannot be used; the message names the file and the problem."""
+
+
+class OutputError(Exception):
+    """An output path that cannot or must not be written; the message names the flag and path."""
+
+
+_KINDS: Final = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a symlink loop (too many levels of symbolic links)"
+    if exc.errno == errno.ENOENT:
+        return "no such file"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.ENOTDIR:
+        return "a part of the path is not a directory"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "the path is too long"
+    return exc.strerror or type(exc).__name__
+
+
+def _describe(path: str | Path) -> str:
+    return terminal_safe(shorten(str(path), 200))
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
+def open_input(path: str | Path, what: str, limit: int | None = None) -> Iterator[CappedReader]:
+    """
+    Open *path* for reading as a *what* file (a key of :data:`INPUT_LIMITS`), checked first.
+
+    Yields a binary stream. Reading more than the cap from it is impossible by construction:
+    the file's size is checked on the open descriptor, and the stream is limited to that size.
+
+    Raises:
+        InputError: missing, unreadable, not a regular file, or over the cap.
+    """
+    cap = INPUT_LIMITS[what] if limit is None else limit
+    name = _describe(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such {what} file") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read the {what} file: {_os_reason(exc)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{name}: is {_kind(st.st_mode)}, not a regular {what} file")
+        if st.st_size > cap:
+            raise InputError(
+                f"{name}: the {what} file is {st.st_size:,} bytes; stacksim reads {what} files of at most {cap:,} bytes"
+            )
+        stream = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with stream:
+        yield CappedReader(stream, cap, name, what)
+
+
+class CappedReader:
+    """A read-only binary stream that refuses to deliver more than *cap* bytes (a file that grows)."""
+
+    def __init__(self, stream: BinaryIO, cap: int, name: str, what: str) -> None:
+        self._stream = stream
+        self._left = cap
+        self._name = name
+        self._what = what
+        self._cap = cap
+
+    def read(self, n: int = -1) -> bytes:
+        want = self._left + 1 if n < 0 else min(n, self._left + 1)
+        data = self._stream.read(want)
+        self._left -= len(data)
+        if self._left < 0:
+            raise InputError(f"{self._name}: the {self._what} file grew past {self._cap:,} bytes while it was read")
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+    def readline(self, n: int = -1) -> bytes:
+        want = self._left + 1 if n < 0 else min(n, self._left + 1)
+        data = self._stream.readline(want)
+        self._left -= len(data)
+        if self._left < 0:
+            raise InputError(f"{self._name}: the {self._what} file grew past {self._cap:,} bytes while it was read")
+        return data
+
+
+def read_input(path: str | Path, what: str, limit: int | None = None) -> bytes:
+    """The whole *what* file at *path*, checked as :func:`open_input` checks it."""
+    with open_input(path, what, limit) as f:
+        return f.read()
+
+
+def decode_text(raw: bytes, path: str | Path, what: str) -> str:
+    """
+    *raw* as UTF-8 text; a leading UTF-8 byte-order mark is accepted and dropped.
+
+    Raises:
+        InputError: a UTF-16/32 byte-order mark, or bytes that are not UTF-8 (with the offset).
+    """
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(
+            f"{_describe(path)}: the {what} file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{_describe(path)}: the {what} file is not UTF-8 text (byte {exc.start:,} is 0x{raw[exc.start]:02X})"
+        ) from None
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file *path* names, following symlinks, or None if it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_outputs(outputs: Iterable[tuple[str, Path | None]], inputs: Iterable[Path] = ()) -> None:
+    """
+    Refuse output paths that cannot be written or would destroy something, before anything runs.
+
+    *outputs* are ``(flag, path)`` pairs (``None`` or ``-``: not a file). Each must be in an
+    existing directory, must not exist as anything but a regular file, must not be one of
+    *inputs*, and no two may name the same file.
+
+    Raises:
+        OutputError: naming the flag, the path and the reason.
+    """
+    seen: dict[tuple[int, int] | str, str] = {}
+    ins = {ident: p for p in inputs if (ident := _identity(p)) is not None}
+    ins_real = {os.path.realpath(p): p for p in inputs}
+    for flag, path in outputs:
+        if path is None or str(path) == "-":
+            continue
+        name = _describe(path)
+        parent = path.parent if str(path.parent) else Path(".")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise OutputError(f"{flag} {name}: cannot be written: {_os_reason(exc)}") from None
+        if st is None:
+            try:
+                pst = os.stat(parent)
+            except OSError as exc:
+                reason = "does not exist" if exc.errno == errno.ENOENT else _os_reason(exc)
+                raise OutputError(f"{flag} {name}: the folder {_describe(parent)} {reason}; create it first") from None
+            if not stat.S_ISDIR(pst.st_mode):
+                raise OutputError(f"{flag} {name}: {_describe(parent)} is not a folder")
+        elif stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"{flag} {name}: is a folder; give a file name")
+        elif not stat.S_ISREG(st.st_mode):
+            raise OutputError(
+                f"{flag} {name}: is {_kind(st.st_mode)}; stacksim writes output only to regular files (use - for stdout)"
+            )
+        key: tuple[int, int] | str = (st.st_dev, st.st_ino) if st is not None else os.path.realpath(path)
+        if key in ins or (isinstance(key, str) and key in ins_real):
+            raise OutputError(f"{flag} {name}: is an input of this run; writing it would destroy the input")
+        if key in seen:
+            raise OutputError(f"{flag} {name}: is also the {seen[key]} output; give each output its own file")
+        seen[key] = flag
+        seen[os.path.realpath(path)] = flag
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path, *, flag: str = "output") -> Iterator[IO[str]]:
     """
     Yield a text stream whose contents replace *path* only if the block finishes.
 
-    On any exception (Ctrl-C included) the temporary file is removed and *path* is untouched,
-    so a reader never sees a half-written result or trace.
+    On any exception (Ctrl-C and SIGTERM included) the temporary file is removed and *path* is
+    untouched, so a reader never sees a half-written result or trace. A symlink is followed:
+    the file it points to is replaced and the link stays. A target that exists and is not a
+    regular file is refused.
+
+    Raises:
+        OutputError: the target is not a regular file, or its folder cannot be written.
     """
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or Path("."))
+    target = Path(os.path.realpath(path))
+    name = _describe(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise OutputError(f"{flag} {name}: cannot be written: {_os_reason(exc)}") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"{flag} {name}: is {_kind(st.st_mode)}; stacksim writes output only to regular files")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:64]}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"{flag} {name}: cannot be written in {_describe(target.parent)}: {_os_reason(exc)}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
             yield stream
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise OutputError(f"{flag} {name}: cannot be replaced: {_os_reason(exc)}") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -37,3 +302,41 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# -- showing input on a terminal ---------------------------------------------------------------
+
+_BIDI: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def terminal_safe(text: str, *, keep_newlines: bool = False) -> str:
+    r"""
+    *text* with every control, bidirectional-override and other invisible formatting character escaped.
+
+    C0 and C1 controls (ESC included, so no terminal escape sequence survives), DEL, the Unicode
+    bidi controls (Trojan Source, CVE-2021-42574), line and paragraph separators, and any other
+    non-printable character become ``\xNN`` / ``\uNNNN``. With *keep_newlines*, ``\n`` stays.
+    """
+    if text.isprintable() and not _BIDI.intersection(text):
+        return text
+    out = []
+    for ch in text:
+        if ch == "\n" and keep_newlines:
+            out.append(ch)
+        elif ch in _BIDI or not ch.isprintable():
+            out.append(_escape_char(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """*text* if it is at most *limit* characters, else its start, an ellipsis and its length."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 30, 10)]}… ({len(text):,} characters)"

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from stacksim._io import InputError, decode_text, read_input
 from stacksim.devices import DEFAULT_PRESET, DEVICE_PRESETS, FIXED_DEFAULTS, MODELS
 from stacksim.filters import FilterCatalog
 from stacksim.miniport import DEFAULT_PORT, PORT_PRESETS, PortPreset
@@ -395,7 +396,8 @@ class ScenarioError(Exception):
         """One paragraph per problem, each naming the file and the key."""
         if len(self.problems) == 1:
             key, msg = self.problems[0]
-            return f"{self.source}: {key}: {msg}" if key else f"{self.source}: {msg}"
+            text = f"{key}: {msg}" if key else msg
+            return f"{self.source}: {text}" if self.source else text
         lines = [f"{self.source}: {len(self.problems)} problems:"]
         lines += [f"  - {key}: {msg}" if key else f"  - {msg}" for key, msg in self.problems]
         return "\n".join(lines)
@@ -493,19 +495,20 @@ def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog)
 
 
 def load_scenario(path: str | Path, catalog: FilterCatalog, *, seed: int | None = None) -> Scenario:
-    """Read and validate a scenario file; *seed* overrides ``[scenario] seed``."""
-    p = Path(path)
+    """
+    Read and validate a scenario file; *seed* overrides ``[scenario] seed``.
+
+    The file is read as :func:`stacksim._io.read_input` reads every input: a regular file of at
+    most 16 MiB (a FIFO, device or directory is refused before a byte is read); a UTF-8 BOM is
+    accepted.
+    """
     source = str(path)
     try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise ScenarioError(source, [("", "no such scenario file")]) from None
-    except OSError as exc:
-        raise ScenarioError(source, [("", f"cannot read the file: {exc.strerror}")]) from None
+        text = decode_text(read_input(path, "scenario"), path, "scenario")
+    except InputError as exc:
+        raise ScenarioError("", [("", str(exc))]) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ScenarioError(source, [("", "not a UTF-8 text file (scenario files are TOML)")]) from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(source, [("", f"not valid TOML: {exc}")]) from None
     if seed is not None:

@@ -2,14 +2,19 @@
 Shared helpers for the suite.
 
 Rules of this suite: time is virtual and asserted exactly (``==`` on nanoseconds, never wall
-time); a hang is a bug the engine's watchdog must turn into a result, so no test needs a real
-timeout; each test states one behaviour in its docstring.
+time); a hang is a bug the engine's watchdog must turn into a result, and pytest-timeout fails any
+test that still hangs (120 s by default, tighter where a test says so); each test states one
+behaviour in its docstring. Hostile inputs live in ``tests/hostile/`` and go through
+:func:`stacksim_cli` and :func:`assert_refused`.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,6 +73,72 @@ def run(catalog: FilterCatalog | None = None, *, check: bool = True, **sections:
         violations = check_records(trace.records)
         assert not violations, "\n".join(v.render() for v in violations)
     return result, trace
+
+
+def stacksim_cli(
+    *args: str, cwd: str | os.PathLike[str] | None = None, timeout: float = 30, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m stacksim ARGS`` in a subprocess (as a user would); ``elapsed`` is its wall time."""
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "stacksim", *args],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "100", **(env or {})},
+    )
+    proc.elapsed = time.monotonic() - t0  # type: ignore[attr-defined]
+    return proc
+
+
+def invoke_cli(*args: str, cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """
+    Run the ``stacksim`` command in this process (fast; for the hostile corpus) as :func:`stacksim_cli` would.
+
+    An exception escaping the command becomes exit 1 with its traceback on stderr, so
+    :func:`assert_refused` catches it exactly as it would catch a real traceback.
+    """
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from stacksim.cli import app
+
+    old = os.getcwd()
+    t0 = time.monotonic()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        r = CliRunner(env={"COLUMNS": "100"}).invoke(app, list(args))
+    finally:
+        os.chdir(old)
+    err = r.stderr
+    code = r.exit_code
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        err += "".join(traceback.format_exception(r.exception))
+        code = 1
+    proc = subprocess.CompletedProcess(list(args), code, r.stdout, err)
+    proc.elapsed = time.monotonic() - t0  # type: ignore[attr-defined]
+    return proc
+
+
+def assert_refused(proc: subprocess.CompletedProcess[str], *names: str, code: int = 2, max_lines: int = 12) -> None:
+    """
+    *proc* was refused as bad input should be: exit *code*, a short message naming *names*, no traceback.
+
+    The message is one paragraph (at most *max_lines* lines on stderr) and each of *names* (the
+    file, the key) appears in it.
+    """
+    err = proc.stderr
+    assert proc.returncode == code, (proc.returncode, proc.stdout[-2000:], err[-2000:])
+    assert "Traceback" not in err, err[-4000:]
+    assert len(err.strip().splitlines()) <= max_lines, err[-4000:]
+    assert len(err) <= 4000, err[:4000]
+    for name in names:
+        assert name in err, (name, err)
 
 
 @pytest.fixture
