@@ -323,6 +323,7 @@ class Engine:
         self._meter: CpuMeter | None = None
         self._suspended = False
         self._calls = 0
+        self._call_task: trio.lowlevel.Task | None = None
         # Wall-clock guard hand-shake (see _WallClockGuard).
         self._guard: _WallClockGuard | None = None
         self._suspect = False
@@ -482,15 +483,16 @@ class Engine:
 
     def _failure(self, exc: BaseException, dur: SimTime) -> CallFailed:
         """What plugin code raised, as a :class:`CallFailed`; re-raises what must propagate."""
-        if isinstance(exc, _PluginTimeout | trio.Cancelled):
+        if isinstance(exc, _PluginTimeout):
+            raise exc
+        # trio's Cancelled is real only while this task is cancelled (plugin code can make one up).
+        cancelled = isinstance(exc, trio.Cancelled) or (isinstance(exc, BaseExceptionGroup) and exc.subgroup(trio.Cancelled))
+        if cancelled and trio.current_effective_deadline() == -math.inf:
             raise exc
         if isinstance(exc, KeyboardInterrupt) and self.interrupted:
             raise exc  # a real Ctrl-C that happened to arrive while plugin code ran
-        if isinstance(exc, BaseExceptionGroup):
-            if exc.subgroup(trio.Cancelled) is not None:
-                raise exc
-            if self.interrupted and exc.subgroup(KeyboardInterrupt) is not None:
-                raise exc
+        if isinstance(exc, BaseExceptionGroup) and self.interrupted and exc.subgroup(KeyboardInterrupt) is not None:
+            raise exc
         return CallFailed(exc, dur)
 
     def watchdog_expired(self, layer: str, event: str, request: int | None, ran: SimTime | None) -> WatchdogExpired:
@@ -547,6 +549,7 @@ class Engine:
         call = self._calls
         scope.deadline = (self.now_ns + self.watchdog_ns) / NS_PER_S
         meter.awaited = 0
+        self._call_task = trio.lowlevel.current_task()
         self._suspended = True  # before _meter: the guard must never see this call "executing" here
         self._meter = meter
         failure: BaseException | None = None
@@ -559,6 +562,7 @@ class Engine:
             scope.deadline = math.inf
             self._meter = None
             self._suspended = False
+            self._call_task = None
         dur = meter.ns + meter.awaited
         meter.awaited = 0
         if scope.cancel_called:  # the per-call deadline, or the wall-clock guard, stopped it
@@ -595,6 +599,29 @@ class Engine:
         if self._calls == call and meter is not None and meter.scope is not None:
             self._stop_call = call
             meter.scope.cancel()
+            self._unshield(meter.scope)
+
+    def _unshield(self, outer: trio.CancelScope) -> None:
+        """
+        Revoke the shields of the scopes the suspended call opened inside its layer's scope *outer*.
+
+        A callback that shields itself (``with trio.CancelScope(shield=True): await
+        trio.sleep_forever()``) would otherwise ignore the watchdog's cancellation and hang the
+        process. trio has no public way to reach a task's inner scopes, so this walks its private
+        cancel-status chain; should trio rename it, nothing happens (and such a callback hangs).
+        """
+        task = self._call_task
+        if task is None:
+            return
+        try:
+            status: Any = task._cancel_status
+            stop = outer._cancel_status
+            while status is not None and status is not stop:
+                if status._scope.shield:
+                    status._scope.shield = False
+                status = status._parent
+        except AttributeError:  # pragma: no cover - trio's internals moved
+            return
 
     # -- the deadlock watchdog -------------------------------------------------------------
     async def watchdog(self) -> None:
@@ -603,7 +630,8 @@ class Engine:
 
         A call that runs too long is judged by itself (:meth:`timed`). This task only sleeps
         for a watchdog period at a time; if the clock had to jump straight to its deadline with
-        no call in progress, every layer was waiting on another.
+        no call in progress, every layer was waiting on another. If it finds a call still
+        waiting after its deadline cancelled it, the call shields itself: :meth:`_unshield`.
         """
         clock = self.clock
         while True:
@@ -611,9 +639,13 @@ class Engine:
             await trio.sleep_until(deadline)
             if self._done:
                 return
-            if clock.idle_at_ns == round(deadline * NS_PER_S) and self._meter is None:
-                self._fail("deadlock: every layer is waiting and none can proceed; " + self.describe_state())
-                return
+            meter = self._meter
+            if meter is None:
+                if clock.idle_at_ns == round(deadline * NS_PER_S):
+                    self._fail("deadlock: every layer is waiting and none can proceed; " + self.describe_state())
+                    return
+            elif meter.scope is not None and meter.ns + meter.awaited >= self.watchdog_ns and meter.scope.cancel_called:
+                self._unshield(meter.scope)  # cut at its deadline, and still waiting: it shields itself
 
     def _fail(self, detail: str) -> None:
         self.failure = WatchdogExpired(None, None, None, 0, detail)

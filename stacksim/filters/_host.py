@@ -61,7 +61,7 @@ from stacksim.filters._base import (
     FilterInitializationData,
 )
 from stacksim.metrics import LayerStats
-from stacksim.requests import SECTOR_SIZE, NtStatus, Op, OpKind, status_name, status_ok
+from stacksim.requests import SECTOR_SIZE, Mdl, NtStatus, Op, OpKind, status_name, status_ok
 from stacksim.units import format_ns
 
 __all__ = ["FilterLayer"]
@@ -281,38 +281,59 @@ class FilterLayer:
                 else:
                     mdl_in = request.mdl
                     writes_in, length_in, offset_in = mdl_in.writes, mdl_in.length, request.offset
+                    number, upstream_in, issued_in = request.number, request.upstream_ns, request._issued_ns
                     if self.faults:
-                        status, dur, error, fault = await self._call(event, request.number, callback, ext, request)
+                        status, dur, error, fault = await self._call(event, number, callback, ext, request)
                     else:  # the common case, inlined from _call: one coroutine less per write
                         try:
-                            result, dur = await timed(meter, name, event, request.number, callback, ext, request)
+                            result, dur = await timed(meter, name, event, number, callback, ext, request)
                         except (CallFailed, WatchdogExpired, CallStopped) as failed:
-                            status, dur, error, fault = self._failed(event, request.number, failed)
+                            status, dur, error, fault = self._failed(event, number, failed)
                         else:
                             status, error, fault = self._status(event, result)
-                    if error is None and (
-                        request.mdl.length != length_in or mdl_in.writes != writes_in or request.offset != offset_in
-                    ):
-                        error = self._check_request(event, request, mdl_in, writes_in, length_in, offset_in)
-                    if request.mdl.data is not None and engine.pipelined:
-                        # Contents in flight: a filter reusing its buffer for the next write would
-                        # overwrite what the layers below have not read yet (one at a time, it can't).
-                        engine.spoil(f"{name} handed down a buffer with contents while writes were in flight")
-                    if self.probing and error is None:
-                        self._compare(request, status, dur, offset_in)
+                    if error is None:
+                        try:  # what the filter may change: the offset, and the MDL for one of the same length
+                            changed = (
+                                request.mdl.length != length_in
+                                or mdl_in.writes != writes_in
+                                or request.offset != offset_in
+                                or request.number != number
+                                or request.count != 1
+                                or request.upstream_ns != upstream_in
+                                or request._issued_ns != issued_in
+                            )
+                        except AttributeError:  # the MDL replaced by something that is not one, or deleted
+                            changed = True
+                        if changed:
+                            error = self._check_request(
+                                event, request, mdl_in, (writes_in, length_in, offset_in, number, upstream_in, issued_in)
+                            )
+                        elif request.mdl.data is not None and engine.pipelined:
+                            # Contents in flight: a filter reusing its buffer for the next write would
+                            # overwrite what the layers below have not read yet (one at a time, it can't).
+                            engine.spoil(f"{name} handed down a buffer with contents while writes were in flight")
+                        if self.probing and error is None:
+                            self._compare(request, status, dur, offset_in)
                 engine.now_ns += dur
-                if request is not None:
+                if request is not None and error is None:
                     request.upstream_ns += dur
                 record(dur)
                 if engine.trace is not None:
+                    at: tuple[int | None, int | None, int | None]
+                    if request is None:
+                        at = None, None, None
+                    elif error is None:
+                        at = request.number, request.offset, request.length
+                    else:  # what the filter did to the request may not even be numbers
+                        at = number, *self._shown(request, offset_in, length_in)
                     engine.emit(
                         t0,
                         name,
                         event,
                         dur,
-                        None if request is None else request.number,
-                        None if request is None else request.offset,
-                        None if request is None else request.length,
+                        at[0],
+                        at[1],
+                        at[2],
                         self.dump_type,
                         None if error is not None and fault in _STOPPING else status_name(status),
                     )
@@ -521,35 +542,73 @@ class FilterLayer:
             return NtStatus.UNSUCCESSFUL, hung.waited_ns, str(hung), "hung"
         return status, dur, error, fault
 
-    def _check_request(self, event: str, request: Any, mdl_in: Any, writes_in: int, length_in: int, offset_in: int) -> str | None:
-        if request.mdl.length != length_in:
+    def _check_request(self, event: str, request: Any, mdl_in: Any, before: tuple[int, int, int, int, int, int]) -> str | None:
+        """
+        A request the callback changed: the violation, or None (a legal MDL swap or offset move, warned).
+
+        *before* is (the MDL's write count, length, offset, number, upstream_ns, issued time) before the call.
+        """
+        writes_in, length_in, offset_in, number, upstream_in, issued_in = before
+        mdl = getattr(request, "mdl", None)
+        if not isinstance(mdl, Mdl):
             return (
-                f"{event} changed the length of request #{request.number} from {length_in} to "
-                f"{request.mdl.length} bytes; a dump filter must not change the size (ntdddump DUMP_WRITE)"
+                f"{event} replaced the MDL of request #{number} with {_short(mdl)}, not an Mdl; a dump filter may only "
+                "point it at a buffer of its own of the same length (ntdddump DUMP_WRITE)"
+            )
+        if (request.number, request.count, request.upstream_ns, request._issued_ns) != (number, 1, upstream_in, issued_in):
+            return (
+                f"{event} changed the simulator's bookkeeping of request #{number} (number, count, upstream_ns or "
+                "issued time); "
+                "a dump filter sees only the offset and the MDL (ntdddump DUMP_WRITE)"
+            )
+        if mdl.length != length_in:
+            return (
+                f"{event} changed the length of request #{number} from {length_in} to "
+                f"{_short(mdl.length)} bytes; a dump filter must not change the size (ntdddump DUMP_WRITE)"
             )
         if mdl_in.writes != writes_in:
             return (
-                f"{event} wrote into the buffer it was given (request #{request.number}, owned by "
+                f"{event} wrote into the buffer it was given (request #{number}, owned by "
                 f"{mdl_in.owner}); a dump filter must copy into its own buffer instead (ntdddump DUMP_WRITE)"
             )
-        if request.offset != offset_in:
+        offset = request.offset
+        if offset != offset_in:
             if event == OpKind.READ.value:
-                return f"dump_read changed the offset of request #{request.number}; Dump_Read must not modify it"
-            if request.offset % SECTOR_SIZE:
+                return f"dump_read changed the offset of request #{number}; Dump_Read must not modify it"
+            if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_COST_NS:
                 return (
-                    f"{event} moved request #{request.number} from offset {offset_in} to offset {request.offset}, "
+                    f"{event} moved request #{number} from offset {offset_in} to {_short(offset)}, which is not a byte "
+                    f"offset in the partition (a whole number from 0 to {MAX_COST_NS:,})"
+                )
+            if offset % SECTOR_SIZE:
+                return (
+                    f"{event} moved request #{number} from offset {offset_in} to offset {offset}, "
                     f"which is not a multiple of the {SECTOR_SIZE}-byte sector (dump I/O is sector aligned)"
                 )
             if len(self.warnings) < 20:
                 self.warnings.append(
-                    f"{self.name} moved request #{request.number} from partition offset {offset_in} to "
-                    f"{request.offset} (honoured, as real filters rely on it; the docs say it should not)"
+                    f"{self.name} moved request #{number} from partition offset {offset_in} to "
+                    f"{offset} (honoured, as real filters rely on it; the docs say it should not)"
                 )
         return None
+
+    @staticmethod
+    def _shown(request: Any, offset_in: int, length_in: int) -> tuple[int, int]:
+        """The offset and length to trace for a request a filter broke: its own where they are still numbers."""
+        offset = getattr(request, "offset", offset_in)
+        length = getattr(getattr(request, "mdl", None), "length", length_in)
+        ok = [isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_COST_NS for v in (offset, length)]
+        return (offset if ok[0] else offset_in), (length if ok[1] else length_in)
 
     def _note_error(self, event: str, message: str) -> None:
         self.errors[event] += 1
         self.first_error.setdefault(event, message)
+
+
+def _short(value: object) -> str:
+    """*value* for a message: its repr, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 async def _injected_raise(*args: Any) -> int:

@@ -219,3 +219,53 @@ Plug.Config = PlugConfig
         scenario.write_text(scenario.read_text() + '[filters."plug.sys"]\nlevel = 2\n')
     proc = invoke_cli("run", str(scenario), "--plugin", str(plug), "--json", "-")
     assert_refused(proc, str(scenario), '[filters."plug.sys"]', "the filter's Config (plugin code) raised")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ("with trio.CancelScope(shield=True):\n    await trio.sleep_forever()", "hung", "did not return from dump_write"),
+        ("await trio.sleep(float('inf'))", "hung", "did not return from dump_write"),
+        ("await trio.sleep(1e300)", "hung", "did not return from dump_write"),
+        ("async with trio.open_nursery() as n:\n    n.start_soon(trio.sleep_forever)", "hung", "did not return"),
+        ("await trio.sleep(float('nan'))", "filter_crashed", "dump_write raised ValueError"),
+        ("raise trio.Cancelled._create()", "filter_crashed", "dump_write raised Cancelled"),
+    ],
+    ids=["shielded-forever", "sleep-inf", "sleep-1e300", "nursery-forever", "sleep-nan", "fake-cancelled"],
+)
+def test_hostile_awaits_end_as_a_result(tmp_path: Path, body: str, status: str, says: str) -> None:
+    """A callback that shields itself, sleeps forever, absurdly long or NaN, or fakes trio's Cancelled ends with a status."""
+    scenario, plug = plugin(tmp_path, body)
+    result = result_of(invoke_cli("run", str(scenario), "--plugin", str(plug), "--json", "-"))
+    assert result["status"] == status
+    assert says in str(result["message"])
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("request[0].mdl = None", "replaced the MDL of request #1 with None, not an Mdl"),
+        ("del request[0].mdl", "replaced the MDL of request #1 with None, not an Mdl"),
+        ("request[0].offset = 'x'", "moved request #1 from offset 1073741824 to 'x', which is not a byte offset"),
+        ("request[0].offset = -512", "moved request #1 from offset 1073741824 to -512, which is not a byte offset"),
+        ("request[0].offset = 2**70", "which is not a byte offset in the partition"),
+        ("request[0].offset = 1.5", "to 1.5, which is not a byte offset"),
+        ("request[0].mdl.length = 'big'", "changed the length of request #1 from 8192 to 'big' bytes"),
+        ("request[0].count = 5", "changed the simulator's bookkeeping of request #1"),
+        ("request[0].number = 99", "changed the simulator's bookkeeping of request #1"),
+        ("request[0].upstream_ns = -10**12", "changed the simulator's bookkeeping of request #1"),
+        ("request[0]._issued_ns = -5", "changed the simulator's bookkeeping of request #1"),
+    ],
+)
+def test_a_request_mangled_by_a_filter_is_a_named_violation(tmp_path: Path, body: str, says: str) -> None:
+    """Whatever a dump_write does to its request (non-MDL, non-number offsets, the simulator's own fields), it is a violation."""
+    scenario, plug = plugin(tmp_path, body)
+    proc = invoke_cli("run", str(scenario), "--plugin", str(plug), "--json", "-", "--trace", str(tmp_path / "t.jsonl"))
+    result = result_of(proc)
+    assert result["status"] == "filter_violation"
+    assert str(result["message"]).startswith("plug.sys: dump_write ")
+    assert says in str(result["message"])
+    records = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    write = next(r for r in records if r["event"] == "dump_write")
+    assert isinstance(write["offset"], int)  # the trace stays well-typed
+    assert isinstance(write["length"], int)
