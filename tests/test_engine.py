@@ -461,3 +461,28 @@ def test_the_deadline_edge_is_byte_identical_in_every_run(case: str) -> None:
     assert len(outputs) == 1
     status = json.loads(next(iter(outputs))[0])["status"]
     assert status == ("ok" if case == "sleep 1 ns less" else "hung")
+
+
+def test_a_run_the_guard_does_not_stop_is_byte_identical_to_one_without_it() -> None:
+    """The wall-clock guard is off the simulated path: the result JSON and the trace are the same bytes with it on or off."""
+    import io
+    import json
+
+    from conftest import make_scenario
+
+    from stacksim import FilterCatalog, JsonlTrace, simulate
+
+    catalog = FilterCatalog()
+    outputs = []
+    for limit in ("10 s", 0):
+        s = make_scenario(
+            catalog,
+            registry={"CrashDumpEnabled": 1, "DumpFilters": ["dumpfve.sys", "delayflt.sys"]},
+            memory={"ram": "4 MiB"},
+            engine={"wall_clock_limit": limit},
+        )
+        text = io.StringIO()
+        result = simulate(s, catalog, trace=JsonlTrace(text)).as_dict()
+        del result["replay"]["scenario"]  # the scenario as written records the limit itself
+        outputs.append((json.dumps(result), text.getvalue()))
+    assert outputs[0] == outputs[1]
