@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stacksim.cli import app
+from stacksim.filters import read_plugin
 from stacksim.scenario import ScenarioError
 from stacksim.sweep import SweepError, grid, parse_set, run_sweep
 
@@ -198,12 +199,13 @@ def test_plugins_start_afresh_for_every_point(tmp_path: Path) -> None:
         "        type(self).calls += 1\n"
         "        return 0\n"
     )
-    first = sweep._catalog((str(plugin),))
+    source = (read_plugin(plugin),)
+    first = sweep._catalog(source)
     scanned = sweep._ENTRY_POINTS
     first_cls = first.get("myflt.sys")
     assert first_cls is not None
     first_cls.calls = 5  # type: ignore[attr-defined]  # state a point left behind
-    second = sweep._catalog((str(plugin),))
+    second = sweep._catalog(source)
     second_cls = second.get("myflt.sys")
     assert second_cls is not first_cls
     assert second_cls.calls == 0  # type: ignore[union-attr]
@@ -248,3 +250,13 @@ def test_resuming_a_file_with_only_a_header_writes_no_second_header(tmp_path: Pa
     lines = out.read_text().splitlines()
     assert len(lines) == 3
     assert lines[0].startswith("point_id,")
+
+
+def test_local_workers_ignore_ctrl_c() -> None:
+    """Pool workers ignore SIGINT (the main process stops them), so Ctrl-C prints no worker tracebacks."""
+    import signal
+
+    from stacksim.sweep import local_executor
+
+    with local_executor(1) as ex:
+        assert ex.submit(signal.getsignal, signal.SIGINT).result(timeout=60) == signal.SIG_IGN
