@@ -224,8 +224,9 @@ class _NotFinite(ValueError):
 
 
 def _where(path: tuple[object, ...]) -> str:
-    out = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).removeprefix(".")
-    return terminal_safe(shorten(out or "the top level", 100))
+    """A key path as ``a.b[0][1]``: the first six steps, then an ellipsis."""
+    out = "".join(f"[{p}]" if isinstance(p, int) else f".{shorten(str(p), 40)}" for p in path[:6]).removeprefix(".")
+    return terminal_safe(out + "…" if len(path) > 6 else out or "the top level")
 
 
 def check_depth(data: object, name: str, limit: int = MAX_DEPTH) -> None:

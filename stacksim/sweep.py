@@ -305,7 +305,13 @@ def _decode(raw: bytes, out: Path) -> str:
 
 
 def _finished(out: Path, columns: list[str]) -> set[str]:
-    """Point ids already in *out*; a trailing partial line (an interrupted write) is cut off in place."""
+    """
+    Point ids already in *out*; a trailing partial line (an interrupted write) is cut off in place.
+
+    The file is checked before anything is cut: it must be a results file of this sweep, and a
+    partial last line must look like the start of a row, so a file that is not a sweep's is
+    refused untouched.
+    """
     try:
         st = os.stat(out)
     except FileNotFoundError:
@@ -315,16 +321,22 @@ def _finished(out: Path, columns: list[str]) -> set[str]:
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         return set()
     raw = _read_results(out)
-    if not raw.endswith(b"\n"):
-        raw = raw[: raw.rfind(b"\n") + 1]
-        os.truncate(out, len(raw))
-    header, records = _parse(_decode(raw, out), out.suffix == ".jsonl", out)
+    jsonl = out.suffix == ".jsonl"
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        _decode(raw, out)  # names the UTF-16
+    kept = raw[: raw.rfind(b"\n") + 1]
+    tail = raw[len(kept) :]
+    if tail and not (tail.startswith(b'{"point_id"') if jsonl else kept):
+        raise _not_a_row(out, kept.count(b"\n") + 1, "an incomplete last line that is not the start of a row")
+    header, records = _parse(_decode(kept, out), jsonl, out)
     if header is not None and header != columns:
         shown = terminal_safe(shorten(", ".join(header[:6]), 120))
         raise SweepError(
             f"{terminal_safe(shorten(str(out), 200))}: holds results of a different sweep (columns {shown}, ...); "
             "choose another --out or delete the file"
         )
+    if tail:
+        os.truncate(out, len(kept))
     return {pid for pid, _ in records}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,23 @@ def test_local_workers_ignore_ctrl_c() -> None:
 
     with local_executor(1) as ex:
         assert ex.submit(signal.getsignal, signal.SIGINT).result(timeout=60) == signal.SIG_IGN
+
+
+@pytest.mark.parametrize(
+    ("suffix", "content", "expected"),
+    [
+        (".jsonl", b'{"point_id": "a"}\nnot json\n', "line 2 is not a row of a sweep's results (not JSON)"),
+        (".jsonl", b'{"point_id": "a"}\n[1, 2]\n', "line 2 is not a row of a sweep's results (no point_id)"),
+        (".jsonl", b"[" * 100_000 + b"]" * 100_000 + b"\n", "line 1 is not a row of a sweep's results (not JSON)"),
+        (".csv", b"\xff\xfe\x00p\x00", "UTF-16"),
+        (".csv", b"point_id,x\n" + b"a," + b"y" * 200_000 + b"\n", "is not a sweep's CSV results"),
+    ],
+    ids=["jsonl-garbage", "jsonl-no-id", "jsonl-deep", "csv-utf16", "csv-huge-cell"],
+)
+def test_resuming_into_a_file_that_is_not_results_is_refused(tmp_path: Path, suffix: str, content: bytes, expected: str) -> None:
+    """A --out that is not a sweep's results file is refused with the file and line, and left as it was."""
+    out = tmp_path / f"r{suffix}"
+    out.write_bytes(content)
+    with ThreadPoolExecutor(1) as ex, pytest.raises(SweepError, match=re.escape(expected)):
+        run_sweep("s.toml", BASE, [parse_set("memory.ram=1MiB")], out, ex)
+    assert out.read_bytes() == content
