@@ -363,8 +363,10 @@ def _check_folder(flag: str, name: str, parent: Path) -> None:
     except OSError as exc:
         reason = "it does not accept new files" if exc.errno == errno.ENOENT else _os_reason(exc)
         raise OutputError(f"{flag} {name}: cannot create a file in the folder {_describe(parent)}: {reason}") from None
-    os.close(fd)
-    os.unlink(probe)
+    try:
+        os.close(fd)
+    finally:
+        os.unlink(probe)
 
 
 def check_outputs(outputs: Iterable[tuple[str, Path | None]], inputs: Iterable[Path] = ()) -> None:

@@ -455,6 +455,8 @@ def _read_result(result_file: Path) -> tuple[str, dict[str, Any], _ReplayRecord]
             problems.append((f"{where}.origin", "must be a string such as 'plugin myflt.py'"))
         if not (digest is None or (isinstance(digest, str) and _SHA256.fullmatch(digest))):
             problems.append((f"{where}.sha256", "must be a SHA-256 as 64 lowercase hex digits, or null"))
+        elif digest is None and isinstance(origin, str) and origin.startswith("plugin "):
+            problems.append((f"{where}.sha256", "must be the plugin file's SHA-256 (a plugin file always has one)"))
         if isinstance(service, str) and service and isinstance(origin, str) and origin:
             plugins.append(_PluginRecord(service, origin, digest if isinstance(digest, str) else None))
     if problems:

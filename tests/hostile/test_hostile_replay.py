@@ -93,6 +93,10 @@ WRONG_TYPES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         _set("plugins", [{"service_name": "x.sys", "origin": "plugin x.py", "sha256": "xyz"}]),
         "replay.plugins[0].sha256",
     ),
+    "plugin-file-sha-null": (
+        _set("plugins", [{"service_name": "x.sys", "origin": "plugin x.py", "sha256": None}]),
+        "replay.plugins[0].sha256: must be the plugin file's SHA-256",
+    ),
     "scenario-invalid": (_set("scenario", {"scenario": {"name": 5}}), "[scenario] name"),
 }
 
