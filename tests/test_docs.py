@@ -78,3 +78,74 @@ def test_public_api_is_exported_once_and_documented() -> None:
         obj = getattr(stacksim, name)
         if callable(obj):
             assert obj.__doc__, name
+
+
+ROOT = DOCS.parent
+SOURCES = DOCS / "explanation" / "sources.md"
+CITING = sorted(
+    [
+        ROOT / "README.md",
+        *DOCS.rglob("*.md"),
+        *(ROOT / "stacksim").rglob("*.py"),
+        *(ROOT / "benchmarks").rglob("*.py"),
+        *(ROOT / "scenarios").rglob("*.toml"),
+    ]
+)
+"""Everything a reader or user sees that may cite a source: the docs, the code, the benchmarks, the scenarios."""
+
+KEY = re.compile(r"\bS(\d+)([a-z]?)\b")
+KEY_RANGE = re.compile(r"\bS(\d+)\s*[–…]\s*S?(\d+)\b")
+
+
+def source_table() -> dict[str, str]:
+    """Key → address column of the table in docs/explanation/sources.md."""
+    rows = re.findall(r"^\| (S\d+[a-z]?) \| .+ \| (.+) \|$", SOURCES.read_text(), flags=re.MULTILINE)
+    return dict(rows)
+
+
+def cited_keys(text: str) -> set[str]:
+    """Source keys cited in *text*, with ranges such as S39–S41 or S1…S53 expanded."""
+    keys = {f"S{n}{suffix}" for n, suffix in KEY.findall(text)}
+    for low, high in KEY_RANGE.findall(text):
+        keys |= {f"S{n}" for n in range(int(low), int(high) + 1)}
+    return keys
+
+
+@pytest.mark.parametrize("path", CITING, ids=[str(p.relative_to(ROOT)) for p in CITING])
+def test_nothing_cites_files_outside_the_repository(path: Path) -> None:
+    """No doc, module, benchmark or scenario cites `shared/...`: the research notes are not in the repository."""
+    assert "shared/" not in path.read_text(encoding="utf-8")
+
+
+def test_every_source_key_has_a_title_and_an_address() -> None:
+    """sources.md lists S1…S53, each with a title and an http(s) address or an explicit 'no public address'."""
+    table = source_table()
+    assert {f"S{n}" for n in range(1, 54)} <= set(table)
+    for key, address in table.items():
+        assert address.startswith("http") or address == "no public address", key
+
+
+@pytest.mark.parametrize("path", CITING, ids=[str(p.relative_to(ROOT)) for p in CITING])
+def test_every_cited_source_key_is_defined_with_an_address(path: Path) -> None:
+    """Each key a file cites is in sources.md with an address; a key without one is only cited beside a key with one."""
+    table = source_table()
+    text = path.read_text(encoding="utf-8")
+    assert cited_keys(text) - set(table) == set()
+    for line in text.splitlines():
+        keys = cited_keys(line)
+        if any(table[k] == "no public address" for k in keys):
+            assert any(table[k].startswith("http") for k in keys), line
+
+
+def test_every_research_note_section_cited_is_summarised() -> None:
+    """Each '§n' the code and docs cite for the research notes has a row in sources.md."""
+    summarised = set(re.findall(r"^\| (§[\d.]+) \|", SOURCES.read_text(), flags=re.MULTILINE))
+    cited = set()
+    for path in CITING:
+        if path == SOURCES:
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if "spec §" in line:
+                continue  # a datasheet's own section ("OEM spec §4.5.1"), not the research notes
+            cited |= set(re.findall(r"§(\d+(?:\.\d+)*)", line))
+    assert {f"§{c}" for c in cited} - summarised == set()
