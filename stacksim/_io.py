@@ -8,11 +8,19 @@ once, before a byte is read), and the file must not exceed the cap for its kind
 in microseconds instead of hanging. :func:`decode_text` accepts a UTF-8 byte-order mark and names
 any other encoding problem.
 
-**Writing** (:func:`atomic_writer`, :func:`check_outputs`): an output replaces its target only
+**Parsing** (:func:`parse_toml`, :func:`parse_json`, :func:`check_depth`): what the parsers
+cannot take is an :class:`InputError`, not a traceback: an integer beyond Python's 4,300-digit
+conversion limit (named with its line), nesting deep enough to exhaust the recursion limit, NaN
+and infinities in JSON, and any nesting deeper than :data:`MAX_DEPTH` levels.
+
+**Writing** (:func:`check_outputs`, :func:`atomic_writer`, :func:`open_append`): outputs are
+checked before anything runs: each must be in an existing folder where a file can be created,
+must not exist as anything but a writable regular file (a device node, FIFO, socket, directory,
+read-only or immutable file is refused: stdout is written with ``-``), must not be one of the
+run's inputs, and no two outputs may name the same file. An output replaces its target only
 when the whole file was written (a temporary file beside it, renamed at the end; removed on any
-exception, Ctrl-C and SIGTERM included). It refuses a target that exists and is not a regular
-file (a device node, FIFO, socket or directory: stdout is written with ``-``), two outputs of one
-run that name the same file, and an output that is one of the run's inputs.
+exception, Ctrl-C and SIGTERM included). A resumable output (a sweep's results) is appended in
+place, opened so that a FIFO or device is refused without blocking.
 
 **Showing** (:func:`terminal_safe`, :func:`shorten`): text that came from input is escaped before
 it reaches a terminal (control and bidirectional-override characters become ``\xNN`` /

@@ -1,9 +1,12 @@
 """
-The ``stacksim`` command: ``run``, ``validate``, ``filters``.
+The ``stacksim`` command: ``run``, ``sweep``, ``replay``, ``check``, ``validate``, ``devices``, ``filters``.
 
 Exit status: 0 when the simulation produced a result (whatever the simulated dump's status),
-2 for bad input (scenario, flags, plugins) with a one-paragraph message and no output file,
-1 when a run is interrupted. Tables go to stdout; ``--json -`` prints the result JSON instead.
+2 for bad input (scenario, result file, flags, plugins, output paths) with a one-paragraph
+message and no output file, 1 when a run is interrupted (Ctrl-C or SIGTERM: no output and no
+temporary file is left) or a replay differs. Tables go to stdout; ``--json -`` prints the
+result JSON instead. Every input is read and every output checked through :mod:`stacksim._io`
+before anything runs, and input text in messages is escaped for the terminal.
 """
 
 from __future__ import annotations
@@ -501,7 +504,8 @@ def _replay_catalog(name: str, record: _ReplayRecord, given: list[Path]) -> Filt
             if same is not None:
                 _fail(
                     f"--plugin {_shown(f.path)}: has changed since the run (SHA-256 {f.sha256[:16]}…, "
-                    f"the run used {(same.sha256 or '?')[:16]}… for filter {_shown(same.service_name, 60)!r}); it was not run"
+                    f"the run used {(same.sha256 or '?')[:16]}… for filter '{_shown(same.service_name, 60)}'); "
+                    f"it was not run; pass the version of {_shown(f.name, 60)} the run used"
                 )
             _fail(
                 f"--plugin {_shown(f.path)}: is not a plugin the run in {name} used (no recorded SHA-256 matches); it was not run"
@@ -515,13 +519,13 @@ def _replay_catalog(name: str, record: _ReplayRecord, given: list[Path]) -> Filt
         service = _shown(p.service_name, 60)
         if p.file is not None and p.sha256 not in loaded:
             _fail(
-                f"{name}: the run used filter {service!r} from plugin {_shown(p.file, 60)} (SHA-256 {(p.sha256 or '?')[:16]}…); "
+                f"{name}: the run used filter '{service}' from plugin {_shown(p.file, 60)} (SHA-256 {(p.sha256 or '?')[:16]}…); "
                 f"replay runs no file named in a result: pass it again with --plugin PATH/{_shown(p.file, 60)}"
             )
         if catalog.get(p.service_name) is None:
-            _fail(f"{name}: the run used filter {service!r} ({_shown(p.origin)}), which is not available now")
+            _fail(f"{name}: the run used filter '{service}' ({_shown(p.origin)}), which is not available now")
         if p.sha256 and catalog.digest(p.service_name) != p.sha256:
-            _fail(f"{name}: filter {service!r} ({_shown(p.origin)}) has changed since the run (SHA-256 differs)")
+            _fail(f"{name}: filter '{service}' ({_shown(p.origin)}) has changed since the run (SHA-256 differs)")
     return catalog
 
 

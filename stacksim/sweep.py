@@ -189,7 +189,10 @@ def apply(data: dict[str, Any], overrides: Iterable[tuple[tuple[str, ...], Any]]
         for name in path[:-1]:
             node = node.setdefault(name, {})
             if not isinstance(node, dict):
-                raise SweepError(f"{_label(path)}: {name} is not a table in the scenario")
+                raise SweepError(
+                    f"{terminal_safe(shorten(_label(path), 100))}: "
+                    f"{terminal_safe(shorten(name, 60))} is not a table in the scenario"
+                )
         node[path[-1]] = value
     return out
 

@@ -136,3 +136,22 @@ def test_an_entry_point_calling_sys_exit_is_a_plugin_error(monkeypatch: pytest.M
     monkeypatch.setattr(stacksim.filters, "entry_points", lambda group: [ExitingEntryPoint()])
     with pytest.raises(PluginError, match=r"entry point bad = bad_pkg:Filter: cannot be imported: it called sys.exit\(7\)"):
         FilterCatalog().load_entry_points()
+
+
+def test_the_bytes_that_were_hashed_are_the_bytes_that_run(tmp_path: Path) -> None:
+    """A plugin file swapped between reading and executing cannot run other code: the read bytes are executed."""
+    from stacksim.filters import read_plugin
+
+    plugin = tmp_path / "p.py"
+    plugin.write_text("from stacksim import DumpFilter\nclass P(DumpFilter):\n    service_name = 'p.sys'\n    version = 1\n")
+    read = read_plugin(plugin)
+    plugin.write_text(EVIL_SWAP)
+    catalog = FilterCatalog()
+    catalog.load_plugin(read)
+    cls = catalog.get("p.sys")
+    assert cls is not None
+    assert cls.version == 1  # type: ignore[attr-defined]
+    assert not (tmp_path / "SWAPPED").exists()
+
+
+EVIL_SWAP = 'import pathlib\npathlib.Path(__file__).with_name("SWAPPED").touch()\n'
