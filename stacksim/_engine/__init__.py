@@ -687,28 +687,39 @@ class Engine:
 
     def _watch_sigint(self) -> Callable[[], None]:
         """
-        Note every real SIGINT while the run lasts, then pass it on to the handler trio installed.
+        Note every real SIGINT (and SIGTERM) while the run lasts, then pass it on to the handler in place.
 
         That is how a KeyboardInterrupt raised *by plugin code* (a named plugin error) is told
         from a Ctrl-C that arrived while plugin code ran (an interruption): only the second
-        comes with a SIGINT. Main thread only (elsewhere no signal reaches Python code).
+        comes with a signal. SIGTERM counts too, as ``stacksim`` turns it into the Ctrl-C path.
+        Main thread only (elsewhere no signal reaches Python code). Returns what restores the
+        handlers.
         """
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
-        previous = signal.getsignal(signal.SIGINT)
+        restores = [self._note_signal(signal.SIGINT), self._note_signal(signal.SIGTERM)]
+
+        def restore() -> None:
+            for undo in restores:
+                undo()
+
+        return restore
+
+    def _note_signal(self, signum: signal.Signals) -> Callable[[], None]:
+        previous = signal.getsignal(signum)
         if not callable(previous):
             return lambda: None
         handler = previous
 
-        def on_sigint(signum: int, frame: types.FrameType | None) -> object:
+        def noted(number: int, frame: types.FrameType | None) -> object:
             self.interrupted = True
-            return handler(signum, frame)
+            return handler(number, frame)
 
-        signal.signal(signal.SIGINT, on_sigint)
+        signal.signal(signum, noted)
 
         def restore() -> None:
-            if signal.getsignal(signal.SIGINT) is on_sigint:
-                signal.signal(signal.SIGINT, handler)
+            if signal.getsignal(signum) is noted:
+                signal.signal(signum, handler)
 
         return restore
 

@@ -166,30 +166,46 @@ def test_spending_two_minutes_under_a_one_second_watchdog_is_hung(tmp_path: Path
     )
 
 
-def test_a_real_ctrl_c_during_a_busy_callback_interrupts_the_run(tmp_path: Path) -> None:
-    """SIGINT while a callback spins is the user's Ctrl-C: exit 1, "interrupted", no traceback, no result."""
+@pytest.mark.parametrize(
+    ("signum", "sigint", "says"),
+    [
+        (signal.SIGINT, signal.SIG_DFL, "interrupted"),
+        (signal.SIGTERM, signal.SIG_DFL, "interrupted (SIGTERM)"),
+        (signal.SIGTERM, signal.SIG_IGN, "interrupted (SIGTERM)"),  # a script's background job ignores SIGINT
+    ],
+    ids=["ctrl-c", "sigterm", "sigterm-background"],
+)
+def test_a_real_signal_during_a_busy_callback_interrupts_the_run(
+    tmp_path: Path, signum: signal.Signals, sigint: signal.Handlers, says: str
+) -> None:
+    """Ctrl-C or SIGTERM while a callback spins is the user's: exit 1, "interrupted", no traceback, no result."""
     marker = tmp_path / "spinning"
     body = f"open({str(marker)!r}, 'w').close()\nwhile True:\n    pass"
     scenario, plug = plugin(tmp_path, body, limit="60 s")
+
+    def child_setup() -> None:
+        signal.signal(signal.SIGINT, sigint)
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "stacksim", "run", str(scenario), "--plugin", str(plug), "--json", "-"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=child_setup,  # only sets a signal disposition
     )
     try:
         deadline = time.monotonic() + 20
         while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.02)
         assert marker.exists(), proc.communicate(timeout=5)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:  # pragma: no cover - only when the test fails
             proc.kill()
             proc.communicate()
     assert proc.returncode == 1, (out, err)
-    assert "interrupted" in err
+    assert says in err
     assert "Traceback" not in err
     assert out == ""
 
