@@ -565,6 +565,8 @@ class Engine:
             self._call_task = None
         dur = meter.ns + meter.awaited
         meter.awaited = 0
+        if self.interrupted and isinstance(failure, KeyboardInterrupt | BaseExceptionGroup):
+            raise failure  # a real Ctrl-C wins over any verdict
         if scope.cancel_called:  # the per-call deadline, or the wall-clock guard, stopped it
             if self._stop_call == call:
                 raise CallStopped(layer, event, request, self.wall_clock_limit_ns)
