@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -123,6 +124,12 @@ def main() -> None:
         child(*args.child)
         return
     reps = args.reps or (1 if args.quick else 3)
+    import stacksim
+
+    # the children import the stacksim this process imported (a script's sys.path starts at benchmarks/)
+    root = str(Path(stacksim.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    print(f"stacksim from {root}")
     with tempfile.TemporaryDirectory() as tmp:
         path = args.trace or Path(tmp) / "trace.jsonl"
         if not path.exists():
@@ -134,7 +141,7 @@ def main() -> None:
         for _ in range(reps):  # interleaved, so a slow minute hits every kind alike
             for kind in KINDS:
                 out = subprocess.run(
-                    [sys.executable, __file__, "--child", kind, str(path)], capture_output=True, text=True, check=True
+                    [sys.executable, __file__, "--child", kind, str(path)], capture_output=True, text=True, check=True, env=env
                 )
                 runs[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
     check = runs["check"][0]

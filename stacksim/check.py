@@ -272,8 +272,13 @@ def _raw_brief(line: int, raw: bytes) -> str:
     return f"line {line}: {text}" + (f"… ({len(raw):,} bytes)" if len(raw) > 100 else "")
 
 
-def _status_ok(status: str) -> bool:
-    """NT_SUCCESS() of a status as the trace writes it: ``STATUS_SUCCESS`` or a hex value below 0x80000000."""
+def _status_ok(status: str) -> bool | None:
+    """
+    NT_SUCCESS() of a status as the trace writes it, or None when its name alone does not say.
+
+    ``STATUS_SUCCESS`` is success; a hex value (``0xC0000001``) is success below 0x80000000. Another
+    name (``STATUS_UNSUCCESSFUL``) is judged by what follows: the checker keeps no table of names.
+    """
     if status == "STATUS_SUCCESS":
         return True
     if status.startswith("0x") and len(status) == 10:
@@ -281,7 +286,7 @@ def _status_ok(status: str) -> bool:
             return int(status, 16) < 0x80000000
         except ValueError:
             return False
-    return False
+    return None
 
 
 def _int_ok(value: object, low: int = 0) -> bool:
@@ -621,6 +626,8 @@ class _Checker:
         self.tried: dict[str, set[str]] = {s: set() for s in _STACKS}
         self.ever_loaded: dict[str, set[str]] = {s: set() for s in _STACKS}
         self.load_failed: dict[str, bool] = dict.fromkeys(_STACKS, False)
+        self.unsure: dict[str, set[str]] = {s: set() for s in _STACKS}
+        """Filters whose DriverEntry status is a name other than STATUS_SUCCESS: the dump_context says whether they loaded."""
         self.ctx: _Context | None = None
         self.writers: tuple[str, ...] = ()
         self.writer_set: frozenset[str] = frozenset()
@@ -921,7 +928,12 @@ class _Checker:
         self.writers = tuple(n for n in ctx.filters if "dump_write" in ctx.callbacks[n])
         self.writer_set = frozenset(self.writers)
         if self.active is not None:
-            loaded = tuple(self.loaded[self.active])
+            stack, unsure = self.loaded[self.active], self.unsure[self.active]
+            for name in [n for n in unsure if n not in ctx.filters]:
+                del stack[name]  # its DriverEntry failed after all
+                self.ever_loaded[self.active].discard(name)
+            unsure.clear()
+            loaded = tuple(stack)
             if loaded != ctx.filters:
                 self.v(
                     "layers",
@@ -939,10 +951,13 @@ class _Checker:
             self.v("layers", f"line {line}: DriverEntry of {_short(name)} ran twice in the {stack} stack", (line, r))
             return
         self.tried[stack].add(name)
-        if _status_ok(r["status"]):
+        ok = _status_ok(r["status"])
+        if ok is not False:
             self.loaded[stack][name] = line
             self.ever_loaded[stack].add(name)
-        else:
+        if ok is None:
+            self.unsure[stack].add(name)
+        if ok is not True:
             self.load_failed[stack] = True
 
     def _dump_unload(self, r: Record, line: int) -> None:
@@ -1233,7 +1248,7 @@ class _Checker:
                 (line, r),
             )
         status = r["status"]
-        self.state = DEVICE_OK if status is None or _status_ok(status) else DEVICE_FAILED
+        self.state = DEVICE_OK if status is None or _status_ok(status) is True else DEVICE_FAILED
         self.dev_off, self.dev_len, self.dev_end = offset, length, t + r["dur_ns"]
 
     def _poll_timeout(self, r: Record, line: int) -> None:

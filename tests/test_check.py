@@ -347,6 +347,15 @@ def test_a_record_from_a_filter_whose_driver_entry_failed_breaks_layers() -> Non
     assert any("its DriverEntry failed" in m for m in messages(recs, "layers"))
 
 
+def test_a_driver_entry_status_the_checker_cannot_judge_is_judged_by_the_dump_context() -> None:
+    """The checker keeps no table of status names: after an unknown name, the dump_context says whether the filter loaded."""
+    recs = good()
+    find(recs, "delayflt.sys", "driver_entry")["status"] = "STATUS_SOMETHING_NEW"
+    assert rules_broken(recs) == []
+    find(recs, "crashdmp", "dump_context")["detail"]["filters"] = []
+    assert "layers" in rules_broken(recs)  # it did not load, yet it records callbacks
+
+
 def test_a_callback_the_filter_did_not_register_breaks_layers() -> None:
     """dumpfve.sys registers no dump_start: a dump_start record from it fails `layers`."""
     _, trace = run(registry=FILTERS)
