@@ -22,7 +22,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from stacksim._io import atomic_writer
 from stacksim._log import configure_logging
@@ -30,8 +29,8 @@ from stacksim._version import __version__
 from stacksim.filters import FilterCatalog, PluginError
 from stacksim.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
 from stacksim.simulate import RunResult, simulate
+from stacksim.summary import print_devices, print_filters, render
 from stacksim.trace import JsonlTrace
-from stacksim.units import format_bandwidth, format_bytes, format_ns
 
 __all__ = ["app", "main"]
 
@@ -389,111 +388,19 @@ def list_devices(
     if as_json:
         sys.stdout.write(json.dumps(presets, indent=2) + "\n")
         return
-    table = Table(title=escape("Device presets ([disk] preset = ...)"))
-    for col in ("name", "kind", "write bandwidth", "latency", "cache", "after cache / caps"):
-        table.add_column(col)
-    for p in DEVICE_PRESETS.values():
-        params = p.params
-        if p.model == "virtual":
-            extra = f"{params['iops_limit']:,} IOPS, {format_bandwidth(params['bandwidth_limit'])}"
-        elif "media_bandwidth" in params:
-            extra = format_bandwidth(params["media_bandwidth"])
-        else:
-            extra = "-"
-        cache = format_bytes(params["cache"]) if params.get("cache") else "-"
-        bandwidth = int(str(p.as_dict()["bandwidth_bytes_per_s"]))
-        table.add_row(p.name, p.kind, format_bandwidth(bandwidth), format_ns(params["latency"]), cache, extra)
-    Console(highlight=False).print(table)
-    typer.echo("Sources and assumptions: docs/reference/devices.md")
+    print_devices(Console(highlight=False))
 
 
 @app.command("filters")
 def list_filters(plugin: PluginOpt = None) -> None:
     """List the dump filters a scenario can name in DumpFilters."""
     catalog = _catalog(plugin)
-    table = Table(title="Dump filters")
-    table.add_column("service name")
-    table.add_column("from")
-    table.add_column("parameters")
-    for name in catalog.names():
-        cls = catalog.get(name)
-        assert cls is not None
-        table.add_row(name, catalog.origin(name), ", ".join(cls.Config.model_fields) or "-")
-    Console(highlight=False).print(table)
+    print_filters(catalog, Console(highlight=False))
 
 
 def result_json(result: RunResult) -> str:
     """The result as pretty, stable JSON text (sorted only where order carries no meaning)."""
     return json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n"
-
-
-def render(result: RunResult, console: Console) -> None:
-    """Print a run's summary and per-layer table, every number with its unit."""
-    r = result
-    what = "hiberfile image" if r.dump_kind == "hibernation" else f"{r.dump_kind} crash dump"
-    console.print(f"stacksim {__version__} · scenario [bold]{escape(r.scenario)}[/] · {what}")
-    status_style = "green" if r.status == "ok" else "red"
-    console.print(f"status      [{status_style}]{r.status}[/]: {escape(r.message)}")
-    if r.dump_time_ns:
-        start = "bugcheck" if r.event == "crash" else "hibernate start"
-        end = "final flush" if r.status in ("ok", "truncated") else r.status.replace("_", " ")
-        console.print(f"dump time   {format_ns(r.dump_time_ns)} ({r.dump_time_ns:,} ns, {start} → {end})")
-    console.print(
-        f"written     {format_bytes(r.bytes_written)} of {format_bytes(r.dump_bytes)} ({r.bytes_written:,} bytes) "
-        f"in {r.write_requests:,} writes of ≤ {r.max_pages_per_write} pages ({format_bytes(r.max_pages_per_write * 4096)})"
-        + (f", {format_bandwidth(r.throughput_bytes_per_s)}" if r.bytes_written else "")
-    )
-    console.print("parts       " + " · ".join(f"{name} {format_bytes(n)}" for name, n in r.parts.items()))
-    console.print(f"path        {' → '.join(r.images)} → disk ({r.target})")
-    if r.request_mode_reasons:
-        console.print("engine      request mode, one message per write: " + "; ".join(r.request_mode_reasons))
-    if any(s.calls for s in r.layers.values()):
-        console.print(_layer_table(r))
-    if r.bottleneck and r.dump_time_ns:
-        console.print(_bottleneck_line(r))
-    for f in r.filters:
-        if f.load_error:
-            console.print(f"[yellow]filter {f.name} not loaded:[/] {escape(f.load_error)}{' (critical)' if f.critical else ''}")
-        for event, count in f.errors.items():
-            console.print(
-                f"[yellow]filter {f.name}: {count:,} × {event} failed[/] "
-                f"(first: {escape(f.first_error[event])}); the dump went on"
-            )
-    for warning in r.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
-
-
-def _bottleneck_line(r: RunResult) -> str:
-    """'bottleneck: device, 62.0 % of the dump time; without it ...; filters 30.6 %'."""
-    name = r.bottleneck
-    assert name is not None
-    rest = r.dump_time_ns - r.layers[name].busy_ns
-    speedup = f"{r.dump_time_ns / rest:.1f}× faster" if rest else "no time left"
-    line = f"bottleneck  {name}: {r.share_percent(name):.1f} % of the dump time; without it {format_ns(rest)} ({speedup})"
-    filters = [f.name for f in r.filters if f.name in r.layers]
-    if filters:
-        share = round(100 * sum(r.layers[f].busy_ns for f in filters) / r.dump_time_ns, 1)
-        line += f"; all filters {share:.1f} %"
-    return line
-
-
-def _layer_table(r: RunResult) -> Table:
-    """Per-layer calls, busy time, share of the total and latency percentiles."""
-    busy_total = sum(s.busy_ns for s in r.layers.values())
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("layer", "calls", "busy", "share", "p50", "p99", "max"):
-        table.add_column(col, justify="left" if col == "layer" else "right")
-    for name, s in r.layers.items():
-        share = f"{100 * s.busy_ns / busy_total:.1f} %" if busy_total else "-"
-        table.add_row(
-            name, f"{s.calls:,}", format_ns(s.busy_ns), share, format_ns(s.p50_ns), format_ns(s.p99_ns), format_ns(s.max_ns)
-        )
-    w = r.write_latency
-    if w.calls:
-        table.add_row(
-            "[dim]write, issue→done[/]", f"{w.calls:,}", "", "", format_ns(w.p50_ns), format_ns(w.p99_ns), format_ns(w.max_ns)
-        )
-    return table
 
 
 def main() -> None:

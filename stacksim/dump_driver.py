@@ -240,11 +240,11 @@ class DumpDriver:
         size, need, target = self.layout.size, self.full_bytes, self.layout.target
         if self.event == "hibernate":
             return (
-                f"the hiberfile holds {size:,} bytes but the image needs {need:,}: hibernation fails "
+                f"the hiberfile holds {size:,} bytes but the image needs {need:,} bytes: hibernation fails "
                 "(bug check 0xA0, sub-code 0xB: the hibernation file is too small [DOC S16])"
             )
         msg = (
-            f"the {target} holds {size:,} bytes but the {self.plan.kind} dump needs {need:,}: Windows writes no dump "
+            f"the {target} holds {size:,} bytes but the {self.plan.kind} dump needs {need:,} bytes: Windows writes no dump "
             '("a page file or a dedicated dump file must exist and be large enough ... Otherwise, a system memory dump '
             'file is not created" [DOC S40]; volmgr Event 49 at boot)'
         )
