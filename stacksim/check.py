@@ -27,8 +27,8 @@ TRACE.jsonl`` apply these rules:
 ``device``           the port writes the offset the last filter handed down and the length crashdmp
                      issued; its write is followed at once by the device's write of the same request at
                      partition_offset + that offset, same length, starting when the port submitted it
-                     (or by a poll_timeout); write_complete reports the port's offset and length when
-                     the device finished
+                     (or by a poll_timeout, or by a dump_failed before that instant: the power
+                     failed); write_complete reports the port's offset and length when the device finished
 ``outcome``          dump_complete only after every write completed, the flush, and exactly dump_bytes
                      written; a dump_failed right after the event only when no stack was loaded or a
                      DriverEntry failed
@@ -630,7 +630,7 @@ class _Checker:
         """Filters whose DriverEntry status is a name other than STATUS_SUCCESS: the dump_context says whether they loaded."""
         self.ctx: _Context | None = None
         self.writers: tuple[str, ...] = ()
-        self.writer_set: frozenset[str] = frozenset()
+        self.writer_list: list[str] = []
         # start_finish
         self.started: set[str] = set()
         self.finished: set[str] = set()
@@ -784,12 +784,12 @@ class _Checker:
             if problem is not None:
                 self.bad(line, problem, raw)
                 return
-        assert isinstance(rec, dict)
-        r: Record = rec
+            assert isinstance(rec, dict)  # _shape says so
+            t, seq, layer, event, dump_type = rec["t_ns"], rec["seq"], rec["layer"], rec["event"], rec["dump_type"]
+        r: Record = rec  # type: ignore[assignment]
         self.records += 1
         self.line = line
         # order
-        t, seq = r["t_ns"], r["seq"]
         if seq != self.prev_seq + 1 and not (self.skipped and seq > self.prev_seq):
             if seq <= self.prev_seq:
                 self.v("order", f"line {line}: seq {seq} after seq {self.prev_seq}: seq numbers repeat or go back", (line, r))
@@ -808,14 +808,16 @@ class _Checker:
             self.prev_seq = seq
         self.skipped = False
         # structure
-        event, layer = r["event"], r["layer"]
-        if self.stage == ENDED:
+        stage = self.stage
+        if stage == ENDED:
             self.v(
                 "structure", f"line {line}: a {_short(event)} record after the end of the dump (line {self.end_line})", (line, r)
             )
             return
         if self.need_device and event != "device_write" and event != "poll_timeout":
-            self._no_device()
+            if event != "dump_failed" or t >= self.port_end:
+                self._no_device()
+            self.need_device = 0  # else the power failed before the device could start: nothing more ran
         entry = self.dispatch.get(event)
         if entry is None:
             self.v("structure", f"line {line}: {_short(layer)} recorded {_short(event)}, which no layer records", (line, r))
@@ -829,10 +831,10 @@ class _Checker:
             self.v("structure", f"line {line}: {event} is recorded by {kind}, not by {_short(layer)}", (line, r))
             return
         if event != "bugcheck" and event != "hibernate":
-            if self.stage == BOOT and event != "driver_entry" and event != "dump_unload":
+            if stage == BOOT and event != "driver_entry" and event != "dump_unload":
                 self.v("structure", f"line {line}: {event} before any bugcheck or hibernate record", (line, r))
                 self._infer_event(r)
-            if (r["dump_type"] != self.active or self.stage == BOOT) and not self._dump_type(r, line) and kind == "filter":
+            if (dump_type != self.active or self.stage == BOOT) and not self._dump_type(r, line) and kind == "filter":
                 return  # a record of a stack that is not there: its dump_type or frozen_stack violation says so
         handler(r, line)
 
@@ -926,7 +928,7 @@ class _Checker:
             )
         self.ctx = ctx
         self.writers = tuple(n for n in ctx.filters if "dump_write" in ctx.callbacks[n])
-        self.writer_set = frozenset(self.writers)
+        self.writer_list = list(self.writers)
         if self.active is not None:
             stack, unsure = self.loaded[self.active], self.unsure[self.active]
             for name in [n for n in unsure if n not in ctx.filters]:
@@ -1160,10 +1162,9 @@ class _Checker:
                 (line, r),
             )
         else:
-            writers = self.writers
             chain = self.chain
-            if len(chain) != len(writers) or tuple(chain) != writers:
-                expected = [*writers, "miniport"]
+            if chain != self.writer_list:
+                expected = [*self.writers, "miniport"]
                 self.v("filter_order", f"request {request} went through {[*chain, 'miniport']}, not {expected}", (line, r))
             if offset != self.handed:
                 self.v(
@@ -1319,7 +1320,9 @@ class _Checker:
         sector = ctx.sector
         if offset % sector or length % sector or length <= 0:
             self.v("placement", f"line {line}: {who} request {request} at {offset}+{length}: it is not sector aligned", (line, r))
-        if not ctx.in_run(offset, length, shift):
+        rel = offset - shift  # ctx.in_run, inlined: this runs three times per write
+        i = bisect_right(ctx.run_starts, rel) - 1
+        if i < 0 or rel + length > ctx.run_ends[i]:
             where = "disk offset" if shift else "partition offset"
             self.v(
                 "placement",

@@ -179,7 +179,7 @@ class DumpDriver:
         engine.advance_to(self.event_at_ns)
         out.event_ns = engine.now_ns
         if self.power_loss_after_ns is not None:
-            self.power_loss_at = out.event_ns + self.power_loss_after_ns
+            self.power_loss_at = engine.trace_until_ns = out.event_ns + self.power_loss_after_ns
         self._mark("bugcheck" if self.event == "crash" else "hibernate")
         log.info("event.start", kind=self.event, dump_kind=self.plan.kind, dump_bytes=self.plan.total_bytes)
         if self.event == "crash":

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 from conftest import run
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_batching import scenarios
 from typer.testing import CliRunner
 
 import stacksim.check as check_module
@@ -113,6 +114,18 @@ OUTCOMES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "power-loss-at-once": ({"faults": [{"kind": "power_loss", "at": "0 ns"}]}, "power_lost"),
     "power-loss-mid-write": ({"faults": [{"kind": "power_loss", "at": "1010 us"}]}, "power_lost"),
+    "power-loss-while-crashdmp-issues": (  # the write is issued at 11 ms and costs crashdmp 1 µs: the filter never runs
+        {
+            "registry": {"DumpFilters": ["delayflt.sys"]},
+            "dump_driver": {"per_request": "1 us"},
+            "faults": [{"kind": "power_loss", "at": "1 ms"}],
+        },
+        "power_lost",
+    ),
+    "power-loss-while-the-port-builds": (  # the port starts at 11 ms and needs 5 µs: the device never starts
+        {"faults": [{"kind": "power_loss", "at": "1002 us"}]},
+        "power_lost",
+    ),
     "filter-raise": (
         {"registry": FILTERS, "faults": [{"kind": "filter_raise", "filter": "dumpfve.sys", "at_request": 2}]},
         "filter_crashed",
@@ -203,6 +216,48 @@ def test_genuine_trace_passes(case: str) -> None:
     assert [v.render() for v in check_records(trace.records)] == []
 
 
+@st.composite
+def hostile_outcomes(draw: st.DrawFn) -> dict[str, Any]:
+    """Random valid scenarios (test_batching's) plus what they lack: power loss, hangs, layouts, no crash stack."""
+    sections = draw(scenarios())
+    filters = sections["registry"]["DumpFilters"]
+    extra: list[dict[str, Any]] = []
+    if draw(st.booleans()):
+        extra.append({"kind": "power_loss", "at": draw(st.integers(0, 5 * 10**6))})
+    if filters and draw(st.booleans()):
+        callback = draw(st.sampled_from(["dump_write", "dump_start", "dump_finish"]))
+        extra.append({"kind": "filter_hang", "filter": draw(st.sampled_from(filters)), "callback": callback})
+    sections["faults"] = [*sections["faults"], *extra]
+    sections["engine"] = {"watchdog": "50 ms"}
+    dump = sections["memory"]["ram"]  # an upper bound of any dump's size here is RAM + secondary data + header
+    sections["layout"] = draw(
+        st.sampled_from(
+            [
+                {},
+                {"runs": 4},
+                {"size": 64 * 1024, "on_too_small": "truncate"},
+                {"size": 64 * 1024},
+                {"size": 64 * dump, "partition_offset": 7 * 512},
+            ]
+        )
+    )
+    if sections["scenario"]["event"] == "crash" and draw(st.integers(0, 9)) == 0:
+        sections["registry"]["CrashDumpEnabled"] = 0
+    return sections
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_outcomes())
+def test_random_genuine_traces_pass(sections: dict[str, Any]) -> None:
+    """Any valid scenario with any mix of faults and layouts gives a trace that breaks no rule (a moved write aside)."""
+    result, trace = run(check=False, **sections)
+    violations = check_records(trace.records)
+    if any("moved request" in w for w in result.warnings):
+        # a filter moved a write (honoured, as on Windows): writes outside the file or overlapping are its real consequence
+        violations = [v for v in violations if v.rule != "placement"]
+    assert [v.render() for v in violations] == [], result.status
+
+
 def test_genuine_trace_passes_from_a_file(tmp_path: Path) -> None:
     """The same trace written as JSON lines by the simulator's writer passes, and every record is counted."""
     recs = hibernation()
@@ -222,6 +277,28 @@ def test_a_hung_run_ends_its_trace_with_dump_failed() -> None:
     assert (last["layer"], last["event"]) == ("crashdmp", "dump_failed")
     assert last["t_ns"] == passed_on["t_ns"] + passed_on["dur_ns"] + 10**9  # dumpfve.sys hung for the 1 s watchdog
     assert last["t_ns"] == 10_000_000 + result.dump_time_ns
+
+
+def test_no_record_starts_after_the_power_failed() -> None:
+    """A call that would have started after the power failed never ran, so it has no record; dump_failed is at the failure."""
+    sections, _ = OUTCOMES["power-loss-while-crashdmp-issues"]
+    _, trace = run(**sections)
+    power_lost = 10_000_000 + 1_000_000
+    assert trace.timeline()[-2:] == [(power_lost, "crashdmp", "issue_write"), (power_lost, "crashdmp", "dump_failed")]
+    assert max(r["t_ns"] for r in trace.records) == power_lost
+
+
+def test_a_hang_after_the_power_failed_ends_the_trace_at_the_failure() -> None:
+    """When the power fails before the watchdog fires, the trace's dump_failed is at the power failure, not later."""
+    _, trace = run(
+        registry=FILTERS,
+        faults=[
+            {"kind": "power_loss", "at": "0 ns"},
+            {"kind": "filter_hang", "filter": "delayflt.sys", "callback": "dump_start"},
+        ],
+        engine={"watchdog": "1 s"},
+    )
+    assert trace.timeline()[-1] == (10_000_000, "crashdmp", "dump_failed")
 
 
 def test_the_dump_context_names_the_disk_size_and_the_dump_size() -> None:
