@@ -129,7 +129,7 @@ def main() -> None:
     # the children import the stacksim this process imported (a script's sys.path starts at benchmarks/)
     root = str(Path(stacksim.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    print(f"stacksim from {root}")
+    print(f"stacksim from {root}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         path = args.trace or Path(tmp) / "trace.jsonl"
         if not path.exists():
@@ -160,7 +160,7 @@ def main() -> None:
             f"| {label} | {m['lines']:,.0f} | {m['wall']:.2f} | {m['lines'] / m['wall']:,.0f} | {m['cpu']:.2f} | "
             f"{cpu_rate:,.0f} | {cpu_rate / floor:.2f} | {m['rss'] / 2**20:.0f} |"
         )
-    print("\nthe genuine trace passes every rule")
+    print(f"\nthe genuine trace passes every rule; load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

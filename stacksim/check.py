@@ -616,6 +616,7 @@ class _Checker:
         self.prev_t = -1
         self.prev_seq = 0
         self.skipped = False
+        self.seq_before_skip = 0
         # structure
         self.stage = BOOT
         self.event: str | None = None
@@ -682,7 +683,8 @@ class _Checker:
 
     def bad(self, line: int, problem: str, raw: bytes | None = None) -> None:
         """A line that is not a record (``format``)."""
-        self.skipped = True
+        if not self.skipped:  # the next record takes the slow path of the order rule, which forgives the gap
+            self.skipped, self.seq_before_skip, self.prev_seq = True, self.prev_seq, -2
         self.counts["format"] += 1
         if self.counts["format"] <= SHOWN_PER_RULE:
             shown = (_raw_brief(line, raw),) if raw is not None else ()
@@ -752,31 +754,40 @@ class _Checker:
         if type(rec) is dict and len(rec) == 11 and [*rec] == _FIELD_LIST:
             t, seq, layer, event, dur, request, offset, length, dump_type, status, detail = rec.values()
             sig = _SIGNATURE.get(event) if type(event) is str else None
-            good = (
-                type(t) is int
-                and type(seq) is int
-                and type(dur) is int
-                and type(layer) is str
-                and t >= 0
-                and 0 < seq < INT_LIMIT
-                and dur >= 0
-                and t + dur < INT_LIMIT
-                and 0 < len(layer) <= 256
-                and (request is None or (type(request) is int and 0 < request < INT_LIMIT))
-                and (offset is None or (type(offset) is int and 0 <= offset < INT_LIMIT))
-                and (length is None or (type(length) is int and 0 <= length < INT_LIMIT))
-                and (dump_type is None or type(dump_type) is str)
-                and (status is None or (type(status) is str and 0 < len(status) <= 64))
-                and (detail is None or type(detail) is dict)
-                and sig is not None
-                and (
-                    (request is not None and offset is not None and length is not None)
-                    if sig[0]
-                    else (request is None and offset is None and length is None)
+            if sig is None:
+                good = False
+            else:
+                numbers, statuses, has_detail = sig
+                good = (
+                    type(t) is int
+                    and type(seq) is int
+                    and type(dur) is int
+                    and type(layer) is str
+                    and t >= 0
+                    and 0 < seq < INT_LIMIT
+                    and dur >= 0
+                    and t + dur < INT_LIMIT
+                    and 0 < len(layer) <= 256
+                    and (
+                        (
+                            type(request) is int
+                            and type(offset) is int
+                            and type(length) is int
+                            and 0 < request < INT_LIMIT
+                            and 0 <= offset < INT_LIMIT
+                            and 0 <= length < INT_LIMIT
+                        )
+                        if numbers
+                        else (request is None and offset is None and length is None)
+                    )
+                    and (dump_type is None or type(dump_type) is str)
+                    and (
+                        status is None
+                        if statuses == 0
+                        else (type(status) is str and 0 < len(status) <= 64) or (statuses == 2 and status is None)
+                    )
+                    and (type(detail) is dict if has_detail else detail is None)
                 )
-                and (status is not None if sig[1] == 1 else sig[1] == 2 or status is None)
-                and (detail is not None) == sig[2]
-            )
         else:
             good = False
         if not good:
@@ -790,23 +801,10 @@ class _Checker:
         self.records += 1
         self.line = line
         # order
-        if seq != self.prev_seq + 1 and not (self.skipped and seq > self.prev_seq):
-            if seq <= self.prev_seq:
-                self.v("order", f"line {line}: seq {seq} after seq {self.prev_seq}: seq numbers repeat or go back", (line, r))
-            else:
-                missing = seq - self.prev_seq - 1
-                self.v("order", f"line {line}: seq {seq} after seq {self.prev_seq}: {missing:,} record(s) are missing", (line, r))
-        if t < self.prev_t:
-            self.v(
-                "order",
-                f"line {line}: t_ns {t} is before the previous record's {self.prev_t}: not sorted by (t_ns, seq)",
-                (line, r),
-            )
-        if t > self.prev_t:
-            self.prev_t = t
-        if seq > self.prev_seq:
-            self.prev_seq = seq
-        self.skipped = False
+        if seq == self.prev_seq + 1 and t >= self.prev_t:
+            self.prev_seq, self.prev_t = seq, t
+        else:
+            self._order(r, line, seq, t)
         # structure
         stage = self.stage
         if stage == ENDED:
@@ -837,6 +835,24 @@ class _Checker:
             if (dump_type != self.active or self.stage == BOOT) and not self._dump_type(r, line) and kind == "filter":
                 return  # a record of a stack that is not there: its dump_type or frozen_stack violation says so
         handler(r, line)
+
+    def _order(self, r: Record, line: int, seq: int, t: int) -> None:
+        """The ``order`` rule for a record that is not the next one in time and seq (or follows a skipped line)."""
+        prev_seq, prev_t = (self.seq_before_skip if self.skipped else self.prev_seq), self.prev_t
+        if seq != prev_seq + 1 and not (self.skipped and seq > prev_seq):
+            if seq <= prev_seq:
+                self.v("order", f"line {line}: seq {seq} after seq {prev_seq}: seq numbers repeat or go back", (line, r))
+            else:
+                self.v(
+                    "order",
+                    f"line {line}: seq {seq} after seq {prev_seq}: {seq - prev_seq - 1:,} record(s) are missing",
+                    (line, r),
+                )
+        if t < prev_t:
+            self.v(
+                "order", f"line {line}: t_ns {t} is before the previous record's {prev_t}: not sorted by (t_ns, seq)", (line, r)
+            )
+        self.prev_t, self.prev_seq, self.skipped = max(t, prev_t), max(seq, prev_seq), False
 
     # -- event, stacks and dump types ------------------------------------------------------
     def _infer_event(self, r: Record) -> None:
