@@ -117,7 +117,8 @@ BOM: Final = b"\xef\xbb\xbf"
 Record = dict[str, Any]
 
 _FIELD_SET: Final = frozenset(FIELDS)
-_FIELD_LIST: Final = list(FIELDS)
+_FIELD_LIST: Final = list(orjson.loads(orjson.dumps(dict.fromkeys(FIELDS))))
+"""FIELDS as orjson's own key strings: it caches keys, so comparing a parsed record's keys with these is an identity test."""
 _CORE: Final = frozenset({"crashdmp", "miniport", "device"})
 _STACKS: Final = ("crashdump", "hibernation")
 _REQUEST_EVENTS: Final = frozenset(
