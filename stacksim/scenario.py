@@ -12,14 +12,13 @@ list of (key, problem) pairs and renders them as one paragraph each.
 from __future__ import annotations
 
 import copy
-import tomllib
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from stacksim._io import InputError, decode_text, read_input
+from stacksim._io import InputError, decode_text, parse_toml, read_input, shorten, terminal_safe
 from stacksim.devices import DEFAULT_PRESET, DEVICE_PRESETS, FIXED_DEFAULTS, MODELS
 from stacksim.filters import FilterCatalog
 from stacksim.miniport import DEFAULT_PORT, PORT_PRESETS, PortPreset
@@ -27,7 +26,7 @@ from stacksim.registry import CrashControl
 from stacksim.requests import PAGE_SIZE
 from stacksim.units import parse_bandwidth, parse_size, parse_time_ns
 
-__all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario"]
+__all__ = ["Scenario", "ScenarioError", "load_scenario", "read_scenario_data", "validate_scenario"]
 
 Nanoseconds = Annotated[int, BeforeValidator(parse_time_ns)]
 Bytes = Annotated[int, BeforeValidator(parse_size)]
@@ -393,14 +392,38 @@ class ScenarioError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
-        """One paragraph per problem, each naming the file and the key."""
+        """
+        One paragraph: the file, then each problem with its key.
+
+        Problems with the same message are listed once with their keys (``[disk] a, [disk] b
+        and 3 more: unknown key``), at most :data:`MAX_PROBLEMS_SHOWN` lines, the rest counted.
+        Text from the input is escaped for the terminal and long keys, values and messages are
+        shortened, so a 100 KB value or 100k unknown keys still give a message of a few lines.
+        """
+        source = terminal_safe(shorten(self.source, 200))
         if len(self.problems) == 1:
-            key, msg = self.problems[0]
+            key, msg = (terminal_safe(shorten(text, limit)) for text, limit in zip(self.problems[0], (100, 300), strict=True))
             text = f"{key}: {msg}" if key else msg
-            return f"{self.source}: {text}" if self.source else text
-        lines = [f"{self.source}: {len(self.problems)} problems:"]
-        lines += [f"  - {key}: {msg}" if key else f"  - {msg}" for key, msg in self.problems]
+            return f"{source}: {text}" if source else text
+        groups: dict[str, list[str]] = {}
+        for key, msg in self.problems:
+            groups.setdefault(msg, []).append(key)
+        lines = [f"{source}: {len(self.problems):,} problems:"]
+        shown = 0
+        for msg, keys in list(groups.items())[:MAX_PROBLEMS_SHOWN]:
+            names = ", ".join(terminal_safe(shorten(k, 100)) for k in keys[:5] if k)
+            if len(keys) > 5:
+                names += f" and {len(keys) - 5:,} more"
+            text = terminal_safe(shorten(msg, 300))
+            lines.append(f"  - {names}: {text}" if names else f"  - {text}")
+            shown += len(keys)
+        if shown < len(self.problems):
+            lines.append(f"  … and {len(self.problems) - shown:,} more problems")
         return "\n".join(lines)
+
+
+MAX_PROBLEMS_SHOWN = 10
+"""How many problems a :class:`ScenarioError` lists; the rest are counted."""
 
 
 def _key(loc: tuple[int | str, ...]) -> str:
@@ -450,7 +473,7 @@ def _problems(exc: ValidationError, model: type[BaseModel], prefix: tuple[int | 
         else:
             shown = err.get("input")
             if not isinstance(shown, dict | list):
-                msg += f" (got {shown!r})"
+                msg += f" (got {shorten(repr(shown), 80)})"
         out.append((_key(loc), msg))
     return out
 
@@ -494,25 +517,29 @@ def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog)
     return scenario
 
 
-def load_scenario(path: str | Path, catalog: FilterCatalog, *, seed: int | None = None) -> Scenario:
+def read_scenario_data(path: str | Path) -> dict[str, Any]:
     """
-    Read and validate a scenario file; *seed* overrides ``[scenario] seed``.
+    The parsed TOML of the scenario file at *path*, not yet validated.
 
     The file is read as :func:`stacksim._io.read_input` reads every input: a regular file of at
     most 16 MiB (a FIFO, device or directory is refused before a byte is read); a UTF-8 BOM is
-    accepted.
+    accepted. What the TOML parser cannot take (an integer of thousands of digits, arrays nested
+    hundreds deep) and nesting beyond :data:`stacksim._io.MAX_DEPTH` levels are refused.
+
+    Raises:
+        ScenarioError: naming the file and the problem.
     """
-    source = str(path)
     try:
-        text = decode_text(read_input(path, "scenario"), path, "scenario")
+        return parse_toml(decode_text(read_input(path, "scenario"), path, "scenario"), path, "scenario")
     except InputError as exc:
         raise ScenarioError("", [("", str(exc))]) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(source, [("", f"not valid TOML: {exc}")]) from None
+
+
+def load_scenario(path: str | Path, catalog: FilterCatalog, *, seed: int | None = None) -> Scenario:
+    """Read (as :func:`read_scenario_data` does) and validate a scenario file; *seed* overrides ``[scenario] seed``."""
+    data = read_scenario_data(path)
     if seed is not None:
         data.setdefault("scenario", {})
         if isinstance(data["scenario"], dict):
             data["scenario"]["seed"] = seed
-    return validate_scenario(data, source, catalog)
+    return validate_scenario(data, str(path), catalog)

@@ -418,6 +418,7 @@ def _simulate(
             "scenario": s.source_data,
             "seed": s.scenario.seed,
             "batch": batch,
+            "traced": trace is not None,
             "plugins": [
                 {"service_name": name, "origin": catalog.origin(name), "sha256": catalog.digest(name)}
                 for name in s.registry.dump_filters
