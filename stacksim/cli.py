@@ -531,18 +531,30 @@ def _replay_catalog(name: str, record: _ReplayRecord, given: list[Path]) -> Filt
 
 @app.command()
 def check(trace: Annotated[Path, typer.Argument(help="Trace file (JSON lines) from `stacksim run --trace`.")]) -> None:
-    """Check a trace against the dump path's invariants, independently of the simulator."""
-    from stacksim.check import RULES, check_trace_file
+    """
+    Check a trace against the dump path's invariants, independently of the simulator.
 
-    if not trace.is_file():
-        _fail(f"{trace}: no such trace file")
-    count, violations = check_trace_file(str(trace))
+    Exit 0 when every rule holds, 1 when one does not (each violation is printed), 2 when the
+    file cannot be read as a trace at all (not a regular file, too large, unreadable).
+    """
+    from stacksim._io import InputError, open_input, shorten, terminal_safe
+    from stacksim.check import RULES, check_stream
+
+    try:
+        with open_input(trace, "trace") as stream:
+            count, violations = check_stream(stream)
+    except InputError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{terminal_safe(shorten(str(trace), 200))}: cannot read the trace file: {exc.strerror or exc}")
+    name = terminal_safe(shorten(str(trace), 200))
     if not violations:
-        typer.echo(f"{trace}: {count:,} records; all {len(RULES)} rules hold ({', '.join(RULES)})")
+        typer.echo(f"{name}: {count:,} records; all {len(RULES)} rules hold ({', '.join(RULES)})")
         return
     for v in violations:
-        typer.echo(v.render())
-    typer.echo(f"{trace}: {len(violations)} violation(s) in {count:,} records")
+        typer.echo(terminal_safe(v.render(), keep_newlines=True))
+    broken = [rule for rule in RULES if any(v.rule == rule for v in violations)]
+    typer.echo(f"{name}: {count:,} records; rules broken: {', '.join(broken)}")
     raise typer.Exit(1)
 
 

@@ -124,6 +124,7 @@ class DumpDriver:
         pipeline: in request mode, keep several writes in flight (:meth:`_write_pipelined`).
             Only for runs where no write can be retried or torn (no device faults, no power loss)
             and no trace is taken.
+        disk_size: the disk's capacity in bytes (for the trace's ``dump_context``).
     """
 
     def __init__(
@@ -150,6 +151,7 @@ class DumpDriver:
         device_faults: Sequence[DeviceFault] = (),
         progress: Callable[[int, int], None] | None = None,
         pipeline: bool = False,
+        disk_size: int = 0,
     ) -> None:
         self.engine = engine
         self.event = event
@@ -172,6 +174,7 @@ class DumpDriver:
         self.device_faults = device_faults
         self.progress = progress
         self.pipeline = pipeline
+        self.disk_size = disk_size
         self.power_loss_at: int | None = None
         self.retries = 0
         self.part_done: dict[str, int] = {}
@@ -201,7 +204,7 @@ class DumpDriver:
         engine.advance_to(self.event_at_ns)
         out.event_ns = engine.now_ns
         if self.power_loss_after_ns is not None:
-            self.power_loss_at = out.event_ns + self.power_loss_after_ns
+            self.power_loss_at = engine.trace_until_ns = out.event_ns + self.power_loss_after_ns
         self._mark("bugcheck" if self.event == "crash" else "hibernate")
         log.info("event.start", kind=self.event, dump_kind=self.plan.kind, dump_bytes=self.plan.total_bytes)
         if self.event == "crash":
@@ -253,6 +256,8 @@ class DumpDriver:
                 "max_pages_per_write": self.max_chunk // PAGE_SIZE,
                 "sector_size": 512,
                 "filters": [{"name": layer.name, "callbacks": layer.callbacks()} for layer in active if layer.loaded],
+                "disk_size": self.disk_size,
+                "dump_bytes": max(self.full_bytes, self.plan.total_bytes),
             },
         )
 

@@ -349,6 +349,7 @@ def _simulate(
             device_faults=plan_faults.device,
             progress=progress,
             pipeline=pipeline and trace is None and plan_faults.power_loss_after_ns is None and not plan_faults.device,
+            disk_size=disk_size,
         )
         tasks = []
         for i, layer in enumerate(active):
@@ -366,6 +367,9 @@ def _simulate(
         out.status = "hung" if engine.failure.layer is not None else "deadlock"
         out.message = str(engine.failure)
         out.done_ns = engine.now_ns + engine.failure.waited_ns
+        # the dump driver never returned: end the trace where the watchdog ended the run (or the power failed)
+        end = out.done_ns if engine.trace_until_ns is None else min(out.done_ns, engine.trace_until_ns)
+        engine.emit(end, DUMP_DRIVER_LAYER, "dump_failed", 0, dump_type=dump_type.label)
     dump_time = out.done_ns - out.event_ns if out.done_ns else 0
     layers: dict[str, LayerSummary] = {DUMP_DRIVER_LAYER: driver.stats.summary()}
     for layer in active:

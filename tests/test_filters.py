@@ -462,6 +462,7 @@ class TestDriverEntryStatus:
         assert result.filters[0].load_error == (
             "driver_entry returned 0x00000103; a critical filter must return STATUS_SUCCESS exactly [DOC S1]"
         )
+        assert result.filters[0].load_status == "0xC0000001"  # crashdmp's verdict, as for any failed DriverEntry
 
     def test_a_non_critical_filter_returning_another_success_code_is_loaded_with_a_warning(self) -> None:
         """A non-critical filter returning STATUS_PENDING is loaded (NT_SUCCESS holds) and the result says so."""
@@ -655,6 +656,32 @@ class TestPluginCrashes:
             filters={"faultflt.sys": {"action": "fail_driver_entry", "critical": True}},
         )
         assert result.status == "stack_init_failed"
+        assert result.filters[0].first_error == {"dump_unload": "dump_unload raised SystemExit: 2"}
+
+    def test_a_hung_dump_unload_is_recorded_not_fatal(self) -> None:
+        """A Dump_Unload that never returns is cut at the watchdog and recorded; the failing stack still fails as such."""
+
+        class Hangs(DumpFilter):
+            service_name: ClassVar[str] = "hangs.sys"
+
+            async def dump_unload(self, extension: FilterExtension) -> int:
+                with trio.CancelScope(shield=True):  # and it shields itself
+                    await trio.sleep_forever()
+                return 0  # pragma: no cover
+
+        result, trace = run(
+            catalog_with(Hangs),
+            registry={"DumpFilters": ["hangs.sys", "faultflt.sys"]},
+            filters={"faultflt.sys": {"action": "fail_driver_entry", "critical": True}},
+            engine={"watchdog": "1 s"},
+        )
+        assert result.status == "stack_init_failed"
+        assert result.filters[0].first_error == {
+            "dump_unload": "hangs.sys did not return from dump_unload within the watchdog period (1 s of simulated time); "
+            "on Windows the machine would hang here"
+        }
+        unload = next(r for r in trace.records if r["event"] == "dump_unload")
+        assert (unload["dur_ns"], unload["status"]) == (10**9, "STATUS_UNSUCCESSFUL")
 
 
 class TestDeclarations:
@@ -731,12 +758,11 @@ class TestHungCalls:
             "spender.sys did not return from dump_write on request #1 within the watchdog period "
             "(1 s of simulated time; it charged 120 s); on Windows the machine would hang here"
         )
-        write = next(r for r in trace.records if r["event"] == "dump_write")
-        assert (write["dur_ns"], write["status"]) == (10**9, None)
-        assert trace.records[-1]["event"] == "dump_failed"
-        assert trace.records[-1]["t_ns"] == write["t_ns"] + 10**9
-        assert result.dump_time_ns == write["t_ns"] + 10**9 - 10_000_000
-        assert result.layers["spender.sys"].busy_ns == 10**9
+        *_, issued, failed = trace.records  # the cut call returned no status: it has no record of its own
+        assert (issued["event"], failed["event"]) == ("issue_write", "dump_failed")
+        assert failed["t_ns"] == issued["t_ns"] + 10**9
+        assert result.dump_time_ns == issued["t_ns"] + 10**9 - 10_000_000
+        assert result.layers["spender.sys"].busy_ns == 10**9  # but it is charged the period it held the CPU
 
     def test_a_long_per_call_cost_is_hung_the_same_in_every_mode(self) -> None:
         """delayflt per_call = 2 min with a 1 s watchdog: hung at request 1, identical batched, pipelined or one at a time."""
@@ -772,19 +798,26 @@ class TestHungCalls:
         assert batched["write_requests"] == 1
         assert "dump_write on request #2" in batched["message"]
 
-    def test_driver_entry_that_spends_past_the_watchdog_is_hung(self) -> None:
-        """A DriverEntry charging more than the watchdog hangs the boot: the run ends as hung, naming driver_entry."""
+    def test_driver_entry_that_spends_past_the_watchdog_is_a_failed_load(self) -> None:
+        """A DriverEntry charging more than the watchdog is cut at it and counts as failed: critical, the stack fails."""
 
         class SlowEntry(DumpFilter):
             service_name: ClassVar[str] = "slowentry.sys"
+            flags: ClassVar[int] = DUMP_FILTER_CRITICAL
 
             def driver_entry(self, extension: FilterExtension, init: FilterInitializationData) -> int:
+                super().driver_entry(extension, init)
                 spend(5 * 10**9)
-                return super().driver_entry(extension, init)
+                return 0
 
-        result, _ = run(catalog_with(SlowEntry), registry={"DumpFilters": ["slowentry.sys"]}, engine={"watchdog": "1 s"})
-        assert result.status == "hung"
-        assert result.message.startswith("slowentry.sys did not return from driver_entry within the watchdog period (1 s")
+        result, trace = run(catalog_with(SlowEntry), registry={"DumpFilters": ["slowentry.sys"]}, engine={"watchdog": "1 s"})
+        assert result.status == "stack_init_failed"
+        assert result.filters[0].load_error == (
+            "driver_entry did not return within the watchdog period (1 s of simulated time; it charged 5 s), so it "
+            "counts as a failed DriverEntry (on Windows the machine would hang here)"
+        )
+        entry = trace.records[0]
+        assert (entry["event"], entry["dur_ns"], entry["status"]) == ("driver_entry", 10**9, "STATUS_UNSUCCESSFUL")
 
     def test_a_slow_fault_that_reaches_the_watchdog_is_hung(self) -> None:
         """An injected slow_filter delay that takes a call to the watchdog period makes it hang."""

@@ -196,14 +196,18 @@ class WatchdogExpired(Exception):
         request: the request number involved, if any.
         waited_ns: how long, in simulated time, the call is charged: the watchdog period (the
             call is cut at the deadline), 0 for a deadlock.
+        within: "within the watchdog period (1 s of simulated time ...)", for messages.
     """
 
-    def __init__(self, layer: str | None, event: str | None, request: int | None, waited_ns: SimTime, detail: str) -> None:
+    def __init__(
+        self, layer: str | None, event: str | None, request: int | None, waited_ns: SimTime, detail: str, within: str = ""
+    ) -> None:
         super().__init__(detail)
         self.layer = layer
         self.event = event
         self.request = request
         self.waited_ns = waited_ns
+        self.within = within
 
 
 class _PluginTimeout(BaseException):
@@ -312,6 +316,8 @@ class Engine:
         self.trace: TraceSink | None = None
         self.interrupted = False
         """A real SIGINT (Ctrl-C) arrived during the run: a KeyboardInterrupt is then the user's, not a plugin's."""
+        self.trace_until_ns: SimTime | None = None
+        """Calls that start after this instant are not traced: the power failed then, and they never ran."""
         self._seq = 0
         self._done = False
         self._scope: trio.CancelScope | None = None
@@ -324,6 +330,8 @@ class Engine:
         self._suspended = False
         self._calls = 0
         self._call_task: trio.lowlevel.Task | None = None
+        self._call_scope: trio.CancelScope | None = None
+        """The task and the scope of the call that is suspended (the watchdog and the guard stop it there)."""
         # Wall-clock guard hand-shake (see _WallClockGuard).
         self._guard: _WallClockGuard | None = None
         self._suspect = False
@@ -360,7 +368,7 @@ class Engine:
         detail: dict[str, object] | None = None,
     ) -> None:
         """Send one record to the trace, if one is attached (callers test ``engine.trace``)."""
-        if self.trace is not None:
+        if self.trace is not None and (self.trace_until_ns is None or t_ns <= self.trace_until_ns):
             self.trace.emit(t_ns, self.next_seq(), layer, event, dur_ns, request, offset, length, dump_type, status, detail)
 
     # -- calls of plugin code --------------------------------------------------------------
@@ -500,13 +508,14 @@ class Engine:
         req = f" on request #{request}" if request is not None else ""
         period = format_ns(self.watchdog_ns)
         charged = f"; it charged {format_ns(ran)}" if ran is not None and ran > self.watchdog_ns else ""
+        within = f"within the watchdog period ({period} of simulated time{charged})"
         return WatchdogExpired(
             layer,
             event,
             request,
             self.watchdog_ns,
-            f"{layer} did not return from {event}{req} within the watchdog period ({period} of simulated time{charged}); "
-            "on Windows the machine would hang here",
+            f"{layer} did not return from {event}{req} {within}; on Windows the machine would hang here",
+            within,
         )
 
     def spoil(self, reason: str) -> None:
@@ -549,7 +558,7 @@ class Engine:
         call = self._calls
         scope.deadline = (self.now_ns + self.watchdog_ns) / NS_PER_S
         meter.awaited = 0
-        self._call_task = trio.lowlevel.current_task()
+        self._call_task, self._call_scope = trio.lowlevel.current_task(), scope
         self._suspended = True  # before _meter: the guard must never see this call "executing" here
         self._meter = meter
         failure: BaseException | None = None
@@ -562,7 +571,7 @@ class Engine:
             scope.deadline = math.inf
             self._meter = None
             self._suspended = False
-            self._call_task = None
+            self._call_task = self._call_scope = None
         dur = meter.ns + meter.awaited
         meter.awaited = 0
         if self.interrupted and isinstance(failure, KeyboardInterrupt | BaseExceptionGroup):
@@ -597,11 +606,11 @@ class Engine:
 
     def _cancel_stuck(self, call: int) -> None:
         """Run in trio's thread by the guard: stop call *call* if it is still awaiting."""
-        meter = self._meter
-        if self._calls == call and meter is not None and meter.scope is not None:
+        scope = self._call_scope
+        if self._calls == call and self._meter is not None and scope is not None:
             self._stop_call = call
-            meter.scope.cancel()
-            self._unshield(meter.scope)
+            scope.cancel()
+            self._unshield(scope)
 
     def _unshield(self, outer: trio.CancelScope) -> None:
         """
@@ -646,8 +655,8 @@ class Engine:
                 if clock.idle_at_ns == round(deadline * NS_PER_S):
                     self._fail("deadlock: every layer is waiting and none can proceed; " + self.describe_state())
                     return
-            elif meter.scope is not None and meter.ns + meter.awaited >= self.watchdog_ns and meter.scope.cancel_called:
-                self._unshield(meter.scope)  # cut at its deadline, and still waiting: it shields itself
+            elif (scope := self._call_scope) is not None and meter.ns + meter.awaited >= self.watchdog_ns and scope.cancel_called:
+                self._unshield(scope)  # cut at its deadline, and still waiting: it shields itself
 
     def _fail(self, detail: str) -> None:
         self.failure = WatchdogExpired(None, None, None, 0, detail)

@@ -32,9 +32,11 @@ Rules and their outcomes (fact sheet §1.6-§1.7; each is named in the result):
   the exception (assumption). In ``driver_entry`` (or the filter's ``__init__``) it counts as a
   failed DriverEntry. A real Ctrl-C and trio's ``Cancelled`` are not the plugin's: they propagate.
 * A call that runs for ``[engine] watchdog`` of simulated time or longer (spent, awaited or
-  both) is ``hung``: it is cut at its start + the watchdog period, charged that period, and the
-  run ends there, naming the filter, callback and request. A call the wall-clock guard stops
-  ends the run as ``wall_clock_limit``.
+  both) is cut at its start + the watchdog period and charged that period. A crash-mode
+  callback cut so makes the run ``hung`` there, naming the filter, callback and request (no
+  trace record: it returned no status); a cut ``driver_entry`` is a failed DriverEntry, a cut
+  ``dump_unload`` an error in the result. A call the wall-clock guard stops ends the run as
+  ``wall_clock_limit`` (no trace record either).
 * The declarations ``write_cost`` and ``special_requests`` are asked in every mode (so a broken
   one fails a run the same way batched or not): raising is ``filter_crashed``, returning
   something that is not a cost (or a set of request numbers) is ``filter_violation``. In batched
@@ -130,8 +132,12 @@ class FilterLayer:
         """
         Create the filter and call its ``driver_entry``; return True when the filter is loaded.
 
+        A DriverEntry the watchdog cuts (it ran for the watchdog period or longer) counts as a
+        failed one, as an exception does: it is charged the period and the stack goes on without
+        the filter, or fails if the filter is critical.
+
         Raises:
-            FatalCall: DriverEntry hung (the watchdog) or was stopped by the wall-clock guard.
+            FatalCall: the wall-clock guard stopped it.
         """
         engine = self.engine
         self.attempted = True
@@ -149,11 +155,13 @@ class FilterLayer:
             where = "driver_entry" if self.filter is not None else "creating the filter (its __init__)"
             self.load_error = f"{where} raised {failed}"
             dur = failed.dur_ns
-        except WatchdogExpired as hung:
-            self._end_driver_entry(t0, hung.waited_ns, None)
-            raise FatalCall("hung", str(hung)) from None
-        except CallStopped as stopped:
-            self._end_driver_entry(t0, 0, None)
+        except WatchdogExpired as hung:  # cut at the deadline, it returned no success: a failed DriverEntry
+            self.load_error = (
+                f"driver_entry did not return {hung.within}, so it counts as a failed DriverEntry "
+                "(on Windows the machine would hang here)"
+            )
+            dur = hung.waited_ns
+        except CallStopped as stopped:  # no record: the run simulates nothing after it
             raise FatalCall("wall_clock_limit", str(stopped)) from None
         finally:
             CpuMeter.deactivate(token)
@@ -171,10 +179,11 @@ class FilterLayer:
         if self.load_error is None and not status_ok(status):
             self.load_error = f"driver_entry returned {status_name(status)}"
         elif self.load_error is None and status != NtStatus.SUCCESS:
-            if self.init.critical:
+            if self.init.critical:  # crashdmp's verdict is the status the result and the trace show
                 self.load_error = (
                     f"driver_entry returned {status_name(status)}; a critical filter must return STATUS_SUCCESS exactly [DOC S1]"
                 )
+                status = NtStatus.UNSUCCESSFUL
             else:
                 self.warnings.append(
                     f"{self.name}: driver_entry returned {status_name(status)}, a success code other than "
@@ -207,23 +216,29 @@ class FilterLayer:
         """
         Call ``dump_unload`` (outside crash mode) if the filter provided it.
 
+        Dump_Unload runs at normal IRQL, not in crash mode: an exception, or a call the watchdog
+        cuts, is an error in the result and the unload goes on.
+
         Raises:
-            FatalCall: it hung or was stopped by the wall-clock guard (an error is only recorded).
+            FatalCall: the wall-clock guard stopped it.
         """
         callback = self.init.dump_unload
         if not self.loaded or callback is None:
             return
         t0 = self.engine.now_ns
         self.meter.activate()
+        previous = self.meter.scope  # the layer task's, if it runs already
         with trio.CancelScope() as scope:  # the watchdog's per-call deadline, should it await
             self.meter.scope = scope
-            status, dur, error, fault = await self._call("dump_unload", None, callback, self.extension)
+            try:
+                status, dur, error, fault = await self._call("dump_unload", None, callback, self.extension)
+            finally:
+                self.meter.scope = previous
+        if error is not None and fault == "wall_clock_limit":
+            raise FatalCall(fault, error)
         self.engine.advance(dur)
         if self.engine.trace is not None:
-            shown = None if fault in _STOPPING and error is not None else status_name(status)
-            self.engine.emit(t0, self.name, "dump_unload", dur, dump_type=self.dump_type, status=shown)
-        if error is not None and fault in _STOPPING:
-            raise FatalCall(fault, error)
+            self.engine.emit(t0, self.name, "dump_unload", dur, dump_type=self.dump_type, status=status_name(status))
         if error is not None:
             self._note_error("dump_unload", error)
         elif not status_ok(status):
@@ -318,7 +333,9 @@ class FilterLayer:
                 if request is not None and error is None:
                     request.upstream_ns += dur
                 record(dur)
-                if engine.trace is not None:
+                if engine.trace is not None and not (error is not None and fault in _STOPPING):
+                    # (a call cut by the watchdog or stopped by the guard returned no status: no record;
+                    # crashdmp's dump_failed follows at its start + the time it is charged)
                     at: tuple[int | None, int | None, int | None]
                     if request is None:
                         at = None, None, None
@@ -326,17 +343,7 @@ class FilterLayer:
                         at = request.number, request.offset, request.length
                     else:  # what the filter did to the request may not even be numbers
                         at = number, *self._shown(request, offset_in, length_in)
-                    engine.emit(
-                        t0,
-                        name,
-                        event,
-                        dur,
-                        at[0],
-                        at[1],
-                        at[2],
-                        self.dump_type,
-                        None if error is not None and fault in _STOPPING else status_name(status),
-                    )
+                    engine.emit(t0, name, event, dur, at[0], at[1], at[2], self.dump_type, status_name(status))
                 if error is not None:
                     op.error = error if fault in _STOPPING else f"{name}: {error}"
                     op.fault = fault
