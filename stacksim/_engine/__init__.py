@@ -64,6 +64,8 @@ T = TypeVar("T")
 
 NS_PER_S: Final = 1_000_000_000
 
+_COROUTINE: Final = types.CoroutineType
+
 GUARD_TICKS: Final = 4
 """The wall-clock guard looks at the running call this many times per ``wall_clock_limit``."""
 
@@ -264,8 +266,19 @@ class SimClock(trio.abc.Clock):
         return self._ns()
 
     def current_time(self) -> float:
-        """``trio.current_time()``: the simulated time in seconds."""
-        n = self.read_ns()
+        """``trio.current_time()``: the simulated time in seconds (trio's run loop asks every pass: kept inline)."""
+        engine = self._engine
+        meter = engine._meter
+        if meter is None:
+            n = engine.now_ns
+        elif engine.pipelined:
+            n = self.read_ns()  # raises
+        else:
+            n = engine.now_ns + meter.ns + meter.awaited
+        if n < self._high:
+            n = self._high
+        else:
+            self._high = n
         return self._jump_s if n == self._jump_ns else n / NS_PER_S
 
     def deadline_to_sleep_time(self, deadline: float) -> float:
@@ -328,7 +341,10 @@ class Engine:
         # The call of plugin code in progress (read by the clock and the wall-clock guard).
         self._meter: CpuMeter | None = None
         self._suspended = False
+        self._fresh = False
+        """Set at the start of every call of plugin code; the wall-clock guard clears it when it looks."""
         self._calls = 0
+        """Calls that suspended, counted: which one the guard stops (``_stop_call``)."""
         self._call_task: trio.lowlevel.Task | None = None
         self._call_scope: trio.CancelScope | None = None
         """The task and the scope of the call that is suspended (the watchdog and the guard stop it there)."""
@@ -401,9 +417,8 @@ class Engine:
             CallStopped: the wall-clock guard stopped it.
         """
         meter.ns = 0
-        coro: Any = None
         try:  # plugin code runs only inside this block (the wall-clock guard's exception cannot escape it)
-            self._calls += 1
+            self._fresh = True  # before _meter: the guard reads them in the other order
             self._meter = meter
             try:
                 coro = fn(*args)
@@ -412,7 +427,7 @@ class Engine:
                 if self._suspect:
                     self._settle()
                 raise self._failure(exc, meter.ns) from exc
-            if type(coro) is types.CoroutineType:
+            if type(coro) is _COROUTINE:
                 try:
                     trap = coro.send(None)
                 except StopIteration as stop:
@@ -439,10 +454,10 @@ class Engine:
         except _PluginTimeout:
             self._meter = None
             self._settle_stopped()
-            _close(coro)
+            _close(locals().get("coro"))  # (unset if the guard fired before fn returned)
             raise CallStopped(layer, event, request, self.wall_clock_limit_ns) from None
         self._suspended = False
-        if type(coro) is not types.CoroutineType:
+        if type(coro) is not _COROUTINE:
             if not hasattr(coro, "__await__"):
                 wrong = TypeError(f"callbacks must be coroutine functions (async def); got a plain function returning {coro!r}")
                 raise CallFailed(wrong, meter.ns)
@@ -468,7 +483,7 @@ class Engine:
         watched = meter if meter is not None else CpuMeter()  # a declaration: the guard watches it too
         watched.ns = 0
         try:  # plugin code runs only inside this block
-            self._calls += 1
+            self._fresh = True
             self._meter = watched
             try:
                 result = fn(*args)
@@ -555,6 +570,7 @@ class Engine:
         scope = meter.scope
         if scope is None:
             raise RuntimeError(f"{layer} {event} awaited, but its layer has no cancel scope (CpuMeter.scope)")
+        self._calls += 1
         call = self._calls
         scope.deadline = (self.now_ns + self.watchdog_ns) / NS_PER_S
         meter.awaited = 0
@@ -781,25 +797,27 @@ class _WallClockGuard:
         return fired
 
     def _watch(self) -> None:
-        seen, since = -1, 0.0
+        watching, since = False, 0.0
         tick = max(self.limit / GUARD_TICKS, 0.001)
         engine = self.engine
         while not self._stop.wait(tick):
             with self.lock:
                 engine._suspect = True
-                # Read in the reverse order of the writes (_calls, then _meter; _suspended, then _meter).
+                # Read in the reverse order of the writes (_fresh, then _meter; _suspended, then _meter).
                 meter = engine._meter
-                call, suspended = engine._calls, engine._suspended
                 now = time.monotonic()
-                if meter is None or call != seen:
-                    seen, since = (call if meter is not None else -1), now
+                if meter is None:
+                    watching = False
+                    continue
+                if engine._fresh or not watching:  # a call began since the last look: it runs from now
+                    engine._fresh, watching, since = False, True, now
                     continue
                 if now - since < self.limit:
                     continue
                 since = now  # if it survives this (catches the exception), it is stopped again one limit later
-                if suspended:
+                if engine._suspended:
                     try:
-                        self.token.run_sync_soon(engine._cancel_stuck, call)
+                        self.token.run_sync_soon(engine._cancel_stuck, engine._calls)
                     except trio.RunFinishedError:
                         return
                 elif self._raise is not None:
@@ -862,7 +880,7 @@ def _resume(engine: Engine, coro: Any, trap: object) -> Generator[object, object
 
 def _close(coro: Any) -> None:
     """Close a coroutine the wall-clock guard stopped while it was suspended (its ``finally`` blocks run)."""
-    if type(coro) is types.CoroutineType and coro.cr_frame is not None:
+    if type(coro) is _COROUTINE and coro.cr_frame is not None:
         with contextlib.suppress(BaseException):  # the call is stopped; what its clean-up raises is dropped
             coro.close()
 

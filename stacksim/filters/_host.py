@@ -296,7 +296,7 @@ class FilterLayer:
                 else:
                     mdl_in = request.mdl
                     writes_in, length_in, offset_in = mdl_in.writes, mdl_in.length, request.offset
-                    number, upstream_in, issued_in = request.number, request.upstream_ns, request._issued_ns
+                    number, upstream_in = request.number, request.upstream_ns
                     if self.faults:
                         status, dur, error, fault = await self._call(event, number, callback, ext, request)
                     else:  # the common case, inlined from _call: one coroutine less per write
@@ -314,15 +314,11 @@ class FilterLayer:
                                 or request.offset != offset_in
                                 or request.number != number
                                 or request.count != 1
-                                or request.upstream_ns != upstream_in
-                                or request._issued_ns != issued_in
                             )
                         except AttributeError:  # the MDL replaced by something that is not one, or deleted
                             changed = True
                         if changed:
-                            error = self._check_request(
-                                event, request, mdl_in, (writes_in, length_in, offset_in, number, upstream_in, issued_in)
-                            )
+                            error = self._check_request(event, request, mdl_in, (writes_in, length_in, offset_in, number))
                         elif request.mdl.data is not None and engine.pipelined:
                             # Contents in flight: a filter reusing its buffer for the next write would
                             # overwrite what the layers below have not read yet (one at a time, it can't).
@@ -331,7 +327,7 @@ class FilterLayer:
                             self._compare(request, status, dur, offset_in)
                 engine.now_ns += dur
                 if request is not None and error is None:
-                    request.upstream_ns += dur
+                    request.upstream_ns = upstream_in + dur  # (what a filter wrote there is overwritten)
                 record(dur)
                 if engine.trace is not None and not (error is not None and fault in _STOPPING):
                     # (a call cut by the watchdog or stopped by the guard returned no status: no record;
@@ -549,23 +545,23 @@ class FilterLayer:
             return NtStatus.UNSUCCESSFUL, hung.waited_ns, str(hung), "hung"
         return status, dur, error, fault
 
-    def _check_request(self, event: str, request: Any, mdl_in: Any, before: tuple[int, int, int, int, int, int]) -> str | None:
+    def _check_request(self, event: str, request: Any, mdl_in: Any, before: tuple[int, int, int, int]) -> str | None:
         """
         A request the callback changed: the violation, or None (a legal MDL swap or offset move, warned).
 
-        *before* is (the MDL's write count, length, offset, number, upstream_ns, issued time) before the call.
+        *before* is (the MDL's write count, length, offset, number) before the call. What the filter
+        writes into ``upstream_ns`` is overwritten; the private fields (``_issued_ns``) are off limits.
         """
-        writes_in, length_in, offset_in, number, upstream_in, issued_in = before
+        writes_in, length_in, offset_in, number = before
         mdl = getattr(request, "mdl", None)
         if not isinstance(mdl, Mdl):
             return (
                 f"{event} replaced the MDL of request #{number} with {_short(mdl)}, not an Mdl; a dump filter may only "
                 "point it at a buffer of its own of the same length (ntdddump DUMP_WRITE)"
             )
-        if (request.number, request.count, request.upstream_ns, request._issued_ns) != (number, 1, upstream_in, issued_in):
+        if request.number != number or request.count != 1:
             return (
-                f"{event} changed the simulator's bookkeeping of request #{number} (number, count, upstream_ns or "
-                "issued time); "
+                f"{event} changed the simulator's bookkeeping of request #{number} (its number or count); "
                 "a dump filter sees only the offset and the MDL (ntdddump DUMP_WRITE)"
             )
         if mdl.length != length_in:
