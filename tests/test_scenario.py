@@ -58,7 +58,7 @@ def test_bad_unit_string() -> None:
     """A unit the parser does not know is named with the units it does."""
     [(key, msg)] = problems(merge(BASE, {"disk": {"bandwidth": "3 furlongs/s"}}))
     assert key == "[disk] bandwidth"
-    assert "allowed: B/s, kB/s, MB/s, GB/s" in msg
+    assert "allowed: a size unit per second (B/s, kB/s, MB/s, GB/s" in msg
 
 
 def test_unknown_filter_name() -> None:
