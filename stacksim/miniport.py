@@ -254,19 +254,24 @@ class DumpPort:
         )
 
     def _fault_for(self, number: int, offset: int, length: int, attempt: int) -> int | None:
-        """The first fault (in scenario order) that hits this attempt of write *number*, by index."""
-        best = None
-        for i in self._by_request.get(number, ()):
-            if self.faults[i].hits(number, offset, length, attempt):
-                best = i
-                break
+        """
+        The first fault (in scenario order) that hits this attempt of write *number*, by index.
+
+        Every fault that hits it counts as fired (they all hit the write; the first listed
+        decides its status).
+        """
+        faults = self.faults
+        hits = [i for i in self._by_request.get(number, ()) if faults[i].hits(number, offset, length, attempt)]
         offsets = self._offsets
         if offsets:
             for k in range(bisect.bisect_left(offsets, offset), bisect.bisect_left(offsets, offset + length)):
                 i = self._offset_faults[k]
-                if (best is None or i < best) and self.faults[i].hits(number, offset, length, attempt):
-                    best = i
-        return best
+                if faults[i].hits(number, offset, length, attempt):
+                    hits.append(i)
+        if not hits:
+            return None
+        self.fired.update(hits)
+        return min(hits)
 
     def unfired_faults(self, writes: int, plan_bytes: int) -> list[str]:
         """
@@ -293,7 +298,7 @@ class DumpPort:
                 where = f"{kind} at_offset = {f.at_offset:,}"
                 pos = layout.file_position(f.at_offset)
                 if pos is None:
-                    why = f"no write goes there: the offset is outside the {layout.target} file's disk runs"
+                    why = f"no write goes there: the offset is outside the {layout.target}'s disk runs"
                 elif pos >= plan_bytes:
                     why = f"past the end of the dump (file offset {pos:,}; the dump fills the first {plan_bytes:,} bytes)"
                 else:
@@ -342,7 +347,6 @@ class DumpPort:
         if self.faults:
             hit = self._fault_for(request.number, offset, length, request.attempt)
             if hit is not None:
-                self.fired.add(hit)
                 fault = self.faults[hit]
         if fault is not None and fault.action == "timeout":
             self._timed_out(op, t0, t1, overhead, "device_timeout fault")

@@ -347,6 +347,13 @@ Fault = Annotated[
 ]
 
 
+_FAULT_KINDS = frozenset(
+    k
+    for m in (DeviceErrorFault, DeviceTimeoutFault, PowerLossFault, FilterFault, SlowFilterFault)
+    for k in m.model_fields["kind"].annotation.__args__  # type: ignore[union-attr]
+)
+
+
 class EngineSection(BaseModel):
     """``[engine]``: simulator settings."""
 
@@ -522,6 +529,8 @@ def _problems(exc: ValidationError, model: type[BaseModel], prefix: tuple[int | 
     out = []
     for err in exc.errors(include_url=False):
         loc = prefix + tuple(err["loc"])
+        if len(loc) > 2 and loc[0] == "faults" and isinstance(loc[1], int) and loc[2] in _FAULT_KINDS:
+            loc = loc[:2] + loc[3:]  # the fault's kind, which pydantic adds to the path, is not a key
         msg = str(err["msg"])
         kind = err["type"]
         if kind == "extra_forbidden":
