@@ -1,7 +1,7 @@
 """
 Engine benchmark: stacksim request mode, stacksim batched mode, SimPy and a heapq loop, side by side.
 
-The model is the one in ``shared/perf-notes.md``: a producer (the dump driver) sends R writes of
+The model is the one in ``docs/explanation/sources.md`` (engine measurements): a producer (the dump driver) sends R writes of
 64 KiB through three filters that each cost 2 µs to a device that takes 20 µs + 64 KiB / 3 GB/s,
 one request at a time (QD1, the crash path). Every engine must produce the same simulated time;
 the script checks that, then prints requests/s and ratios measured in this one run, and a

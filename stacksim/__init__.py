@@ -4,6 +4,7 @@ stacksim: simulate the Windows crash-dump and hibernation I/O path in virtual ti
 Layering (each layer imports only the layers below it, never the reverse, never skipping):
 
     cli            command line: run, sweep, replay, check, validate, devices, filters
+    summary        what the terminal shows: the run summary, the device and filter tables
     sweep          grids of runs on an Executor (process pool, Dask)
     check          invariant checker over trace files (imports nothing from the simulator)
     simulate       stack builder: scenario -> engine, layers, channels -> RunResult
@@ -18,6 +19,9 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     units          quantities with units
     _engine/       virtual clock, CPU accounting, sequence numbers, watchdog, queued
                    pipelines (knows no layer; uses only metrics and trace)
+
+Source keys cited in the code (``[DOC S7]``) and the sections of the research notes it cites
+(``fact sheet §1.6``) are listed in ``docs/explanation/sources.md``.
 """
 
 from __future__ import annotations

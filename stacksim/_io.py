@@ -8,11 +8,19 @@ once, before a byte is read), and the file must not exceed the cap for its kind
 in microseconds instead of hanging. :func:`decode_text` accepts a UTF-8 byte-order mark and names
 any other encoding problem.
 
-**Writing** (:func:`atomic_writer`, :func:`check_outputs`): an output replaces its target only
+**Parsing** (:func:`parse_toml`, :func:`parse_json`, :func:`check_depth`): what the parsers
+cannot take is an :class:`InputError`, not a traceback: an integer beyond Python's 4,300-digit
+conversion limit (named with its line), nesting deep enough to exhaust the recursion limit, NaN
+and infinities in JSON, and any nesting deeper than :data:`MAX_DEPTH` levels.
+
+**Writing** (:func:`check_outputs`, :func:`atomic_writer`, :func:`open_append`): outputs are
+checked before anything runs: each must be in an existing folder where a file can be created,
+must not exist as anything but a writable regular file (a device node, FIFO, socket, directory,
+read-only or immutable file is refused: stdout is written with ``-``), must not be one of the
+run's inputs, and no two outputs may name the same file. An output replaces its target only
 when the whole file was written (a temporary file beside it, renamed at the end; removed on any
-exception, Ctrl-C and SIGTERM included). It refuses a target that exists and is not a regular
-file (a device node, FIFO, socket or directory: stdout is written with ``-``), two outputs of one
-run that name the same file, and an output that is one of the run's inputs.
+exception, Ctrl-C and SIGTERM included). A resumable output (a sweep's results) is appended in
+place, opened so that a FIFO or device is refused without blocking.
 
 **Showing** (:func:`terminal_safe`, :func:`shorten`): text that came from input is escaped before
 it reaches a terminal (control and bidirectional-override characters become ``\xNN`` /
@@ -26,22 +34,32 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
+import re
 import stat
+import sys
 import tempfile
+import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, BinaryIO, Final
+from typing import IO, Any, BinaryIO, Final
 
 __all__ = [
     "INPUT_LIMITS",
+    "MAX_DEPTH",
     "CappedReader",
     "InputError",
     "OutputError",
     "atomic_writer",
+    "check_depth",
     "check_outputs",
     "decode_text",
+    "open_append",
     "open_input",
+    "parse_json",
+    "parse_toml",
     "read_input",
     "shorten",
     "terminal_safe",
@@ -197,6 +215,123 @@ def decode_text(raw: bytes, path: str | Path, what: str) -> str:
         ) from None
 
 
+# -- parsing ---------------------------------------------------------------------------------
+
+MAX_DEPTH: Final = 64
+"""The deepest nesting of tables and arrays stacksim accepts in parsed input (the root table is level 1).
+
+A scenario needs 5 levels (``[filters."x.sys"]`` holding a list of tables); 64 leaves room for
+plugin configurations and stays far from Python's recursion limit, which a deeper structure
+would hit in validation and copying."""
+
+_LONG_INT: Final = re.compile(r"[0-9][0-9_]{4000,}")
+
+
+class _NotFinite(ValueError):
+    """A JSON number that is NaN or infinite (``NaN``, ``Infinity``, ``1e400``)."""
+
+
+def _where(path: tuple[object, ...]) -> str:
+    """A key path as ``a.b[0][1]``: the first six steps, then an ellipsis."""
+    out = "".join(f"[{p}]" if isinstance(p, int) else f".{shorten(str(p), 40)}" for p in path[:6]).removeprefix(".")
+    return terminal_safe(out + "…" if len(path) > 6 else out or "the top level")
+
+
+def check_depth(data: object, name: str, limit: int = MAX_DEPTH) -> None:
+    """
+    Refuse *data* (parsed TOML or JSON) if its tables and arrays nest deeper than *limit* levels.
+
+    The walk is iterative, so a structure too deep for Python's recursion limit is measured, not
+    crashed on. *name* is the file as shown in the message.
+
+    Raises:
+        InputError: naming the file, the key path where the limit is crossed and the limit.
+    """
+    stack: list[tuple[object, int, tuple[object, ...]]] = [(data, 1, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        if isinstance(node, dict):
+            items: Iterable[tuple[object, object]] = node.items()
+        elif isinstance(node, list):
+            items = enumerate(node)
+        else:
+            continue
+        if depth > limit:
+            raise InputError(
+                f"{name}: tables and arrays are nested more than {limit} levels deep (at {_where(path)}); "
+                f"stacksim accepts at most {limit}"
+            )
+        stack.extend((v, depth + 1, (*path, k)) for k, v in items if isinstance(v, dict | list))
+
+
+def _parse_failure(exc: BaseException, text: str, name: str, what: str) -> InputError:
+    """The message for a parser failure that is not a syntax error: a huge integer or deep nesting."""
+    if isinstance(exc, RecursionError):
+        return InputError(
+            f"{name}: the {what} file nests tables or arrays too deeply to be read; stacksim accepts at most {MAX_DEPTH} levels"
+        )
+    if isinstance(exc, _NotFinite):
+        return InputError(f"{name}: the {what} file holds the number {shorten(str(exc), 40)}; numbers must be finite")
+    long = _LONG_INT.search(text)
+    if long is not None:
+        line = text.count("\n", 0, long.start()) + 1
+        digits = sum(c.isdigit() for c in long.group())
+        return InputError(
+            f"{name}: line {line:,} holds an integer of {digits:,} digits; "
+            f"stacksim reads integers of at most {sys.get_int_max_str_digits():,} digits (and accepts far fewer)"
+        )
+    return InputError(f"{name}: the {what} file cannot be read: {terminal_safe(shorten(str(exc), 200))}")
+
+
+def parse_toml(text: str, path: str | Path, what: str) -> dict[str, Any]:
+    """
+    Parse TOML *text* read from *path*, refusing what the parser cannot take and nesting beyond :data:`MAX_DEPTH`.
+
+    Raises:
+        InputError: a syntax error (with tomllib's line and column), an integer too long for
+            Python to convert, nesting too deep for the parser or beyond the limit.
+    """
+    name = _describe(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{name}: not valid TOML: {terminal_safe(shorten(str(exc), 200))}") from None
+    except (ValueError, RecursionError) as exc:
+        raise _parse_failure(exc, text, name, what) from None
+    check_depth(data, name)
+    return data
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _no_constant(text: str) -> float:
+    raise _NotFinite(text)
+
+
+def parse_json(text: str, path: str | Path, what: str, limit: int = MAX_DEPTH) -> Any:
+    """
+    Parse JSON *text* read from *path*; NaN, infinities and nesting beyond *limit* levels are refused.
+
+    Raises:
+        InputError: not JSON (with the line and column), an integer too long for Python to
+            convert, a non-finite number, nesting too deep.
+    """
+    name = _describe(path)
+    try:
+        data = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{name}: not a JSON {what} file: {exc.msg} (line {exc.lineno:,}, column {exc.colno:,})") from None
+    except (ValueError, RecursionError) as exc:
+        raise _parse_failure(exc, text, name, what) from None
+    check_depth(data, name, limit)
+    return data
+
+
 # -- output ------------------------------------------------------------------------------------
 
 
@@ -209,52 +344,86 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _missing_part(path: Path) -> Path:
+    """The first folder of *path*'s parents that does not exist (or is not a folder)."""
+    parts = path.parent.parts
+    for n in range(1, len(parts) + 1):
+        part = Path(*parts[:n])
+        if not part.is_dir():
+            return part
+    return path.parent
+
+
+def _check_folder(flag: str, name: str, parent: Path) -> None:
+    """*parent* exists, is a folder, and a file can be created in it (probed with a file removed at once)."""
+    try:
+        pst = os.stat(parent)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            missing = _missing_part(parent / "x")
+            detail = "" if missing == parent else f" ({_describe(missing)} does not exist)"
+            raise OutputError(f"{flag} {name}: the folder {_describe(parent)} does not exist{detail}; create it first") from None
+        raise OutputError(f"{flag} {name}: the folder {_describe(parent)} cannot be used: {_os_reason(exc)}") from None
+    if not stat.S_ISDIR(pst.st_mode):
+        raise OutputError(f"{flag} {name}: {_describe(parent)} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".stacksim-probe.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        reason = "it does not accept new files" if exc.errno == errno.ENOENT else _os_reason(exc)
+        raise OutputError(f"{flag} {name}: cannot create a file in the folder {_describe(parent)}: {reason}") from None
+    try:
+        os.close(fd)
+    finally:
+        os.unlink(probe)
+
+
 def check_outputs(outputs: Iterable[tuple[str, Path | None]], inputs: Iterable[Path] = ()) -> None:
     """
     Refuse output paths that cannot be written or would destroy something, before anything runs.
 
     *outputs* are ``(flag, path)`` pairs (``None`` or ``-``: not a file). Each must be in an
-    existing directory, must not exist as anything but a regular file, must not be one of
-    *inputs*, and no two may name the same file.
+    existing folder where a file can be created, must not exist as anything but a writable
+    regular file (a device node, FIFO, socket, folder, read-only or immutable file is refused),
+    must not be one of *inputs* (compared by device and inode, so a symlink or hard link to an
+    input is caught too), and no two may name the same file.
 
     Raises:
         OutputError: naming the flag, the path and the reason.
     """
     seen: dict[tuple[int, int] | str, str] = {}
-    ins = {ident: p for p in inputs if (ident := _identity(p)) is not None}
-    ins_real = {os.path.realpath(p): p for p in inputs}
+    inputs = list(inputs)
+    ins = {ident for p in inputs if (ident := _identity(p)) is not None}
+    ins_real = {os.path.realpath(p) for p in inputs}
     for flag, path in outputs:
         if path is None or str(path) == "-":
             continue
         name = _describe(path)
-        parent = path.parent if str(path.parent) else Path(".")
         try:
             st = os.stat(path)
         except FileNotFoundError:
             st = None
         except OSError as exc:
+            if exc.errno == errno.ENOTDIR:
+                _check_folder(flag, name, path.parent)
             raise OutputError(f"{flag} {name}: cannot be written: {_os_reason(exc)}") from None
-        if st is None:
-            try:
-                pst = os.stat(parent)
-            except OSError as exc:
-                reason = "does not exist" if exc.errno == errno.ENOENT else _os_reason(exc)
-                raise OutputError(f"{flag} {name}: the folder {_describe(parent)} {reason}; create it first") from None
-            if not stat.S_ISDIR(pst.st_mode):
-                raise OutputError(f"{flag} {name}: {_describe(parent)} is not a folder")
-        elif stat.S_ISDIR(st.st_mode):
+        if st is not None and stat.S_ISDIR(st.st_mode):
             raise OutputError(f"{flag} {name}: is a folder; give a file name")
-        elif not stat.S_ISREG(st.st_mode):
+        if st is not None and not stat.S_ISREG(st.st_mode):
             raise OutputError(
                 f"{flag} {name}: is {_kind(st.st_mode)}; stacksim writes output only to regular files (use - for stdout)"
             )
-        key: tuple[int, int] | str = (st.st_dev, st.st_ino) if st is not None else os.path.realpath(path)
-        if key in ins or (isinstance(key, str) and key in ins_real):
+        real = os.path.realpath(path)
+        key: tuple[int, int] | str = (st.st_dev, st.st_ino) if st is not None else real
+        if key in ins or real in ins_real:
             raise OutputError(f"{flag} {name}: is an input of this run; writing it would destroy the input")
-        if key in seen:
-            raise OutputError(f"{flag} {name}: is also the {seen[key]} output; give each output its own file")
+        if key in seen or real in seen:
+            raise OutputError(f"{flag} {name}: is also the {seen.get(key) or seen[real]} output; give each output its own file")
+        if st is not None and not os.access(path, os.W_OK):
+            raise OutputError(f"{flag} {name}: is read-only (or immutable); stacksim does not replace it")
+        # the folder the file will be created in: the link's target's for a symlink, else as the user wrote it
+        _check_folder(flag, name, Path(real).parent if st is not None or path.is_symlink() else path.parent)
         seen[key] = flag
-        seen[os.path.realpath(path)] = flag
+        seen[real] = flag
 
 
 @contextlib.contextmanager
@@ -265,10 +434,11 @@ def atomic_writer(path: str | Path, *, flag: str = "output") -> Iterator[IO[str]
     On any exception (Ctrl-C and SIGTERM included) the temporary file is removed and *path* is
     untouched, so a reader never sees a half-written result or trace. A symlink is followed:
     the file it points to is replaced and the link stays. A target that exists and is not a
-    regular file is refused.
+    regular file is refused. A full disk or an I/O error while writing is an :class:`OutputError`.
 
     Raises:
-        OutputError: the target is not a regular file, or its folder cannot be written.
+        OutputError: the target is not a regular file, its folder cannot be written, the disk
+            is full, or the rename fails.
     """
     target = Path(os.path.realpath(path))
     name = _describe(path)
@@ -285,8 +455,13 @@ def atomic_writer(path: str | Path, *, flag: str = "output") -> Iterator[IO[str]
     except OSError as exc:
         raise OutputError(f"{flag} {name}: cannot be written in {_describe(target.parent)}: {_os_reason(exc)}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
-            yield stream
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
+                yield stream
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            raise OutputError(f"{flag} {name}: writing failed: {_os_reason(exc)}") from None
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         try:
             os.replace(tmp, target)
@@ -296,6 +471,41 @@ def atomic_writer(path: str | Path, *, flag: str = "output") -> Iterator[IO[str]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+_WRITE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
+"""OSErrors that, raised while an output is written, are the output's fault (disk full, I/O error)."""
+
+
+@contextlib.contextmanager
+def open_append(path: str | Path, *, flag: str = "output") -> Iterator[IO[str]]:
+    """
+    Open *path* to append text to it in place (created if missing), refusing anything but a regular file.
+
+    For outputs that are resumable by design (a sweep's results file). The file is opened
+    non-blocking and checked on the open descriptor, so a FIFO or device swapped in after
+    :func:`check_outputs` is still refused and never blocks.
+
+    Raises:
+        OutputError: naming the flag, the path and the reason.
+    """
+    name = _describe(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        raise OutputError(f"{flag} {name}: cannot be written: {_os_reason(exc)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OutputError(f"{flag} {name}: is {_kind(st.st_mode)}; stacksim writes output only to regular files")
+        os.set_blocking(fd, True)
+        stream = os.fdopen(fd, "a", encoding="utf-8", newline="")
+    except BaseException:
+        os.close(fd)
+        raise
+    with stream:
+        yield stream
 
 
 def _umask() -> int:

@@ -1,246 +1,1348 @@
 """
-An invariant checker that reads only a trace file and judges it against the dump path's rules.
+An invariant checker that reads only a trace file and trusts nothing in it.
 
 It is written independently of the simulator: it imports nothing from it and knows only the
-trace format (``docs/reference/trace-format.md``). Every test run and ``stacksim check
+trace format (``docs/reference/trace-format.md``). It does not take the trace's word for
+anything either: every record is checked against the others (the port's write against what the
+filters handed down, the device's write against the port's, the dump context's filter list
+against the DriverEntry records, the end of the dump against the bytes that were written), so
+deleting, adding or editing a record breaks a rule. Every test run and ``stacksim check
 TRACE.jsonl`` apply these rules:
 
-``order``            records are sorted by (t_ns, seq) and seq numbers are unique
+``format``           every line is one JSON object with exactly the trace fields, each of its type
+                     (integers 0 to 2**63 - 1, never a bool or a float), null exactly where the event
+                     has no such field, at most :data:`MAX_LINE_BYTES` long, UTF-8, ending in a newline;
+                     the dump_context's detail has exactly its documented keys and types
+``order``            seq numbers go 1, 2, 3, ... (no record missing, none repeated) and records are
+                     sorted by (t_ns, seq)
+``structure``        the skeleton of a dump: boot records (DriverEntry), exactly one bugcheck or
+                     hibernate record, (crash) the integrity check, one dump_context before dump_start,
+                     port_init and the first write, writes numbered 1, 2, ... (a retry repeats its
+                     number, at the same offset and length), dump_finish and the flush after the last
+                     write, and exactly one dump_complete or dump_failed, last
+``layers``           every record comes from a layer that is there: crashdmp, miniport, device, or a
+                     filter whose DriverEntry succeeded in that stack and that was not unloaded since,
+                     recording only callbacks the dump context lists for it; the dump context lists
+                     exactly the filters loaded in the active stack, in load order
+``device``           the port writes the offset the last filter handed down and the length crashdmp
+                     issued; its write is followed at once by the device's write of the same request at
+                     partition_offset + that offset, same length, starting when the port submitted it
+                     (or by a poll_timeout, or by a dump_failed before that instant: the power
+                     failed); write_complete reports the port's offset and length when the device finished
+``outcome``          dump_complete only after every write completed, the flush, and exactly dump_bytes
+                     written; a dump_failed right after the event only when no stack was loaded or a
+                     DriverEntry failed
 ``qd1``              one request outstanding: a write is issued only after the previous one
                      completed, and the dump port starts a command only after the device finished
                      the previous one (crash mode is polled and synchronous [DOC S13])
-``placement``        every write the port sends is sector aligned, at most MaxPagesPerWrite pages,
-                     inside one disk run of the target file, and no two writes overlap
+``placement``        every write crashdmp issues, the port sends and the device performs is sector
+                     aligned and inside one disk run of the target file (the device's shifted by
+                     partition_offset, and within the disk), the port's at most MaxPagesPerWrite pages,
+                     and no two completed writes overlap on the disk
 ``start_finish``     every loaded filter's dump_start precedes the first write; its dump_finish
-                     follows the last completion [DOC S6, S8]
+                     follows the last completion [DOC S6, S8]; each is called once
 ``filter_order``     for every request, the filters' dump_write calls come in registry order, each
                      once, before the port's write
-``frozen_stack``     after the bugcheck no layer outside the dump path (crashdmp, the loaded
-                     filters, miniport, device) records anything: the normal stack is frozen
-``dump_type``        records from the dump path carry the dump type of their stack (crash dump
-                     stack: crashdump; hibernation stack: hibernation)
+``frozen_stack``     after hibernation starts, the crash dump stack loaded at boot records nothing
+``dump_type``        every record carries the dump type of its stack (before the event and in a crash:
+                     crashdump; after the start of hibernation: hibernation)
+
+It streams: one pass over the file, holding only what the rules need (the state of the request in
+flight, the loaded filters, the disk runs, and the bytes written so far as merged extents), and at
+most :data:`SHOWN_PER_RULE` violations per rule ("... and N more" counts the rest).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections import defaultdict
+import reprlib
+from array import array
+from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
-__all__ = ["RULES", "Violation", "check_records", "check_trace_file"]
+import orjson
 
-RULES = ("order", "qd1", "placement", "start_finish", "filter_order", "frozen_stack", "dump_type")
+__all__ = [
+    "FIELDS",
+    "MAX_LINE_BYTES",
+    "RULES",
+    "SHOWN_PER_RULE",
+    "Violation",
+    "check_records",
+    "check_stream",
+    "check_trace_file",
+]
+
+RULES: Final = (
+    "format",
+    "order",
+    "structure",
+    "layers",
+    "device",
+    "outcome",
+    "qd1",
+    "placement",
+    "start_finish",
+    "filter_order",
+    "frozen_stack",
+    "dump_type",
+)
+
+FIELDS: Final = ("t_ns", "seq", "layer", "event", "dur_ns", "request", "offset", "length", "dump_type", "status", "detail")
+"""The keys of every record (the checker's own copy of the trace format)."""
+
+MAX_LINE_BYTES: Final = 16 * 2**20
+"""The longest line read, in bytes (a dump_context with some 600,000 disk runs); longer lines are ``format`` violations."""
+
+SHOWN_PER_RULE: Final = 20
+"""Violations kept per rule; the rest are counted."""
+
+INT_LIMIT: Final = 2**63
+"""Every integer in a record is below this (int64)."""
+
+CHUNK_BYTES: Final = 2**20
+"""How much of the file is read at a time."""
+
+_SAFE_BYTES: Final = 512
+_SAFE_BRACKETS: Final = 64
+"""orjson 3.8 has no nesting limit (it overflows the C stack on some 100,000 levels): a line of more
+than _SAFE_BYTES with more than _SAFE_BRACKETS brackets is parsed by the stdlib parser instead,
+which counts its depth and raises RecursionError."""
+
+PAGE: Final = 4096
+BOM: Final = b"\xef\xbb\xbf"
 
 Record = dict[str, Any]
 
+_FIELD_SET: Final = frozenset(FIELDS)
+_FIELD_LIST: Final = list(orjson.loads(orjson.dumps(dict.fromkeys(FIELDS))))
+"""FIELDS as orjson's own key strings: it caches keys, so comparing a parsed record's keys with these is an identity test."""
+_CORE: Final = frozenset({"crashdmp", "miniport", "device"})
+_STACKS: Final = ("crashdump", "hibernation")
+_REQUEST_EVENTS: Final = frozenset(
+    {"issue_write", "write_failed", "write_complete", "dump_write", "miniport_write", "poll_timeout", "device_write"}
+)
+_FILTER_EVENTS: Final = frozenset({"driver_entry", "dump_start", "dump_write", "dump_finish", "dump_unload"})
+_CALLBACKS: Final = frozenset({"dump_start", "dump_write", "dump_finish", "dump_unload", "dump_read"})
+_CONTEXT_KEYS: Final = (
+    "event",
+    "target",
+    "partition_offset",
+    "runs",
+    "max_pages_per_write",
+    "sector_size",
+    "filters",
+    "disk_size",
+    "dump_bytes",
+)
+_TARGETS: Final = frozenset({"pagefile", "dedicated", "hiberfile"})
 
-@dataclass
+# stages of a dump, in the order they happen
+BOOT, EVENT, CHECKED, CONTEXT, STARTED, FINISHING, FLUSHED, ENDED = range(8)
+# the request in flight
+IDLE, ISSUED, PORT, DEVICE_OK, DEVICE_FAILED, DONE, RETRY = range(7)
+
+
+@dataclass(frozen=True, slots=True)
 class Violation:
-    """One broken rule and the records that show it."""
+    """One broken rule: its name, what is wrong, and up to three records that show it (each rendered short)."""
 
     rule: str
     message: str
-    records: list[Record] = field(default_factory=list)
+    records: tuple[str, ...] = ()
 
     def render(self) -> str:
-        """The message and up to three offending records, one per line."""
-        lines = [f"[{self.rule}] {self.message}"]
-        lines += ["    " + json.dumps(r, separators=(",", ":")) for r in self.records[:3]]
-        if len(self.records) > 3:
-            lines.append(f"    … and {len(self.records) - 3} more")
-        return "\n".join(lines)
+        """The message and the records that show it, one per line."""
+        return "\n".join([f"[{self.rule}] {self.message}", *("    " + r for r in self.records[:3])])
+
+
+class _Reader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def check_trace_file(path: str) -> tuple[int, list[Violation]]:
-    """Read a JSONL trace; return (record count, violations). Malformed lines are violations too."""
-    records: list[Record] = []
-    problems: list[Violation] = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(Violation("order", f"line {n} is not JSON: {exc}"))
-                continue
-            if not isinstance(rec, dict) or not {"t_ns", "seq", "layer", "event"} <= set(rec):
-                problems.append(Violation("order", f"line {n} is not a trace record"))
-                continue
-            records.append(rec)
-    return len(records), problems + check_records(records)
+    """Read a JSONL trace; return (record count, violations). Malformed lines are ``format`` violations."""
+    with open(path, "rb") as f:
+        return check_stream(f)
+
+
+def check_stream(stream: _Reader) -> tuple[int, list[Violation]]:
+    """
+    Check the trace read from a binary *stream* (anything with ``read(size)``), in one pass.
+
+    The stream is read in chunks of :data:`CHUNK_BYTES` and split into lines; a line longer than
+    :data:`MAX_LINE_BYTES` is counted, never held. Returns the number of well-formed records and
+    the violations (at most :data:`SHOWN_PER_RULE` per rule, then one that counts the rest).
+    """
+    checker = _Checker()
+    feed = checker.feed_line
+    read = stream.read
+    n = 0
+    carry: list[bytes] = []  # the start of a line that goes on in the next chunk
+    carry_len = 0
+    while chunk := read(CHUNK_BYTES):
+        lines = chunk.split(b"\n")
+        tail = lines.pop()  # after the last newline: b"" when the chunk ends with one
+        if lines and carry_len:
+            head = lines[0]
+            n += 1
+            if carry_len + len(head) > MAX_LINE_BYTES:
+                checker.too_long(n, carry_len + len(head))
+            else:
+                feed(b"".join(carry) + head, n)
+            carry, carry_len = [], 0
+            lines = lines[1:]
+        for raw in lines:  # each shorter than a chunk, so within the cap
+            n += 1
+            feed(raw, n)
+        if tail:
+            carry_len += len(tail)
+            if carry_len <= MAX_LINE_BYTES:
+                carry.append(tail)
+            else:
+                carry = []  # too long already: count its bytes, keep none
+    if carry_len:
+        n += 1
+        if carry_len > MAX_LINE_BYTES:
+            checker.too_long(n, carry_len)
+        else:
+            last = b"".join(carry)
+            checker.bad(n, "does not end with a newline: the file is cut short", last)
+            feed(last, n)  # and check what it holds
+    return checker.finish()
 
 
 def check_records(records: Iterable[Record]) -> list[Violation]:
-    """Apply every rule to *records* (dicts with the trace fields)."""
-    recs = list(records)
-    out: list[Violation] = []
-    out += _order(recs)
-    context = next((r for r in recs if r["event"] == "dump_context"), None)
-    if context is None:
-        return out  # nothing was written: no dump context, no write rules to apply
-    detail = context.get("detail") or {}
-    filters = [f["name"] for f in detail.get("filters", [])]
-    callbacks = {f["name"]: set(f.get("callbacks", [])) for f in detail.get("filters", [])}
-    out += _qd1(recs)
-    out += _placement(recs, detail)
-    out += _start_finish(recs, filters, callbacks)
-    out += _filter_order(recs, [f for f in filters if "dump_write" in callbacks[f]])
-    event = next((r for r in recs if r["layer"] == "crashdmp" and r["event"] in ("bugcheck", "hibernate")), None)
-    if event is not None:
-        out += _frozen(recs, event, set(filters))
-        out += _dump_type(recs, event, set(filters), context.get("dump_type"))
-    return out
+    """Apply every rule to *records* (dicts with the trace fields, in trace order)."""
+    checker = _Checker()
+    for n, rec in enumerate(records, start=1):
+        checker.feed_record(rec, n)
+    return checker.finish()[1]
 
 
-def _order(recs: list[Record]) -> list[Violation]:
-    out = []
-    keys = [(r["t_ns"], r["seq"]) for r in recs]
-    bad = [recs[i] for i in range(1, len(recs)) if keys[i] < keys[i - 1]]
-    if bad:
-        out.append(Violation("order", "records are not sorted by (t_ns, seq)", bad))
-    seen: dict[int, Record] = {}
-    dupes = []
-    for r in recs:
-        if r["seq"] in seen:
-            dupes.append(r)
-        seen[r["seq"]] = r
-    if dupes:
-        out.append(Violation("order", "sequence numbers repeat", dupes))
-    return out
+# -- showing values --------------------------------------------------------------------------
 
 
-def _qd1(recs: list[Record]) -> list[Violation]:
-    out = []
-    outstanding: list[Record] = []
-    device_free = None
-    for r in recs:
-        layer, event = r["layer"], r["event"]
-        if layer == "crashdmp" and event == "issue_write":
-            if outstanding:
-                out.append(
-                    Violation(
-                        "qd1",
-                        f"request {r['request']} issued while {outstanding[0]['request']} is outstanding",
-                        [outstanding[0], r],
-                    )
-                )
-            outstanding = [r]
-        elif layer == "crashdmp" and event in ("write_complete", "write_failed"):
-            outstanding = []
-        elif layer == "miniport" and event == "miniport_write":
-            if device_free is not None and r["t_ns"] < device_free[0]:
-                out.append(
-                    Violation(
-                        "qd1",
-                        f"the port started request {r['request']} before the device finished the previous one",
-                        [device_free[1], r],
-                    )
-                )
-        elif layer == "device" and event == "device_write":
-            device_free = (r["t_ns"] + r["dur_ns"], r)
-    return out
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxstring, _repr.maxother, _repr.maxlong = 2, 40, 40, 40
+_repr.maxlist = _repr.maxdict = _repr.maxtuple = _repr.maxset = 4
 
 
-def _placement(recs: list[Record], detail: dict[str, Any]) -> list[Violation]:
-    out = []
-    runs = [(int(o), int(n)) for o, n in detail.get("runs", [])]
-    sector = int(detail.get("sector_size", 512))
-    limit = int(detail.get("max_pages_per_write", 0)) * 4096
-    latest: dict[int, tuple[int, int, Record]] = {}  # a retried request rewrites its own bytes
-    for r in recs:
-        if r["layer"] != "miniport" or r["event"] != "miniport_write":
-            continue
-        off, length = r["offset"], r["length"]
-        if off % sector or length % sector or length <= 0:
-            out.append(Violation("placement", f"request {r['request']} is not sector aligned", [r]))
-        if limit and length > limit:
-            out.append(
-                Violation("placement", f"request {r['request']} is {length} bytes, over MaxPagesPerWrite × 4096 = {limit}", [r])
+def _short(value: object, limit: int = 60) -> str:
+    """*value* as ``repr`` for a message, cut to about *limit* characters (in time bounded by *limit*, too)."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= limit else repr(value[: limit - 20]) + f"… ({len(value):,} characters)"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of {len(str(value)) if value.bit_length() < 14000 else 'over 4,000'} digits"
+    text = _repr.repr(value)
+    return text if len(text) <= limit else text[: limit - 20] + f"… ({len(text):,} characters)"
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number with a fraction or exponent"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _brief(line: int, rec: Record) -> str:
+    """A well-formed record as short compact JSON (long strings cut, the detail elided), after its line number."""
+    shown = {}
+    for k, v in rec.items():
+        if k == "detail" and v is not None:
+            v = "{…}"
+        elif isinstance(v, str) and len(v) > 60:
+            v = v[:40] + f"… ({len(v):,} characters)"
+        shown[k] = v
+    return f"line {line}: " + json.dumps(shown, ensure_ascii=False, separators=(",", ":"))
+
+
+def _raw_brief(line: int, raw: bytes) -> str:
+    text = raw[:100].decode("utf-8", "backslashreplace").rstrip("\n")
+    return f"line {line}: {text}" + (f"… ({len(raw):,} bytes)" if len(raw) > 100 else "")
+
+
+def _status_ok(status: str) -> bool | None:
+    """
+    NT_SUCCESS() of a status as the trace writes it, or None when its name alone does not say.
+
+    ``STATUS_SUCCESS`` is success; a hex value (``0xC0000001``) is success below 0x80000000. Another
+    name (``STATUS_UNSUCCESSFUL``) is judged by what follows: the checker keeps no table of names.
+    """
+    if status == "STATUS_SUCCESS":
+        return True
+    if status.startswith("0x") and len(status) == 10:
+        try:
+            return int(status, 16) < 0x80000000
+        except ValueError:
+            return False
+    return None
+
+
+def _int_ok(value: object, low: int = 0) -> bool:
+    return type(value) is int and low <= value < INT_LIMIT
+
+
+# -- the shape of one record -----------------------------------------------------------------
+
+
+def _shape(r: object) -> str | None:
+    """What is wrong with the shape of record *r* (``format``), or None."""
+    if type(r) is not dict:
+        return f"is {_kind(r)}, not a JSON object"
+    if len(r) != 11 or r.keys() != _FIELD_SET:
+        missing = [f for f in FIELDS if f not in r]
+        extra = [k for k in r if k not in _FIELD_SET]
+        parts = []
+        if missing:
+            parts.append("lacks " + ", ".join(missing))
+        if extra:
+            names = ", ".join(_short(k, 40) for k in extra[:5]) + (f" and {len(extra) - 5:,} more" if len(extra) > 5 else "")
+            parts.append(f"has unknown field(s) {names}")
+        return "; ".join(parts) + f" (a record has exactly: {', '.join(FIELDS)})"
+    t, seq, dur = r["t_ns"], r["seq"], r["dur_ns"]
+    if type(t) is not int or not 0 <= t < INT_LIMIT:
+        return _bad_int("t_ns", t)
+    if type(seq) is not int or not 1 <= seq < INT_LIMIT:
+        return _bad_int("seq", seq, 1)
+    if type(dur) is not int or not 0 <= dur < INT_LIMIT:
+        return _bad_int("dur_ns", dur)
+    if t + dur >= INT_LIMIT:
+        return f"ends past 2**63 - 1 ns (t_ns {t} + dur_ns {dur})"
+    request, offset, length = r["request"], r["offset"], r["length"]
+    for key, value, low in (("request", request, 1), ("offset", offset, 0), ("length", length, 0)):
+        if value is not None and (type(value) is not int or not low <= value < INT_LIMIT):
+            return _bad_int(key, value, low, nullable=True)
+    layer, event = r["layer"], r["event"]
+    if type(layer) is not str or not 0 < len(layer) <= 256:
+        return f"has layer {_short(layer)}: a layer is a string of 1 to 256 characters"
+    if type(event) is not str or not 0 < len(event) <= 64:
+        return f"has event {_short(event)}: an event is a string of 1 to 64 characters"
+    dump_type, status, detail = r["dump_type"], r["status"], r["detail"]
+    if dump_type is not None and type(dump_type) is not str:
+        return f"has dump_type {_short(dump_type)}: it is a string or null"
+    if status is not None and (type(status) is not str or not 0 < len(status) <= 64):
+        return f"has status {_short(status)}: it is a string of 1 to 64 characters or null"
+    if detail is not None and type(detail) is not dict:
+        return f"has detail {_short(detail)}: it is an object or null"
+    if event in _REQUEST_EVENTS:
+        if request is None or offset is None or length is None:
+            return f"is a {event} with a null request, offset or length: it has all three"
+    elif (request is not None or offset is not None or length is not None) and event in _EVENT_LAYER:
+        return f"is a {event} with a request, offset or length: they are null for it"
+    if event in _FILTER_EVENTS:
+        if status is None:
+            return f"is a filter's {event} with a null status: a callback's record carries the NTSTATUS it returned"
+    elif status is not None and event != "device_write" and event in _EVENT_LAYER:
+        return f"is a {event} with a status: only filter callbacks and device_write carry one"
+    if (detail is not None) != (event == "dump_context") and event in _EVENT_LAYER:
+        return (
+            "is a dump_context without a detail object"
+            if detail is None
+            else f"is a {event} with a detail: only dump_context has one"
+        )
+    return None
+
+
+def _bad_int(key: str, value: object, low: int = 0, nullable: bool = False) -> str:
+    allowed = f"an integer from {low} to 2**63 - 1" + (" or null" if nullable else "")
+    if type(value) is int:
+        return f"has {key} {_short(value)}: it is {allowed}"
+    return f"has {key} {_short(value)}, which is {_kind(value)}: it is {allowed}"
+
+
+# -- the dump context ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Context:
+    """The parts of a dump_context detail the rules use."""
+
+    event: str
+    partition_offset: int
+    sector: int
+    max_bytes: int
+    disk_size: int
+    dump_bytes: int
+    filters: tuple[str, ...]
+    callbacks: dict[str, frozenset[str]]
+    run_starts: array[int]
+    run_ends: array[int]
+
+    def in_run(self, offset: int, length: int, shift: int = 0) -> bool:
+        """Whether [offset, offset + length) lies inside one run (partition-relative runs moved by *shift*)."""
+        rel = offset - shift
+        i = bisect_right(self.run_starts, rel) - 1
+        return i >= 0 and rel + length <= self.run_ends[i]
+
+
+def _parse_context(d: dict[str, Any]) -> tuple[_Context | None, str | None, list[str]]:
+    """(context, its format problem, its placement problems)."""
+    keys = set(d)
+    if keys != set(_CONTEXT_KEYS):
+        missing = [k for k in _CONTEXT_KEYS if k not in d]
+        extra = [_short(k, 40) for k in d if k not in _CONTEXT_KEYS][:5]
+        what = "; ".join(
+            p for p in (missing and "lacks " + ", ".join(missing), extra and "has unknown key(s) " + ", ".join(extra)) if p
+        )
+        return None, f"its detail {what} (a dump_context detail has exactly: {', '.join(_CONTEXT_KEYS)})", []
+    event, target = d["event"], d["target"]
+    if event not in ("crash", "hibernate"):
+        return None, f'its detail.event is {_short(event)}: it is "crash" or "hibernate"', []
+    if target not in _TARGETS:
+        return None, f"its detail.target is {_short(target)}: it is one of {', '.join(sorted(_TARGETS))}", []
+    for key, low in (
+        ("partition_offset", 0),
+        ("max_pages_per_write", 1),
+        ("sector_size", 1),
+        ("disk_size", 1),
+        ("dump_bytes", 0),
+    ):
+        if not _int_ok(d[key], low):
+            return None, f"its detail.{key} is {_short(d[key])}: it is an integer from {low} to 2**63 - 1", []
+    sector = d["sector_size"]
+    if sector < 512 or sector & (sector - 1):
+        return None, f"its detail.sector_size is {sector}: it is a power of two, at least 512", []
+    runs, filters = d["runs"], d["filters"]
+    if type(runs) is not list or not runs:
+        return None, f"its detail.runs is {_short(runs)}: it is a non-empty array of [offset, length] pairs", []
+    pairs = []
+    for i, run in enumerate(runs):
+        if type(run) is not list or len(run) != 2 or not _int_ok(run[0]) or not _int_ok(run[1], 1):
+            return None, f"its detail.runs[{i}] is {_short(run)}: each run is [offset, length], integers, length > 0", []
+        pairs.append((run[0], run[0] + run[1]))
+    if type(filters) is not list:
+        return None, f"its detail.filters is {_short(filters)}: it is an array of {{name, callbacks}} objects", []
+    names: list[str] = []
+    callbacks: dict[str, frozenset[str]] = {}
+    for i, f in enumerate(filters):
+        if (
+            type(f) is not dict
+            or set(f) != {"name", "callbacks"}
+            or type(f["name"]) is not str
+            or not 0 < len(f["name"]) <= 256
+            or f["name"] in _CORE
+            or type(f["callbacks"]) is not list
+            or not all(c in _CALLBACKS for c in f["callbacks"])
+        ):
+            return (
+                None,
+                (
+                    f"its detail.filters[{i}] is {_short(f)}: each is {{name, callbacks}}, a service name and a list "
+                    f"of {', '.join(sorted(_CALLBACKS))}"
+                ),
+                [],
             )
-        if not any(o <= off and off + length <= o + n for o, n in runs):
-            out.append(
-                Violation(
-                    "placement", f"request {r['request']} at {off}+{length} is not inside one disk run of the target file", [r]
+        if f["name"] in callbacks:
+            return None, f"its detail.filters lists {_short(f['name'])} twice", []
+        names.append(f["name"])
+        callbacks[f["name"]] = frozenset(f["callbacks"])
+    pairs.sort()
+    po, disk = d["partition_offset"], d["disk_size"]
+    problems = []
+    for i, (start, end) in enumerate(pairs):
+        if start % sector or end % sector:
+            problems.append(f"disk run {start}+{end - start} is not aligned to {sector}-byte sectors")
+        if i and pairs[i - 1][1] > start:
+            problems.append(f"disk runs {pairs[i - 1][0]}+{pairs[i - 1][1] - pairs[i - 1][0]} and {start}+{end - start} overlap")
+        if po + end > disk:
+            problems.append(f"disk run {start}+{end - start} ends at disk offset {po + end:,}, past the disk's {disk:,} bytes")
+        if len(problems) >= 3:
+            break
+    if po % sector:
+        problems.append(f"partition_offset {po} is not aligned to {sector}-byte sectors")
+    ctx = _Context(
+        event,
+        po,
+        sector,
+        d["max_pages_per_write"] * PAGE,
+        disk,
+        d["dump_bytes"],
+        tuple(names),
+        callbacks,
+        array("Q", (s for s, _ in pairs)),
+        array("Q", (e for _, e in pairs)),
+    )
+    return ctx, None, problems
+
+
+# -- written extents -------------------------------------------------------------------------
+
+
+class _Extents:
+    """
+    The bytes written so far: disjoint, sorted, merged ranges, each with its first and last writer.
+
+    Ranges are [start, end) disk offsets; first and last are the lowest and highest request number
+    that wrote into the range. Sequential writes merge into one range, so a dump in R disk runs needs about R ranges. Ranges live
+    in buckets of at most 2 × *split* (four int64 arrays each), so even writes in adversarial
+    order cost O(√n), never O(n), per insert.
+    """
+
+    __slots__ = ("_buckets", "_mins", "_split")
+
+    def __init__(self, split: int = 512) -> None:
+        self._split = split
+        self._mins: list[int] = []
+        self._buckets: list[tuple[array[int], array[int], array[int], array[int]]] = []
+
+    def __len__(self) -> int:
+        return sum(len(b[0]) for b in self._buckets)
+
+    def ranges(self) -> list[tuple[int, int, int, int]]:
+        """Every range as (start, end, first request, last request), for tests."""
+        return [r for b in self._buckets for r in zip(*b, strict=True)]
+
+    def add(self, start: int, end: int, request: int) -> tuple[int, int, int, int] | None:
+        """Record [start, end) written by *request*; return the first range it overlapped, if any."""
+        mins, buckets = self._mins, self._buckets
+        if buckets:  # the common case: the write continues the last range
+            b = buckets[-1]
+            if b[1][-1] == start and b[0][-1] <= start:
+                b[1][-1] = end
+                if request > b[3][-1]:
+                    b[3][-1] = request
+                if request < b[2][-1]:
+                    b[2][-1] = request
+                return None
+        else:
+            buckets.append((array("Q", [start]), array("Q", [end]), array("Q", [request]), array("Q", [request])))
+            mins.append(start)
+            return None
+        bi = bisect_right(mins, start) - 1
+        if bi < 0:
+            bi, i = 0, -1
+        else:
+            i = bisect_right(buckets[bi][0], start) - 1
+        b = buckets[bi]
+        hit = None
+        first = last = request
+        hi = end
+        if i >= 0 and b[1][i] >= start:  # the range before touches or overlaps: grow it
+            if b[1][i] > start:
+                hit = (b[0][i], b[1][i], b[2][i], b[3][i])
+            hi = max(hi, b[1][i])
+            first, last = min(first, b[2][i]), max(last, b[3][i])
+            pos = i
+        else:
+            pos = i + 1
+            for arr, v in zip(b, (start, end, request, request), strict=True):
+                arr.insert(pos, v)
+            if pos == 0:
+                mins[bi] = start
+        while True:  # absorb the ranges that start inside or right at the end of this one
+            nb, ni = bi, pos + 1
+            if ni >= len(buckets[nb][0]):
+                nb, ni = nb + 1, 0
+                if nb >= len(buckets):
+                    break
+            nxt = buckets[nb]
+            s = nxt[0][ni]
+            if s > hi:
+                break
+            if s < end and hit is None:
+                hit = (s, nxt[1][ni], nxt[2][ni], nxt[3][ni])
+            hi = max(hi, nxt[1][ni])
+            first, last = min(first, nxt[2][ni]), max(last, nxt[3][ni])
+            for arr in nxt:
+                del arr[ni]
+            if not nxt[0]:
+                del buckets[nb]
+                del mins[nb]
+            elif ni == 0:
+                mins[nb] = nxt[0][0]
+        b[1][pos], b[2][pos], b[3][pos] = hi, first, last
+        if len(b[0]) > 2 * self._split:
+            half = self._split
+            new = (b[0][half:], b[1][half:], b[2][half:], b[3][half:])
+            for arr in b:
+                del arr[half:]
+            buckets.insert(bi + 1, new)
+            mins.insert(bi + 1, new[0][0])
+        return hit
+
+
+# -- the checker -----------------------------------------------------------------------------
+
+_EVENT_LAYER: Final = {
+    "bugcheck": "crashdmp",
+    "hibernate": "crashdmp",
+    "integrity_check": "crashdmp",
+    "dump_context": "crashdmp",
+    "issue_write": "crashdmp",
+    "write_failed": "crashdmp",
+    "write_complete": "crashdmp",
+    "dump_complete": "crashdmp",
+    "dump_failed": "crashdmp",
+    "port_init": "miniport",
+    "miniport_write": "miniport",
+    "poll_timeout": "miniport",
+    "device_write": "device",
+    "flush": "device",
+    **dict.fromkeys(_FILTER_EVENTS, "filter"),
+}
+"""Which layer records each event ("filter": any filter's service name)."""
+
+_SIGNATURE: Final = {
+    event: (
+        event in _REQUEST_EVENTS,
+        1 if event in _FILTER_EVENTS else 2 if event == "device_write" else 0,
+        event == "dump_context",
+    )
+    for event in _EVENT_LAYER
+}
+"""Per event: (has request/offset/length, status 0 null / 1 required / 2 either, has detail)."""
+
+
+class _Checker:
+    """The rules as one state machine over the records, fed in trace order."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.shown: dict[str, list[Violation]] = {rule: [] for rule in RULES}
+        self.counts: dict[str, int] = dict.fromkeys(RULES, 0)
+        self.line = 0
+        # order
+        self.prev_t = -1
+        self.prev_seq = 0
+        self.skipped = False
+        self.seq_before_skip = 0
+        # structure
+        self.stage = BOOT
+        self.event: str | None = None
+        self.active: str | None = None
+        self.end_line = 0
+        # layers
+        self.loaded: dict[str, dict[str, int]] = {s: {} for s in _STACKS}
+        self.tried: dict[str, set[str]] = {s: set() for s in _STACKS}
+        self.ever_loaded: dict[str, set[str]] = {s: set() for s in _STACKS}
+        self.load_failed: dict[str, bool] = dict.fromkeys(_STACKS, False)
+        self.unsure: dict[str, set[str]] = {s: set() for s in _STACKS}
+        """Filters whose DriverEntry status is a name other than STATUS_SUCCESS: the dump_context says whether they loaded."""
+        self.ctx: _Context | None = None
+        self.writers: tuple[str, ...] = ()
+        self.writer_list: list[str] = []
+        # start_finish
+        self.started: set[str] = set()
+        self.finished: set[str] = set()
+        self.wrote = False
+        # the request in flight
+        self.cur = 0
+        self.state = IDLE
+        self.issue_line = 0
+        self.issue_rec: Record = {}
+        self.issue_off = self.issue_len = 0
+        self.chain: list[str] = []
+        self.handed = 0
+        self.port_rec: tuple[int, Record] | None = None
+        self.port_end = self.port_off = self.port_len = 0
+        self.dev_off = self.dev_len = self.dev_end = 0
+        self.need_device = 0
+        self.device_free: tuple[int, int, Record] | None = None
+        self.extents = _Extents()
+        self.bytes_written = 0
+        handlers = {
+            "bugcheck": self._event,
+            "hibernate": self._event,
+            "integrity_check": self._integrity_check,
+            "dump_context": self._dump_context,
+            "issue_write": self._issue_write,
+            "write_failed": self._write_failed,
+            "write_complete": self._write_complete,
+            "dump_complete": self._end,
+            "dump_failed": self._end,
+            "port_init": self._port_init,
+            "miniport_write": self._miniport_write,
+            "poll_timeout": self._poll_timeout,
+            "device_write": self._device_write,
+            "flush": self._flush,
+            "driver_entry": self._driver_entry,
+            "dump_unload": self._dump_unload,
+            "dump_start": self._dump_start,
+            "dump_write": self._dump_write,
+            "dump_finish": self._dump_finish,
+        }
+        self.dispatch = {event: (handler, _EVENT_LAYER[event]) for event, handler in handlers.items()}
+
+    # -- reporting -----------------------------------------------------------------------
+    def v(self, rule: str, message: str, *evidence: tuple[int, Record]) -> None:
+        """Record a violation of *rule* (kept only while fewer than SHOWN_PER_RULE are)."""
+        self.counts[rule] += 1
+        if self.counts[rule] <= SHOWN_PER_RULE:
+            self.shown[rule].append(Violation(rule, message, tuple(_brief(n, r) for n, r in evidence)))
+
+    def bad(self, line: int, problem: str, raw: bytes | None = None) -> None:
+        """A line that is not a record (``format``)."""
+        if not self.skipped:  # the next record takes the slow path of the order rule, which forgives the gap
+            self.skipped, self.seq_before_skip, self.prev_seq = True, self.prev_seq, -2
+        self.counts["format"] += 1
+        if self.counts["format"] <= SHOWN_PER_RULE:
+            shown = (_raw_brief(line, raw),) if raw is not None else ()
+            self.shown["format"].append(Violation("format", f"line {line} {problem}", shown))
+
+    def finish(self) -> tuple[int, list[Violation]]:
+        """End of input: the rules that look at the whole trace, then every violation in rule order."""
+        if self.need_device:
+            self._no_device()
+        if not self.records:
+            self.v("structure", "the trace has no records: no bugcheck or hibernate record, no dump")
+        elif self.stage < ENDED:
+            self.v("structure", f"the trace ends at line {self.line} without dump_complete or dump_failed (cut short?)")
+        out = []
+        for rule in RULES:
+            out += self.shown[rule]
+            if self.counts[rule] > SHOWN_PER_RULE:
+                out.append(Violation(rule, f"… and {self.counts[rule] - SHOWN_PER_RULE:,} more {rule} violations"))
+        return self.records, out
+
+    # -- input -----------------------------------------------------------------------------
+    def too_long(self, line: int, size: int) -> None:
+        """A line over the cap, skipped unread."""
+        self.bad(line, f"is {size:,} bytes long; a record line is at most {MAX_LINE_BYTES:,} bytes")
+
+    def feed_line(self, raw: bytes, line: int) -> None:
+        """Parse one line (without its newline) and check it."""
+        if line == 1 and raw[:3] == BOM:
+            raw = raw[3:]
+        if len(raw) <= _SAFE_BYTES or raw.count(b"{") + raw.count(b"[") <= _SAFE_BRACKETS:
+            try:
+                rec = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                self._not_json(line, raw, str(exc))
+                return
+        else:  # the stdlib parser counts its depth and raises RecursionError instead of overflowing the stack
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                self.bad(line, f"is not UTF-8 text (byte {exc.start + 1:,} is 0x{raw[exc.start]:02X})", raw)
+                return
+            except RecursionError:
+                self.bad(line, "nests arrays or objects too deeply to be a record", raw)
+                return
+            except MemoryError:  # pragma: no cover - needs a line near the cap of a pathological kind
+                self.bad(line, "is too large to parse", raw)
+                return
+            except ValueError as exc:  # JSONDecodeError, or an integer of more than 4,300 digits
+                self.bad(line, f"is not JSON ({_short(str(exc), 100)})", raw)
+                return
+        self.feed_record(rec, line, raw)
+
+    def _not_json(self, line: int, raw: bytes, why: str) -> None:
+        if not raw.strip():
+            self.bad(line, "is blank")
+            return
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.bad(line, f"is not UTF-8 text (byte {exc.start + 1:,} is 0x{raw[exc.start]:02X})", raw)
+            return
+        self.bad(line, f"is not JSON ({_short(why, 100)})", raw)
+
+    def feed_record(self, rec: object, line: int, raw: bytes | None = None) -> None:
+        """Check one parsed record."""
+        # format: the common case in one expression; _shape says what is wrong otherwise
+        if type(rec) is dict and len(rec) == 11 and [*rec] == _FIELD_LIST:
+            t, seq, layer, event, dur, request, offset, length, dump_type, status, detail = rec.values()
+            sig = _SIGNATURE.get(event) if type(event) is str else None
+            if sig is None:
+                good = False
+            else:
+                numbers, statuses, has_detail = sig
+                good = (
+                    type(t) is int
+                    and type(seq) is int
+                    and type(dur) is int
+                    and type(layer) is str
+                    and t >= 0
+                    and 0 < seq < INT_LIMIT
+                    and dur >= 0
+                    and t + dur < INT_LIMIT
+                    and 0 < len(layer) <= 256
+                    and (
+                        (
+                            type(request) is int
+                            and type(offset) is int
+                            and type(length) is int
+                            and 0 < request < INT_LIMIT
+                            and 0 <= offset < INT_LIMIT
+                            and 0 <= length < INT_LIMIT
+                        )
+                        if numbers
+                        else (request is None and offset is None and length is None)
+                    )
+                    and (dump_type is None or type(dump_type) is str)
+                    and (
+                        status is None
+                        if statuses == 0
+                        else (type(status) is str and 0 < len(status) <= 64) or (statuses == 2 and status is None)
+                    )
+                    and (type(detail) is dict if has_detail else detail is None)
                 )
+        else:
+            good = False
+        if not good:
+            problem = _shape(rec)
+            if problem is not None:
+                self.bad(line, problem, raw)
+                return
+            assert isinstance(rec, dict)  # _shape says so
+            t, seq, layer, event, dump_type = rec["t_ns"], rec["seq"], rec["layer"], rec["event"], rec["dump_type"]
+        r: Record = rec  # type: ignore[assignment]
+        self.records += 1
+        self.line = line
+        # order
+        if seq == self.prev_seq + 1 and t >= self.prev_t:
+            self.prev_seq, self.prev_t = seq, t
+        else:
+            self._order(r, line, seq, t)
+        # structure
+        stage = self.stage
+        if stage == ENDED:
+            self.v(
+                "structure", f"line {line}: a {_short(event)} record after the end of the dump (line {self.end_line})", (line, r)
             )
-        latest[r["request"]] = (off, length, r)
-    written = sorted(latest.values(), key=lambda w: w[0])
-    for (a_off, a_len, a), (b_off, _, b) in itertools.pairwise(written):
-        if a_off + a_len > b_off:
-            out.append(Violation("placement", f"requests {a['request']} and {b['request']} overlap", [a, b]))
-    return out
+            return
+        if self.need_device and event != "device_write" and event != "poll_timeout":
+            if event != "dump_failed" or t >= self.port_end:
+                self._no_device()
+            self.need_device = 0  # else the power failed before the device could start: nothing more ran
+        entry = self.dispatch.get(event)
+        if entry is None:
+            self.v("structure", f"line {line}: {_short(layer)} recorded {_short(event)}, which no layer records", (line, r))
+            return
+        handler, kind = entry
+        if kind == "filter":
+            if layer in _CORE:
+                self.v("structure", f"line {line}: {layer} recorded {event}, a filter callback", (line, r))
+                return
+        elif layer != kind:
+            self.v("structure", f"line {line}: {event} is recorded by {kind}, not by {_short(layer)}", (line, r))
+            return
+        if event != "bugcheck" and event != "hibernate":
+            if stage == BOOT and event != "driver_entry" and event != "dump_unload":
+                self.v("structure", f"line {line}: {event} before any bugcheck or hibernate record", (line, r))
+                self._infer_event(r)
+            if (dump_type != self.active or self.stage == BOOT) and not self._dump_type(r, line) and kind == "filter":
+                return  # a record of a stack that is not there: its dump_type or frozen_stack violation says so
+        handler(r, line)
 
-
-def _start_finish(recs: list[Record], filters: list[str], callbacks: dict[str, set[str]]) -> list[Violation]:
-    out = []
-    first_write = next((i for i, r in enumerate(recs) if r["event"] == "issue_write"), None)
-    last_done = max((i for i, r in enumerate(recs) if r["event"] == "write_complete"), default=None)
-    completed = any(r["layer"] == "crashdmp" and r["event"] == "dump_complete" for r in recs)
-    for name in filters:
-        if "dump_start" in callbacks[name] and first_write is not None:
-            starts = [i for i, r in enumerate(recs) if r["layer"] == name and r["event"] == "dump_start"]
-            if not starts or starts[0] > first_write:
-                out.append(
-                    Violation("start_finish", f"{name}'s dump_start does not precede the first write", [recs[first_write]])
+    def _order(self, r: Record, line: int, seq: int, t: int) -> None:
+        """The ``order`` rule for a record that is not the next one in time and seq (or follows a skipped line)."""
+        prev_seq, prev_t = (self.seq_before_skip if self.skipped else self.prev_seq), self.prev_t
+        if seq != prev_seq + 1 and not (self.skipped and seq > prev_seq):
+            if seq <= prev_seq:
+                self.v("order", f"line {line}: seq {seq} after seq {prev_seq}: seq numbers repeat or go back", (line, r))
+            else:
+                self.v(
+                    "order",
+                    f"line {line}: seq {seq} after seq {prev_seq}: {seq - prev_seq - 1:,} record(s) are missing",
+                    (line, r),
                 )
-        if "dump_finish" in callbacks[name] and completed and last_done is not None:
-            finishes = [i for i, r in enumerate(recs) if r["layer"] == name and r["event"] == "dump_finish"]
-            if not finishes or finishes[-1] < last_done:
-                out.append(
-                    Violation("start_finish", f"{name}'s dump_finish does not follow the last completion", [recs[last_done]])
+        if t < prev_t:
+            self.v(
+                "order", f"line {line}: t_ns {t} is before the previous record's {prev_t}: not sorted by (t_ns, seq)", (line, r)
+            )
+        self.prev_t, self.prev_seq, self.skipped = max(t, prev_t), max(seq, prev_seq), False
+
+    # -- event, stacks and dump types ------------------------------------------------------
+    def _infer_event(self, r: Record) -> None:
+        """No event record came: carry on as if the one the record's dump type implies had."""
+        self.stage = EVENT
+        dump_type = r["dump_type"]
+        if dump_type in _STACKS:
+            self.active = dump_type
+            self.event = "crash" if dump_type == "crashdump" else "hibernate"
+
+    def _dump_type(self, r: Record, line: int) -> bool:
+        """The ``dump_type`` and ``frozen_stack`` rules for one record; False when its stack is not running."""
+        dump_type = r["dump_type"]
+        if dump_type is None or dump_type not in _STACKS:
+            self.v(
+                "dump_type",
+                f"line {line}: dump_type {_short(dump_type)}: every record carries crashdump or hibernation",
+                (line, r),
+            )
+            return False
+        if self.stage == BOOT:
+            if dump_type != "crashdump":
+                self.v(
+                    "dump_type",
+                    f"line {line}: a {dump_type} record before the event: only the crash dump stack loads at boot",
+                    (line, r),
                 )
-    return out
+                return False
+            return True
+        if self.active is None or dump_type == self.active:
+            return True
+        if self.active == "hibernation":
+            self.v(
+                "frozen_stack",
+                f"line {line}: {_short(r['layer'])} of the crash dump stack recorded {r['event']} after hibernation started",
+                (line, r),
+            )
+        else:
+            self.v(
+                "dump_type",
+                f"line {line}: a {dump_type} record in a crash dump: every record after the bugcheck is crashdump",
+                (line, r),
+            )
+        return False
 
+    def _event(self, r: Record, line: int) -> None:
+        event = "crash" if r["event"] == "bugcheck" else "hibernate"
+        if self.stage != BOOT:
+            self.v("structure", f"line {line}: a second event record ({r['event']}): a trace has exactly one", (line, r))
+            return
+        self.stage, self.event = EVENT, event
+        self.active = "crashdump" if event == "crash" else "hibernation"
+        if r["dump_type"] != self.active:
+            self.v(
+                "dump_type",
+                f"line {line}: the {r['event']} record carries dump_type {_short(r['dump_type'])}, not {self.active}",
+                (line, r),
+            )
 
-def _filter_order(recs: list[Record], writers: list[str]) -> list[Violation]:
-    out = []
-    calls: dict[tuple[int, int], list[Record]] = defaultdict(list)
-    attempt: dict[int, int] = defaultdict(int)  # a retried write goes through the chain again
-    for r in recs:
+    def _integrity_check(self, r: Record, line: int) -> None:
+        if self.event != "crash" or self.stage != EVENT:
+            where = "in a hibernation" if self.event == "hibernate" else "other than right after the bugcheck"
+            self.v(
+                "structure",
+                f"line {line}: integrity_check {where}: crashdmp checks the dump context once, at the bugcheck",
+                (line, r),
+            )
+            return
+        self.stage = CHECKED
+
+    def _dump_context(self, r: Record, line: int) -> None:
+        if self.stage >= CONTEXT:
+            self.v("structure", f"line {line}: a second dump_context: a trace has at most one", (line, r))
+            return
+        if self.event == "crash" and self.stage != CHECKED:
+            self.v("structure", f"line {line}: dump_context without the integrity_check that precedes it in a crash", (line, r))
+        self.stage = CONTEXT
+        ctx, problem, placement = _parse_context(r["detail"])
+        if ctx is None:
+            self.v("format", f"line {line}: the dump_context {problem}", (line, r))
+            return
+        for p in placement:
+            self.v("placement", f"line {line}: the dump_context's {p}", (line, r))
+        if self.event is not None and ctx.event != self.event:
+            self.v(
+                "structure",
+                f"line {line}: the dump_context is for a {ctx.event}, but the trace's event is a {self.event}",
+                (line, r),
+            )
+        self.ctx = ctx
+        self.writers = tuple(n for n in ctx.filters if "dump_write" in ctx.callbacks[n])
+        self.writer_list = list(self.writers)
+        if self.active is not None:
+            stack, unsure = self.loaded[self.active], self.unsure[self.active]
+            for name in [n for n in unsure if n not in ctx.filters]:
+                del stack[name]  # its DriverEntry failed after all
+                self.ever_loaded[self.active].discard(name)
+            unsure.clear()
+            loaded = tuple(stack)
+            if loaded != ctx.filters:
+                self.v(
+                    "layers",
+                    f"line {line}: the dump_context lists the filters {list(ctx.filters)}, but the trace loaded "
+                    f"{list(loaded)} in the {self.active} stack",
+                    (line, r),
+                )
+
+    def _driver_entry(self, r: Record, line: int) -> None:
+        name, stack = r["layer"], r["dump_type"]
+        if not (self.stage == BOOT or (self.stage == EVENT and self.event == "hibernate" and stack == "hibernation")):
+            self.v("structure", f"line {line}: DriverEntry of {_short(name)} after the stacks were loaded", (line, r))
+            return
+        if name in self.tried[stack]:
+            self.v("layers", f"line {line}: DriverEntry of {_short(name)} ran twice in the {stack} stack", (line, r))
+            return
+        self.tried[stack].add(name)
+        ok = _status_ok(r["status"])
+        if ok is not False:
+            self.loaded[stack][name] = line
+            self.ever_loaded[stack].add(name)
+        if ok is None:
+            self.unsure[stack].add(name)
+        if ok is not True:
+            self.load_failed[stack] = True
+
+    def _dump_unload(self, r: Record, line: int) -> None:
+        name, stack = r["layer"], r["dump_type"]
+        if not (self.stage == BOOT or (self.stage == EVENT and self.event == "hibernate" and stack == "hibernation")):
+            self.v("structure", f"line {line}: dump_unload of {_short(name)} while its stack is writing", (line, r))
+            return
+        if self._loaded(r, line, "dump_unload"):
+            del self.loaded[stack][name]
+
+    def _loaded(self, r: Record, line: int, callback: str) -> bool:
+        """The ``layers`` rule for a filter's record: loaded in its stack, and (after the context) registered *callback*."""
+        name, stack = r["layer"], r["dump_type"]
+        if name not in self.loaded[stack]:
+            if name in self.ever_loaded[stack]:
+                why = "it was unloaded"
+            else:
+                why = "its DriverEntry failed" if name in self.tried[stack] else "the trace has no DriverEntry of it"
+            self.v(
+                "layers",
+                f"line {line}: {_short(name)} recorded {callback} but is not loaded in the {stack} stack ({why})",
+                (line, r),
+            )
+            return False
+        ctx = self.ctx
+        if ctx is not None and stack == self.active and callback != "dump_unload" and callback not in ctx.callbacks.get(name, ()):
+            self.v(
+                "layers",
+                f"line {line}: {_short(name)} recorded {callback}, a callback the dump_context does not list for it",
+                (line, r),
+            )
+            return False
+        return True
+
+    # -- start, finish and the port --------------------------------------------------------
+    def _dump_start(self, r: Record, line: int) -> None:
+        name = r["layer"]
+        if self.stage != CONTEXT:
+            where = "before the dump_context" if self.stage < CONTEXT else "after port_init"
+            self.v("structure", f"line {line}: dump_start of {_short(name)} {where}", (line, r))
+        if not self._loaded(r, line, "dump_start"):
+            return
+        if name in self.started:
+            self.v("start_finish", f"line {line}: {_short(name)}'s dump_start is called twice", (line, r))
+        self.started.add(name)
+
+    def _port_init(self, r: Record, line: int) -> None:
+        if self.stage != CONTEXT:
+            where = "before the dump_context" if self.stage < CONTEXT else "twice"
+            self.v("structure", f"line {line}: port_init {where}", (line, r))
+            if self.stage > CONTEXT:
+                return
+        self.stage = STARTED
+
+    def _dump_finish(self, r: Record, line: int) -> None:
+        name = r["layer"]
+        if self.stage not in (STARTED, FINISHING) or self.state not in (DONE, IDLE):
+            where = f"while request {self.cur} is in flight" if self.stage == STARTED else "out of place"
+            self.v("structure", f"line {line}: dump_finish of {_short(name)} {where}: it follows the last write", (line, r))
+        else:
+            self.stage = FINISHING
+        if not self._loaded(r, line, "dump_finish"):
+            return
+        if name in self.finished:
+            self.v("start_finish", f"line {line}: {_short(name)}'s dump_finish is called twice", (line, r))
+        self.finished.add(name)
+
+    def _flush(self, r: Record, line: int) -> None:
+        if self.stage not in (STARTED, FINISHING) or self.state != DONE:
+            if self.stage < STARTED or self.state == IDLE:
+                why = "before any write completed"
+            elif self.stage > FINISHING:
+                why = "twice"
+            else:
+                why = f"while request {self.cur} is in flight"
+            self.v("structure", f"line {line}: the device flush {why}: it follows the last write", (line, r))
+            return
+        self.stage = FLUSHED
+
+    def _end(self, r: Record, line: int) -> None:
+        ok = r["event"] == "dump_complete"
+        stage = self.stage
+        self.stage, self.end_line = ENDED, line
+        if not ok:
+            if stage == EVENT and self.active is not None:
+                stack = self.active
+                tried_any = bool(self.tried[stack]) or stack == "hibernation"
+                if tried_any and not self.load_failed[stack]:
+                    self.v(
+                        "outcome",
+                        f"line {line}: dump_failed right after the event, but every DriverEntry of the {stack} stack succeeded",
+                        (line, r),
+                    )
+            return
+        if stage != FLUSHED:
+            if stage < CONTEXT:
+                why = "without a dump_context"
+            elif stage == CONTEXT:
+                why = "without port_init or a write"
+            elif self.state == IDLE:
+                why = "without any write"
+            elif self.state != DONE:
+                why = f"while request {self.cur} had not completed"
+            else:
+                why = "without the final flush"
+            self.v("outcome", f"line {line}: dump_complete {why}", (line, r))
+        ctx = self.ctx
+        if ctx is not None and self.bytes_written != ctx.dump_bytes:
+            self.v(
+                "outcome",
+                f"line {line}: dump_complete after {self.bytes_written:,} bytes completed; the dump is {ctx.dump_bytes:,} bytes",
+                (line, r),
+            )
+        if ctx is not None:
+            for name in ctx.filters:
+                if "dump_finish" in ctx.callbacks[name] and name not in self.finished:
+                    self.v(
+                        "start_finish",
+                        f"{_short(name)}'s dump_finish does not follow the last completion (line {line})",
+                        (line, r),
+                    )
+
+    # -- one write -------------------------------------------------------------------------
+    def _issue_write(self, r: Record, line: int) -> None:
+        request, offset, length = r["request"], r["offset"], r["length"]
+        if self.stage != STARTED:
+            if self.stage < CONTEXT:
+                why = "before the dump_context"
+            elif self.stage == CONTEXT:
+                why = "before port_init"
+            else:
+                why = "after dump_finish or the flush"
+            self.v("structure", f"line {line}: request {request} issued {why}", (line, r))
+        state, cur = self.state, self.cur
+        if state == RETRY:
+            if request != cur:
+                self.v(
+                    "structure",
+                    f"line {line}: request {request} issued after request {cur} failed: a retry repeats its number",
+                    (line, r),
+                )
+            elif offset != self.issue_off or length != self.issue_len:
+                self.v(
+                    "structure",
+                    f"line {line}: the retry of request {request} is {offset}+{length}, not {self.issue_off}+{self.issue_len}",
+                    (line, r),
+                )
+        else:
+            if state != DONE and state != IDLE:
+                self.v(
+                    "qd1",
+                    f"line {line}: request {request} issued while {cur} is outstanding",
+                    (self.issue_line, self.issue_rec),
+                    (line, r),
+                )
+            if request != cur + 1:
+                self.v(
+                    "structure",
+                    f"line {line}: request {request} follows request {cur}: writes are numbered 1, 2, 3, …",
+                    (line, r),
+                )
+        if not self.wrote:
+            self.wrote = True
+            ctx = self.ctx
+            if ctx is not None:
+                for name in ctx.filters:
+                    if "dump_start" in ctx.callbacks[name] and name not in self.started:
+                        self.v("start_finish", f"{_short(name)}'s dump_start does not precede the first write", (line, r))
+        ctx = self.ctx
+        if ctx is not None:
+            self._placed(ctx, r, line, "crashdmp issued", offset, length, 0)
+        self.cur, self.state = request, ISSUED
+        self.issue_line, self.issue_rec = line, r
+        self.issue_off, self.issue_len = offset, length
+        self.handed = offset
+        self.chain = []
+
+    def _dump_write(self, r: Record, line: int) -> None:
+        name = r["layer"]
+        if not self._loaded(r, line, "dump_write"):
+            return
+        if self.state != ISSUED or r["request"] != self.cur:
+            self.v(
+                "structure",
+                f"line {line}: {_short(name)}'s dump_write of request {r['request']}, which is not on its way down",
+                (line, r),
+            )
+            return
+        chain = self.chain
+        if len(chain) <= len(self.writers) + 2:
+            chain.append(name)
+        self.handed = r["offset"]
+
+    def _miniport_write(self, r: Record, line: int) -> None:
+        request, offset, length, t = r["request"], r["offset"], r["length"], r["t_ns"]
+        if self.state != ISSUED or request != self.cur:
+            self.v(
+                "structure",
+                f"line {line}: the port wrote request {request}, which crashdmp did not issue (in flight: {self.cur})",
+                (line, r),
+            )
+        else:
+            chain = self.chain
+            if chain != self.writer_list:
+                expected = [*self.writers, "miniport"]
+                self.v("filter_order", f"request {request} went through {[*chain, 'miniport']}, not {expected}", (line, r))
+            if offset != self.handed:
+                self.v(
+                    "device",
+                    f"line {line}: the port wrote request {request} at {offset}, but {self.handed} was handed down to it",
+                    (line, r),
+                )
+            if length != self.issue_len:
+                self.v(
+                    "device",
+                    f"line {line}: the port wrote {length} bytes of request {request}, but {self.issue_len} were issued",
+                    (line, r),
+                )
+        free = self.device_free
+        if free is not None and t < free[0]:
+            self.v(
+                "qd1",
+                f"the port started request {request} before the device finished the previous one",
+                (free[1], free[2]),
+                (line, r),
+            )
+        ctx = self.ctx
+        if ctx is not None:
+            self._placed(ctx, r, line, "the port wrote", offset, length, 0)
+            if length > ctx.max_bytes:
+                self.v(
+                    "placement",
+                    f"line {line}: request {request} is {length} bytes, over MaxPagesPerWrite × 4096 = {ctx.max_bytes}",
+                    (line, r),
+                )
+        self.state = PORT
+        self.cur = request
+        self.port_rec = (line, r)
+        self.port_end, self.port_off, self.port_len = t + r["dur_ns"], offset, length
+        self.need_device = line
+
+    def _no_device(self) -> None:
+        assert self.port_rec is not None
+        line, r = self.port_rec
+        self.v(
+            "device", f"line {line}: the port's write of request {r['request']} is not followed by the device's write", (line, r)
+        )
+        self.need_device = 0
+
+    def _device_write(self, r: Record, line: int) -> None:
+        request, offset, length, t = r["request"], r["offset"], r["length"], r["t_ns"]
+        self.device_free = (t + r["dur_ns"], line, r)
+        if not self.need_device or request != self.cur:
+            self.v(
+                "device", f"line {line}: the device wrote request {request} without the port's write of it just before", (line, r)
+            )
+            self.need_device = 0
+            return
+        self.need_device = 0
+        ctx = self.ctx
+        if ctx is not None:
+            want = ctx.partition_offset + self.port_off
+            if offset != want:
+                self.v(
+                    "device",
+                    f"line {line}: the device wrote request {request} at disk offset {offset}, not partition_offset "
+                    f"{ctx.partition_offset} + the port's {self.port_off} = {want}",
+                    (line, r),
+                )
+            self._placed(ctx, r, line, "the device wrote", offset, length, ctx.partition_offset)
+            if offset + length > ctx.disk_size:
+                self.v(
+                    "placement",
+                    f"line {line}: the device wrote request {request} past the end of the {ctx.disk_size:,}-byte disk",
+                    (line, r),
+                )
+        if length != self.port_len:
+            self.v(
+                "device",
+                f"line {line}: the device wrote {length} bytes of request {request}, the port {self.port_len}",
+                (line, r),
+            )
+        if t != self.port_end:
+            self.v(
+                "device",
+                f"line {line}: the device started request {request} at {t} ns, not when the port submitted it ({self.port_end})",
+                (line, r),
+            )
+        status = r["status"]
+        self.state = DEVICE_OK if status is None or _status_ok(status) is True else DEVICE_FAILED
+        self.dev_off, self.dev_len, self.dev_end = offset, length, t + r["dur_ns"]
+
+    def _poll_timeout(self, r: Record, line: int) -> None:
         request = r["request"]
-        if request is None:
-            continue
-        if r["layer"] == "crashdmp" and r["event"] == "issue_write":
-            attempt[request] += 1
-        elif (r["layer"] in writers and r["event"] == "dump_write") or r["event"] == "miniport_write":
-            calls[request, attempt[request]].append(r)
-    for (request, _), seq in calls.items():
-        layers = [r["layer"] for r in seq]
-        if "miniport" in layers:
-            expected = [*writers, "miniport"]
-            if layers != expected:
-                out.append(Violation("filter_order", f"request {request} went through {layers}, not {expected}", seq))
-        elif layers != writers[: len(layers)]:
-            out.append(
-                Violation("filter_order", f"request {request} went through {layers}, not in registry order {writers}", seq)
+        if not self.need_device or request != self.cur:
+            self.v(
+                "device",
+                f"line {line}: a poll_timeout of request {request} without the port's write of it just before",
+                (line, r),
             )
-    return out
+            self.need_device = 0
+            return
+        self.need_device = 0
+        if r["offset"] != self.port_off or r["length"] != self.port_len or r["t_ns"] != self.port_end:
+            self.v("device", f"line {line}: the poll_timeout of request {request} does not match the port's write", (line, r))
+        self.state = DEVICE_FAILED
 
+    def _write_failed(self, r: Record, line: int) -> None:
+        request = r["request"]
+        if self.state != DEVICE_FAILED or request != self.cur:
+            self.v("structure", f"line {line}: write_failed for request {request}, whose device write did not fail", (line, r))
+            return
+        self.state = RETRY
 
-def _frozen(recs: list[Record], event: Record, filters: set[str]) -> list[Violation]:
-    allowed = {"crashdmp", "miniport", "device"} | filters
-    late = [r for r in recs if (r["t_ns"], r["seq"]) > (event["t_ns"], event["seq"]) and r["layer"] not in allowed]
-    return [Violation("frozen_stack", "layers outside the dump path were active after the bugcheck", late)] if late else []
+    def _write_complete(self, r: Record, line: int) -> None:
+        request, offset, length, t = r["request"], r["offset"], r["length"], r["t_ns"]
+        state = self.state
+        if request != self.cur or state != DEVICE_OK:
+            if request != self.cur or state in (IDLE, DONE, RETRY):
+                self.v("structure", f"line {line}: write_complete for request {request}, which is not in flight", (line, r))
+            elif state == DEVICE_FAILED:
+                self.v("structure", f"line {line}: request {request} completed, but its device write failed", (line, r))
+            else:
+                self.v("device", f"line {line}: request {request} completed, but the device never wrote it", (line, r))
+            if request == self.cur and state not in (DONE, IDLE):
+                self.state = DONE
+            return
+        if offset != self.port_off or length != self.port_len:
+            self.v(
+                "device",
+                f"line {line}: request {request} completed as {offset}+{length}; the port wrote {self.port_off}+{self.port_len}",
+                (line, r),
+            )
+        if t != self.dev_end:
+            self.v(
+                "device",
+                f"line {line}: request {request} completed at {t} ns, the device finished at {self.dev_end} ns",
+                (line, r),
+            )
+        hit = self.extents.add(self.dev_off, self.dev_off + self.dev_len, request)
+        if hit is not None:
+            start, end, first, last = hit
+            if first == last:
+                self.v("placement", f"requests {first} and {request} overlap", (line, r))
+            else:
+                self.v(
+                    "placement",
+                    f"request {request} overlaps disk bytes {start}–{end} that requests {first}–{last} wrote",
+                    (line, r),
+                )
+        self.bytes_written += length
+        self.finished.clear()  # a dump_finish must follow the last completion
+        self.state = DONE
 
-
-def _dump_type(recs: list[Record], event: Record, filters: set[str], expected: str | None) -> list[Violation]:
-    out = []
-    boot = [r for r in recs if r["event"] == "driver_entry" and r["t_ns"] < event["t_ns"] and r["dump_type"] != "crashdump"]
-    if boot:
-        out.append(Violation("dump_type", "filters loaded at boot belong to the crash dump stack (DumpType crashdump)", boot))
-    path = {"crashdmp", "miniport", "device"} | filters
-    after = [
-        r
-        for r in recs
-        if (r["t_ns"], r["seq"]) >= (event["t_ns"], event["seq"])
-        and r["layer"] in path
-        and r["dump_type"] is not None
-        and r["dump_type"] != expected
-    ]
-    if after:
-        out.append(Violation("dump_type", f"records after the event carry another dump type than {expected!r}", after))
-    return out
+    def _placed(self, ctx: _Context, r: Record, line: int, who: str, offset: int, length: int, shift: int) -> None:
+        """The ``placement`` rule for one write: sector aligned, non-empty, inside one disk run."""
+        request = r["request"]
+        sector = ctx.sector
+        if offset % sector or length % sector or length <= 0:
+            self.v("placement", f"line {line}: {who} request {request} at {offset}+{length}: it is not sector aligned", (line, r))
+        rel = offset - shift  # ctx.in_run, inlined: this runs three times per write
+        i = bisect_right(ctx.run_starts, rel) - 1
+        if i < 0 or rel + length > ctx.run_ends[i]:
+            where = "disk offset" if shift else "partition offset"
+            self.v(
+                "placement",
+                f"line {line}: {who} request {request} at {where} {offset}+{length}: not inside one disk run of the target file",
+                (line, r),
+            )

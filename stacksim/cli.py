@@ -1,9 +1,12 @@
 """
-The ``stacksim`` command: ``run``, ``validate``, ``filters``.
+The ``stacksim`` command: ``run``, ``sweep``, ``replay``, ``check``, ``validate``, ``devices``, ``filters``.
 
 Exit status: 0 when the simulation produced a result (whatever the simulated dump's status),
-2 for bad input (scenario, flags, plugins) with a one-paragraph message and no output file,
-1 when a run is interrupted. Tables go to stdout; ``--json -`` prints the result JSON instead.
+2 for bad input (scenario, result file, flags, plugins, output paths) with a one-paragraph
+message and no output file, 1 when a run is interrupted (Ctrl-C or SIGTERM: no output and no
+temporary file is left) or a replay differs. Tables go to stdout; ``--json -`` prints the
+result JSON instead. Every input is read and every output checked through :mod:`stacksim._io`
+before anything runs, and input text in messages is escaped for the terminal.
 """
 
 from __future__ import annotations
@@ -11,27 +14,40 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import signal
 import sys
-import tomllib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
+import trio
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from stacksim._io import atomic_writer
+from stacksim._io import (
+    MAX_DEPTH,
+    InputError,
+    OutputError,
+    atomic_writer,
+    check_outputs,
+    decode_text,
+    parse_json,
+    read_input,
+    shorten,
+    terminal_safe,
+)
 from stacksim._log import configure_logging
 from stacksim._version import __version__
-from stacksim.filters import FilterCatalog, PluginError
-from stacksim.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
+from stacksim.filters import FilterCatalog, PluginError, read_plugin
+from stacksim.scenario import Scenario, ScenarioError, load_scenario, read_scenario_data, validate_scenario
 from stacksim.simulate import RunResult, simulate
-from stacksim.trace import JsonlTrace
-from stacksim.units import format_bandwidth, format_bytes, format_ns
+from stacksim.summary import print_devices, print_filters, render
+from stacksim.trace import JsonlTrace, TraceSink
 
 __all__ = ["app", "main"]
 
@@ -51,9 +67,15 @@ PluginOpt = Annotated[
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    """Print a one-paragraph error to stderr and exit."""
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", markup=True)
+    """Print a one-paragraph error to stderr and exit; control and bidi characters from input are escaped."""
+    text = escape(terminal_safe(message, keep_newlines=True))
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {text}", markup=True)
     raise typer.Exit(code)
+
+
+def _shown(text: object, limit: int = 200) -> str:
+    """Input-derived text as it may appear in a message: shortened, escaped for the terminal."""
+    return terminal_safe(shorten(str(text), limit))
 
 
 def _catalog(plugins: list[Path] | None) -> FilterCatalog:
@@ -67,40 +89,68 @@ def _catalog(plugins: list[Path] | None) -> FilterCatalog:
     return catalog
 
 
-def _check_output(path: Path | None, flag: str) -> None:
-    if path is None or str(path) == "-":
-        return
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        _fail(f"{flag} {path}: the folder {parent} does not exist")
-    if path.is_dir():
-        _fail(f"{flag} {path}: is a folder; give a file name")
+def _check_outputs(outputs: list[tuple[str, Path | None]], inputs: list[Path]) -> None:
+    """Refuse output paths that cannot be written, collide, or are inputs, before anything runs."""
+    for flag, path in outputs:
+        if flag == "--trace" and path is not None and str(path) == "-":
+            _fail("--trace -: traces go to a file, not stdout")
+    try:
+        check_outputs(outputs, inputs)
+    except OutputError as exc:
+        _fail(str(exc))
 
 
-def _check_outputs(json_out: Path | None, trace_out: Path | None) -> None:
-    """Refuse output paths that cannot be written, before anything runs."""
-    _check_output(json_out, "--json")
-    _check_output(trace_out, "--trace")
-    if trace_out is not None and str(trace_out) == "-":
-        _fail("--trace -: traces go to a file, not stdout")
+class _DiscardTrace:
+    """A trace sink that keeps nothing: replays a traced run's engine mode without a trace file."""
+
+    def emit(self, *values: object) -> None:
+        """Drop one record."""
+
+
+def _interrupted() -> str:
+    return "interrupted (SIGTERM)" if _SIGNALS.terminated else "interrupted"
 
 
 def _simulate_to_files(
-    s: Scenario, catalog: FilterCatalog, *, batch: bool, json_out: Path | None, trace_out: Path | None
+    s: Scenario,
+    catalog: FilterCatalog,
+    *,
+    batch: bool,
+    json_out: Path | None,
+    trace_out: Path | None,
+    traced: bool | None = None,
 ) -> tuple[RunResult, str]:
-    """Run *s*, streaming the trace and writing the result JSON atomically; return the result and its JSON."""
+    """
+    Run *s*, streaming the trace and writing the result JSON atomically; return the result and its JSON.
+
+    *traced* (for replay) is whether the result must be that of a traced run: ``True`` without
+    *trace_out* runs with a trace that is thrown away; ``False`` with *trace_out* runs twice,
+    once traced for the file and once as recorded for the result. ``None``: traced iff *trace_out*.
+    """
     try:
         with contextlib.ExitStack() as stack:
-            trace = JsonlTrace(stack.enter_context(atomic_writer(trace_out))) if trace_out is not None else None
+            stream = stack.enter_context(atomic_writer(trace_out, flag="--trace")) if trace_out is not None else None
+            trace: TraceSink | None = JsonlTrace(stream) if stream is not None else None
+            if traced is False and trace is not None:
+                simulate(s, catalog, trace=trace, batch=batch)  # for the trace file only
+                trace = None
+            elif traced and trace is None:
+                trace = _DiscardTrace()
             result = simulate(s, catalog, trace=trace, batch=batch, progress=_progress_bar(stack))
             text = result_json(result)
             if json_out is not None and str(json_out) != "-":
-                with atomic_writer(json_out) as f:
+                with atomic_writer(json_out, flag="--json") as f:
                     f.write(text)
     except ScenarioError as exc:
         _fail(str(exc))
+    except OutputError as exc:
+        _fail(f"{exc}; no output file was written")
     except KeyboardInterrupt:
-        _fail("interrupted; no output file was written", code=1)
+        _fail(f"{_interrupted()}; no output file was written", code=1)
+    except BaseExceptionGroup as group:
+        if group.split(KeyboardInterrupt)[1] is not None:
+            raise
+        _fail(f"{_interrupted()}; no output file was written", code=1)
     return result, text
 
 
@@ -127,14 +177,19 @@ def _progress_bar(stack: contextlib.ExitStack) -> Callable[[int, int], None] | N
     return update
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    """Simulate the Windows crash-dump and hibernation I/O path in virtual time."""
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(f"stacksim {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Simulate the Windows crash-dump and hibernation I/O path in virtual time."""
 
 
 @app.command()
@@ -158,8 +213,8 @@ def run(
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         _fail(f"--log-level {log_level!r}: allowed values are debug, info, warning, error")
     configure_logging(log_level.lower())
+    _check_outputs([("--json", json_out), ("--trace", trace_out)], [scenario, *(plugin or [])])
     catalog = _catalog(plugin)
-    _check_outputs(json_out, trace_out)
     try:
         s = load_scenario(scenario, catalog, seed=seed)
     except ScenarioError as exc:
@@ -195,21 +250,25 @@ def sweep(
     from stacksim import sweep as sw
 
     configure_logging("warning")
-    catalog = _catalog(plugin)
-    _check_output(out, "--out")
+    _check_outputs([("--out", out)], [scenario, *(plugin or [])])
     if out.suffix not in (".csv", ".jsonl"):
-        _fail(f"--out {out}: use a .csv or .jsonl file name")
+        _fail(f"--out {_shown(out)}: use a .csv or .jsonl file name")
     try:
         axes = [sw.parse_set(s) for s in sets]
     except sw.SweepError as exc:
         _fail(str(exc))
     try:
-        data = tomllib.loads(Path(scenario).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        _fail(f"{scenario}: no such scenario file")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        _fail(f"{scenario}: not valid TOML: {exc}")
-    plugins = tuple(str(p.resolve()) for p in plugin or [])
+        data = read_scenario_data(scenario)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    catalog = FilterCatalog()
+    try:
+        plugins = tuple(read_plugin(p) for p in plugin or [])
+        catalog.load_entry_points()
+        for p in plugins:
+            catalog.load_plugin(p)
+    except PluginError as exc:
+        _fail(str(exc))
     n_points = len(sw.grid(axes))
     console = Console(stderr=True, highlight=False)
     with contextlib.ExitStack() as stack:
@@ -230,24 +289,27 @@ def sweep(
                 catalog=catalog,
                 on_done=lambda n, total: progress.update(task, completed=n_points - total + n),
             )
-        except ScenarioError as exc:
-            _fail(str(exc))
-        except sw.SweepError as exc:
+        except (ScenarioError, sw.SweepError, OutputError) as exc:
             _fail(str(exc))
         except KeyboardInterrupt:
-            _fail(f"interrupted; finished points are in {out}; run the same command again to resume", code=1)
+            _fail(f"{_interrupted()}; finished points are in {_shown(out)}; run the same command again to resume", code=1)
         progress.update(task, completed=n_points)
-    typer.echo(f"{out}: {ran} points run ({failed} failed), {skipped} already there, {n_points} in the grid")
+    typer.echo(f"{_shown(out)}: {ran} points run ({failed} failed), {skipped} already there, {n_points} in the grid")
 
 
 @contextlib.contextmanager
 def _executor(dask: str | None, workers: int, console: Console) -> Iterator[Executor]:
     """A local process pool, or a Dask cluster's Executor."""
     if dask is None:
-        from stacksim.sweep import local_executor
+        from stacksim.sweep import local_executor, stop_executor
 
-        with local_executor(workers) as ex:
+        ex = local_executor(workers)
+        try:
             yield ex
+        except BaseException:  # interrupted or failed: do not wait for the queued points
+            stop_executor(ex)
+            raise
+        ex.shutdown(wait=True)
         return
     try:
         from distributed import Client, LocalCluster
@@ -278,79 +340,221 @@ def replay(
         Path | None, typer.Option("--json", help="Write the new result JSON here ('-' for stdout).", show_default=False)
     ] = None,
     trace_out: Annotated[Path | None, typer.Option("--trace", help="Write the new event trace here.", show_default=False)] = None,
+    plugin: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--plugin", help="A plugin file the run used (repeatable); checked by SHA-256 before it runs.", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Rerun the run a result file records and say whether the new result matches it."""
     configure_logging("warning")
-    _check_outputs(json_out, trace_out)
+    _check_outputs([("--json", json_out), ("--trace", trace_out)], [result_file, *(plugin or [])])
+    old_text, old, record = _read_result(result_file)
+    name = _shown(result_file)
+    catalog = _replay_catalog(name, record, plugin or [])
     try:
-        old_text = result_file.read_text(encoding="utf-8")
-        old = json.loads(old_text)
-        record = old["replay"]
-        data, batch = record["scenario"], bool(record["batch"])
-    except FileNotFoundError:
-        _fail(f"{result_file}: no such result file")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        _fail(f"{result_file}: not a result JSON file")
-    except (KeyError, TypeError):
-        _fail(
-            f"{result_file}: has no replay record (key 'replay' with 'scenario' and 'batch'); was it written by stacksim ≥ 0.1?"
-        )
-    catalog = _replay_catalog(result_file, record.get("plugins", []))
-    try:
-        s = validate_scenario(data, f"{result_file} (replay)", catalog)
+        s = validate_scenario(record.scenario, f"{result_file} (replay)", catalog)
     except ScenarioError as exc:
         _fail(str(exc))
-    new, new_text = _simulate_to_files(s, catalog, batch=batch, json_out=json_out, trace_out=trace_out)
+    if s.scenario.seed != record.seed:
+        _fail(
+            f"{name}: replay.seed is {record.seed}, but the recorded scenario's seed is {s.scenario.seed}; "
+            "the record is inconsistent"
+        )
+    new, new_text = _simulate_to_files(
+        s, catalog, batch=record.batch, json_out=json_out, trace_out=trace_out, traced=record.traced
+    )
     if json_out is not None and str(json_out) == "-":
         sys.stdout.write(new_text)
     if new_text == old_text:
         typer.echo(
-            f"{result_file}: replay matches, byte for byte (status {new.status}, {new.dump_time_ns:,} ns)",
+            f"{name}: replay matches, byte for byte (status {new.status}, {new.dump_time_ns:,} ns)",
             err=json_out is not None,
         )
         return
     new_d = json.loads(new_text)
     differ = [k for k in sorted(set(old) | set(new_d)) if old.get(k) != new_d.get(k)]
     if old.get("stacksim_version") != new_d.get("stacksim_version"):
-        typer.echo(f"note: recorded with stacksim {old.get('stacksim_version')}, replayed with {__version__}", err=True)
-    typer.echo(f"{result_file}: replay differs in {', '.join(differ)}", err=json_out is not None)
+        typer.echo(
+            f"note: recorded with stacksim {_shown(old.get('stacksim_version'), 40)}, replayed with {__version__}", err=True
+        )
+    keys = ", ".join(_shown(k, 60) for k in differ[:10]) + (f" and {len(differ) - 10:,} more keys" if len(differ) > 10 else "")
+    typer.echo(f"{name}: replay differs in {keys}", err=json_out is not None)
     raise typer.Exit(1)
 
 
-def _replay_catalog(result_file: Path, plugins: list[dict[str, object]]) -> FilterCatalog:
-    """The filters a recorded run used, each checked against the SHA-256 recorded with it."""
+@dataclass(frozen=True, slots=True)
+class _PluginRecord:
+    service_name: str
+    origin: str
+    sha256: str | None
+
+    @property
+    def file(self) -> str | None:
+        """The plugin file's name, for a filter that came from ``--plugin`` (None for an entry point)."""
+        return Path(self.origin.removeprefix("plugin ")).name if self.origin.startswith("plugin ") else None
+
+
+@dataclass(frozen=True, slots=True)
+class _ReplayRecord:
+    scenario: dict[str, Any]
+    seed: int
+    batch: bool
+    traced: bool
+    plugins: tuple[_PluginRecord, ...]
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _read_result(result_file: Path) -> tuple[str, dict[str, Any], _ReplayRecord]:
+    """
+    The result file's text, its JSON object and its checked replay record; exit 2 on anything malformed.
+
+    The file is read as every input is (a regular file of at most 64 MiB, nesting at most
+    :data:`stacksim._io.MAX_DEPTH` levels below the record's scenario); every key of the replay
+    record must have its documented type (``docs/reference/result-format.md``).
+    """
+    name = _shown(result_file)
+    try:
+        text = decode_text(read_input(result_file, "result"), result_file, "result")
+        old = parse_json(text, result_file, "result", limit=MAX_DEPTH + 2)  # the scenario sits two levels down
+    except InputError as exc:
+        _fail(str(exc))
+    if not isinstance(old, dict):
+        _fail(f"{name}: is a JSON {_json_type(old)}, not a result (a result file is one JSON object with a 'replay' key)")
+    record = old.get("replay")
+    if not isinstance(record, dict):
+        _fail(
+            f"{name}: has no replay record (an object at key 'replay' with 'scenario', 'seed', 'batch' and 'plugins'); "
+            "was it written by stacksim run --json?"
+        )
+    problems: list[tuple[str, str]] = []
+
+    def want(key: str, ok: bool, allowed: str) -> None:
+        if not ok:
+            got = "missing" if key not in record else f"got {_json_type(record[key])} {shorten(repr(record[key]), 60)}"
+            problems.append((f"replay.{key}", f"must be {allowed} ({got})"))
+
+    seed = record.get("seed")
+    want("scenario", isinstance(record.get("scenario"), dict), "an object (the scenario as parsed)")
+    want("seed", type(seed) is int and 0 <= seed < 2**64, "an integer from 0 to 2**64 - 1")
+    want("batch", isinstance(record.get("batch"), bool), "true or false")
+    want("traced", isinstance(record.get("traced", False), bool), "true or false")
+    want("plugins", isinstance(record.get("plugins"), list), "a list of objects")
+    plugins: list[_PluginRecord] = []
+    entries = record.get("plugins")
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        where = f"replay.plugins[{i}]"
+        if not isinstance(entry, dict):
+            problems.append((where, f"must be an object with service_name, origin and sha256 (got {_json_type(entry)})"))
+            continue
+        service, origin, digest = entry.get("service_name"), entry.get("origin"), entry.get("sha256")
+        if not isinstance(service, str) or not service:
+            problems.append((f"{where}.service_name", "must be a filter's service name (a string)"))
+        if not isinstance(origin, str) or not origin:
+            problems.append((f"{where}.origin", "must be a string such as 'plugin myflt.py'"))
+        if not (digest is None or (isinstance(digest, str) and _SHA256.fullmatch(digest))):
+            problems.append((f"{where}.sha256", "must be a SHA-256 as 64 lowercase hex digits, or null"))
+        elif digest is None and isinstance(origin, str) and origin.startswith("plugin "):
+            problems.append((f"{where}.sha256", "must be the plugin file's SHA-256 (a plugin file always has one)"))
+        if isinstance(service, str) and service and isinstance(origin, str) and origin:
+            plugins.append(_PluginRecord(service, origin, digest if isinstance(digest, str) else None))
+    if problems:
+        _fail(ScenarioError(str(result_file), problems).render())
+    return (
+        text,
+        old,
+        _ReplayRecord(record["scenario"], record["seed"], record["batch"], record.get("traced", False), tuple(plugins)),
+    )
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of *value*'s type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {dict: "object", list: "list", str: "string", int: "integer", float: "number"}.get(type(value), type(value).__name__)
+
+
+def _replay_catalog(name: str, record: _ReplayRecord, given: list[Path]) -> FilterCatalog:
+    """
+    The filters a recorded run used, nothing else: every ``--plugin`` file is hashed before it runs.
+
+    A file whose SHA-256 is not one the run recorded is refused without being executed; a
+    plugin filter the run used and no ``--plugin`` provides is refused with the file to pass.
+    Nothing named in the result is ever imported. Entry-point filters (installed packages, which
+    every stacksim command imports) are loaded and compared with their recorded SHA-256.
+    """
     catalog = FilterCatalog()
     try:
         catalog.load_entry_points()
-        for plugin in plugins:
-            origin = str(plugin.get("origin", ""))
-            if origin.startswith("plugin "):
-                catalog.load_file(origin.removeprefix("plugin "))
+        files = [read_plugin(p) for p in given]
     except PluginError as exc:
-        _fail(f"{result_file}: cannot load a plugin the run used: {exc}")
-    for plugin in plugins:
-        name = str(plugin.get("service_name"))
-        if catalog.get(name) is None:
-            _fail(f"{result_file}: the run used filter {name!r} ({plugin.get('origin')}), which is not available now")
-        if plugin.get("sha256") and catalog.digest(name) != plugin.get("sha256"):
-            _fail(f"{result_file}: filter {name!r} ({plugin.get('origin')}) has changed since the run (SHA-256 differs)")
+        _fail(str(exc))
+    recorded = {p.sha256: p for p in record.plugins if p.file is not None and p.sha256 is not None}
+    loaded: set[str] = set()
+    for f in files:
+        if f.sha256 in loaded:
+            continue
+        if f.sha256 not in recorded:
+            same = next((p for p in record.plugins if p.file == f.name), None)
+            if same is not None:
+                _fail(
+                    f"--plugin {_shown(f.path)}: has changed since the run (SHA-256 {f.sha256[:16]}…, "
+                    f"the run used {(same.sha256 or '?')[:16]}… for filter '{_shown(same.service_name, 60)}'); "
+                    f"it was not run; pass the version of {_shown(f.name, 60)} the run used"
+                )
+            _fail(
+                f"--plugin {_shown(f.path)}: is not a plugin the run in {name} used (no recorded SHA-256 matches); it was not run"
+            )
+        try:
+            catalog.load_plugin(f)
+        except PluginError as exc:
+            _fail(str(exc))
+        loaded.add(f.sha256)
+    for p in record.plugins:
+        service = _shown(p.service_name, 60)
+        if p.file is not None and p.sha256 not in loaded:
+            _fail(
+                f"{name}: the run used filter '{service}' from plugin {_shown(p.file, 60)} (SHA-256 {(p.sha256 or '?')[:16]}…); "
+                f"replay runs no file named in a result: pass it again with --plugin PATH/{_shown(p.file, 60)}"
+            )
+        if catalog.get(p.service_name) is None:
+            _fail(f"{name}: the run used filter '{service}' ({_shown(p.origin)}), which is not available now")
+        if p.sha256 and catalog.digest(p.service_name) != p.sha256:
+            _fail(f"{name}: filter '{service}' ({_shown(p.origin)}) has changed since the run (SHA-256 differs)")
     return catalog
 
 
 @app.command()
 def check(trace: Annotated[Path, typer.Argument(help="Trace file (JSON lines) from `stacksim run --trace`.")]) -> None:
-    """Check a trace against the dump path's invariants, independently of the simulator."""
-    from stacksim.check import RULES, check_trace_file
+    """
+    Check a trace against the dump path's invariants, independently of the simulator.
 
-    if not trace.is_file():
-        _fail(f"{trace}: no such trace file")
-    count, violations = check_trace_file(str(trace))
+    Exit 0 when every rule holds, 1 when one does not (each violation is printed), 2 when the
+    file cannot be read as a trace at all (not a regular file, too large, unreadable).
+    """
+    from stacksim._io import InputError, open_input, shorten, terminal_safe
+    from stacksim.check import RULES, check_stream
+
+    try:
+        with open_input(trace, "trace") as stream:
+            count, violations = check_stream(stream)
+    except InputError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{terminal_safe(shorten(str(trace), 200))}: cannot read the trace file: {exc.strerror or exc}")
+    name = terminal_safe(shorten(str(trace), 200))
     if not violations:
-        typer.echo(f"{trace}: {count:,} records; all {len(RULES)} rules hold ({', '.join(RULES)})")
+        typer.echo(f"{name}: {count:,} records; all {len(RULES)} rules hold ({', '.join(RULES)})")
         return
     for v in violations:
-        typer.echo(v.render())
-    typer.echo(f"{trace}: {len(violations)} violation(s) in {count:,} records")
+        typer.echo(terminal_safe(v.render(), keep_newlines=True))
+    broken = [rule for rule in RULES if any(v.rule == rule for v in violations)]
+    typer.echo(f"{name}: {count:,} records; rules broken: {', '.join(broken)}")
     raise typer.Exit(1)
 
 
@@ -362,8 +566,10 @@ def validate(scenario: ScenarioArg, plugin: PluginOpt = None) -> None:
         s = load_scenario(scenario, catalog)
     except ScenarioError as exc:
         _fail(str(exc))
-    filters = ", ".join(s.registry.dump_filters) or "none"
-    typer.echo(f"{scenario}: valid ({s.scenario.event} scenario {s.scenario.name!r}; DumpFilters: {filters})")
+    filters = _shown(", ".join(s.registry.dump_filters) or "none", 400)
+    typer.echo(
+        f"{_shown(scenario)}: valid ({s.scenario.event} scenario {_shown(repr(s.scenario.name), 100)}; DumpFilters: {filters})"
+    )
 
 
 @app.command("devices")
@@ -377,37 +583,14 @@ def list_devices(
     if as_json:
         sys.stdout.write(json.dumps(presets, indent=2) + "\n")
         return
-    table = Table(title=escape("Device presets ([disk] preset = ...)"))
-    for col in ("name", "kind", "write bandwidth", "latency", "cache", "after cache / caps"):
-        table.add_column(col)
-    for p in DEVICE_PRESETS.values():
-        params = p.params
-        if p.model == "virtual":
-            extra = f"{params['iops_limit']:,} IOPS, {format_bandwidth(params['bandwidth_limit'])}"
-        elif "media_bandwidth" in params:
-            extra = format_bandwidth(params["media_bandwidth"])
-        else:
-            extra = "-"
-        cache = format_bytes(params["cache"]) if params.get("cache") else "-"
-        bandwidth = int(str(p.as_dict()["bandwidth_bytes_per_s"]))
-        table.add_row(p.name, p.kind, format_bandwidth(bandwidth), format_ns(params["latency"]), cache, extra)
-    Console(highlight=False).print(table)
-    typer.echo("Sources and assumptions: docs/reference/devices.md")
+    print_devices(Console(highlight=False))
 
 
 @app.command("filters")
 def list_filters(plugin: PluginOpt = None) -> None:
     """List the dump filters a scenario can name in DumpFilters."""
     catalog = _catalog(plugin)
-    table = Table(title="Dump filters")
-    table.add_column("service name")
-    table.add_column("from")
-    table.add_column("parameters")
-    for name in catalog.names():
-        cls = catalog.get(name)
-        assert cls is not None
-        table.add_row(name, catalog.origin(name), ", ".join(cls.Config.model_fields) or "-")
-    Console(highlight=False).print(table)
+    print_filters(catalog, Console(highlight=False))
 
 
 def result_json(result: RunResult) -> str:
@@ -415,75 +598,45 @@ def result_json(result: RunResult) -> str:
     return json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-def render(result: RunResult, console: Console) -> None:
-    """Print a run's summary and per-layer table, every number with its unit."""
-    r = result
-    what = "hiberfile image" if r.dump_kind == "hibernation" else f"{r.dump_kind} crash dump"
-    console.print(f"stacksim {__version__} · scenario [bold]{escape(r.scenario)}[/] · {what}")
-    status_style = "green" if r.status == "ok" else "red"
-    console.print(f"status      [{status_style}]{r.status}[/]: {escape(r.message)}")
-    if r.dump_time_ns:
-        start = "bugcheck" if r.event == "crash" else "hibernate start"
-        end = "final flush" if r.status in ("ok", "truncated") else r.status.replace("_", " ")
-        console.print(f"dump time   {format_ns(r.dump_time_ns)} ({r.dump_time_ns:,} ns, {start} → {end})")
-    console.print(
-        f"written     {format_bytes(r.bytes_written)} of {format_bytes(r.dump_bytes)} ({r.bytes_written:,} bytes) "
-        f"in {r.write_requests:,} writes of ≤ {r.max_pages_per_write} pages ({format_bytes(r.max_pages_per_write * 4096)})"
-        + (f", {format_bandwidth(r.throughput_bytes_per_s)}" if r.bytes_written else "")
-    )
-    console.print("parts       " + " · ".join(f"{name} {format_bytes(n)}" for name, n in r.parts.items()))
-    console.print(f"path        {' → '.join(r.images)} → disk ({r.target})")
-    if r.request_mode_reasons:
-        console.print("engine      request mode, one message per write: " + "; ".join(r.request_mode_reasons))
-    if any(s.calls for s in r.layers.values()):
-        console.print(_layer_table(r))
-    if r.bottleneck and r.dump_time_ns:
-        console.print(_bottleneck_line(r))
-    for f in r.filters:
-        if f.load_error:
-            console.print(f"[yellow]filter {f.name} not loaded:[/] {escape(f.load_error)}{' (critical)' if f.critical else ''}")
-        for event, count in f.errors.items():
-            console.print(
-                f"[yellow]filter {f.name}: {count:,} × {event} failed[/] "
-                f"(first: {escape(f.first_error[event])}); the dump went on"
-            )
-    for warning in r.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+class _Signals:
+    """What the process was told: SIGTERM is turned into the Ctrl-C path, and remembered for the message."""
+
+    terminated = False
 
 
-def _bottleneck_line(r: RunResult) -> str:
-    """'bottleneck: device, 62.0 % of the dump time; without it ...; filters 30.6 %'."""
-    name = r.bottleneck
-    assert name is not None
-    rest = r.dump_time_ns - r.layers[name].busy_ns
-    speedup = f"{r.dump_time_ns / rest:.1f}× faster" if rest else "no time left"
-    line = f"bottleneck  {name}: {r.share_percent(name):.1f} % of the dump time; without it {format_ns(rest)} ({speedup})"
-    filters = [f.name for f in r.filters if f.name in r.layers]
-    if filters:
-        share = round(100 * sum(r.layers[f].busy_ns for f in filters) / r.dump_time_ns, 1)
-        line += f"; all filters {share:.1f} %"
-    return line
+_SIGNALS = _Signals()
 
 
-def _layer_table(r: RunResult) -> Table:
-    """Per-layer calls, busy time, share of the total and latency percentiles."""
-    busy_total = sum(s.busy_ns for s in r.layers.values())
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("layer", "calls", "busy", "share", "p50", "p99", "max"):
-        table.add_column(col, justify="left" if col == "layer" else "right")
-    for name, s in r.layers.items():
-        share = f"{100 * s.busy_ns / busy_total:.1f} %" if busy_total else "-"
-        table.add_row(
-            name, f"{s.calls:,}", format_ns(s.busy_ns), share, format_ns(s.p50_ns), format_ns(s.p99_ns), format_ns(s.max_ns)
-        )
-    w = r.write_latency
-    if w.calls:
-        table.add_row(
-            "[dim]write, issue→done[/]", f"{w.calls:,}", "", "", format_ns(w.p50_ns), format_ns(w.p99_ns), format_ns(w.max_ns)
-        )
-    return table
+def _on_sigterm(signum: int, frame: object) -> None:
+    """
+    SIGTERM: the same clean interruption as Ctrl-C (no temporary file left, exit status 1).
+
+    The signal is re-delivered as SIGINT, so inside ``trio.run`` trio's own Ctrl-C handling
+    raises KeyboardInterrupt where it is safe; outside it, Python's default SIGINT handler does.
+    Where SIGINT is ignored (a background job of a script), see :func:`_interrupt_when_safe`.
+    """
+    _SIGNALS.terminated = True
+    if callable(signal.getsignal(signal.SIGINT)):  # Python's default handler, or trio's during a run
+        signal.raise_signal(signal.SIGINT)
+    else:
+        _interrupt_when_safe()
+
+
+def _interrupt_when_safe(*_: object) -> None:
+    """
+    Raise KeyboardInterrupt as trio's SIGINT handler would: at once, unless trio protects the code it interrupts.
+
+    Raising inside trio's own machinery would corrupt the run, so there the check is repeated
+    every 5 ms (SIGALRM) until the run is in simulation code.
+    """
+    if trio.lowlevel.in_trio_run() and trio.lowlevel.currently_ki_protected():
+        signal.signal(signal.SIGALRM, _interrupt_when_safe)
+        signal.setitimer(signal.ITIMER_REAL, 0.005)
+        return
+    raise KeyboardInterrupt
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: SIGTERM ends a run as Ctrl-C does, then the command line runs."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     app()

@@ -108,6 +108,7 @@ class DumpDriver:
             and no trace is taken.
         unbatchable: for a write length, why writes of that length must travel one by one (e.g.
             they can outlast the dump port's timeout: ``DumpPort.may_time_out``), or None.
+        disk_size: the disk's capacity in bytes (for the trace's ``dump_context``).
     """
 
     def __init__(
@@ -135,6 +136,7 @@ class DumpDriver:
         progress: Callable[[int, int], None] | None = None,
         pipeline: bool = False,
         unbatchable: Callable[[int], str | None] | None = None,
+        disk_size: int = 0,
     ) -> None:
         self.engine = engine
         self.event = event
@@ -158,6 +160,7 @@ class DumpDriver:
         self.progress = progress
         self.pipeline = pipeline
         self.unbatchable = unbatchable
+        self.disk_size = disk_size
         self.power_loss_at: int | None = None
         self.retries = 0
         self.part_done: dict[str, int] = {}
@@ -181,7 +184,7 @@ class DumpDriver:
         engine.advance_to(self.event_at_ns)
         out.event_ns = engine.now_ns
         if self.power_loss_after_ns is not None:
-            self.power_loss_at = out.event_ns + self.power_loss_after_ns
+            self.power_loss_at = engine.trace_until_ns = out.event_ns + self.power_loss_after_ns
         self._mark("bugcheck" if self.event == "crash" else "hibernate")
         log.info("event.start", kind=self.event, dump_kind=self.plan.kind, dump_bytes=self.plan.total_bytes)
         if self.event == "crash":
@@ -233,6 +236,8 @@ class DumpDriver:
                 "max_pages_per_write": self.max_chunk // PAGE_SIZE,
                 "sector_size": 512,
                 "filters": [{"name": layer.name, "callbacks": layer.callbacks()} for layer in active if layer.loaded],
+                "disk_size": self.disk_size,
+                "dump_bytes": max(self.full_bytes, self.plan.total_bytes),
             },
         )
 
@@ -240,11 +245,11 @@ class DumpDriver:
         size, need, target = self.layout.size, self.full_bytes, self.layout.target
         if self.event == "hibernate":
             return (
-                f"the hiberfile holds {size:,} bytes but the image needs {need:,}: hibernation fails "
+                f"the hiberfile holds {size:,} bytes but the image needs {need:,} bytes: hibernation fails "
                 "(bug check 0xA0, sub-code 0xB: the hibernation file is too small [DOC S16])"
             )
         msg = (
-            f"the {target} holds {size:,} bytes but the {self.plan.kind} dump needs {need:,}: Windows writes no dump "
+            f"the {target} holds {size:,} bytes but the {self.plan.kind} dump needs {need:,} bytes: Windows writes no dump "
             '("a page file or a dedicated dump file must exist and be large enough ... Otherwise, a system memory dump '
             'file is not created" [DOC S40]; volmgr Event 49 at boot)'
         )

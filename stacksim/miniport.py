@@ -224,8 +224,8 @@ class DumpPort:
         if dur > self.timeout_ns:  # the port gives up polling the flush, as it would a write
             engine.advance(self.timeout_ns)
             self.stats.record(self.timeout_ns)
-            if engine.trace is not None:
-                engine.emit(t0, "miniport", "poll_timeout", self.timeout_ns, dump_type=self.dump_type)
+            if engine.trace is not None:  # the flush, cut off at the timeout; the dump_failed after it says why
+                engine.emit(t0, "device", "flush", self.timeout_ns, dump_type=self.dump_type)
             op.error = (
                 f"the cache flush did not complete within the port's {format_ns(self.timeout_ns)} timeout "
                 f"(the device needed {format_ns(dur)} to write its cache back)"

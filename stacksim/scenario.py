@@ -11,14 +11,13 @@ list of (key, problem) pairs and renders them as one paragraph each.
 
 from __future__ import annotations
 
-import tomllib
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from stacksim._io import InputError, decode_text, read_input
+from stacksim._io import MAX_DEPTH, InputError, decode_text, parse_toml, read_input, shorten, terminal_safe
 from stacksim.devices import DEFAULT_PRESET, DEVICE_PRESETS, FIXED_DEFAULTS, MODELS, build_device
 from stacksim.filters import FilterCatalog
 from stacksim.layout import MAX_RUNS, FileLayout, LayoutError, build_layout
@@ -37,7 +36,7 @@ from stacksim.units import (
     parse_time_ns,
 )
 
-__all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario"]
+__all__ = ["Scenario", "ScenarioError", "load_scenario", "read_scenario_data", "validate_scenario"]
 
 Nanoseconds = Annotated[int, BeforeValidator(parse_time_ns)]
 """A duration: integer ns or a string with a unit, at most 2^60 ns."""
@@ -61,8 +60,6 @@ MAX_TRANSFER = 2**32 - PAGE_SIZE
 MAX_FAULTS = 1_000_000
 """Most ``[[faults]]`` tables a scenario may have (a guard against runaway input, ASSUMPTION)."""
 
-MAX_DEPTH = 32
-"""Deepest nesting of arrays and tables a scenario value may have (the deepest stacksim reads is 4)."""
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True)
 
@@ -483,14 +480,38 @@ class ScenarioError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
-        """One paragraph per problem, each naming the file and the key."""
+        """
+        One paragraph: the file, then each problem with its key.
+
+        Problems with the same message are listed once with their keys (``[disk] a, [disk] b
+        and 3 more: unknown key``), at most :data:`MAX_PROBLEMS_SHOWN` lines, the rest counted.
+        Text from the input is escaped for the terminal and long keys, values and messages are
+        shortened, so a 100 KB value or 100k unknown keys still give a message of a few lines.
+        """
+        source = terminal_safe(shorten(self.source, 200))
         if len(self.problems) == 1:
-            key, msg = self.problems[0]
+            key, msg = (terminal_safe(shorten(text, limit)) for text, limit in zip(self.problems[0], (100, 300), strict=True))
             text = f"{key}: {msg}" if key else msg
-            return f"{self.source}: {text}" if self.source else text
-        lines = [f"{self.source}: {len(self.problems)} problems:"]
-        lines += [f"  - {key}: {msg}" if key else f"  - {msg}" for key, msg in self.problems]
+            return f"{source}: {text}" if source else text
+        groups: dict[str, list[str]] = {}
+        for key, msg in self.problems:
+            groups.setdefault(msg, []).append(key)
+        lines = [f"{source}: {len(self.problems):,} problems:"]
+        shown = 0
+        for msg, keys in list(groups.items())[:MAX_PROBLEMS_SHOWN]:
+            names = ", ".join(terminal_safe(shorten(k, 100)) for k in keys[:5] if k)
+            if len(keys) > 5:
+                names += f" and {len(keys) - 5:,} more"
+            text = terminal_safe(shorten(msg, 300))
+            lines.append(f"  - {names}: {text}" if names else f"  - {text}")
+            shown += len(keys)
+        if shown < len(self.problems):
+            lines.append(f"  … and {len(self.problems) - shown:,} more problems")
         return "\n".join(lines)
+
+
+MAX_PROBLEMS_SHOWN = 10
+"""How many problems a :class:`ScenarioError` lists; the rest are counted."""
 
 
 def _key(loc: tuple[int | str, ...]) -> str:
@@ -555,7 +576,9 @@ def _plain_copy(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, s
     A copy of parsed TOML *data* (tables, arrays, scalars), and a problem for each value nested too deep.
 
     Iterative, so a 100,000-deep array costs no recursion: the value is refused (past
-    :data:`MAX_DEPTH` levels) instead of raising RecursionError in a copy or a validator.
+    :data:`stacksim._io.MAX_DEPTH` levels, the root table being level 1, as for files) instead of
+    raising RecursionError in a copy or a validator. This is for data that did not come from a
+    file (the Python API, a sweep's ``--set``).
     """
     problems: list[tuple[str, str]] = []
     root: dict[str, Any] = {}
@@ -566,9 +589,9 @@ def _plain_copy(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, s
             if isinstance(v, _CONTAINERS):
                 here = (*path, k)
                 values = v.values() if isinstance(v, dict) else v
-                if len(here) > MAX_DEPTH:
+                if len(here) + 1 > MAX_DEPTH:
                     table = 3 if here[0] == "filters" else 2
-                    problems.append((_key(here[:table]), f"nests arrays or tables more than {MAX_DEPTH} levels deep"))
+                    problems.append((_key(here[:table]), f"tables and arrays are nested more than {MAX_DEPTH} levels deep"))
                     v = None
                 elif not any(isinstance(x, _CONTAINERS) for x in values):  # a leaf table or array: copy at once
                     v = dict(v) if isinstance(v, dict) else list(v)
@@ -683,25 +706,29 @@ def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog)
     return scenario
 
 
-def load_scenario(path: str | Path, catalog: FilterCatalog, *, seed: int | None = None) -> Scenario:
+def read_scenario_data(path: str | Path) -> dict[str, Any]:
     """
-    Read and validate a scenario file; *seed* overrides ``[scenario] seed``.
+    The parsed TOML of the scenario file at *path*, not yet validated.
 
     The file is read as :func:`stacksim._io.read_input` reads every input: a regular file of at
     most 16 MiB (a FIFO, device or directory is refused before a byte is read); a UTF-8 BOM is
-    accepted.
+    accepted. What the TOML parser cannot take (an integer of thousands of digits, arrays nested
+    hundreds deep) and nesting beyond :data:`stacksim._io.MAX_DEPTH` levels are refused.
+
+    Raises:
+        ScenarioError: naming the file and the problem.
     """
-    source = str(path)
     try:
-        text = decode_text(read_input(path, "scenario"), path, "scenario")
+        return parse_toml(decode_text(read_input(path, "scenario"), path, "scenario"), path, "scenario")
     except InputError as exc:
         raise ScenarioError("", [("", str(exc))]) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(source, [("", f"not valid TOML: {exc}")]) from None
+
+
+def load_scenario(path: str | Path, catalog: FilterCatalog, *, seed: int | None = None) -> Scenario:
+    """Read (as :func:`read_scenario_data` does) and validate a scenario file; *seed* overrides ``[scenario] seed``."""
+    data = read_scenario_data(path)
     if seed is not None:
         data.setdefault("scenario", {})
         if isinstance(data["scenario"], dict):
             data["scenario"]["seed"] = seed
-    return validate_scenario(data, source, catalog)
+    return validate_scenario(data, str(path), catalog)

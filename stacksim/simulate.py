@@ -314,6 +314,7 @@ def _simulate(
             progress=progress,
             pipeline=pipeline and trace is None and plan_faults.power_loss_after_ns is None and not plan_faults.device,
             unbatchable=port.may_time_out,
+            disk_size=disk_size,
         )
         tasks = []
         for i, layer in enumerate(active):
@@ -331,6 +332,9 @@ def _simulate(
         out.status = "hung" if engine.failure.layer is not None else "deadlock"
         out.message = str(engine.failure)
         out.done_ns = engine.now_ns + engine.failure.waited_ns
+        # the dump driver never returned: end the trace where the watchdog ended the run (or the power failed)
+        end = out.done_ns if engine.trace_until_ns is None else min(out.done_ns, engine.trace_until_ns)
+        engine.emit(end, DUMP_DRIVER_LAYER, "dump_failed", 0, dump_type=dump_type.label)
     dump_time = out.done_ns - out.event_ns if out.done_ns else 0
     warnings += _unfired(s, plan, layout, port, mppw * 4096, out.status, dump_time)
     layers: dict[str, LayerSummary] = {DUMP_DRIVER_LAYER: driver.stats.summary()}
@@ -380,6 +384,7 @@ def _simulate(
             "scenario": s.source_data,
             "seed": s.scenario.seed,
             "batch": batch,
+            "traced": trace is not None,
             "plugins": [
                 {"service_name": name, "origin": catalog.origin(name), "sha256": catalog.digest(name)}
                 for name in s.registry.dump_filters

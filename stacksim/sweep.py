@@ -27,6 +27,11 @@ import itertools
 import json
 import multiprocessing
 import os
+import select
+import signal
+import stat
+import threading
+import time
 import tomllib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -34,11 +39,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stacksim._io import atomic_writer
-from stacksim.filters import FilterCatalog
+from stacksim._io import (
+    MAX_DEPTH,
+    InputError,
+    atomic_writer,
+    check_depth,
+    decode_text,
+    open_append,
+    read_input,
+    shorten,
+    terminal_safe,
+)
+from stacksim.filters import FilterCatalog, PluginFile
 from stacksim.scenario import ScenarioError, validate_scenario
 
-__all__ = ["Axis", "SweepError", "SweepPoint", "grid", "parse_set", "run_point", "run_sweep"]
+__all__ = ["Axis", "SweepError", "SweepPoint", "grid", "local_executor", "parse_set", "run_point", "run_sweep", "stop_executor"]
 
 FIXED_COLUMNS = (
     "point_id",
@@ -97,12 +112,28 @@ def _split_values(text: str) -> list[str]:
     return out
 
 
-def _value(text: str) -> Any:
-    """A TOML value if the text is one (3, true, "x", [..]); otherwise the text itself ("3GB/s")."""
+def _value(text: str, setting: str) -> Any:
+    """
+    A TOML value if the text is one (3, true, "x", [..]); otherwise the text itself ("3GB/s").
+
+    Raises:
+        SweepError: a value the TOML parser cannot take (an integer of thousands of digits,
+            arrays nested hundreds deep) or nested deeper than :data:`stacksim._io.MAX_DEPTH`.
+    """
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        raise SweepError(f"{setting}: a value is nested too deeply; stacksim accepts at most {MAX_DEPTH} levels") from None
+    except ValueError:  # Python's limit on the digits of an int
+        digits = sum(c.isdigit() for c in text)
+        raise SweepError(f"{setting}: a value is an integer of {digits:,} digits, far beyond any limit") from None
+    try:
+        check_depth(value, setting, MAX_DEPTH - 1)
+    except InputError as exc:
+        raise SweepError(str(exc)) from None
+    return value
 
 
 def parse_set(text: str) -> Axis:
@@ -112,22 +143,26 @@ def parse_set(text: str) -> Axis:
     KEY is a TOML dotted key such as ``disk.bandwidth`` or ``filters."dumpfve.sys".per_byte``;
     each value is a TOML value (``3``, ``true``, ``"x"``, ``[...]``) or else a bare string.
     """
+    setting = f"--set {terminal_safe(shorten(text, 100))}"
     key, sep, values = text.partition("=")
     if not sep or not key.strip() or not values.strip():
-        raise SweepError(f"--set {text!r}: write KEY=V1,V2,... e.g. --set disk.bandwidth=1GB/s,3GB/s")
+        raise SweepError(f"{setting}: write KEY=V1,V2,... e.g. --set disk.bandwidth=1GB/s,3GB/s")
     try:
         tree = tomllib.loads(f"{key.strip()} = 0")
-    except tomllib.TOMLDecodeError:
-        raise SweepError(f"--set {text!r}: {key.strip()!r} is not a key path such as disk.bandwidth") from None
+    except (ValueError, RecursionError):
+        shown = terminal_safe(shorten(key.strip(), 60))
+        raise SweepError(f"{setting}: '{shown}' is not a key path such as disk.bandwidth") from None
     path: list[str] = []
     node: Any = tree
     while isinstance(node, dict):
         ((name, node),) = node.items()
         path.append(name)
+    if len(path) >= MAX_DEPTH:
+        raise SweepError(f"{setting}: the key has {len(path):,} parts; a scenario nests at most {MAX_DEPTH} levels")
     vals = [v for v in _split_values(values) if v != ""]
     if not vals:
-        raise SweepError(f"--set {text!r}: no values")
-    return Axis(text, tuple(path), tuple(_value(v) for v in vals))
+        raise SweepError(f"{setting}: no values")
+    return Axis(text, tuple(path), tuple(_value(v, setting) for v in vals))
 
 
 def _label(path: tuple[str, ...]) -> str:
@@ -154,19 +189,23 @@ def apply(data: dict[str, Any], overrides: Iterable[tuple[tuple[str, ...], Any]]
         for name in path[:-1]:
             node = node.setdefault(name, {})
             if not isinstance(node, dict):
-                raise SweepError(f"{_label(path)}: {name} is not a table in the scenario")
+                raise SweepError(
+                    f"{terminal_safe(shorten(_label(path), 100))}: "
+                    f"{terminal_safe(shorten(name, 60))} is not a table in the scenario"
+                )
         node[path[-1]] = value
     return out
 
 
-def _catalog(plugins: tuple[str, ...]) -> FilterCatalog:
+def _catalog(plugins: tuple[PluginFile, ...]) -> FilterCatalog:
     """
     The filter catalog for one point: built-ins, entry points and *plugins*.
 
     Scanning entry points costs milliseconds, as much as a small run, so a worker does it once
     (entry-point modules are imported once per process anyway). Plugin files are executed
     afresh for every point, as for ``stacksim run``, so no state a plugin keeps in its module
-    or class carries over from one point to the next.
+    or class carries over from one point to the next. A plugin is the source the main process
+    read and hashed, handed over whole: a file edited while the sweep runs changes no point.
     """
     global _ENTRY_POINTS
     if _ENTRY_POINTS is None:
@@ -174,14 +213,16 @@ def _catalog(plugins: tuple[str, ...]) -> FilterCatalog:
         _ENTRY_POINTS.load_entry_points()
     catalog = _ENTRY_POINTS.copy()
     for plugin in plugins:
-        catalog.load_file(plugin)
+        catalog.load_plugin(plugin)
     return catalog
 
 
 _ENTRY_POINTS: FilterCatalog | None = None
 
 
-def run_point(data: dict[str, Any], source: str, point: SweepPoint, plugins: tuple[str, ...], batch: bool) -> dict[str, Any]:
+def run_point(
+    data: dict[str, Any], source: str, point: SweepPoint, plugins: tuple[PluginFile, ...], batch: bool
+) -> dict[str, Any]:
     """Run one point (in a worker process); never raises: failures become an error row."""
     from stacksim.simulate import simulate
 
@@ -207,37 +248,98 @@ def run_point(data: dict[str, Any], source: str, point: SweepPoint, plugins: tup
     return row
 
 
-def _parse(text: str, jsonl: bool) -> tuple[list[str] | None, list[tuple[str, Any]]]:
+def _not_a_row(out: Path, line: int, why: str) -> SweepError:
+    return SweepError(
+        f"{terminal_safe(shorten(str(out), 200))}: line {line:,} is not a row of a sweep's results ({why}); "
+        "choose another --out or delete the file"
+    )
+
+
+def _parse(text: str, jsonl: bool, out: Path) -> tuple[list[str] | None, list[tuple[str, Any]]]:
     """
     A results file's header (CSV) and its records as ``(point_id, record)`` in file order.
 
     A record is the JSON line (JSONL) or the parsed row (CSV). JSONL is split on newlines only:
     JSON strings may hold U+2028 and friends raw. CSV cells may hold newlines, so *text* must be
-    read without newline translation.
+    read without newline translation. A line that is not a row (an edited or foreign file) is a
+    :class:`SweepError` naming the line.
     """
     if jsonl:
-        return None, [(json.loads(line)["point_id"], line) for line in text.split("\n") if line.strip()]
-    rows = list(csv.reader(io.StringIO(text)))
+        records: list[tuple[str, Any]] = []
+        for n, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                pid = json.loads(line)["point_id"]
+            except (ValueError, RecursionError):
+                raise _not_a_row(out, n, "not JSON") from None
+            except (KeyError, TypeError):
+                raise _not_a_row(out, n, "no point_id") from None
+            if not isinstance(pid, str):
+                raise _not_a_row(out, n, "point_id is not a string")
+            records.append((pid, line))
+        return None, records
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise SweepError(
+            f"{terminal_safe(shorten(str(out), 200))}: is not a sweep's CSV results ({exc}); "
+            "choose another --out or delete the file"
+        ) from None
     if not rows:
         return None, []
     header = rows[0]
     return header, [(row[0], row) for row in rows[1:] if row and row != header]
 
 
+def _read_results(out: Path) -> bytes:
+    """The results file's bytes, read as every input is (a regular file, at most ``INPUT_LIMITS["sweep"]``)."""
+    try:
+        return read_input(out, "sweep")
+    except InputError as exc:
+        raise SweepError(str(exc)) from None
+
+
+def _decode(raw: bytes, out: Path) -> str:
+    try:
+        return decode_text(raw, out, "sweep results")
+    except InputError as exc:
+        raise SweepError(f"{exc}; choose another --out or delete the file") from None
+
+
 def _finished(out: Path, columns: list[str]) -> set[str]:
-    """Point ids already in *out*; a trailing partial line (an interrupted write) is dropped."""
-    if not out.exists() or out.stat().st_size == 0:
+    """
+    Point ids already in *out*; a trailing partial line (an interrupted write) is cut off in place.
+
+    The file is checked before anything is cut: it must be a results file of this sweep, and a
+    partial last line must look like the start of a row, so a file that is not a sweep's is
+    refused untouched.
+    """
+    try:
+        st = os.stat(out)
+    except FileNotFoundError:
         return set()
-    raw = out.read_bytes()
-    if not raw.endswith(b"\n"):
-        raw = raw[: raw.rfind(b"\n") + 1]
-        out.write_bytes(raw)
-    header, records = _parse(raw.decode("utf-8"), out.suffix == ".jsonl")
+    except OSError as exc:
+        raise SweepError(f"{terminal_safe(shorten(str(out), 200))}: cannot be read: {exc.strerror}") from None
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        return set()
+    raw = _read_results(out)
+    jsonl = out.suffix == ".jsonl"
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        _decode(raw, out)  # names the UTF-16
+    kept = raw[: raw.rfind(b"\n") + 1]
+    tail = raw[len(kept) :]
+    if tail and not (tail.startswith(b'{"point_id"') if jsonl else kept):
+        raise _not_a_row(out, kept.count(b"\n") + 1, "an incomplete last line that is not the start of a row")
+    header, records = _parse(_decode(kept, out), jsonl, out)
     if header is not None and header != columns:
+        shown = terminal_safe(shorten(", ".join(header[:6]), 120))
         raise SweepError(
-            f"{out}: holds results of a different sweep (columns {', '.join(header[:6])}, ...); "
+            f"{terminal_safe(shorten(str(out), 200))}: holds results of a different sweep (columns {shown}, ...); "
             "choose another --out or delete the file"
         )
+    if tail:
+        os.truncate(out, len(kept))
     return {pid for pid, _ in records}
 
 
@@ -265,7 +367,7 @@ def run_sweep(
     out: Path,
     executor: Executor,
     *,
-    plugins: tuple[str, ...] = (),
+    plugins: tuple[PluginFile, ...] = (),
     batch: bool = True,
     catalog: FilterCatalog | None = None,
     on_done: Callable[[int, int], None] | None = None,
@@ -273,9 +375,13 @@ def run_sweep(
     """
     Run the grid; append each finished point to *out*. Returns (ran, skipped, failed).
 
+    *out* is appended in place (that is what makes a sweep resumable), opened as
+    :func:`stacksim._io.open_append` opens it: a regular file only.
+
     Raises:
         ScenarioError: some point is not a valid scenario (checked before anything runs).
-        SweepError: *out* holds another sweep's results.
+        SweepError: *out* holds another sweep's results, or is not a results file.
+        OutputError: *out* cannot be written.
     """
     points = grid(axes)
     catalog = catalog or _catalog(plugins)
@@ -290,7 +396,7 @@ def run_sweep(
     done = _finished(out, columns)
     todo = [p for p in points if p.point_id not in done]
     failed = 0
-    with open(out, "a", encoding="utf-8", newline="") as f:
+    with open_append(out, flag="--out") as f:
         if not jsonl and f.tell() == 0:
             f.write(_line(dict(zip(columns, columns, strict=True)), columns, False))
             f.flush()
@@ -325,8 +431,8 @@ def _in_grid_order(out: Path, points: list[SweepPoint], jsonl: bool) -> None:
     order: dict[str, int] = {}
     for k, point in enumerate(points):
         order.setdefault(point.point_id, k)
-    text = out.read_bytes().decode("utf-8")
-    header, records = _parse(text, jsonl)
+    text = _decode(_read_results(out), out)
+    header, records = _parse(text, jsonl, out)
     records.sort(key=lambda record: order.get(record[0], len(order)))  # stable: unknown ids keep their order
     if jsonl:
         body = "".join(line + "\n" for _, line in records)
@@ -335,16 +441,65 @@ def _in_grid_order(out: Path, points: list[SweepPoint], jsonl: bool) -> None:
         csv.writer(buf, lineterminator="\n").writerows([*([header] if header else []), *(row for _, row in records)])
         body = buf.getvalue()
     if body != text:
-        with atomic_writer(out) as f:
+        with atomic_writer(out, flag="--out") as f:
             f.write(body)
 
 
 def local_executor(workers: int) -> ProcessPoolExecutor:
-    """A process pool that starts workers by forkserver (spawn where there is none), never by fork."""
+    """
+    A process pool that starts workers by forkserver (spawn where there is none), never by fork.
+
+    Workers ignore SIGINT (Ctrl-C reaches the whole process group; the main process stops them,
+    so they print no tracebacks) and exit as soon as the main process is gone, however it ended
+    (SIGKILL included), so a killed sweep leaves no workers behind. Stop the pool with
+    :func:`stop_executor` on an interruption: leaving a ``with`` block would wait for every
+    queued point.
+    """
     methods = multiprocessing.get_all_start_methods()
+    init, args = _worker_init, (os.getpid(),)
     if "forkserver" not in methods:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        spawn = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=init, initargs=args)
     ctx = multiprocessing.get_context("forkserver")
     # Import the simulator once in the fork server (before any trio run), not in every worker.
     ctx.set_forkserver_preload(["stacksim.simulate", "stacksim.sweep"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init, initargs=args)
+
+
+def stop_executor(executor: ProcessPoolExecutor) -> None:
+    """Cancel the queued points and end the workers now (SIGTERM, then SIGKILL after 5 s); wait for them."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())  # no public API before Python 3.14
+    executor.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.terminate()
+    for p in processes:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    executor.shutdown(wait=True)
+
+
+def _worker_init(main_pid: int) -> None:
+    """In each worker: ignore Ctrl-C, and exit when the main process *main_pid* does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(main_pid,), name="stacksim-exit-with-main", daemon=True).start()
+
+
+def _exit_with(main_pid: int) -> None:
+    """Wait until process *main_pid* has ended, then end this process at once (a pidfd where Linux has one)."""
+    try:
+        pidfd = os.pidfd_open(main_pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # not Linux ≥ 5.3: poll
+        while True:
+            try:
+                os.kill(main_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except OSError:
+                pass
+            time.sleep(0.5)
+    select.select([pidfd], [], [])  # readable once the process has exited
+    os._exit(1)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,10 +76,19 @@ def run(catalog: FilterCatalog | None = None, *, check: bool = True, **sections:
     return result, trace
 
 
+_CHECKOUT = str(Path(__file__).resolve().parents[1])
+"""The folder holding this checkout's ``stacksim`` package."""
+
+
 def stacksim_cli(
     *args: str, cwd: str | os.PathLike[str] | None = None, timeout: float = 30, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m stacksim ARGS`` in a subprocess (as a user would); ``elapsed`` is its wall time."""
+    """
+    Run ``python -m stacksim ARGS`` in a subprocess (as a user would); ``elapsed`` is its wall time.
+
+    The subprocess imports this checkout's stacksim whatever *cwd* is (``PYTHONPATH``), not the
+    installed one, so a worktree's tests test the worktree.
+    """
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "stacksim", *args],
@@ -88,7 +98,7 @@ def stacksim_cli(
         check=False,
         cwd=cwd,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "100", **(env or {})},
+        env={**os.environ, "COLUMNS": "100", "PYTHONPATH": _CHECKOUT, **(env or {})},
     )
     proc.elapsed = time.monotonic() - t0  # type: ignore[attr-defined]
     return proc

@@ -1,55 +1,587 @@
-"""The invariant checker, tested on hand-made traces that break each rule once."""
+"""
+The invariant checker: genuine traces of every outcome pass; each tampering and each malformed line fails by rule name.
+
+Genuine traces come from the real simulator. A tampered trace is a genuine one with one change;
+where the change deletes or inserts records, ``renumber`` gives the rest consecutive seq numbers
+again, so the rule that catches the tampering is not merely ``order``.
+"""
 
 from __future__ import annotations
 
+import ast
 import copy
+import itertools
 import json
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import run
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_batching import scenarios
 from typer.testing import CliRunner
 
-from stacksim.check import RULES, check_records, check_trace_file
+import stacksim.check as check_module
+from stacksim import trace as trace_module
+from stacksim.check import (
+    FIELDS,
+    MAX_LINE_BYTES,
+    RULES,
+    SHOWN_PER_RULE,
+    Violation,
+    _Extents,
+    check_records,
+    check_stream,
+    check_trace_file,
+)
 from stacksim.cli import app
 
+Records = list[dict[str, Any]]
 
-def good() -> list[dict[str, Any]]:
+FILTERS = {"DumpFilters": ["delayflt.sys", "dumpfve.sys"]}
+HIBERNATE = {
+    "scenario": {"name": "h", "event": "hibernate", "hibernate_at": "1 ms", "bugcheck_at": None},
+    "memory": {"ram": "1 MiB"},
+}
+
+
+def good() -> Records:
     """A valid trace: one filter (start, write, finish), two writes, from a real run."""
     _, trace = run(registry={"DumpFilters": ["delayflt.sys"]}, filters={"delayflt.sys": {"start": 10, "finish": 10}})
     return trace.records
 
 
-def rules_broken(records: list[dict[str, Any]]) -> list[str]:
-    return [v.rule for v in check_records(records)]
+def hibernation() -> Records:
+    """A valid hibernation trace: delayflt.sys in both stacks, eight writes."""
+    _, trace = run(registry={"DumpFilters": ["delayflt.sys"]}, **HIBERNATE)
+    return trace.records
 
 
-def find(records: list[dict[str, Any]], layer: str, event: str, n: int = 0) -> dict[str, Any]:
-    return [r for r in records if r["layer"] == layer and r["event"] == event][n]
+def rules_broken(records: Records) -> list[str]:
+    """The rules *records* break, each once, in RULES order."""
+    broken = {v.rule for v in check_records(records)}
+    return [r for r in RULES if r in broken]
 
 
-def test_the_real_trace_is_clean() -> None:
-    """A simulated trace passes every rule."""
-    assert rules_broken(good()) == []
+def messages(records: Records, rule: str) -> list[str]:
+    return [v.message for v in check_records(records) if v.rule == rule]
 
 
-def test_order() -> None:
-    """Records out of (t_ns, seq) order, or a repeated seq, break `order`."""
+def find(records: Records, layer: str | None, event: str, n: int = 0) -> dict[str, Any]:
+    return [r for r in records if (layer is None or r["layer"] == layer) and r["event"] == event][n]
+
+
+def renumber(records: Records) -> Records:
+    """Consecutive seq numbers again, as a careful forger would leave them."""
+    for i, r in enumerate(records, start=1):
+        r["seq"] = i
+    return records
+
+
+def without(records: Records, *events: str) -> Records:
+    return renumber([r for r in records if r["event"] not in events])
+
+
+def write_lines(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
+
+
+def dumps(records: Records) -> list[bytes]:
+    return [json.dumps(r, separators=(",", ":")).encode() for r in records]
+
+
+# -- genuine traces ----------------------------------------------------------------------------
+
+OUTCOMES: dict[str, tuple[dict[str, Any], str]] = {
+    "ok": ({}, "ok"),
+    "ok-two-filters": ({"registry": FILTERS, "filters": {"delayflt.sys": {"start": 10, "finish": 10}}}, "ok"),
+    "device-error": ({"faults": [{"kind": "device_error", "at_request": 2}]}, "io_error"),
+    "device-error-retried": (
+        {"faults": [{"kind": "device_error", "at_request": 2, "persistent": False}], "dump_driver": {"write_retries": 2}},
+        "ok",
+    ),
+    "device-error-retries-spent": (
+        {"faults": [{"kind": "device_error", "at_request": 2}], "dump_driver": {"write_retries": 2}},
+        "io_error",
+    ),
+    "device-timeout": ({"faults": [{"kind": "device_timeout", "at_request": 2}]}, "io_timeout"),
+    "device-timeout-retried": (
+        {"faults": [{"kind": "device_timeout", "at_request": 2, "persistent": False}], "dump_driver": {"write_retries": 1}},
+        "ok",
+    ),
+    "power-loss-at-once": ({"faults": [{"kind": "power_loss", "at": "0 ns"}]}, "power_lost"),
+    "power-loss-mid-write": ({"faults": [{"kind": "power_loss", "at": "1010 us"}]}, "power_lost"),
+    "power-loss-while-crashdmp-issues": (  # the write is issued at 11 ms and costs crashdmp 1 µs: the filter never runs
+        {
+            "registry": {"DumpFilters": ["delayflt.sys"]},
+            "dump_driver": {"per_request": "1 us"},
+            "faults": [{"kind": "power_loss", "at": "1 ms"}],
+        },
+        "power_lost",
+    ),
+    "power-loss-while-the-port-builds": (  # the port starts at 11 ms and needs 5 µs: the device never starts
+        {"faults": [{"kind": "power_loss", "at": "1002 us"}]},
+        "power_lost",
+    ),
+    "filter-raise": (
+        {"registry": FILTERS, "faults": [{"kind": "filter_raise", "filter": "dumpfve.sys", "at_request": 2}]},
+        "filter_crashed",
+    ),
+    "filter-raise-in-start": (
+        {"registry": FILTERS, "faults": [{"kind": "filter_raise", "filter": "delayflt.sys", "callback": "dump_start"}]},
+        "filter_crashed",
+    ),
+    "filter-raise-in-finish": (
+        {"registry": FILTERS, "faults": [{"kind": "filter_raise", "filter": "delayflt.sys", "callback": "dump_finish"}]},
+        "filter_crashed",
+    ),
+    "filter-hang": (
+        {
+            "registry": FILTERS,
+            "faults": [{"kind": "filter_hang", "filter": "dumpfve.sys", "at_request": 2}],
+            "engine": {"watchdog": "1 s"},
+        },
+        "hung",
+    ),
+    "filter-hang-in-start": (
+        {
+            "registry": FILTERS,
+            "faults": [{"kind": "filter_hang", "filter": "delayflt.sys", "callback": "dump_start"}],
+            "engine": {"watchdog": "1 s"},
+        },
+        "hung",
+    ),
+    "filter-error-status": (
+        {"registry": FILTERS, "faults": [{"kind": "filter_error_status", "filter": "delayflt.sys", "at_request": 2}]},
+        "ok",
+    ),
+    "slow-filter": ({"registry": FILTERS, "faults": [{"kind": "slow_filter", "filter": "delayflt.sys", "extra": "1 us"}]}, "ok"),
+    "crash-dump-disabled": ({"registry": {"DumpFilters": ["delayflt.sys"], "CrashDumpEnabled": 0}}, "dump_disabled"),
+    "critical-filter-fails": (
+        {
+            "registry": {"DumpFilters": ["delayflt.sys", "faultflt.sys", "dumpfve.sys"]},
+            "filters": {"faultflt.sys": {"action": "fail_driver_entry", "critical": True}},
+        },
+        "stack_init_failed",
+    ),
+    "non-critical-filter-fails": (
+        {
+            "registry": {"DumpFilters": ["faultflt.sys", "delayflt.sys"]},
+            "filters": {"faultflt.sys": {"action": "fail_driver_entry"}},
+        },
+        "ok",
+    ),
+    "filter-changes-length": (
+        {"registry": {"DumpFilters": ["faultflt.sys"]}, "filters": {"faultflt.sys": {"action": "change_length"}}},
+        "filter_violation",
+    ),
+    "filter-moves-past-the-disk": (
+        {
+            "registry": {"DumpFilters": ["faultflt.sys"]},
+            "filters": {"faultflt.sys": {"action": "change_offset", "offset_delta": 2**42}},
+        },
+        "io_error",
+    ),
+    "file-too-small-refused": ({"layout": {"size": "16 KiB"}}, "file_too_small"),
+    "file-too-small-truncated": ({"layout": {"size": "16 KiB", "on_too_small": "truncate"}}, "truncated"),
+    "file-larger-than-the-dump": ({"layout": {"size": "1 MiB"}}, "ok"),
+    "fragmented-file": ({"layout": {"runs": 3}}, "ok"),
+    "hibernation": ({"registry": {"DumpFilters": ["delayflt.sys"]}, **HIBERNATE}, "ok"),
+    "hibernation-without-crash-stack": (
+        {"registry": {"DumpFilters": ["delayflt.sys"], "CrashDumpEnabled": 0}, **HIBERNATE},
+        "ok",
+    ),
+    "hibernation-critical-filter-fails": (
+        {
+            "registry": {"DumpFilters": ["delayflt.sys", "faultflt.sys"]},
+            "filters": {"faultflt.sys": {"action": "fail_driver_entry", "critical": True, "dump_type": "hibernation"}},
+            **HIBERNATE,
+        },
+        "stack_init_failed",
+    ),
+    "hiberfile-too-small": ({"layout": {"size": "16 KiB"}, **HIBERNATE}, "file_too_small"),
+    "hibernation-power-loss": ({"faults": [{"kind": "power_loss", "at": "1100 us"}], **HIBERNATE}, "power_lost"),
+}
+
+
+@pytest.mark.parametrize("case", list(OUTCOMES))
+def test_genuine_trace_passes(case: str) -> None:
+    """The simulator's trace of each outcome (every fault kind, no dump stack, too-small files, hibernation) breaks no rule."""
+    sections, status = OUTCOMES[case]
+    result, trace = run(check=False, **sections)
+    assert result.status == status
+    assert [v.render() for v in check_records(trace.records)] == []
+
+
+@st.composite
+def hostile_outcomes(draw: st.DrawFn) -> dict[str, Any]:
+    """Random valid scenarios (test_batching's) plus what they lack: power loss, hangs, layouts, no crash stack."""
+    sections = draw(scenarios())
+    filters = sections["registry"]["DumpFilters"]
+    extra: list[dict[str, Any]] = []
+    if draw(st.booleans()):
+        extra.append({"kind": "power_loss", "at": draw(st.integers(0, 5 * 10**6))})
+    if filters and draw(st.booleans()):
+        callback = draw(st.sampled_from(["dump_write", "dump_start", "dump_finish"]))
+        extra.append({"kind": "filter_hang", "filter": draw(st.sampled_from(filters)), "callback": callback})
+    sections["faults"] = [*sections["faults"], *extra]
+    sections["engine"] = {"watchdog": "50 ms"}
+    dump = sections["memory"]["ram"]  # an upper bound of any dump's size here is RAM + secondary data + header
+    sections["layout"] = draw(
+        st.sampled_from(
+            [
+                {},
+                {"runs": 4},
+                {"size": 64 * 1024, "on_too_small": "truncate"},
+                {"size": 64 * 1024},
+                {"size": 64 * dump, "partition_offset": 7 * 512},
+            ]
+        )
+    )
+    if sections["scenario"]["event"] == "crash" and draw(st.integers(0, 9)) == 0:
+        sections["registry"]["CrashDumpEnabled"] = 0
+    return sections
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_outcomes())
+def test_random_genuine_traces_pass(sections: dict[str, Any]) -> None:
+    """Any valid scenario with any mix of faults and layouts gives a trace that breaks no rule (a moved write aside)."""
+    result, trace = run(check=False, **sections)
+    violations = check_records(trace.records)
+    if any("moved request" in w for w in result.warnings):
+        # a filter moved a write (honoured, as on Windows): writes outside the file or overlapping are its real consequence
+        violations = [v for v in violations if v.rule != "placement"]
+    assert [v.render() for v in violations] == [], result.status
+
+
+def test_genuine_trace_passes_from_a_file(tmp_path: Path) -> None:
+    """The same trace written as JSON lines by the simulator's writer passes, and every record is counted."""
+    recs = hibernation()
+    path = tmp_path / "t.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        sink = trace_module.JsonlTrace(f)
+        for r in recs:
+            sink.emit(*r.values())
+    assert check_trace_file(str(path)) == (len(recs), [])
+
+
+def test_a_hung_run_ends_its_trace_with_dump_failed() -> None:
+    """When the watchdog ends a run, the trace still ends with dump_failed, at the instant the watchdog fired."""
+    result, trace = run(**OUTCOMES["filter-hang"][0])
+    *_, passed_on, last = trace.records
+    assert (passed_on["layer"], passed_on["event"], passed_on["request"]) == ("delayflt.sys", "dump_write", 2)
+    assert (last["layer"], last["event"]) == ("crashdmp", "dump_failed")
+    assert last["t_ns"] == passed_on["t_ns"] + passed_on["dur_ns"] + 10**9  # dumpfve.sys hung for the 1 s watchdog
+    assert last["t_ns"] == 10_000_000 + result.dump_time_ns
+
+
+def test_no_record_starts_after_the_power_failed() -> None:
+    """A call that would have started after the power failed never ran, so it has no record; dump_failed is at the failure."""
+    sections, _ = OUTCOMES["power-loss-while-crashdmp-issues"]
+    _, trace = run(**sections)
+    power_lost = 10_000_000 + 1_000_000
+    assert trace.timeline()[-2:] == [(power_lost, "crashdmp", "issue_write"), (power_lost, "crashdmp", "dump_failed")]
+    assert max(r["t_ns"] for r in trace.records) == power_lost
+
+
+def test_a_hang_after_the_power_failed_ends_the_trace_at_the_failure() -> None:
+    """When the power fails before the watchdog fires, the trace's dump_failed is at the power failure, not later."""
+    _, trace = run(
+        registry=FILTERS,
+        faults=[
+            {"kind": "power_loss", "at": "0 ns"},
+            {"kind": "filter_hang", "filter": "delayflt.sys", "callback": "dump_start"},
+        ],
+        engine={"watchdog": "1 s"},
+    )
+    assert trace.timeline()[-1] == (10_000_000, "crashdmp", "dump_failed")
+
+
+def test_the_dump_context_names_the_disk_size_and_the_dump_size() -> None:
+    """The dump_context carries what placement and outcome need: disk_size and dump_bytes."""
+    result, trace = run()
+    detail = find(trace.records, "crashdmp", "dump_context")["detail"]
+    assert detail["disk_size"] == 2 * 10**12  # the fixed device's default size
+    assert detail["dump_bytes"] == result.dump_bytes
+
+
+def test_the_checker_copies_the_trace_fields() -> None:
+    """The checker's own list of fields is the trace format's."""
+    assert FIELDS == trace_module.FIELDS
+
+
+def test_the_checker_imports_nothing_from_the_simulator() -> None:
+    """check.py imports only the standard library and orjson: it cannot share a bug with the simulator."""
+    tree = ast.parse(Path(check_module.__file__).read_text(encoding="utf-8"))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {n for n in names if n.split(".")[0] == "stacksim"}
+    assert names <= {"__future__", "json", "reprlib", "array", "bisect", "collections.abc", "dataclasses", "typing", "orjson"}
+
+
+# -- the five tamperings of the issue ----------------------------------------------------------
+
+
+def test_deleting_the_dump_context_breaks_structure() -> None:
+    """A trace without its dump_context fails `structure` (the writes have no context before them)."""
+    recs = without(good(), "dump_context")
+    assert "structure" in rules_broken(recs)
+    assert any("before the dump_context" in m for m in messages(recs, "structure"))
+
+
+def test_deleting_the_bugcheck_breaks_structure() -> None:
+    """A crash trace without its bugcheck record fails `structure`."""
+    recs = without(good(), "bugcheck")
+    assert "structure" in rules_broken(recs)
+    assert any("before any bugcheck or hibernate record" in m for m in messages(recs, "structure"))
+
+
+def test_deleting_the_hibernate_record_breaks_structure() -> None:
+    """A hibernation trace without its hibernate record fails `structure`."""
+    recs = without(hibernation(), "hibernate")
+    assert "structure" in rules_broken(recs)
+
+
+def test_an_empty_file_breaks_structure(tmp_path: Path) -> None:
+    """An empty trace file fails `structure`: there is no event and no dump."""
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    count, violations = check_trace_file(str(path))
+    assert count == 0
+    assert [v.rule for v in violations] == ["structure"]
+    assert "no records" in violations[0].message
+
+
+def test_removing_every_device_record_breaks_device() -> None:
+    """A trace with its device records removed fails `device` (and `outcome`: no flush)."""
+    recs = renumber([r for r in good() if r["layer"] != "device"])
+    assert rules_broken(recs) == ["device", "outcome"]
+    assert any("not followed by the device's write" in m for m in messages(recs, "device"))
+
+
+def test_a_device_write_at_the_wrong_offset_breaks_device() -> None:
+    """A device write not at partition_offset + the port's offset fails `device`."""
     recs = good()
-    recs[3], recs[4] = recs[4], recs[3]
+    find(recs, "device", "device_write", 1)["offset"] += 4096
+    assert "device" in rules_broken(recs)
+    assert any("not partition_offset 1048576 + the port's" in m for m in messages(recs, "device"))
+
+
+def test_a_device_write_of_the_wrong_length_breaks_device() -> None:
+    """A device write of another length than the port's fails `device`."""
+    recs = good()
+    find(recs, "device", "device_write", 1)["length"] -= 512
+    assert "device" in rules_broken(recs)
+
+
+def test_a_device_write_of_another_request_breaks_device() -> None:
+    """A device write that names another request than the port's fails `device`."""
+    recs = good()
+    find(recs, "device", "device_write", 1)["request"] = 1
+    assert "device" in rules_broken(recs)
+
+
+def test_a_device_write_that_starts_late_breaks_device() -> None:
+    """A device write that does not start when the port submitted the command fails `device`."""
+    recs = good()
+    find(recs, "device", "device_write", 0)["t_ns"] += 1
+    assert "device" in rules_broken(recs)
+
+
+def test_a_record_from_a_filter_that_was_not_loaded_breaks_layers() -> None:
+    """A dump_write from a filter with no DriverEntry in the trace fails `layers`."""
+    recs = good()
+    intruder = copy.deepcopy(find(recs, "delayflt.sys", "dump_write", 1))
+    intruder["layer"] = "evil.sys"
+    recs.insert(recs.index(find(recs, "delayflt.sys", "dump_write", 1)) + 1, intruder)
+    assert "layers" in rules_broken(renumber(recs))
+    assert any("evil.sys" in m and "no DriverEntry" in m for m in messages(recs, "layers"))
+
+
+def test_a_record_from_an_unknown_layer_breaks_layers() -> None:
+    """A record from a layer outside the dump path (the normal stack's fvevol.sys) fails `layers`."""
+    recs = good()
+    intruder = copy.deepcopy(find(recs, "delayflt.sys", "dump_finish"))
+    intruder["layer"] = "fvevol.sys"
+    recs.insert(recs.index(find(recs, "delayflt.sys", "dump_finish")), intruder)
+    assert rules_broken(renumber(recs)) == ["layers"]
+
+
+def test_a_record_from_a_filter_whose_driver_entry_failed_breaks_layers() -> None:
+    """A filter whose DriverEntry failed records nothing more: a dump_write from it fails `layers`."""
+    _, trace = run(
+        registry={"DumpFilters": ["faultflt.sys", "delayflt.sys"]}, filters={"faultflt.sys": {"action": "fail_driver_entry"}}
+    )
+    recs = trace.records
+    intruder = copy.deepcopy(find(recs, "delayflt.sys", "dump_write"))
+    intruder["layer"] = "faultflt.sys"
+    recs.insert(recs.index(find(recs, "delayflt.sys", "dump_write")), intruder)
+    assert "layers" in rules_broken(renumber(recs))
+    assert any("its DriverEntry failed" in m for m in messages(recs, "layers"))
+
+
+def test_a_driver_entry_status_the_checker_cannot_judge_is_judged_by_the_dump_context() -> None:
+    """The checker keeps no table of status names: after an unknown name, the dump_context says whether the filter loaded."""
+    recs = good()
+    find(recs, "delayflt.sys", "driver_entry")["status"] = "STATUS_SOMETHING_NEW"
+    assert rules_broken(recs) == []
+    find(recs, "crashdmp", "dump_context")["detail"]["filters"] = []
+    assert "layers" in rules_broken(recs)  # it did not load, yet it records callbacks
+
+
+def test_a_callback_the_filter_did_not_register_breaks_layers() -> None:
+    """dumpfve.sys registers no dump_start: a dump_start record from it fails `layers`."""
+    _, trace = run(registry=FILTERS)
+    recs = trace.records
+    start = copy.deepcopy(find(recs, "delayflt.sys", "dump_start"))
+    start["layer"] = "dumpfve.sys"
+    recs.insert(recs.index(find(recs, "delayflt.sys", "dump_start")) + 1, start)
+    assert rules_broken(renumber(recs)) == ["layers"]
+
+
+def test_a_dump_context_that_lists_another_filter_breaks_layers() -> None:
+    """A dump_context whose filter list differs from the filters the DriverEntry records loaded fails `layers`."""
+    recs = good()
+    find(recs, "crashdmp", "dump_context")["detail"]["filters"] = []
+    assert "layers" in rules_broken(recs)
+
+
+# -- structure -------------------------------------------------------------------------------
+
+
+def test_deleting_the_terminal_record_breaks_structure() -> None:
+    """A trace that stops before dump_complete or dump_failed fails `structure`."""
+    recs = without(good(), "dump_complete")
+    assert rules_broken(recs) == ["structure"]
+
+
+def test_a_record_after_the_end_breaks_structure() -> None:
+    """Nothing follows dump_complete."""
+    recs = good()
+    extra = copy.deepcopy(find(recs, "device", "flush"))
+    extra["t_ns"] = recs[-1]["t_ns"]
+    recs.append(extra)
+    assert rules_broken(renumber(recs)) == ["structure"]
+
+
+def test_a_second_event_record_breaks_structure() -> None:
+    """A trace has exactly one bugcheck or hibernate record."""
+    recs = good()
+    event = find(recs, "crashdmp", "bugcheck")
+    recs.insert(recs.index(event) + 1, copy.deepcopy(event))
+    assert "structure" in rules_broken(renumber(recs))
+
+
+def test_a_crash_without_its_integrity_check_breaks_structure() -> None:
+    """In a crash, crashdmp checks the dump context before it records it."""
+    assert rules_broken(without(good(), "integrity_check")) == ["structure"]
+
+
+def test_writes_numbered_out_of_order_break_structure() -> None:
+    """Writes are numbered 1, 2, 3, …: a request number that skips fails `structure`."""
+    recs = good()
+    for r in recs:
+        if r["request"] == 2:
+            r["request"] = 3
+    assert "structure" in rules_broken(recs)
+
+
+def test_a_write_failed_without_a_device_error_breaks_structure() -> None:
+    """write_failed follows a failed device write or a poll timeout, nothing else."""
+    recs = good()
+    done = find(recs, "crashdmp", "write_complete")
+    recs.insert(recs.index(done), {**copy.deepcopy(done), "event": "write_failed"})
+    assert "structure" in rules_broken(renumber(recs))
+
+
+def test_a_retry_at_another_offset_breaks_structure() -> None:
+    """A retried write repeats its request number, offset and length."""
+    _, trace = run(**OUTCOMES["device-error-retried"][0])
+    recs = trace.records
+    retry = find(recs, "crashdmp", "issue_write", 2)
+    assert retry["request"] == 2
+    retry["offset"] += 4096
+    assert "structure" in rules_broken(recs)
+
+
+def test_an_unknown_event_breaks_structure() -> None:
+    """Each layer records only its own events."""
+    recs = good()
+    find(recs, "miniport", "port_init")["event"] = "port_reset"
+    assert "structure" in rules_broken(recs)
+
+
+def test_a_dump_context_for_the_other_event_breaks_structure() -> None:
+    """The dump_context's event is the trace's event."""
+    recs = good()
+    find(recs, "crashdmp", "dump_context")["detail"]["event"] = "hibernate"
+    assert "structure" in rules_broken(recs)
+
+
+# -- outcome ---------------------------------------------------------------------------------
+
+
+def test_dump_complete_after_a_failed_write_breaks_outcome() -> None:
+    """A failed dump relabelled dump_complete fails `outcome`: the last write never completed."""
+    _, trace = run(**OUTCOMES["device-error"][0])
+    recs = trace.records
+    recs[-1]["event"] = "dump_complete"
+    assert "outcome" in rules_broken(recs)
+
+
+def test_dump_complete_with_a_write_missing_breaks_outcome() -> None:
+    """Deleting a whole write (issue to completion) leaves fewer bytes than dump_bytes: `outcome`."""
+    recs = renumber([r for r in good() if r["request"] != 2])
+    assert "outcome" in rules_broken(recs)
+    assert any("the dump is 65,536 bytes" in m for m in messages(recs, "outcome"))
+
+
+def test_dump_complete_without_the_flush_breaks_outcome() -> None:
+    """A completed dump flushed the device cache."""
+    assert rules_broken(without(good(), "flush")) == ["outcome"]
+
+
+def test_dump_failed_after_a_stack_that_loaded_breaks_outcome() -> None:
+    """dump_failed right after the bugcheck needs a failed DriverEntry (or no stack at all)."""
+    recs = good()
+    event = recs.index(find(recs, "crashdmp", "bugcheck"))
+    recs = renumber([*recs[: event + 1], {**recs[-1], "event": "dump_failed", "t_ns": recs[event]["t_ns"]}])
+    assert rules_broken(recs) == ["outcome"]
+
+
+# -- order, qd1, placement, start_finish, filter_order, frozen_stack, dump_type ----------------
+
+
+def test_records_out_of_order_break_order() -> None:
+    """A record earlier in time than the one before it breaks `order`."""
+    recs = good()
+    recs[3]["t_ns"] = recs[2]["t_ns"] - 1
     assert "order" in rules_broken(recs)
+
+
+def test_a_repeated_seq_breaks_order() -> None:
+    """seq numbers never repeat."""
     recs = good()
     recs[5]["seq"] = recs[4]["seq"]
     assert "order" in rules_broken(recs)
 
 
+def test_a_deleted_record_breaks_order() -> None:
+    """seq numbers go 1, 2, 3, …: a gap is a deleted record."""
+    recs = good()
+    del recs[5]
+    assert "order" in rules_broken(recs)
+    assert any("1 record(s) are missing" in m for m in messages(recs, "order"))
+
+
 def test_qd1_second_request_issued_early() -> None:
     """Issuing a write while another is outstanding breaks `qd1`."""
-    recs = good()
-    done = find(recs, "crashdmp", "write_complete")
-    recs.remove(done)
-    assert rules_broken(recs) == ["qd1"]
+    recs = without(good(), "write_complete")
+    assert "qd1" in rules_broken(recs)
 
 
 def test_qd1_port_overtakes_device() -> None:
@@ -68,68 +600,343 @@ def test_qd1_port_overtakes_device() -> None:
     ],
 )
 def test_placement(change: dict[str, int], message: str) -> None:
-    """Misaligned, oversized or out-of-file writes break `placement`."""
+    """Misaligned, oversized or out-of-file writes at the port break `placement`."""
     recs = good()
     find(recs, "miniport", "miniport_write").update(change)
-    violations = [v for v in check_records(recs) if v.rule == "placement"]
-    assert any(message in v.message for v in violations)
+    assert any(message in m for m in messages(recs, "placement"))
 
 
 def test_placement_overlap() -> None:
-    """Two writes to overlapping bytes break `placement`."""
+    """Two writes to overlapping disk bytes break `placement`."""
     recs = good()
-    second = find(recs, "miniport", "miniport_write", 1)
-    second["offset"] = find(recs, "miniport", "miniport_write", 0)["offset"]
-    assert any("overlap" in v.message for v in check_records(recs))
+    first = find(recs, "miniport", "miniport_write", 0)
+    for r in recs:
+        if r["request"] == 2 and r["layer"] != "device":
+            r["offset"] = first["offset"]
+    find(recs, "device", "device_write", 1)["offset"] = find(recs, "device", "device_write", 0)["offset"]
+    assert messages(recs, "placement") == ["requests 1 and 2 overlap"]
+
+
+def test_placement_on_the_device_past_the_disk() -> None:
+    """A device write past the end of the disk the dump_context names breaks `placement`."""
+    recs = good()
+    find(recs, "crashdmp", "dump_context")["detail"]["disk_size"] = find(recs, "device", "device_write", 1)["offset"]
+    assert any("past the end of the" in m for m in messages(recs, "placement"))
+
+
+def test_placement_on_the_device_outside_the_runs() -> None:
+    """A device write outside every run shifted by partition_offset breaks `placement` (and `device`)."""
+    recs = good()
+    find(recs, "device", "device_write", 1)["offset"] += 2**30
+    assert rules_broken(recs) == ["device", "placement"]
+    assert any("at disk offset" in m and "not inside one disk run" in m for m in messages(recs, "placement"))
+
+
+def test_placement_of_the_runs_themselves() -> None:
+    """Overlapping disk runs in the dump_context break `placement`."""
+    recs = good()
+    detail = find(recs, "crashdmp", "dump_context")["detail"]
+    offset, length = detail["runs"][0]
+    detail["runs"] = [[offset, length], [offset + 512, 512]]
+    assert any("overlap" in m for m in messages(recs, "placement"))
 
 
 def test_start_finish() -> None:
     """A missing dump_start or a dump_finish before the last completion breaks `start_finish`."""
-    recs = good()
-    recs.remove(find(recs, "delayflt.sys", "dump_start"))
+    recs = without(good(), "dump_start")
     assert rules_broken(recs) == ["start_finish"]
     recs = good()
     finish = find(recs, "delayflt.sys", "dump_finish")
     recs.remove(finish)
-    recs.insert(3, finish)
-    assert "start_finish" in rules_broken(recs)
+    recs.insert(recs.index(find(recs, "crashdmp", "write_complete", 0)) + 1, finish)
+    assert "start_finish" in rules_broken(renumber(recs))
 
 
 def test_filter_order() -> None:
     """A request that skips a filter on its way to the port breaks `filter_order`."""
     recs = good()
     recs.remove(find(recs, "delayflt.sys", "dump_write", 1))
-    assert rules_broken(recs) == ["filter_order"]
+    assert rules_broken(renumber(recs)) == ["filter_order"]
 
 
 def test_frozen_stack() -> None:
-    """A normal-stack layer active after the bugcheck breaks `frozen_stack`."""
-    recs = good()
-    intruder = copy.deepcopy(find(recs, "device", "device_write"))
-    intruder.update(layer="fvevol.sys", event="write", seq=10**6, t_ns=recs[-1]["t_ns"])
-    recs.append(intruder)
-    assert rules_broken(recs) == ["frozen_stack"]
+    """During hibernation the crash dump stack loaded at boot records nothing: `frozen_stack`."""
+    recs = hibernation()
+    write = find(recs, "delayflt.sys", "dump_write", 2)
+    recs.insert(recs.index(write), {**write, "dump_type": "crashdump"})
+    assert rules_broken(renumber(recs)) == ["frozen_stack"]
 
 
 def test_dump_type() -> None:
     """A dump-path record with the other stack's dump type breaks `dump_type`."""
     recs = good()
-    find(recs, "delayflt.sys", "dump_write")["dump_type"] = "hibernation"
+    write = find(recs, "delayflt.sys", "dump_write")
+    recs.insert(recs.index(write), {**write, "dump_type": "hibernation"})
+    assert rules_broken(renumber(recs)) == ["dump_type"]
+
+
+def test_dump_type_missing() -> None:
+    """Every record names its stack: a null dump_type breaks `dump_type`."""
+    recs = good()
+    find(recs, "device", "flush")["dump_type"] = None
     assert rules_broken(recs) == ["dump_type"]
 
 
+# -- malformed lines ---------------------------------------------------------------------------
+
+GOOD_LINE = b'{"t_ns":0,"seq":1,"layer":"delayflt.sys","event":"driver_entry","dur_ns":0,"request":null,'
+GOOD_LINE += b'"offset":null,"length":null,"dump_type":"crashdump","status":"STATUS_SUCCESS","detail":null}'
+
+
+def record_line(**change: Any) -> bytes:
+    """The first line of a genuine trace with *change* applied (a key set to ... is deleted)."""
+    rec = json.loads(GOOD_LINE)
+    for k, v in change.items():
+        if v is ...:
+            del rec[k]
+        else:
+            rec[k] = v
+    return json.dumps(rec).encode()
+
+
+MALFORMED: dict[str, tuple[bytes, str]] = {
+    "binary": (b"\x00\x01\x02\xff\xfe\x80garbage", "not UTF-8"),
+    "invalid-utf8-in-a-string": (GOOD_LINE.replace(b"delayflt", b"delay\xc3\x28flt"), "not UTF-8"),
+    "latin-1": ("caf\xe9".encode("latin-1"), "not UTF-8"),
+    "not-json": (b"not json", "is not JSON"),
+    "truncated-json": (GOOD_LINE[:50], "is not JSON"),
+    "blank": (b"", "is blank"),
+    "spaces": (b"   \t ", "is blank"),
+    "array": (b"[1, 2, 3]", "is an array, not a JSON object"),
+    "number": (b"42", "is an integer, not a JSON object"),
+    "string": (b'"bugcheck"', "is a string, not a JSON object"),
+    "null": (b"null", "is null, not a JSON object"),
+    "t_ns-string": (record_line(t_ns="10 ms"), "t_ns '10 ms', which is a string"),
+    "t_ns-negative": (record_line(t_ns=-1), "t_ns -1"),
+    "t_ns-float": (record_line(t_ns=1.5), "t_ns 1.5, which is a number with a fraction"),
+    "seq-float": (record_line(seq=1.0), "seq 1.0, which is a number with a fraction"),
+    "seq-zero": (record_line(seq=0), "seq 0"),
+    "seq-bool": (record_line(seq=True), "seq True, which is a boolean"),
+    "request-bool": (record_line(request=False), "request False, which is a boolean"),
+    "dur-null": (record_line(dur_ns=None), "dur_ns None, which is null"),
+    "layer-null": (record_line(layer=None), "layer None"),
+    "layer-number": (record_line(layer=7), "layer 7"),
+    "layer-empty": (record_line(layer=""), "layer ''"),
+    "layer-huge": (record_line(layer="x" * 100_000), "100,000 characters"),
+    "event-list": (record_line(event=["driver_entry"]), "event ['driver_entry']"),
+    "dump_type-number": (record_line(dump_type=3), "dump_type 3"),
+    "status-object": (record_line(status={"code": 0}), "status {'code': 0}"),
+    "detail-list": (record_line(detail=[1]), "detail [1]"),
+    "missing-field": (record_line(seq=...), "lacks seq"),
+    "extra-field": (record_line(comment="hi"), "unknown field(s) 'comment'"),
+    "many-extra-fields": (json.dumps({**json.loads(GOOD_LINE), **{f"k{i}": i for i in range(1000)}}).encode(), "and 995 more"),
+    "int64-overflow": (record_line(t_ns=2**63), "t_ns 9223372036854775808"),
+    "uint64-overflow": (record_line(offset=2**64 + 1), "offset"),
+    "huge-integer": (GOOD_LINE.replace(b'"t_ns":0', b'"t_ns":' + b"9" * 4400), "line 2"),
+    "end-past-int64": (record_line(t_ns=2**63 - 10, dur_ns=20), "ends past 2**63 - 1 ns"),
+    "nan": (GOOD_LINE.replace(b'"t_ns":0', b'"t_ns":NaN'), "is not JSON"),
+    "infinity": (GOOD_LINE.replace(b'"t_ns":0', b'"t_ns":1e400'), "line 2"),
+    "deep-arrays": (b"[" * 100_000 + b"]" * 100_000, "nests arrays or objects too deeply"),
+    "deep-objects": (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "nests arrays or objects too deeply"),
+    "deep-unclosed": (b"[" * 1_000_000, "nests arrays or objects too deeply"),
+    "deep-in-detail": (GOOD_LINE.replace(b'"detail":null', b'"detail":' + b"[" * 5000 + b"]" * 5000), "nests"),
+    "null-request-on-a-write": (record_line(event="dump_write"), "null request, offset or length"),
+    "request-on-driver_entry": (record_line(request=1, offset=0, length=512), "they are null for it"),
+    "callback-without-status": (record_line(status=None), "null status"),
+    "detail-on-a-write": (record_line(detail={}), "only dump_context has one"),
+    "dump_context-without-detail": (record_line(layer="crashdmp", event="dump_context", status=None), "without a detail"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_line_is_a_format_violation(case: str, tmp_path: Path) -> None:
+    """Each malformed line is a `format` violation naming its line number, never an exception."""
+    line, expected = MALFORMED[case]
+    path = write_lines(tmp_path / "t.jsonl", [GOOD_LINE, line])
+    count, violations = check_trace_file(str(path))
+    formats = [v for v in violations if v.rule == "format"]
+    assert len(formats) == 1, [v.render() for v in violations]
+    assert formats[0].message.startswith("line 2 ")
+    assert expected in formats[0].message
+    assert count == 1
+    assert all(len(v.render()) < 1000 for v in violations)
+
+
+def test_a_line_without_a_newline_at_the_end_is_a_format_violation(tmp_path: Path) -> None:
+    """The last line ends with a newline: without one, the file was cut short."""
+    recs = good()
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"\n".join(dumps(recs)))
+    count, violations = check_trace_file(str(path))
+    assert [v.message for v in violations] == [f"line {len(recs)} does not end with a newline: the file is cut short"]
+    assert count == len(recs)  # the record on it is still checked
+
+
+def test_a_line_over_the_cap_is_skipped_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line longer than MAX_LINE_BYTES is a `format` violation; the lines after it are still checked."""
+    monkeypatch.setattr(check_module, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(check_module, "CHUNK_BYTES", 64)
+    recs = good()
+    lines = dumps(recs)
+    path = write_lines(tmp_path / "t.jsonl", [lines[0], b"x" * 5000, *lines[1:]])
+    count, violations = check_trace_file(str(path))
+    assert [v.message for v in violations] == ["line 2 is 5,000 bytes long; a record line is at most 1,000 bytes"]
+    assert count == len(recs)
+
+
+def test_reading_in_small_chunks_finds_every_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines split across read chunks are joined again: a genuine trace read 7 bytes at a time passes."""
+    monkeypatch.setattr(check_module, "CHUNK_BYTES", 7)
+    recs = hibernation()
+    path = write_lines(tmp_path / "t.jsonl", dumps(recs))
+    assert check_trace_file(str(path)) == (len(recs), [])
+
+
+def test_the_stream_is_read_in_bounded_chunks() -> None:
+    """check_stream asks for at most CHUNK_BYTES at a time, whatever the input."""
+
+    class Stream:
+        def __init__(self) -> None:
+            self.data = b"".join(line + b"\n" for line in dumps(good())) + b"x" * 5_000_000
+            self.sizes: list[int] = []
+
+        def read(self, size: int = -1) -> bytes:
+            self.sizes.append(size)
+            out, self.data = self.data[:size], self.data[size:]
+            return out
+
+    stream = Stream()
+    check_stream(stream)
+    assert set(stream.sizes) == {check_module.CHUNK_BYTES}
+
+
+def test_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    """A UTF-8 byte-order mark before the first record is accepted (an editor may add one)."""
+    recs = good()
+    lines = dumps(recs)
+    path = write_lines(tmp_path / "t.jsonl", [b"\xef\xbb\xbf" + lines[0], *lines[1:]])
+    assert check_trace_file(str(path)) == (len(recs), [])
+
+
+def test_a_bad_dump_context_detail_is_a_format_violation() -> None:
+    """The dump_context detail has exactly its keys, each of its type."""
+    for change in ({"runs": [[0, "64 KiB"]]}, {"disk_size": True}, {"filters": [{"name": "x.sys"}]}, {"extra": 1}):
+        recs = good()
+        find(recs, "crashdmp", "dump_context")["detail"].update(change)
+        assert "format" in rules_broken(recs), change
+    recs = good()
+    del find(recs, "crashdmp", "dump_context")["detail"]["dump_bytes"]
+    assert any("lacks dump_bytes" in m for m in messages(recs, "format"))
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def test_violations_are_capped_per_rule(tmp_path: Path) -> None:
+    """At most SHOWN_PER_RULE violations per rule are kept; one more says how many were left out."""
+    path = write_lines(tmp_path / "t.jsonl", [b"garbage"] * 1000)
+    _, violations = check_trace_file(str(path))
+    formats = [v for v in violations if v.rule == "format"]
+    assert len(formats) == SHOWN_PER_RULE + 1
+    assert formats[-1].message == f"… and {1000 - SHOWN_PER_RULE:,} more format violations"
+
+
+def test_rendered_records_are_short() -> None:
+    """A record shown as evidence has its long strings cut and its detail elided."""
+    recs = good()
+    find(recs, "delayflt.sys", "dump_write")["layer"] = "y" * 10_000
+    out = "\n".join(v.render() for v in check_records(recs))
+    assert "10,000 characters" in out
+    assert max(len(line) for line in out.splitlines()) < 400
+
+
+def test_violation_render() -> None:
+    """A violation renders as its rule and message, then its records indented."""
+    v = Violation("qd1", "request 2 issued while 1 is outstanding", ("line 5: {}", "line 9: {}"))
+    assert v.render() == "[qd1] request 2 issued while 1 is outstanding\n    line 5: {}\n    line 9: {}"
+
+
+# -- the written-extents structure ---------------------------------------------------------------
+
+
+def naive_overlap(written: list[tuple[int, int]], start: int, end: int) -> bool:
+    return any(s < end and start < e for s, e in written)
+
+
+@given(st.lists(st.tuples(st.integers(0, 200), st.integers(1, 20)), max_size=300))
+def test_extents_match_a_naive_model(writes: list[tuple[int, int]]) -> None:
+    """_Extents reports an overlap exactly when a naive list of ranges would, and keeps ranges merged and sorted."""
+    ext = _Extents(split=2)  # tiny buckets: splits and cross-bucket merges happen all the time
+    written: list[tuple[int, int]] = []
+    for n, (start, length) in enumerate(writes, start=1):
+        hit = ext.add(start, start + length, n)
+        assert (hit is not None) == naive_overlap(written, start, start + length)
+        written.append((start, start + length))
+        ranges = ext.ranges()
+        assert all(a[1] < b[0] for a, b in itertools.pairwise(ranges))  # disjoint, not touching
+        covered = {x for s, e in written for x in range(s, e)}
+        assert covered == {x for s, e, _, _ in ranges for x in range(s, e)}
+
+
+def test_extents_of_sequential_writes_stay_one_range() -> None:
+    """Sequential writes merge into one range, however many (bounded memory for a dump of a million writes)."""
+    ext = _Extents()
+    for n in range(1, 200_001):
+        ext.add(n * 4096, (n + 1) * 4096, n)
+    assert ext.ranges() == [(4096, 200_001 * 4096, 1, 200_000)]
+
+
+def test_extents_in_random_order_stay_fast() -> None:
+    """100,000 disjoint writes in random order: bucketed inserts, no quadratic blow-up."""
+    order = list(range(100_000))
+    random.Random(1).shuffle(order)
+    ext = _Extents()
+    for n, k in enumerate(order, start=1):
+        assert ext.add(k * 8192, k * 8192 + 4096, n) is None
+    assert len(ext) == 100_000
+    assert ext.add(5 * 8192 + 100, 5 * 8192 + 200, 0) is not None
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
 def test_cli_check(tmp_path: Path) -> None:
-    """`stacksim check` exits 0 on a clean trace and 1, printing the records, on a broken one."""
+    """`stacksim check` exits 0 on a clean trace and 1, printing the violations, on a broken one."""
     path = tmp_path / "t.jsonl"
     recs = good()
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    write_lines(path, dumps(recs))
     r = CliRunner().invoke(app, ["check", str(path)])
     assert r.exit_code == 0
-    assert f"all {len(RULES)} rules hold" in r.stdout
+    assert f"{len(recs)} records; all {len(RULES)} rules hold" in r.stdout
     recs.remove(find(recs, "delayflt.sys", "dump_write", 1))
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs) + "not json\n")
+    write_lines(path, [*dumps(renumber(recs)), b"not json"])
     r = CliRunner().invoke(app, ["check", str(path)])
     assert r.exit_code == 1
     assert "[filter_order] request 2 went through ['miniport']" in r.stdout
-    assert "is not JSON" in r.stdout
-    assert check_trace_file(str(path))[0] == len(recs)
+    assert f"[format] line {len(recs) + 1} is not JSON" in r.stdout
+    assert r.stdout.splitlines()[-1] == f"{path}: {len(recs)} records; rules broken: format, filter_order"
+
+
+def test_cli_check_escapes_what_the_trace_says(tmp_path: Path) -> None:
+    """Terminal escapes and bidi controls in a trace reach the terminal escaped."""
+    recs = good()
+    find(recs, "delayflt.sys", "dump_write")["layer"] = "\x1b[2J\u202eevil.sys"
+    path = write_lines(tmp_path / "t.jsonl", dumps(recs))
+    r = CliRunner().invoke(app, ["check", str(path)])
+    assert r.exit_code == 1
+    assert "\x1b" not in r.stdout
+    assert "\u202e" not in r.stdout
+    assert "\\x1b[2J\\u202eevil.sys" in r.stdout
+
+
+def test_cli_check_missing_file(tmp_path: Path) -> None:
+    """A trace path that does not exist is exit 2 with a message naming it."""
+    r = CliRunner().invoke(app, ["check", str(tmp_path / "nope.jsonl")])
+    assert r.exit_code == 2
+    assert "no such trace file" in r.stderr
+
+
+def test_the_line_cap_is_documented() -> None:
+    """docs/reference/trace-format.md states the line cap."""
+    text = (Path(__file__).parents[1] / "docs" / "reference" / "trace-format.md").read_text(encoding="utf-8")
+    assert f"{MAX_LINE_BYTES // 2**20} MiB" in text

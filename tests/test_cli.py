@@ -46,7 +46,7 @@ def test_run_prints_a_table_with_units(small: Path) -> None:
     assert code == 0
     assert "status      ok: complete dump written" in out
     assert "dump time   " in out
-    assert " ns, bugcheck → final flush)" in out
+    assert "(bugcheck → final flush)" in out
     for layer in ("crashdmp", "dumpfve.sys", "delayflt.sys", "miniport", "device"):
         assert layer in out
     assert "µs" in out
@@ -205,3 +205,31 @@ def test_output_files_get_the_usual_permissions(small: Path, tmp_path: Path) -> 
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+
+
+def test_version_works_alone() -> None:
+    """`stacksim --version` prints the version and exits 0 without a command."""
+    from stacksim import __version__
+
+    code, out, _ = invoke("--version")
+    assert (code, out) == (0, f"stacksim {__version__}\n")
+    real = subprocess.run([sys.executable, "-m", "stacksim", "--version"], capture_output=True, text=True, check=False)
+    assert (real.returncode, real.stdout) == (0, f"stacksim {__version__}\n")
+
+
+def test_trace_into_missing_folders_names_the_missing_part(small: Path, tmp_path: Path) -> None:
+    """--trace a/b/t.jsonl where a does not exist says which folder is missing, before running."""
+    code, _, stderr = invoke("run", str(small), "--trace", str(tmp_path / "a" / "b" / "t.jsonl"))
+    assert code == 2
+    assert f"--trace {tmp_path}/a/b/t.jsonl: the folder {tmp_path}/a/b does not exist ({tmp_path}/a does not exist)" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.toml"]
+
+
+def test_a_plugin_is_an_input_no_output_may_replace(small: Path, tmp_path: Path) -> None:
+    """--json naming a --plugin file is refused before the plugin runs."""
+    plugin = tmp_path / "p.py"
+    plugin.write_text("raise SystemExit(3)\n")
+    code, _, stderr = invoke("run", str(small), "--plugin", str(plugin), "--json", str(plugin))
+    assert code == 2
+    assert "is an input of this run" in stderr
+    assert plugin.read_text() == "raise SystemExit(3)\n"

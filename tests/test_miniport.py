@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pytest
-from conftest import make_scenario, without_mode
+from conftest import make_scenario, run, without_mode
 
 from stacksim import FilterCatalog, RunResult, simulate
 
@@ -78,6 +78,20 @@ class TestTimeoutOnSlowDevices:
         assert r.dump_time_ns == RESET + 17 * OVERHEAD + 1_056_768 + 10**9  # 1 GB/s into the cache, then the timeout
         assert r.message == (
             "the cache flush did not complete within the port's 1 s timeout (the device needed 1.06 s to write its cache back)"
+        )
+
+    @pytest.mark.parametrize("flush", [False, True])
+    def test_the_trace_of_a_timeout_passes_the_checker(self, flush: bool) -> None:
+        """A write or a flush failed by the timeout leaves a trace that stacksim check accepts (run() checks it)."""
+        disk = (
+            {"model": "ssd", "media_bandwidth": "1 MB/s", "cache": "64 MiB", "volatile_cache": True}
+            if flush
+            else {"bandwidth": 16384}
+        )
+        result, trace = run(**COMPLETE, disk=disk, dump_port={"timeout": "1 s"}, dump_driver={"write_retries": 1})
+        assert result.status == "io_timeout"
+        assert [r["event"] for r in trace.records][-2:] == (
+            ["flush", "dump_failed"] if flush else ["poll_timeout", "dump_failed"]
         )
 
     def test_fast_writes_are_still_batched(self) -> None:

@@ -290,7 +290,7 @@ class TestLimits:
         for _ in range(600):
             value = [value]
         [(key, msg)] = problems(merge(BASE, {"disk": {"latency": value}}))
-        assert (key, msg) == ("[disk] latency", "nests arrays or tables more than 32 levels deep")
+        assert (key, msg) == ("[disk] latency", "tables and arrays are nested more than 64 levels deep")
 
     def test_deep_nesting_in_a_filter_table(self) -> None:
         """The same in a filter's table names the filter and the key."""

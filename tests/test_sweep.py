@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stacksim.cli import app
+from stacksim.filters import read_plugin
 from stacksim.scenario import ScenarioError
 from stacksim.sweep import SweepError, grid, parse_set, run_sweep
 
@@ -206,12 +208,13 @@ def test_plugins_start_afresh_for_every_point(tmp_path: Path) -> None:
         "        type(self).calls += 1\n"
         "        return 0\n"
     )
-    first = sweep._catalog((str(plugin),))
+    source = (read_plugin(plugin),)
+    first = sweep._catalog(source)
     scanned = sweep._ENTRY_POINTS
     first_cls = first.get("myflt.sys")
     assert first_cls is not None
     first_cls.calls = 5  # type: ignore[attr-defined]  # state a point left behind
-    second = sweep._catalog((str(plugin),))
+    second = sweep._catalog(source)
     second_cls = second.get("myflt.sys")
     assert second_cls is not first_cls
     assert second_cls.calls == 0  # type: ignore[union-attr]
@@ -256,3 +259,33 @@ def test_resuming_a_file_with_only_a_header_writes_no_second_header(tmp_path: Pa
     lines = out.read_text().splitlines()
     assert len(lines) == 3
     assert lines[0].startswith("point_id,")
+
+
+def test_local_workers_ignore_ctrl_c() -> None:
+    """Pool workers ignore SIGINT (the main process stops them), so Ctrl-C prints no worker tracebacks."""
+    import signal
+
+    from stacksim.sweep import local_executor
+
+    with local_executor(1) as ex:
+        assert ex.submit(signal.getsignal, signal.SIGINT).result(timeout=60) == signal.SIG_IGN
+
+
+@pytest.mark.parametrize(
+    ("suffix", "content", "expected"),
+    [
+        (".jsonl", b'{"point_id": "a"}\nnot json\n', "line 2 is not a row of a sweep's results (not JSON)"),
+        (".jsonl", b'{"point_id": "a"}\n[1, 2]\n', "line 2 is not a row of a sweep's results (no point_id)"),
+        (".jsonl", b"[" * 100_000 + b"]" * 100_000 + b"\n", "line 1 is not a row of a sweep's results (not JSON)"),
+        (".csv", b"\xff\xfe\x00p\x00", "UTF-16"),
+        (".csv", b"point_id,x\n" + b"a," + b"y" * 200_000 + b"\n", "is not a sweep's CSV results"),
+    ],
+    ids=["jsonl-garbage", "jsonl-no-id", "jsonl-deep", "csv-utf16", "csv-huge-cell"],
+)
+def test_resuming_into_a_file_that_is_not_results_is_refused(tmp_path: Path, suffix: str, content: bytes, expected: str) -> None:
+    """A --out that is not a sweep's results file is refused with the file and line, and left as it was."""
+    out = tmp_path / f"r{suffix}"
+    out.write_bytes(content)
+    with ThreadPoolExecutor(1) as ex, pytest.raises(SweepError, match=re.escape(expected)):
+        run_sweep("s.toml", BASE, [parse_set("memory.ram=1MiB")], out, ex)
+    assert out.read_bytes() == content

@@ -161,6 +161,8 @@ class Engine:
         self.failure: WatchdogExpired | None = None
         self.describe_state: Callable[[], str] = lambda: "no state description available"
         self.trace: TraceSink | None = None
+        self.trace_until_ns: SimTime | None = None
+        """Calls that start after this instant are not traced: the power failed then, and they never ran."""
         self._seq = 0
         self._op: tuple[str, str, int | None] | None = None
         self._op_t0 = 0.0
@@ -201,7 +203,7 @@ class Engine:
         detail: dict[str, object] | None = None,
     ) -> None:
         """Send one record to the trace, if one is attached (callers test ``engine.trace``)."""
-        if self.trace is not None:
+        if self.trace is not None and (self.trace_until_ns is None or t_ns <= self.trace_until_ns):
             self.trace.emit(t_ns, self.next_seq(), layer, event, dur_ns, request, offset, length, dump_type, status, detail)
 
     async def timed(

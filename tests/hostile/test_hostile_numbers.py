@@ -82,7 +82,7 @@ CASES: dict[str, tuple[str, str]] = {
     "zero-bandwidth": ("[disk]\nbandwidth = 0\n", "[disk] bandwidth"),
     "zero-timeout": ("[dump_port]\ntimeout = 0\n", "[dump_port] timeout"),
     # nesting and lists
-    "nested-40-deep": (f"[disk]\nlatency = {nested(40)}\n", "[disk] latency"),
+    "nested-70-deep": (f"[disk]\nlatency = {nested(70)}\n", "latency"),
     "100k-faults-last-bad": (many_faults(100_000, "at_request = 0"), "[faults][99999].at_request"),
     "100k-runs-last-overlaps": (many_runs(100_000), "[layout] runs[100000]"),
     # layouts that do not fit: validate refuses what run would

@@ -1,0 +1,350 @@
+"""
+What the terminal shows: the summary of ``stacksim run`` and the tables of ``stacksim devices`` and ``stacksim filters``.
+
+The rules every line here keeps (``docs/reference/cli.md``, "What `run` prints"):
+
+- **Every number has a unit**, or is a count that names what it counts ("21,847 writes"; the
+  ``calls`` column). Times are shown in readable units (``format_ns``: "2 s", never
+  "2,000,000,000 ns"); a duration written in raw nanoseconds in a simulator message is shown the
+  same way here (the result JSON keeps the message exact).
+- **A number is never split from its unit.** Summary lines are wrapped here, not by rich: a
+  number and its unit are glued, lines break only between such pieces, and continuation lines are
+  indented under the value. Table cells that hold quantities never wrap; a cell that lists several
+  quantities breaks between them when the table would not fit. Device preset names are never cut.
+- **Share** is one definition everywhere: a layer's busy time as a percentage of the dump time
+  (:meth:`RunResult.share_percent`; the JSON's ``bottleneck_share_percent``).
+- **Text from input** (scenario and filter names, messages, warnings, plugin paths and errors)
+  goes through :func:`stacksim._io.terminal_safe` and is printed as rich ``Text``, never parsed as
+  markup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Sequence
+from typing import Final
+
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from stacksim._io import shorten, terminal_safe
+from stacksim._version import __version__
+from stacksim.filters import FilterCatalog
+from stacksim.simulate import RunResult
+from stacksim.units import format_bandwidth, format_bytes, format_ns
+
+__all__ = ["print_devices", "print_filters", "readable", "render"]
+
+LABEL_WIDTH: Final = 12
+"""Summary labels ("status", "dump time", ...) are padded to this many columns; values start after them."""
+
+_GLUE: Final = "\u00a0"
+"""Marks a space that must not break a line (between a number and its unit); printed as a plain space."""
+
+_UNITS: Final = (
+    *("GB/s", "MB/s", "kB/s", "B/s", "GiB/s", "MiB/s", "KiB/s"),
+    *("ns", "µs", "μs", "ms", "s", "min"),
+    *("B", "kB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB", "PiB"),
+    *("bytes", "byte", "writes", "write", "pages", "page", "calls", "call", "records", "record"),
+    *("requests", "request", "retries", "retry", "points", "IOPS", "%", "×", "rpm", "zones"),
+)
+"""Words that, after a number, are its unit or say what it counts: the space before them never breaks."""
+_NUMBER_UNIT = re.compile(r"(?<=\d) (?=(?:" + "|".join(re.escape(u) for u in _UNITS) + r")(?![\w/]))")
+_BEFORE_NUMBER = re.compile(r"(?<=[≤≥<>=~≈#]) (?=\d)")
+_RAW_NS = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+) ns\b")
+
+
+def readable(text: str) -> str:
+    """
+    *text* with every duration written in raw nanoseconds shown in a readable unit.
+
+    >>> readable("power lost 3,000,000,000 ns after the start; 850 ns later")
+    'power lost 3 s after the start; 850 ns later'
+    """
+    return _RAW_NS.sub(lambda m: format_ns(int(m.group(1).replace(",", ""))), text)
+
+
+def _safe(text: str, limit: int = 2000) -> str:
+    """Text from input, escaped for the terminal and cut to *limit* characters."""
+    return shorten(terminal_safe(text), limit)
+
+
+def _glued(text: str) -> str:
+    """*text* with the spaces between a number and its unit (and after ≤, #, ...) made unbreakable."""
+    return _BEFORE_NUMBER.sub(_GLUE, _NUMBER_UNIT.sub(_GLUE, text))
+
+
+def _plain(text: Text) -> Text:
+    """*text* with its glue marks turned back into spaces (same length, so styles stay in place)."""
+    out = text.copy()
+    out.plain = text.plain.replace(_GLUE, " ")
+    return out
+
+
+def _wrap(label: str, value: Text, width: int, indent: int = LABEL_WIDTH) -> list[Text]:
+    """
+    The lines that print *label* and *value* within *width* columns.
+
+    *value* breaks only at plain spaces (glued pieces stay whole); continuation lines are indented
+    by *indent* (2 on a console too narrow for that). A piece wider than a whole line gets a line
+    of its own and rich folds it.
+    """
+    indent = indent if width >= indent + 28 else 2
+    lines: list[Text] = []
+    line = Text(label.ljust(LABEL_WIDTH) if label else "")
+    fresh = True  # nothing on the current line but its label or indent
+    for word in value.split(" "):
+        if not word.plain:
+            continue
+        if not fresh and cell_len(line.plain) + 1 + cell_len(word.plain) > width:
+            lines.append(line)
+            line, fresh = Text(" " * indent), True
+        if not fresh:
+            line.append(" ")
+        line.append_text(word)
+        fresh = False
+    lines.append(line)
+    return [_plain(x) for x in lines]
+
+
+def _field(console: Console, label: str, *parts: str | tuple[str, str], indent: int = LABEL_WIDTH) -> None:
+    """Print one summary field; *parts* are plain strings or (text, style) pairs, glued at units."""
+    value = Text()
+    for part in parts:
+        text, style = (part, "") if isinstance(part, str) else part
+        value.append(_glued(text), style=style)
+    for line in _wrap(label, value, console.width, indent):
+        console.print(line, overflow="fold")
+
+
+def render(result: RunResult, console: Console) -> None:
+    """Print a run's summary, per-layer table and bottleneck line: every number with its unit, within the console width."""
+    r = result
+    if r.dump_kind == "none":
+        what = "no crash dump"
+    elif r.dump_kind == "hibernation":
+        what = "hiberfile image"
+    else:
+        what = f"{r.dump_kind} crash dump"
+    _field(console, "", f"stacksim {__version__} · scenario ", (_safe(r.scenario, 200), "bold"), f" · {what}")
+    _field(console, "status", (r.status, "green" if r.status == "ok" else "red"), ": " + readable(_safe(r.message)))
+    if r.status == "dump_disabled":
+        _field(console, "stack", "none loaded (CrashDumpEnabled = 0): no filter ran, nothing was written")
+    else:
+        _run_fields(r, console)
+    for f in r.filters:
+        name = _safe(f.name)
+        if f.load_error:
+            critical = " (critical)" if f.critical else ""
+            _field(console, "", (f"filter {name} not loaded:", "yellow"), f" {readable(_safe(f.load_error))}{critical}")
+        for event, count in f.errors.items():
+            first = readable(_safe(f.first_error[event]))
+            _field(console, "", (f"filter {name}: {count:,} × {event} failed", "yellow"), f" (first: {first}); the dump went on")
+    for warning in r.warnings:
+        _field(console, "", ("warning:", "yellow"), " " + readable(_safe(warning)))
+
+
+def _run_fields(r: RunResult, console: Console) -> None:
+    """The fields of a run whose dump stack was loaded: time, bytes, path, engine mode, layers, bottleneck."""
+    if r.dump_time_ns:
+        start = "bugcheck" if r.event == "crash" else "hibernate start"
+        end = "final flush" if r.status in ("ok", "truncated") else r.status.replace("_", " ")
+        _field(console, "dump time", f"{format_ns(r.dump_time_ns)} ({start} → {end})")
+    parts = " · ".join(f"{_safe(name)} {format_bytes(n)}" for name, n in r.parts.items())
+    if r.bytes_written:
+        _field(
+            console,
+            "written",
+            f"{format_bytes(r.bytes_written)} of {format_bytes(r.dump_bytes)} ({r.bytes_written:,} bytes) "
+            f"at {format_bandwidth(r.throughput_bytes_per_s)}, in {r.write_requests:,} writes "
+            f"of ≤ {r.max_pages_per_write} pages{_GLUE}({format_bytes(r.max_pages_per_write * 4096)})",
+        )
+        _field(console, "parts", parts)
+    else:
+        _field(console, "written", f"nothing of the {format_bytes(r.dump_bytes)} dump ({parts})")
+    _field(console, "path", " → ".join(_safe(i) for i in r.images) + f" → disk ({r.target})")
+    if r.request_mode_reasons:
+        reasons = "; ".join(readable(_safe(x)) for x in r.request_mode_reasons)
+        _field(console, "engine", "request mode, one message per write: " + reasons)
+    if r.dump_time_ns or r.write_requests:
+        print_layers(r, console)
+    if r.bottleneck and r.dump_time_ns:
+        _field(console, "bottleneck", bottleneck_line(r))
+
+
+def bottleneck_line(r: RunResult) -> str:
+    """'device: 62.0 % of the dump time; without it 3.36 s (2.6× faster); all filters 30.6 %'."""
+    name = r.bottleneck
+    assert name is not None
+    rest = r.dump_time_ns - r.layers[name].busy_ns
+    speedup = f"{r.dump_time_ns / rest:.1f}× faster" if rest > 0 else "no time left"
+    line = f"{_safe(name)}: {r.share_percent(name):.1f} % of the dump time; without it {format_ns(rest)} ({speedup})"
+    filters = [f.name for f in r.filters if f.name in r.layers]
+    if filters:
+        share = round(100 * sum(r.layers[f].busy_ns for f in filters) / r.dump_time_ns, 1)
+        line += f"; all filters {share:.1f} %"
+    return line
+
+
+def print_layers(r: RunResult, console: Console) -> None:
+    """Per-layer calls, busy time, share of the dump time and per-call latency percentiles."""
+    rows: list[list[list[str]]] = []
+    for name, s in r.layers.items():
+        share = f"{100 * s.busy_ns / r.dump_time_ns:.1f} %" if r.dump_time_ns else "-"
+        cells = (f"{s.calls:,}", format_ns(s.busy_ns), share, format_ns(s.p50_ns), format_ns(s.p99_ns), format_ns(s.max_ns))
+        rows.append([[_safe(name, 200)], *([c] for c in cells)])
+    w = r.write_latency
+    if w.calls:
+        cells = (f"{w.calls:,}", "", "", format_ns(w.p50_ns), format_ns(w.p99_ns), format_ns(w.max_ns))
+        rows.append([["write, issue→done"], *([c] if c else [] for c in cells)])
+    _print_table(
+        console,
+        ("layer", "calls", "busy", "share", "p50", "p99", "max"),
+        rows,
+        caption="share = busy time ÷ dump time; p50, p99, max: per call",
+        folding=(0,),
+        right=range(1, 7),
+    )
+
+
+_TABLE_SEPARATOR: Final = 3
+"""Columns a rule between two table columns takes (" │ ")."""
+
+
+def _cell(atoms: Sequence[str], width: int | None, *, comma_at_break: bool) -> str:
+    """
+    *atoms* joined by ", ", breaking the line where the next atom would pass *width* columns.
+
+    At a break the line ends with the comma if *comma_at_break*, else the break alone separates.
+    """
+    if width is None:
+        return ", ".join(atoms)
+    tail = 1 if comma_at_break else 0
+    lines: list[str] = []
+    for n, atom in enumerate(atoms):
+        last = n == len(atoms) - 1
+        if lines and cell_len(lines[-1]) + 2 + cell_len(atom) + (0 if last else tail) <= width:
+            lines[-1] += ", " + atom
+        else:
+            if lines and comma_at_break:
+                lines[-1] += ","
+            lines.append(atom)
+    return "\n".join(lines)
+
+
+def _print_table(
+    console: Console,
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Sequence[str]]],
+    *,
+    title: str | None = None,
+    caption: str | None = None,
+    folding: Collection[int] = (),
+    right: Collection[int] = (),
+    comma_at_break: bool = False,
+) -> None:
+    """
+    Print a table whose cells are lists of atoms (each a quantity or a name that must stay whole).
+
+    Every column gets an explicit width. When the table would be wider than the console, the
+    columns that can give most give first: a cell with several atoms breaks between them, a header
+    breaks between its words, and a column in *folding* (free text from input, such as a plugin
+    path) folds down to 8 columns; a single atom is never split. With *comma_at_break* a broken cell
+    keeps its commas at the line ends (a list of names); without, the break alone separates (a
+    list of quantities, where the column is tight). When even that does not fit, each row is
+    printed as one wrapped line instead ("name: header value, header value, ...").
+    """
+    body = [list(row) for row in rows]
+    natural = [max(cell_len(h), *(cell_len(", ".join(row[i])) for row in body)) for i, h in enumerate(headers)]
+    narrowest = [
+        8
+        if i in folding
+        else max(
+            max(map(cell_len, h.split())),
+            *(max(map(cell_len, row[i]), default=0) + (comma_at_break and len(row[i]) > 1) for row in body),
+        )
+        for i, h in enumerate(headers)
+    ]
+    widths = list(natural)
+    spare = console.width - _TABLE_SEPARATOR * (len(headers) - 1) - sum(natural)
+    for i in sorted(range(len(headers)), key=lambda i: natural[i] - narrowest[i], reverse=True):
+        if spare >= 0:
+            break
+        cut = min(max(natural[i] - narrowest[i], 0), -spare)
+        widths[i] -= cut
+        spare += cut
+    if spare < 0:
+        _print_records(console, headers, body, title=title, caption=caption)
+        return
+    table = Table(
+        title=Text(title) if title else None,
+        caption=Text(caption) if caption else None,
+        caption_justify="left",
+        caption_style="dim",
+        show_edge=False,
+        pad_edge=False,
+    )
+    for i, header in enumerate(headers):
+        table.add_column(header, width=widths[i], overflow="fold", justify="right" if i in right else "left")
+    for row in body:
+        cells = (
+            _cell(atoms, None if widths[i] >= natural[i] else widths[i], comma_at_break=comma_at_break)
+            for i, atoms in enumerate(row)
+        )
+        table.add_row(*map(Text, cells))
+    console.print(table)
+
+
+def _print_records(
+    console: Console, headers: Sequence[str], rows: Sequence[Sequence[Sequence[str]]], *, title: str | None, caption: str | None
+) -> None:
+    """A table too wide for the console, one wrapped line per row: "name: header value, header value, ..."."""
+    if title:
+        _field(console, "", title, indent=2)
+    for row in rows:
+        fields = [
+            h + _GLUE + _glued(", ".join(atoms))
+            for h, atoms in zip(headers[1:], row[1:], strict=True)
+            if atoms and atoms != ["-"]
+        ]
+        value = Text()
+        value.append(", ".join(row[0]) + ":", style="bold")
+        value.append(" " + ", ".join(fields))
+        for line in _wrap("", value, console.width, indent=2):
+            console.print(line, overflow="fold")
+    if caption:
+        _field(console, "", (caption, "dim"), indent=2)
+
+
+def print_devices(console: Console) -> None:
+    """The device presets a scenario can name as ``[disk] preset``, with the page that gives their sources."""
+    from stacksim.devices import DEVICE_PRESETS
+
+    rows = []
+    for p in DEVICE_PRESETS.values():
+        params = p.params
+        if p.model == "virtual":
+            extra = [f"{params['iops_limit']:,} IOPS", format_bandwidth(params["bandwidth_limit"])]
+        elif "media_bandwidth" in params:
+            extra = [format_bandwidth(params["media_bandwidth"])]
+        else:
+            extra = ["-"]
+        cache = format_bytes(params["cache"]) if params.get("cache") else "-"
+        bandwidth = int(str(p.as_dict()["bandwidth_bytes_per_s"]))
+        rows.append([[p.name], [p.kind], [format_bandwidth(bandwidth)], [format_ns(params["latency"])], [cache], extra])
+    headers = ("name", "kind", "write bandwidth", "latency", "cache", "after cache / caps")
+    _print_table(console, headers, rows, title="Device presets ([disk] preset = ...)")
+    console.print("Sources and assumptions: docs/reference/devices.md", overflow="fold")
+
+
+def print_filters(catalog: FilterCatalog, console: Console) -> None:
+    """The dump filters a scenario can name in ``DumpFilters``: where each comes from and its parameters."""
+    rows = []
+    for name in catalog.names():
+        cls = catalog.get(name)
+        assert cls is not None
+        params = list(cls.Config.model_fields) or ["-"]
+        rows.append([[_safe(name, 200)], [_safe(catalog.origin(name), 500)], params])
+    _print_table(console, ("service name", "from", "parameters"), rows, title="Dump filters", folding=(0, 1), comma_at_break=True)
