@@ -611,8 +611,9 @@ def _time_limit_problem(s: Scenario, layout: FileLayout) -> tuple[str, str] | No
     nanoseconds; this proves the bound before anything runs. The worst case of one write: the
     dump driver's and port's costs, each filter's call running up to the watchdog (a longer one
     ends the run as ``hung``), and the device up to the port's timeout or its own slowest write,
-    whichever is shorter; times every write and every retry, plus the event time, start-up and
-    the final flush (which also times out).
+    whichever is shorter (a ``device_timeout`` fault: the timeout); times every write and every
+    retry, plus the event time, start-up and the final flush (which also times out). That a call
+    never runs past the watchdog (the run ends as ``hung``) is the engine's part of the bound.
     """
     plan = s.dump_plan()
     port = s.dump_port.resolved()
@@ -632,7 +633,7 @@ def _time_limit_problem(s: Scenario, layout: FileLayout) -> tuple[str, str] | No
     terms = {
         f"[scenario] {'hibernate_at' if s.scenario.event == 'hibernate' else 'bugcheck_at'}": s.scenario.event_at,
         "[engine] watchdog": attempts * filters * watchdog + (4 * stacks * filters + 1) * watchdog,
-        "[dump_port] timeout": attempts * device + timeout,
+        "[dump_port] timeout": attempts * device + device_faults * (1 + retries) * timeout + timeout,
         "[dump_port] per_request_overhead": attempts * port.per_request_overhead + port.reset,
         "[dump_driver] per_request": attempts * s.dump_driver.per_request + s.dump_driver.integrity_check,
     }

@@ -46,6 +46,7 @@ CASES: dict[str, tuple[str, str]] = {
     "bool-fraction": ("[memory]\nfree_fraction = false\n", "[memory] free_fraction"),
     "bool-runs": ("[layout]\nruns = true\n", "[layout] runs"),
     "bool-write_retries": ("[dump_driver]\nwrite_retries = true\n", "[dump_driver] write_retries"),
+    "bool-filter-parameter": ('[filters."delayflt.sys"]\nper_call = true\n', '[filters."delayflt.sys"] per_call'),
     # past the limits
     "ram-1e30-bytes": ("[memory]\nram = 1000000000000000000000000000000\n", "[memory] ram"),
     "disk-1e30-bytes-string": ('[disk]\nsize = "1000000000000000000000000000000 B"\n', "[disk] size"),
@@ -56,6 +57,14 @@ CASES: dict[str, tuple[str, str]] = {
     "ram-past-4-PiB": ('[memory]\nram = "5 PiB"\n', "[memory] ram"),
     "max_transfer-4-GiB": ('[dump_port]\nmax_transfer = "4 GiB"\n', "[dump_port] max_transfer"),
     "runs-ten-million": ("[layout]\nruns = 10000000\n", "[layout] runs"),
+    "filter-at_request-2^64": (
+        '[filters."faultflt.sys"]\nat_request = 18446744073709551616\n',
+        '[filters."faultflt.sys"] at_request',
+    ),
+    "filter-per_byte-5000-digits": (
+        f'[filters."dumpfve.sys"]\nper_byte = "0.{"0" * 5000}1 ns"\n',
+        '[filters."dumpfve.sys"] per_byte',
+    ),
     "at_request-2^64": ('[[faults]]\nkind = "device_error"\nat_request = 18446744073709551616\n', "[faults][0].at_request"),
     "worst-case-past-292-years": (
         '[registry]\nCrashDumpEnabled = 1\n[memory]\nram = "4 PiB"\n[disk]\nsize = "1 EiB"\n',
