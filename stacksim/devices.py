@@ -70,6 +70,16 @@ class DeviceBase:
         """Service time of a cache flush (SYNCHRONIZE CACHE / NVMe Flush) that arrives at *now_ns*."""
         raise NotImplementedError
 
+    def worst_write_ns(self, length: int, longest: int) -> int:
+        """
+        An upper bound on the service time of one write of *length* bytes, whatever the device's state.
+
+        *longest* is the longest write the port sends (a throttled device may still be paying for
+        the previous one). The dump port compares it with its timeout: when no write can outlast
+        the timeout, batched mode may stand for a run of writes (``docs/reference/faults.md``).
+        """
+        raise NotImplementedError
+
     # -- batched mode -----------------------------------------------------------------------
     def write_run_ns(self, disk_offset: int, length: int, count: int, now_ns: int, gap_ns: int) -> list[tuple[int, int]]:
         """
@@ -158,6 +168,10 @@ class FixedDevice(DeviceBase):
     def flush_ns(self, now_ns: int) -> int:
         """The fixed flush latency."""
         return self.flush_latency_ns
+
+    def worst_write_ns(self, length: int, longest: int) -> int:
+        """Every write of *length* bytes takes the same time."""
+        return self.latency_ns + transfer_ns(length, self.bandwidth)
 
     def _state(self, t: int, next_offset: int) -> object:
         return ()
@@ -269,6 +283,11 @@ class CachedDevice(DeviceBase):
             return self.flush_latency_ns
         return self.flush_latency_ns + self.cache.flush(now_ns + self.flush_latency_ns)
 
+    def worst_write_ns(self, length: int, longest: int) -> int:
+        """``latency`` + the slower of the interface and the media rate (a full cache)."""
+        c = self.cache
+        return self.latency_ns + max(transfer_ns(length, c.interface_bw), transfer_ns(length, c.media_bw))
+
     def _state(self, t: int, next_offset: int) -> object:
         return self.cache.dirty_at(t + self.latency_ns)
 
@@ -349,6 +368,12 @@ class HddDevice(DeviceBase):
         """``flush latency + time to drain the dirty data``."""
         return self.flush_latency_ns + self.cache.flush(now_ns + self.flush_latency_ns)
 
+    def worst_write_ns(self, length: int, longest: int) -> int:
+        """``latency`` + a seek, half a rotation and the transfer at the slowest zone's rate into a full cache."""
+        slowest = min(self.outer, self.inner)
+        media = transfer_ns(length, slowest) + self.seek_ns + self.half_rotation_ns
+        return self.latency_ns + max(transfer_ns(length, self.cache.interface_bw), media)
+
     def _state(self, t: int, next_offset: int) -> object:
         return (self.zone(next_offset), next_offset == self.head, self.cache.dirty_at(t + self.latency_ns))
 
@@ -403,15 +428,21 @@ class VirtualDisk(DeviceBase):
 
     def write_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
         """Throttle wait, then ``latency + length / bandwidth``."""
-        ios = _ceil_div(length, self.io_unit)
-        budget = max(_ceil_div(ios * NS, self.iops_limit), _ceil_div(length * NS, self.bandwidth_limit))
         start = max(now_ns, self.next_allowed)
-        self.next_allowed = start + budget
+        self.next_allowed = start + self._budget(length)
         return (start - now_ns) + self.latency_ns + transfer_ns(length, self.bandwidth)
 
     def flush_ns(self, now_ns: int) -> int:
         """The flush latency (the backend is durable; nothing to drain)."""
         return self.flush_latency_ns
+
+    def _budget(self, length: int) -> int:
+        ios = _ceil_div(length, self.io_unit)
+        return max(_ceil_div(ios * NS, self.iops_limit), _ceil_div(length * NS, self.bandwidth_limit))
+
+    def worst_write_ns(self, length: int, longest: int) -> int:
+        """The budget of the longest previous command, then ``latency + length / bandwidth``."""
+        return self._budget(longest) + self.latency_ns + transfer_ns(length, self.bandwidth)
 
     def _state(self, t: int, next_offset: int) -> object:
         return max(0, self.next_allowed - t)

@@ -29,6 +29,7 @@ When a critical filter's DriverEntry fails, the stack does not initialise: no du
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -124,6 +125,8 @@ class DumpDriver:
         pipeline: in request mode, keep several writes in flight (:meth:`_write_pipelined`).
             Only for runs where no write can be retried or torn (no device faults, no power loss)
             and no trace is taken.
+        unbatchable: for a write length, why writes of that length must travel one by one (e.g.
+            they can outlast the dump port's timeout: ``DumpPort.may_time_out``), or None.
         disk_size: the disk's capacity in bytes (for the trace's ``dump_context``).
     """
 
@@ -151,6 +154,7 @@ class DumpDriver:
         device_faults: Sequence[DeviceFault] = (),
         progress: Callable[[int, int], None] | None = None,
         pipeline: bool = False,
+        unbatchable: Callable[[int], str | None] | None = None,
         disk_size: int = 0,
     ) -> None:
         self.engine = engine
@@ -174,6 +178,7 @@ class DumpDriver:
         self.device_faults = device_faults
         self.progress = progress
         self.pipeline = pipeline
+        self.unbatchable = unbatchable
         self.disk_size = disk_size
         self.power_loss_at: int | None = None
         self.retries = 0
@@ -298,6 +303,9 @@ class DumpDriver:
         loaded = [layer for layer in active if layer.loaded]
         specials = set().union(*(layer.special_requests() for layer in loaded))
         specials |= {f.at_request for f in self.device_faults if f.at_request is not None}
+        # sorted, so each run finds its own special requests and faulty offsets by bisection
+        special_list = sorted(specials)
+        fault_offsets = sorted(f.at_offset for f in self.device_faults if f.at_offset is not None)
         number = 0
         for part, file_pos in self.plan.placed():
             for offset, length, count in self.layout.map_runs(file_pos, part.bytes, self.max_chunk):
@@ -306,13 +314,17 @@ class DumpDriver:
                 batchable = self.batch and count > 1 and None not in costs
                 if self.batch and count > 1 and not batchable:
                     self.unbatched.update(dict.fromkeys(b for layer in loaded if (b := layer.batch_blocker(length))))
+                if batchable and self.unbatchable is not None and (why := self.unbatchable(length)):
+                    batchable = False
+                    self.unbatched[why] = None
                 if batchable:
-                    hit = {
-                        number + 1 + (f.at_offset - offset) // length
-                        for f in self.device_faults
-                        if f.at_offset is not None and offset <= f.at_offset < offset + count * length
-                    }
-                    ok = await self._write_batched(part.name, number + 1, offset, length, count, sorted(specials | hit), loaded)
+                    lo = bisect.bisect_left(fault_offsets, offset)
+                    hi = bisect.bisect_left(fault_offsets, offset + count * length)
+                    hit = {number + 1 + (o - offset) // length for o in fault_offsets[lo:hi]}
+                    lo = bisect.bisect_left(special_list, number + 1)
+                    hi = bisect.bisect_left(special_list, number + 1 + count)
+                    hit.update(special_list[lo:hi])
+                    ok = await self._write_batched(part.name, number + 1, offset, length, count, sorted(hit), loaded)
                 else:
                     ok = await self._write_requests(part.name, number + 1, offset, length, count)
                 if not ok:

@@ -15,10 +15,14 @@ outcome (``docs/reference/faults.md``):
   ``[dump_driver] write_retries`` times (default 0; no documented policy), then gives up
   (status ``io_error``); the dump on disk is incomplete.
 * **device_timeout** -- the device never completes the write: the dump port polls for
-  ``[dump_port] timeout`` and fails it (retries as above; status ``io_timeout``).
+  ``[dump_port] timeout`` and fails it (retries as above; status ``io_timeout``). A device that is
+  merely slower than the timeout is failed the same way, without any fault.
 * **power_loss** -- power fails ``at`` after the bugcheck: nothing after that instant happens;
   the result says how many bytes had completed and whether the header (for a hiberfile: the
   commit marker, written last) made it (status ``power_lost``).
+
+A fault that never fires (a request past the last write, an offset outside the file or past the
+dump, a power loss after the run ended) is reported in the result's warnings.
 """
 
 from __future__ import annotations

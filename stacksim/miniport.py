@@ -12,7 +12,10 @@ one request outstanding per logical unit [DOC S13; SRC S15]. So this layer:
   the device (which the CPU spins on); one request at a time (the ``qd1`` rule of
   :mod:`stacksim.check` verifies it on every trace);
 * at **finish** flushes the device cache (SYNCHRONIZE CACHE before SHUTDOWN/STANDBY [SRC S15];
-  "the dump port driver generally flushes the cache" [DOC S8]).
+  "the dump port driver generally flushes the cache" [DOC S8]);
+* gives up on any command (a write or the flush) that has not completed after ``dump_port.timeout``
+  of polling: it fails it with status ``io_timeout``, whether a ``device_timeout`` fault holds it
+  or the device is simply that slow (``docs/reference/faults.md``).
 
 The largest transfer it accepts is ``dump_port.max_transfer``; ``MaxPagesPerWrite`` handed to the
 filters is derived from it: ``max_transfer // PAGE_SIZE`` (assumption: the fact sheet §1.8 ties
@@ -21,6 +24,7 @@ MaxPagesPerWrite to the dump port's transfer limit, historically 64 KiB).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -30,6 +34,7 @@ from stacksim._engine import Engine
 from stacksim.faults import DeviceFault
 from stacksim.metrics import LayerStats
 from stacksim.requests import PAGE_SIZE, SECTOR_SIZE, Op, OpKind, status_name
+from stacksim.units import format_bytes, format_ns
 
 if TYPE_CHECKING:
     from stacksim.devices import DeviceBase
@@ -163,6 +168,16 @@ class DumpPort:
         self.image = image
         self.dump_type = dump_type
         self.faults = faults or []
+        self._by_request: dict[int, list[int]] = {}
+        """Indexes into ``faults`` of the faults placed by request number, by that number."""
+        placed = sorted((f.at_offset, i) for i, f in enumerate(self.faults) if f.at_offset is not None)
+        self._offsets = [o for o, _ in placed]
+        self._offset_faults = [i for _, i in placed]
+        for i, f in enumerate(self.faults):
+            if f.at_request is not None:
+                self._by_request.setdefault(f.at_request, []).append(i)
+        self.fired: set[int] = set()
+        """Indexes into ``faults`` of the faults that hit a write."""
         self.timeout_ns = timeout_ns
         self.stats = LayerStats("miniport")
         self.bytes_written = 0
@@ -189,7 +204,7 @@ class DumpPort:
             elif op.kind is OpKind.START:
                 self._timed_step("port_init", self.reset_ns)
             elif op.kind is OpKind.FINISH:
-                self._flush()
+                self._flush(op)
             else:  # pragma: no cover - reads arrive with the resume path
                 op.error = f"{self.image} cannot serve {op.kind.value} yet"
             complete.send_nowait(op)
@@ -202,14 +217,94 @@ class DumpPort:
         if engine.trace is not None:
             engine.emit(t0, "miniport", event, dur, dump_type=self.dump_type)
 
-    def _flush(self) -> None:
+    def _flush(self, op: Op) -> None:
         engine = self.engine
         t0 = engine.now_ns
         dur = self.device.flush_ns(t0)
+        if dur > self.timeout_ns:  # the port gives up polling the flush, as it would a write
+            engine.advance(self.timeout_ns)
+            self.stats.record(self.timeout_ns)
+            if engine.trace is not None:  # the flush, cut off at the timeout; the dump_failed after it says why
+                engine.emit(t0, "device", "flush", self.timeout_ns, dump_type=self.dump_type)
+            op.error = (
+                f"the cache flush did not complete within the port's {format_ns(self.timeout_ns)} timeout "
+                f"(the device needed {format_ns(dur)} to write its cache back)"
+            )
+            op.fault = "io_timeout"
+            return
         engine.advance(dur)
         self.device.stats.record(dur)
         if engine.trace is not None:
             engine.emit(t0, "device", "flush", dur, dump_type=self.dump_type)
+
+    def may_time_out(self, length: int) -> str | None:
+        """
+        Why a write of *length* bytes could outlast the port's timeout (None: it cannot).
+
+        Batched mode stands for a run of writes with one message only when none of them can time
+        out; the dump driver sends these writes one by one instead, so the write that times out
+        fails exactly as in request mode.
+        """
+        worst = self.device.worst_write_ns(length, self.max_transfer)
+        if worst <= self.timeout_ns:
+            return None
+        return (
+            f"a {format_bytes(length)} write can take the device up to {format_ns(worst)}, longer than the port's "
+            f"{format_ns(self.timeout_ns)} timeout, so such writes went one at a time"
+        )
+
+    def _fault_for(self, number: int, offset: int, length: int, attempt: int) -> int | None:
+        """
+        The first fault (in scenario order) that hits this attempt of write *number*, by index.
+
+        Every fault that hits it counts as fired (they all hit the write; the first listed
+        decides its status).
+        """
+        faults = self.faults
+        hits = [i for i in self._by_request.get(number, ()) if faults[i].hits(number, offset, length, attempt)]
+        offsets = self._offsets
+        if offsets:
+            for k in range(bisect.bisect_left(offsets, offset), bisect.bisect_left(offsets, offset + length)):
+                i = self._offset_faults[k]
+                if faults[i].hits(number, offset, length, attempt):
+                    hits.append(i)
+        if not hits:
+            return None
+        self.fired.update(hits)
+        return min(hits)
+
+    def unfired_faults(self, writes: int, plan_bytes: int) -> list[str]:
+        """
+        A warning for each device fault that never hit a write, saying why when it could not.
+
+        *writes* is the number of writes the dump has and *plan_bytes* the bytes it fills at the
+        start of the target file.
+        """
+        out = []
+        layout = self.layout
+        for i, f in enumerate(self.faults):
+            if i in self.fired:
+                continue
+            kind = "device_error" if f.action == "error" else "device_timeout"
+            if f.at_request is not None:
+                where = f"{kind} at_request = {f.at_request:,}"
+                why = (
+                    f"past the last write (the dump has {writes:,} writes)"
+                    if f.at_request > writes
+                    else "the dump ended before it"
+                )
+            else:
+                assert f.at_offset is not None
+                where = f"{kind} at_offset = {f.at_offset:,}"
+                pos = layout.file_position(f.at_offset)
+                if pos is None:
+                    why = f"no write goes there: the offset is outside the {layout.target}'s disk runs"
+                elif pos >= plan_bytes:
+                    why = f"past the end of the dump (file offset {pos:,}; the dump fills the first {plan_bytes:,} bytes)"
+                else:
+                    why = "the dump ended before it"
+            out.append(f"fault {where} never fired: {why}")
+        return out
 
     def _write(self, op: Op) -> None:
         request = op.request
@@ -248,15 +343,18 @@ class DumpPort:
         overhead = self.per_request_overhead_ns
         t1 = engine.now_ns = t0 + overhead
         self.stats.record(overhead)
-        fault = (
-            next((f for f in self.faults if f.hits(request.number, offset, length, request.attempt)), None)
-            if self.faults
-            else None
-        )
+        fault = None
+        if self.faults:
+            hit = self._fault_for(request.number, offset, length, request.attempt)
+            if hit is not None:
+                fault = self.faults[hit]
         if fault is not None and fault.action == "timeout":
-            self._timed_out(op, t0, t1, overhead, disk_offset)
+            self._timed_out(op, t0, t1, overhead, "device_timeout fault")
             return
         service = device.write_ns(disk_offset, length, t1)
+        if service > self.timeout_ns:  # the device is still busy when the port gives up
+            self._timed_out(op, t0, t1, overhead, f"the device needed {format_ns(service)} for it")
+            return
         engine.now_ns = request._done_ns = self.last_done_ns = t1 + service
         device.stats.record(service)
         status = None
@@ -270,8 +368,14 @@ class DumpPort:
             engine.emit(t0, "miniport", "miniport_write", overhead, request.number, offset, length, self.dump_type)
             engine.emit(t1, "device", "device_write", service, request.number, disk_offset, length, self.dump_type, status)
 
-    def _timed_out(self, op: Op, t0: int, t1: int, overhead: int, disk_offset: int) -> None:
-        """The device never answers: the port polls for its timeout, then fails the command."""
+    def _timed_out(self, op: Op, t0: int, t1: int, overhead: int, why: str) -> None:
+        """
+        The device does not answer in time: the port polls for its timeout, then fails the command.
+
+        A ``device_timeout`` fault holds the command forever; a device that needs longer than the
+        timeout has started the write (its state moves on as if it finished it: ASSUMPTION), but
+        the port has given up on it and crashdmp sees a failure.
+        """
         request = op.request
         assert request is not None
         engine = self.engine
@@ -284,9 +388,7 @@ class DumpPort:
             engine.emit(
                 t1, "miniport", "poll_timeout", self.timeout_ns, request.number, request.offset, request.length, self.dump_type
             )
-        op.error = (
-            f"request #{request.number} did not complete within the port's {self.timeout_ns} ns timeout (device_timeout fault)"
-        )
+        op.error = f"request #{request.number} did not complete within the port's {format_ns(self.timeout_ns)} timeout ({why})"
         op.fault, op.retryable = "io_timeout", True
 
     def _write_run(self, op: Op) -> None:
@@ -307,6 +409,8 @@ class DumpPort:
         # The layers above spent their n shares already; write 1 reaches the device after one share.
         first_start = engine.now_ns - (n - 1) * request.upstream_ns
         segments = self.device.write_run_ns(disk_offset, length, n, first_start, request.upstream_ns)
+        # The dump driver batches only writes that cannot time out (may_time_out).
+        assert all(dur <= self.timeout_ns for dur, _ in segments), (segments, self.timeout_ns)
         device_stats = self.device.stats
         total = 0
         for dur, count in segments:

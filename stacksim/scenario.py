@@ -11,56 +11,55 @@ list of (key, problem) pairs and renders them as one paragraph each.
 
 from __future__ import annotations
 
-import copy
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from stacksim._io import InputError, decode_text, parse_toml, read_input, shorten, terminal_safe
-from stacksim.devices import DEFAULT_PRESET, DEVICE_PRESETS, FIXED_DEFAULTS, MODELS
+from stacksim._io import MAX_DEPTH, InputError, decode_text, parse_toml, read_input, shorten, terminal_safe
+from stacksim.devices import DEFAULT_PRESET, DEVICE_PRESETS, FIXED_DEFAULTS, MODELS, build_device
 from stacksim.filters import FilterCatalog
+from stacksim.layout import MAX_RUNS, FileLayout, LayoutError, build_layout
+from stacksim.memory import DumpPlan, plan_crash_dump, plan_hibernation
 from stacksim.miniport import DEFAULT_PORT, PORT_PRESETS, PortPreset
 from stacksim.registry import CrashControl
 from stacksim.requests import PAGE_SIZE
-from stacksim.units import parse_bandwidth, parse_size, parse_time_ns
+from stacksim.units import (
+    INT64_MAX,
+    describe,
+    format_bytes,
+    format_ns,
+    parse_bandwidth,
+    parse_fraction,
+    parse_size,
+    parse_time_ns,
+)
 
 __all__ = ["Scenario", "ScenarioError", "load_scenario", "read_scenario_data", "validate_scenario"]
 
 Nanoseconds = Annotated[int, BeforeValidator(parse_time_ns)]
+"""A duration: integer ns or a string with a unit, at most 2^60 ns."""
 Bytes = Annotated[int, BeforeValidator(parse_size)]
+"""A size: integer bytes or a string with a unit, at most 2^60 bytes."""
 BytesPerSecond = Annotated[int, BeforeValidator(parse_bandwidth)]
+"""A rate: integer bytes per second or a string with a unit (bytes or bits per second), at most 2^60 B/s."""
 
+Ratio = Annotated[Fraction, BeforeValidator(parse_fraction)]
+"""A fraction in (0, 1]."""
 
-def _fraction(value: object) -> Fraction:
-    if isinstance(value, bool):
-        raise ValueError('a fraction must be a number such as 0.33 or a string such as "1/3"')
-    try:
-        if isinstance(value, int | float):
-            f = Fraction(str(value))
-        elif isinstance(value, str):
-            f = Fraction(value.strip())
-        else:
-            raise ValueError
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f'{value!r} is not a fraction; write a number such as 0.33 or a string such as "1/3"') from None
-    if not 0 < f <= 1:
-        raise ValueError(f"{value!r} must be greater than 0 and at most 1")
-    return f
-
-
-Ratio = Annotated[Fraction, BeforeValidator(_fraction)]
-
-
-def _share(value: object) -> Fraction:
-    if value in (0, "0"):
-        return Fraction(0)
-    return _fraction(value)
-
-
-Share = Annotated[Fraction, BeforeValidator(_share)]
+Share = Annotated[Fraction, BeforeValidator(lambda value: parse_fraction(value, zero=True))]
 """A fraction in [0, 1]."""
+
+MAX_RAM = 2**52
+"""Largest RAM: 4 PiB, what x86-64's widest (52-bit) physical addresses reach."""
+
+MAX_TRANSFER = 2**32 - PAGE_SIZE
+"""Largest dump-port transfer: MaximumTransferLength is a ULONG (below 4 GiB), in whole pages."""
+
+MAX_FAULTS = 1_000_000
+"""Most ``[[faults]]`` tables a scenario may have (a guard against runaway input, ASSUMPTION)."""
+
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True)
 
@@ -72,7 +71,7 @@ class ScenarioSection(BaseModel):
     name: str = Field(min_length=1)
     description: str = ""
     event: Literal["crash", "hibernate"] = "crash"
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=INT64_MAX)
     bugcheck_at: Nanoseconds | None = None
     hibernate_at: Nanoseconds | None = None
 
@@ -101,10 +100,17 @@ class MemorySection(BaseModel):
     guest_fraction: Share = Fraction(0)
     secondary_data: Bytes = Field(default=0, le=256 * 2**20)
 
+    @field_validator("ram")
+    @classmethod
+    def _ram(cls, ram: int) -> int:
+        if ram <= 0 or ram % PAGE_SIZE:
+            raise ValueError(f"ram = {ram:,} bytes must be a positive whole number of 4 KiB pages")
+        if ram > MAX_RAM:
+            raise ValueError(f"ram = {ram:,} bytes is more than 4 PiB (2^52 bytes), the most x86-64 physical addresses reach")
+        return ram
+
     @model_validator(mode="after")
-    def _pages(self) -> MemorySection:
-        if self.ram <= 0 or self.ram % PAGE_SIZE:
-            raise ValueError(f"ram = {self.ram} bytes must be a positive whole number of 4 KiB pages")
+    def _shares(self) -> MemorySection:
         if self.free_fraction + self.file_cache_fraction + self.guest_fraction >= 1:
             raise ValueError("free_fraction + file_cache_fraction + guest_fraction must leave some memory (sum < 1)")
         return self
@@ -145,12 +151,17 @@ class DumpPortSection(BaseModel):
     timeout: Nanoseconds = Field(default=10 * 10**9, gt=0)
     """How long the port polls a command before giving up (ASSUMPTION)."""
 
+    @field_validator("max_transfer", "common_buffer")
+    @classmethod
+    def _pages(cls, value: int | None) -> int | None:
+        if value is not None and value % PAGE_SIZE:
+            raise ValueError(f"{value:,} bytes is not a whole number of 4 KiB pages")
+        if value is not None and value > MAX_TRANSFER:
+            raise ValueError(f"{value:,} bytes is more than a dump port moves at once (MaximumTransferLength is a ULONG)")
+        return value
+
     @model_validator(mode="after")
-    def _pages(self) -> DumpPortSection:
-        for key in ("max_transfer", "common_buffer"):
-            value = getattr(self, key)
-            if value is not None and value % PAGE_SIZE:
-                raise ValueError(f"{key} = {value} bytes must be a whole number of 4 KiB pages")
+    def _preset(self) -> DumpPortSection:
         self.resolved()
         return self
 
@@ -183,7 +194,7 @@ class DiskSection(BaseModel):
     zones: int | None = Field(default=None, ge=1, le=1000)
     rpm: int | None = Field(default=None, ge=1000, le=30_000)
     seek: Nanoseconds | None = None
-    iops_limit: int | None = Field(default=None, ge=1)
+    iops_limit: int | None = Field(default=None, ge=1, le=10**9)
     bandwidth_limit: BytesPerSecond | None = None
     io_unit: Bytes | None = Field(default=None, ge=512)
     flush: Nanoseconds | None = None
@@ -241,16 +252,24 @@ class LayoutSection(BaseModel):
     file_offset: Bytes = 2**30
     on_too_small: Literal["refuse", "truncate"] = "refuse"
 
+    @field_validator("runs", mode="before")
+    @classmethod
+    def _runs(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int | list):
+            raise ValueError(f"{describe(value)}: runs is a number (1 to {MAX_RUNS:,}) or a list of {{offset, length}} tables")
+        if isinstance(value, int) and not 1 <= value <= MAX_RUNS:
+            raise ValueError(f"{describe(value)}: runs must be from 1 to {MAX_RUNS:,} (or a list of {{offset, length}} tables)")
+        if isinstance(value, list) and len(value) > MAX_RUNS:
+            raise ValueError(f"a list of {len(value):,} runs; a file may have at most {MAX_RUNS:,}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> LayoutSection:
         for key in ("partition_offset", "file_offset", "size", "partition_size"):
             value = getattr(self, key)
             if value is not None and value % 512:
                 raise ValueError(f"{key} = {value} must be a multiple of the 512-byte sector")
-        if isinstance(self.runs, int):
-            if self.runs < 1:
-                raise ValueError("runs must be at least 1 (or a list of {offset, length} tables)")
-        else:
+        if not isinstance(self.runs, int):
             if not self.runs:
                 raise ValueError("runs = [] lists no disk runs")
             for i, run in enumerate(self.runs):
@@ -272,7 +291,7 @@ class DeviceErrorFault(_FaultBase):
     """The device completes a write with an error."""
 
     kind: Literal["device_error"]
-    at_request: int | None = Field(default=None, ge=1)
+    at_request: int | None = Field(default=None, ge=1, le=INT64_MAX)
     at_offset: Bytes | None = None
     persistent: bool = True
     status: int = Field(default=0xC0000185, ge=0xC0000000, le=0xFFFFFFFF)
@@ -288,7 +307,7 @@ class DeviceTimeoutFault(_FaultBase):
     """The device never completes a write; the dump port gives up after its timeout."""
 
     kind: Literal["device_timeout"]
-    at_request: int = Field(ge=1)
+    at_request: int = Field(ge=1, le=INT64_MAX)
     persistent: bool = True
 
 
@@ -305,7 +324,7 @@ class FilterFault(_FaultBase):
     kind: Literal["filter_raise", "filter_hang", "filter_error_status"]
     filter: str
     callback: Callback = "dump_write"
-    at_request: int | None = Field(default=None, ge=1)
+    at_request: int | None = Field(default=None, ge=1, le=INT64_MAX)
     status: int = Field(default=0xC0000001, ge=0xC0000000, le=0xFFFFFFFF)
     dump_type: Literal["any", "crashdump", "hibernation"] = "any"
 
@@ -323,6 +342,13 @@ Fault = Annotated[
     DeviceErrorFault | DeviceTimeoutFault | PowerLossFault | FilterFault | SlowFilterFault,
     Field(discriminator="kind"),
 ]
+
+
+_FAULT_KINDS = frozenset(
+    k
+    for m in (DeviceErrorFault, DeviceTimeoutFault, PowerLossFault, FilterFault, SlowFilterFault)
+    for k in m.model_fields["kind"].annotation.__args__  # type: ignore[union-attr]
+)
 
 
 class EngineSection(BaseModel):
@@ -348,9 +374,10 @@ class Scenario(BaseModel):
     disk: DiskSection = DiskSection()
     layout: LayoutSection = LayoutSection()
     engine: EngineSection = EngineSection()
-    faults: list[Fault] = Field(default_factory=list)
+    faults: list[Fault] = Field(default_factory=list, max_length=MAX_FAULTS)
     _filter_configs: dict[str, Any] = PrivateAttr(default_factory=dict)
     _source_data: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _layout: FileLayout | None = PrivateAttr(default=None)
 
     @property
     def filter_configs(self) -> dict[str, Any]:
@@ -361,6 +388,67 @@ class Scenario(BaseModel):
     def source_data(self) -> dict[str, Any]:
         """The scenario as written (parsed TOML), recorded in results so a run can be replayed."""
         return self._source_data
+
+    @property
+    def target(self) -> str:
+        """The file the dump goes to: ``[layout] target``, else what the event and registry imply."""
+        if self.layout.target is not None:
+            return self.layout.target
+        if self.scenario.event == "hibernate":
+            return "hiberfile"
+        return "dedicated" if self.registry.dedicated_dump_file else "pagefile"
+
+    def dump_plan(self) -> DumpPlan:
+        """What the event writes: the crash dump's or hiberfile image's parts (:mod:`stacksim.memory`)."""
+        if self.scenario.event == "hibernate":
+            return plan_hibernation(self.memory.ram, image_fraction=self.hibernation.image_fraction)
+        return plan_crash_dump(
+            self.registry.crash_dump_enabled,
+            self.registry.filter_pages,
+            self.memory.ram,
+            kernel_fraction=self.memory.kernel_fraction,
+            active_fraction=self.memory.active_fraction,
+            secondary=self.memory.secondary_data,
+        )
+
+    def file_layout(self) -> FileLayout:
+        """
+        The target file's disk runs (``[layout]``), checked against the partition and the disk.
+
+        :func:`validate_scenario` has built it already (so a scenario it accepted always has
+        one); otherwise it is built here.
+
+        Raises:
+            LayoutError: the layout does not fit, with the keys to blame.
+        """
+        if self._layout is None:
+            self._layout = self._build_layout()
+        return self._layout
+
+    def _build_layout(self) -> FileLayout:
+        lay = self.layout
+        if isinstance(lay.runs, list):
+            runs: int | list[tuple[int, int]] = [(r.offset, r.length) for r in lay.runs]
+        else:
+            runs = lay.runs
+        size, size_key, size_text = lay.size, "[layout] size", ""
+        if size is None:  # sized to the dump
+            plan = self.dump_plan()
+            size = max(-(-plan.total_bytes // PAGE_SIZE) * PAGE_SIZE, PAGE_SIZE)
+            size_key = "[memory] ram"
+            what = "the hiberfile image" if plan.kind == "hibernation" else f"the {plan.kind} dump"
+            size_text = f", the size of {what} of {format_bytes(self.memory.ram)} of RAM"
+        return build_layout(
+            self.target,
+            disk_size=self.disk.resolved()[3],
+            partition_offset=lay.partition_offset,
+            partition_size=lay.partition_size,
+            file_offset=lay.file_offset,
+            size=size,
+            runs=runs,
+            size_key=size_key,
+            size_text=size_text,
+        )
 
     @model_validator(mode="after")
     def _faults_name_listed_filters(self) -> Scenario:
@@ -464,6 +552,8 @@ def _problems(exc: ValidationError, model: type[BaseModel], prefix: tuple[int | 
     out = []
     for err in exc.errors(include_url=False):
         loc = prefix + tuple(err["loc"])
+        if len(loc) > 2 and loc[0] == "faults" and isinstance(loc[1], int) and loc[2] in _FAULT_KINDS:
+            loc = loc[:2] + loc[3:]  # the fault's kind, which pydantic adds to the path, is not a key
         msg = str(err["msg"])
         kind = err["type"]
         if kind == "extra_forbidden":
@@ -474,8 +564,8 @@ def _problems(exc: ValidationError, model: type[BaseModel], prefix: tuple[int | 
             msg = msg.removeprefix("Value error, ")
         else:
             shown = err.get("input")
-            if not isinstance(shown, dict | list):
-                msg += f" (got {shorten(repr(shown), 80)})"
+            if not isinstance(shown, dict | list | tuple):
+                msg += f" (got {describe(shown)})"
         out.append((_key(loc), msg))
     return out
 
@@ -488,13 +578,106 @@ def _plugin_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
+def _plain_copy(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """
+    A copy of parsed TOML *data* (tables, arrays, scalars), and a problem for each value nested too deep.
+
+    Iterative, so a 100,000-deep array costs no recursion: the value is refused (past
+    :data:`stacksim._io.MAX_DEPTH` levels, the root table being level 1, as for files) instead of
+    raising RecursionError in a copy or a validator. This is for data that did not come from a
+    file (the Python API, a sweep's ``--set``).
+    """
+    problems: list[tuple[str, str]] = []
+    root: dict[str, Any] = {}
+    stack: list[tuple[Any, Any, tuple[int | str, ...]]] = [(data, root, ())]
+    while stack:
+        src, dst, path = stack.pop()
+        for k, v in src.items() if isinstance(src, dict) else enumerate(src):
+            if isinstance(v, _CONTAINERS):
+                here = (*path, k)
+                values = v.values() if isinstance(v, dict) else v
+                if len(here) + 1 > MAX_DEPTH:
+                    table = 3 if here[0] == "filters" else 2
+                    problems.append((_key(here[:table]), f"tables and arrays are nested more than {MAX_DEPTH} levels deep"))
+                    v = None
+                elif not any(isinstance(x, _CONTAINERS) for x in values):  # a leaf table or array: copy at once
+                    v = dict(v) if isinstance(v, dict) else list(v)
+                else:
+                    child: Any = {} if isinstance(v, dict) else [None] * len(v)
+                    stack.append((v, child, here))
+                    v = child
+            dst[k] = v
+    return root, problems
+
+
+def _time_limit_problem(s: Scenario, layout: FileLayout) -> tuple[str, str] | None:
+    """
+    A problem when the worst case of the dump could pass :data:`~stacksim.units.INT64_MAX` ns.
+
+    Every time stacksim reports (dump time, trace timestamps) is a signed 64-bit integer of
+    nanoseconds; this proves the bound before anything runs. The worst case of one write: the
+    dump driver's and port's costs, each filter's call running up to the watchdog (a longer one
+    ends the run as ``hung``), and the device up to the port's timeout or its own slowest write,
+    whichever is shorter (a ``device_timeout`` fault: the timeout); times every write and every
+    retry, plus the event time, start-up and the final flush (which also times out). That a call
+    never runs past the watchdog (the run ends as ``hung``) is the engine's part of the bound.
+    """
+    plan = s.dump_plan()
+    port = s.dump_port.resolved()
+    chunk = port.max_pages_per_write * PAGE_SIZE
+    placed = plan.placed() if plan.total_bytes <= layout.size else plan.truncated(layout.size).placed()
+    writes = sum(layout.pieces(pos, part.bytes, chunk) for part, pos in placed)
+    kind, model, params, disk_size = s.disk.resolved()
+    worst = build_device(model, params, disk_size, kind).worst_write_ns(chunk, chunk)
+    timeout = s.dump_port.timeout
+    device = min(worst, timeout)
+    watchdog = s.engine.watchdog
+    filters = len(s.registry.dump_filters)
+    retries = s.dump_driver.write_retries
+    device_faults = sum(isinstance(f, DeviceErrorFault | DeviceTimeoutFault) for f in s.faults)
+    attempts = writes * (1 + retries) if worst > timeout else writes + retries * (device_faults + 1)
+    stacks = 2 if s.scenario.event == "hibernate" else 1
+    terms = {
+        f"[scenario] {'hibernate_at' if s.scenario.event == 'hibernate' else 'bugcheck_at'}": s.scenario.event_at,
+        "[engine] watchdog": attempts * filters * watchdog + (4 * stacks * filters + 1) * watchdog,
+        "[dump_port] timeout": attempts * device + device_faults * (1 + retries) * timeout + timeout,
+        "[dump_port] per_request_overhead": attempts * port.per_request_overhead + port.reset,
+        "[dump_driver] per_request": attempts * s.dump_driver.per_request + s.dump_driver.integrity_check,
+    }
+    total = sum(terms.values())
+    if total <= INT64_MAX:
+        return None
+    key = max(terms, key=lambda k: terms[k])
+    each = s.dump_driver.per_request + port.per_request_overhead + filters * watchdog + device
+    how = f"{filters} filter call{'s' if filters != 1 else ''} of up to the {format_ns(watchdog)} watchdog, " if filters else ""
+    return (
+        key,
+        f"the dump could run past the simulated-time limit of 2^63 - 1 ns (about 292 years): {attempts:,} write attempts "
+        f"of up to {format_ns(each)} each ({how}the device up to {format_ns(device)}); lower this value or write less",
+    )
+
+
 def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog) -> Scenario:
-    """Validate parsed TOML *data*; raise :class:`ScenarioError` listing every problem."""
+    """
+    Validate parsed TOML *data*; raise :class:`ScenarioError` listing every problem.
+
+    Beyond each key's own range this checks what only the whole scenario shows, so that a
+    scenario it accepts runs without a scenario error: the target file's layout against the
+    partition and the disk (overlapping runs, runs or a file past the partition, a partition past
+    the disk, a dump bigger than the disk), and that no time the run reports can pass 2^63 - 1 ns.
+    """
+    if not isinstance(data, dict):
+        raise ScenarioError(source, [("", f"a scenario is a table of tables, not {describe(data)}")])
+    source_data, problems = _plain_copy(data)
+    if problems:
+        raise ScenarioError(source, problems)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(source, _problems(exc, Scenario)) from None
-    problems: list[tuple[str, str]] = []
     known = ", ".join(catalog.names())
     for i, name in enumerate(scenario.registry.dump_filters):
         if catalog.get(name) is None:
@@ -517,6 +700,13 @@ def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog)
             problems += _problems(exc, cls.Config, ("filters", name))
         except BaseException as exc:  # plugin code (a validator) raised: its error, never the process's exit
             problems.append((f'[filters."{name}"]', f"the filter's Config (plugin code) raised {_plugin_exception(exc)}"))
+    try:
+        layout = scenario.file_layout()
+    except LayoutError as exc:
+        problems += exc.problems
+    else:
+        if (limit := _time_limit_problem(scenario, layout)) is not None:
+            problems.append(limit)
     if problems:
         raise ScenarioError(source, problems)
     for name in scenario.registry.dump_filters:
@@ -530,7 +720,7 @@ def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog)
     if problems:
         raise ScenarioError(source, problems)
     scenario._filter_configs = configs
-    scenario._source_data = copy.deepcopy(data)
+    scenario._source_data = source_data
     return scenario
 
 

@@ -32,14 +32,15 @@ from stacksim.dump_driver import DumpDriver
 from stacksim.faults import DeviceFault, FaultPlan, FilterFault
 from stacksim.filters import DiskGeometry, DumpType, FilterCatalog, FilterExtension
 from stacksim.filters._host import FilterLayer
-from stacksim.layout import DiskRun, FileLayout
-from stacksim.memory import DumpPlan, plan_crash_dump, plan_hibernation
+from stacksim.layout import FileLayout, LayoutError
+from stacksim.memory import DumpPlan
 from stacksim.metrics import LayerSummary
 from stacksim.miniport import DumpPort
 from stacksim.requests import Op
-from stacksim.scenario import DeviceErrorFault, DeviceTimeoutFault, Scenario, ScenarioError, SlowFilterFault
+from stacksim.scenario import DeviceErrorFault, DeviceTimeoutFault, PowerLossFault, Scenario, ScenarioError, SlowFilterFault
 from stacksim.scenario import FilterFault as FilterFaultSpec
 from stacksim.trace import TraceSink
+from stacksim.units import format_ns
 
 __all__ = ["RunResult", "simulate"]
 
@@ -165,49 +166,12 @@ class RunResult:
         }
 
 
-def _plan(s: Scenario) -> DumpPlan:
-    if s.scenario.event == "hibernate":
-        return plan_hibernation(s.memory.ram, image_fraction=s.hibernation.image_fraction)
-    return plan_crash_dump(
-        s.registry.crash_dump_enabled,
-        s.registry.filter_pages,
-        s.memory.ram,
-        kernel_fraction=s.memory.kernel_fraction,
-        active_fraction=s.memory.active_fraction,
-        secondary=s.memory.secondary_data,
-    )
-
-
-def _target(s: Scenario) -> str:
-    if s.layout.target is not None:
-        return s.layout.target
-    if s.scenario.event == "hibernate":
-        return "hiberfile"
-    return "dedicated" if s.registry.dedicated_dump_file else "pagefile"
-
-
-def _layout(s: Scenario, plan: DumpPlan, disk_size: int) -> FileLayout:
-    """The target file's disk runs (``[layout]``), checked against the partition and the disk."""
-    lay = s.layout
-    target = _target(s)
-    partition_size = lay.partition_size if lay.partition_size is not None else disk_size - lay.partition_offset
-    where = "scenario " + s.scenario.name
-    if lay.partition_offset + partition_size > disk_size:
-        raise ScenarioError(where, [("[layout] partition_size", f"the partition ends past the {disk_size}-byte disk")])
+def _layout(s: Scenario) -> FileLayout:
+    """The target file's layout; :func:`~stacksim.scenario.validate_scenario` has checked it already."""
     try:
-        if isinstance(lay.runs, list):
-            layout = FileLayout(target, lay.partition_offset, tuple(DiskRun(r.offset, r.length) for r in lay.runs))
-        else:
-            size = lay.size if lay.size is not None else max(-(-plan.total_bytes // 4096) * 4096, 4096)
-            layout = FileLayout.spread(target, lay.partition_offset, partition_size, lay.file_offset, size, lay.runs)
-    except ValueError as exc:
-        raise ScenarioError(where, [("[layout]", str(exc))]) from None
-    if layout.end > partition_size:
-        raise ScenarioError(
-            where,
-            [("[disk] size", f"the {target} ends at partition offset {layout.end}, past the {partition_size}-byte partition")],
-        )
-    return layout
+        return s.file_layout()
+    except LayoutError as exc:  # only for a Scenario built without validate_scenario
+        raise ScenarioError("scenario " + s.scenario.name, exc.problems) from None
 
 
 def _fault_plan(s: Scenario) -> FaultPlan:
@@ -277,12 +241,12 @@ def _simulate(
     """One attempt of :func:`simulate`."""
     ensure_configured()
     s = scenario
-    plan = _plan(s)
+    plan = s.dump_plan()
     dump_type = DumpType.CRASHDUMP if s.scenario.event == "crash" else DumpType.HIBERNATION
     kind, model, params, disk_size = s.disk.resolved()
     port_cfg = s.dump_port.resolved()
     mppw = port_cfg.max_pages_per_write
-    layout = _layout(s, plan, disk_size)
+    layout = _layout(s)
     too_small: str | None = None
     full_plan = plan
     if plan.total_bytes > layout.size:
@@ -349,6 +313,7 @@ def _simulate(
             device_faults=plan_faults.device,
             progress=progress,
             pipeline=pipeline and trace is None and plan_faults.power_loss_after_ns is None and not plan_faults.device,
+            unbatchable=port.may_time_out,
             disk_size=disk_size,
         )
         tasks = []
@@ -371,6 +336,7 @@ def _simulate(
         end = out.done_ns if engine.trace_until_ns is None else min(out.done_ns, engine.trace_until_ns)
         engine.emit(end, DUMP_DRIVER_LAYER, "dump_failed", 0, dump_type=dump_type.label)
     dump_time = out.done_ns - out.event_ns if out.done_ns else 0
+    warnings += _unfired(s, plan, layout, port, mppw * 4096, out.status, dump_time)
     layers: dict[str, LayerSummary] = {DUMP_DRIVER_LAYER: driver.stats.summary()}
     for layer in active:
         layers[layer.name] = layer.stats.summary()
@@ -428,6 +394,29 @@ def _simulate(
     )
     log.debug("run.end", scenario=s.scenario.name, status=result.status, dump_time_ns=result.dump_time_ns)
     return result
+
+
+MAX_FAULT_WARNINGS = 20
+"""Faults that never fired listed one by one in the warnings; the rest are counted."""
+
+
+def _unfired(
+    s: Scenario, plan: DumpPlan, layout: FileLayout, port: DumpPort, chunk: int, status: str, dump_time: int
+) -> list[str]:
+    """Warnings for the device faults and the power loss that never happened, and why when it could not."""
+    out: list[str] = []
+    if port.faults and len(port.fired) < len(port.faults):
+        placed = plan.placed() if plan.total_bytes <= layout.size else []
+        writes = sum(layout.pieces(pos, part.bytes, chunk) for part, pos in placed)
+        unfired = port.unfired_faults(writes, plan.total_bytes if placed else 0)
+        out += unfired[:MAX_FAULT_WARNINGS]
+        if len(unfired) > MAX_FAULT_WARNINGS:
+            out.append(f"and {len(unfired) - MAX_FAULT_WARNINGS:,} more device faults never fired")
+    at = next((f.at for f in s.faults if isinstance(f, PowerLossFault)), None)
+    if at is not None and status != "power_lost":
+        event = "bugcheck" if s.scenario.event == "crash" else "start of hibernation"
+        out.append(f"fault power_loss at {format_ns(at)} never fired: the run ended {format_ns(dump_time)} after the {event}")
+    return out
 
 
 def _never_backwards(progress: Callable[[int, int], None]) -> Callable[[int, int], None]:

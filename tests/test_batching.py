@@ -230,6 +230,25 @@ def faults(filters: list[str]) -> st.SearchStrategy[dict[str, Any]]:
     return st.one_of(device, on_filter, slow)
 
 
+fixed_disk = st.fixed_dictionaries(
+    {
+        "latency": st.integers(0, 10**5),
+        "bandwidth": st.integers(10**6, 10**10),
+        "flush": st.integers(0, 10**6),
+    }
+)
+zoned_hdd = st.fixed_dictionaries(
+    {
+        "model": st.just("hdd"),
+        "size": st.just("2 GiB"),  # zones of 2 to 21 MB, so a dump's runs cross zone boundaries
+        "zones": st.integers(100, 1000),
+        "cache": st.sampled_from([0, 65536, 2**20]),
+        "inner_media_bandwidth": st.integers(10**7, 10**8),
+    }
+)
+"""A fixed-latency disk, or an HDD whose zones are small enough for batched runs to cross them."""
+
+
 @st.composite
 def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     filters = draw(st.lists(st.sampled_from(sorted(FILTER_TABLES)), unique=True, max_size=3))
@@ -255,11 +274,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         },
         "dump_driver": {"per_request": draw(st.integers(0, 3000)), "write_retries": draw(st.integers(0, 2))},
         "faults": draw(st.lists(faults(filters), max_size=2)),
-        "disk": {
-            "latency": draw(st.integers(0, 10**5)),
-            "bandwidth": draw(st.integers(10**6, 10**10)),
-            "flush": draw(st.integers(0, 10**6)),
-        },
+        "disk": draw(st.one_of(fixed_disk, zoned_hdd)),
         # Often short enough that a filter call (or its slow fault) reaches it: hung must agree too.
         "engine": {"watchdog": draw(st.sampled_from([60 * 10**9, 10**6, 20_000, 5_000, 1_000]))},
     }

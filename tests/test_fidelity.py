@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-from conftest import run
+from conftest import make_scenario, run
 from typer.testing import CliRunner
 
 from stacksim import FilterCatalog, ScenarioError, load_scenario, simulate
@@ -99,6 +99,55 @@ class TestLayout:
         """A crash cannot write the hiberfile."""
         with pytest.raises(ScenarioError, match="a crash dump goes to the page file"):
             run(layout={"target": "hiberfile"})
+
+
+class TestHddZoneCrossing:
+    """
+    A complete dump on a 64 MiB HDD in 2 zones whose body crosses the zone boundary at 32 MiB.
+
+    No cache, no latency or per-request costs: every write costs its transfer at the zone's rate
+    (100 MB/s outer, 50 MB/s inner), plus 8 ms + 4,166,666 ns when it does not start where the
+    previous one ended. The file starts 31 MiB into the disk: the header (8 KiB, a seek), the
+    body's 64 writes of 64 KiB (16 start in the outer zone, the 16th straddles the boundary, 48
+    in the inner one; one batched message) and the secondary data (4 KiB, contiguous with the
+    body: no seek if the head is where the batched run left it).
+    """
+
+    SECTIONS: ClassVar[dict[str, Any]] = {
+        "scenario": {"name": "zones", "bugcheck_at": 0},
+        "registry": {"CrashDumpEnabled": 1},
+        "memory": {"ram": "4 MiB", "secondary_data": 4096},
+        "dump_port": {"per_request_overhead": 0, "reset": 0},
+        "disk": {
+            "model": "hdd",
+            "size": "64 MiB",
+            "zones": 2,
+            "cache": 0,
+            "latency": 0,
+            "bandwidth": "600 MB/s",
+            "media_bandwidth": "100 MB/s",
+            "inner_media_bandwidth": "50 MB/s",
+            "seek": "8 ms",
+            "rpm": 7200,
+            "flush": 0,
+        },
+        "layout": {"file_offset": "30 MiB"},
+    }
+    EXPECTED_NS = (8_000_000 + 4_166_666 + 81_920) + 16 * 655_360 + 48 * 1_310_720 + 81_920
+
+    def test_request_mode_charges_each_write_its_zone(self) -> None:
+        """One write at a time: one seek, 16 writes at the outer rate, 48 and the secondary data at the inner one."""
+        catalog = FilterCatalog()
+        result = simulate(make_scenario(catalog, **self.SECTIONS), catalog, batch=False)
+        assert result.dump_time_ns == self.EXPECTED_NS
+
+    def test_batched_mode_gives_the_same_time_and_head(self) -> None:
+        """The body batched (between its sampled writes): the same zones, and the head left where the body ended."""
+        catalog = FilterCatalog()
+        result = simulate(make_scenario(catalog, **self.SECTIONS), catalog)
+        assert result.batched_messages == 4  # the body's runs between the writes batched mode samples (probe_positions)
+        assert result.dump_time_ns == self.EXPECTED_NS
+        assert result.layers["device"].max_ns == 8_000_000 + 4_166_666 + 81_920  # the only seek: the header
 
 
 class TestPresets:

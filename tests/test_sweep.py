@@ -122,15 +122,23 @@ def test_finished_sweep_is_written_in_grid_order(tmp_path: Path, suffix: str) ->
 
 
 def test_failing_point_is_recorded_and_others_run(tmp_path: Path) -> None:
-    """A point whose run fails is recorded with its error; the other points still run."""
+    """A point whose run fails is recorded with its status and message; the other points still run."""
     out = tmp_path / "r.csv"
     with ThreadPoolExecutor(2) as ex:
-        ran = run_sweep("s.toml", BASE, [parse_set("disk.size=1MiB,2TB")], out, ex)
-    assert ran == (2, 0, 1)
-    result = {r["disk.size"]: r for r in rows(out)}
-    assert result["1MiB"]["status"] == "error"
-    assert "partition" in result["1MiB"]["error"]
-    assert result["2TB"]["status"] == "ok"
+        ran = run_sweep("s.toml", BASE, [parse_set("layout.size=512KiB,2MiB")], out, ex)
+    assert ran == (2, 0, 0)
+    result = {r["layout.size"]: r for r in rows(out)}
+    assert result["512KiB"]["status"] == "file_too_small"
+    assert "holds 524,288 bytes" in result["512KiB"]["error"]
+    assert result["2MiB"]["status"] == "ok"
+
+
+def test_a_point_past_the_disk_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """A point whose layout does not fit its disk is invalid, like any other bad value: nothing runs."""
+    out = tmp_path / "r.csv"
+    with ThreadPoolExecutor(1) as ex, pytest.raises(ScenarioError, match=r"disk.size=1MiB.*\[layout\] partition_offset"):
+        run_sweep("s.toml", BASE, [parse_set("disk.size=2TB,1MiB")], out, ex)
+    assert not out.exists()
 
 
 def test_invalid_point_fails_before_anything_runs(tmp_path: Path) -> None:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from fractions import Fraction
+from typing import Any
+
 import pytest
 
 from stacksim.units import (
     UnitError,
     bytes_time_ns,
+    describe,
     format_bytes,
     format_ns,
     parse_bandwidth,
+    parse_fraction,
     parse_per_byte_ps,
     parse_size,
     parse_time_ns,
@@ -95,3 +101,148 @@ def test_formatting_has_units() -> None:
     assert format_bytes(512) == "512 B"
     assert format_bytes(65536) == "64 KiB"
     assert format_bytes(8 * 2**30 + 8192) == "8.00 GiB"
+
+
+class TestUnitsAreExact:
+    """Unit spellings are case-sensitive and exact: B is a byte, b a bit; nothing is guessed."""
+
+    def test_a_bit_rate_is_bits(self) -> None:
+        """ "6 Gb/s" is 6 gigabits per second: 750,000,000 bytes per second, never gigabytes."""
+        assert parse_bandwidth("6 Gb/s") == 750_000_000
+        assert parse_bandwidth("800 Mb/s") == 100_000_000
+        assert parse_bandwidth("8 b/s") == 1
+
+    def test_a_bit_rate_must_be_whole_bytes(self) -> None:
+        """1 b/s is an eighth of a byte per second: refused."""
+        with pytest.raises(UnitError, match="not a whole number of bytes per second"):
+            parse_bandwidth("1 b/s")
+
+    @pytest.mark.parametrize(("text", "hint"), [("8 Gb", "in bits"), ("8 b", "in bits"), ("8 kb", "write KiB or kB")])
+    def test_a_size_in_bits_is_refused(self, text: str, hint: str) -> None:
+        """A size is in bytes; a size written in bits is refused with the byte units to use."""
+        with pytest.raises(UnitError, match=hint):
+            parse_size(text)
+
+    def test_kb_upper_case_is_ambiguous(self) -> None:
+        """ "KB" could mean 1000 or 1024 bytes: refused, naming kB and KiB."""
+        with pytest.raises(UnitError, match=r"'KB' is ambiguous \(1000 or 1024 bytes\): write kB \(1000 B\) or KiB"):
+            parse_size("4 KB")
+
+    @pytest.mark.parametrize(("parse", "text", "means"), [(parse_size, "8 gib", "GiB"), (parse_time_ns, "1 MS", "ms")])
+    def test_units_are_case_sensitive(self, parse: Any, text: str, means: str) -> None:
+        """A unit in the wrong case is refused, naming the unit it resembles."""
+        with pytest.raises(UnitError, match=f"units are case-sensitive: .* is not a unit, {means} is"):
+            parse(text)
+
+    def test_large_prefixes(self) -> None:
+        """Sizes go up to exa: PB, PiB, EB, EiB."""
+        assert [parse_size(t) for t in ("1 PB", "1 PiB", "1 EB", "1 EiB")] == [10**15, 2**50, 10**18, 2**60]
+
+    def test_no_float_rounding(self) -> None:
+        """Parsing is exact: a size a 28-digit decimal would round to whole bytes is still refused."""
+        with pytest.raises(UnitError, match="not a whole number of bytes"):
+            parse_size("1073741824.0000000000000000001 B")
+
+
+class TestBounds:
+    """Every quantity is bounded, so nothing derived from it can pass a signed 64-bit integer."""
+
+    @pytest.mark.parametrize(
+        ("parse", "too_big", "limit"),
+        [
+            (parse_size, 2**60 + 1, "2^60 bytes"),
+            (parse_size, "1025 PiB", "2^60 bytes"),
+            (parse_time_ns, 2**60 + 1, "2^60 ns"),
+            (parse_time_ns, "20000000 min", "2^60 ns"),
+            (parse_bandwidth, 2**60 + 1, "2^60 bytes per second"),
+            (parse_per_byte_ps, "1.5 s", "1 s per byte"),
+        ],
+    )
+    def test_values_past_the_limit_are_refused(self, parse: Any, too_big: object, limit: str) -> None:
+        """A quantity past its documented limit is refused, naming the limit."""
+        with pytest.raises(UnitError, match=f"is more than the largest .* {re.escape(limit)}"):
+            parse(too_big)
+
+    def test_the_limits_themselves_are_accepted(self) -> None:
+        """The limits are inclusive."""
+        assert (parse_size(2**60), parse_time_ns(2**60), parse_bandwidth(2**60)) == (2**60, 2**60, 2**60)
+
+    def test_a_huge_integer_is_described_not_printed(self) -> None:
+        """A 5,000-digit integer is refused with its length (Python cannot even print it by default)."""
+        with pytest.raises(UnitError, match=r"^an integer of about 5,001 digits is more than the largest size"):
+            parse_size(10**5000)
+
+    @pytest.mark.timeout(5)
+    def test_a_5000_digit_string_is_refused_unread(self) -> None:
+        """A quantity string longer than 40 characters is refused before any arithmetic, with its length."""
+        with pytest.raises(UnitError, match=r"\(5,004 characters\) is not a size: longer than 40 characters"):
+            parse_size("9" * 5000 + " GiB")
+
+    @pytest.mark.parametrize("bad", [True, False])
+    def test_booleans_are_not_numbers(self, bad: bool) -> None:
+        """true and false are refused wherever a number is expected."""
+        for parse in (parse_size, parse_time_ns, parse_bandwidth, parse_per_byte_ps, parse_fraction):
+            with pytest.raises(UnitError):
+                parse(bad)
+
+
+class TestFractions:
+    """Fractions are exact, and a number means the same whether written as a TOML number or a string."""
+
+    @pytest.mark.parametrize("zero", [0, 0.0, "0", "0.0", " 0.00 ", "0/7", "0e5", -0.0])
+    def test_every_spelling_of_zero_agrees(self, zero: object) -> None:
+        """0, 0.0, "0" and "0.0" are the same share."""
+        assert parse_fraction(zero, zero=True) == Fraction(0)
+
+    @pytest.mark.parametrize("value", [0.25, "0.25", "1/4", "2.5e-1", ".25", "25e-2"])
+    def test_every_spelling_of_a_quarter_agrees(self, value: object) -> None:
+        """A float is read as the decimal it is written as; a string may be a decimal or a ratio."""
+        assert parse_fraction(value) == Fraction(1, 4)
+
+    def test_a_float_is_its_decimal(self) -> None:
+        """0.1 is exactly 1/10, not the binary float nearest to it."""
+        assert parse_fraction(0.1) == Fraction(1, 10)
+
+    def test_zero_is_refused_where_a_fraction_must_be_positive(self) -> None:
+        """kernel_fraction and image_fraction must be greater than 0: "0.0" is refused like 0.0."""
+        for zero in (0, 0.0, "0", "0.0"):
+            with pytest.raises(UnitError, match="must be greater than 0 and at most 1"):
+                parse_fraction(zero)
+
+    @pytest.mark.timeout(5)
+    @pytest.mark.parametrize("text", ["1e-100000000", "1e999999999", "1" * 5000])
+    def test_huge_exponents_and_lengths_are_refused_at_once(self, text: str) -> None:
+        """A string that Fraction() would expand to 10^100000000 is refused without computing it."""
+        with pytest.raises(UnitError, match="not a fraction"):
+            parse_fraction(text)
+
+    def test_a_float_finer_than_20_places_is_refused(self) -> None:
+        """1e-100 as a TOML float is finer than stacksim keeps; 1e-100000000 as a TOML float is 0.0."""
+        with pytest.raises(UnitError, match="at most 20 decimal places"):
+            parse_fraction(1e-100)
+        assert parse_fraction(float("1e-100000000"), zero=True) == 0
+
+    @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1.5, 2, -1, "1/0", "a/b", "50 %", [0.5]])
+    def test_other_values_are_refused(self, bad: object) -> None:
+        """Not-a-number, out of range, division by zero and non-numbers are refused."""
+        with pytest.raises(UnitError):
+            parse_fraction(bad)
+
+
+def test_long_durations_read_in_big_units() -> None:
+    """Durations of a thousand seconds and more print in min, h, d or years."""
+    assert [format_ns(x * 10**9) for x in (999, 1000, 65_536, 400_000, 2**63 // 10**9)] == [
+        "999 s",
+        "16.7 min",
+        "18.2 h",
+        "4.63 d",
+        "292 years",
+    ]
+
+
+def test_describe_keeps_messages_short() -> None:
+    """Values in messages are shown short: huge integers by their length, long strings cut, nested lists named."""
+    assert describe(10**40) == "an integer of 41 digits"
+    assert describe("x" * 100) == "'xxxxxxxxxxxxxxxxxxxxxxxx'… (100 characters)"
+    assert describe([[1]]) == "a list of 1 items"
+    assert describe([1, "2 s"]) == "[1, '2 s']"

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any, Final
 
 import trio
@@ -104,6 +105,8 @@ class FilterLayer:
         self.faults: list[FilterFault] = []
         """Injected faults for this filter (see :mod:`stacksim.faults`)."""
         self.fired: set[FilterFault] = set()
+        self._fault_index: tuple[list[FilterFault], list[int], dict[int, list[int]], int, bool, list[FilterFault]] | None = None
+        """``faults`` indexed (see :meth:`_indexed`): 100,000 faults cost a lookup per call, not a scan."""
         self.errors: Counter[str] = Counter()
         self.first_error: dict[str, str] = {}
         self.warnings: list[str] = []
@@ -368,6 +371,41 @@ class FilterLayer:
         out = [n for n in names if getattr(init, n) is not None]
         return out + (["dump_read"] if init.supports_read else [])
 
+    def _indexed(self) -> tuple[list[FilterFault], list[int], dict[int, list[int]], int, bool, list[FilterFault]]:
+        """
+        ``faults`` indexed once, and again only when the list is replaced.
+
+        Returns (the list, faults without at_request, faults by at_request, the slow faults'
+        extra time per dump_write, whether some fault hits every dump_write, the slow faults
+        that hit dump_write).
+        """
+        faults = self.faults
+        index = self._fault_index
+        if index is None or index[0] is not faults:
+            always: list[int] = []
+            by_request: dict[int, list[int]] = {}
+            extra, every, slow = 0, False, []
+            for i, f in enumerate(faults):
+                (always if f.at_request is None else by_request.setdefault(f.at_request, [])).append(i)
+                if f.applies("dump_write", None, self.dump_type):
+                    if f.action == "slow":
+                        extra += f.extra_ns
+                        slow.append(f)
+                    elif not f.per_request:
+                        every = True
+            index = self._fault_index = (faults, always, by_request, extra, every, slow)
+        return index
+
+    def _faults_for(self, event: str, number: int | None) -> list[FilterFault]:
+        """The injected faults that hit *event* on request *number*, in scenario order."""
+        faults, always, by_request, *_ = self._indexed()
+        if number is None:  # a callback without a request: a fault's at_request does not narrow it
+            candidates: Iterable[int] = range(len(faults))
+        else:
+            on_request = by_request.get(number)
+            candidates = sorted(always + on_request) if on_request else always
+        return [faults[i] for i in candidates if faults[i].applies(event, number, self.dump_type)]
+
     # -- declarations: batched mode ----------------------------------------------------------
     def declared_cost(self, length: int) -> int | None:
         """
@@ -402,14 +440,12 @@ class FilterLayer:
         cost = self.declared_cost(length)
         if self.mistrust is not None:
             return None
-        for f in self.faults:
-            if not f.applies("dump_write", None, self.dump_type):
-                continue
-            if f.action == "slow" and cost is not None:
-                cost += f.extra_ns
-            elif f.action != "slow" and not f.per_request:
-                return None  # it hits every write: call every write
-        return cost
+        if not self.faults:
+            return cost
+        _, _, _, extra, every, _ = self._indexed()
+        if every:
+            return None  # a fault hits every write: call every write
+        return None if cost is None else cost + extra
 
     def batch_blocker(self, length: int) -> str | None:
         """Why writes of *length* bytes cannot be batched through this filter (None: they can)."""
@@ -457,7 +493,8 @@ class FilterLayer:
     def _charge_run(self, request: Any) -> None:
         """Batched mode: charge the declared cost of *count* identical writes without calling back."""
         cost = self.write_cost(request.length)
-        self.fired.update(f for f in self.faults if f.action == "slow" and f.applies("dump_write", None, self.dump_type))
+        if self.faults:
+            self.fired.update(self._indexed()[5])
         if cost is None:  # pragma: no cover - the dump driver batches only declared costs
             raise AssertionError(f"{self.name} has no cost model for a batched write")
         self.engine.advance(cost * request.count)
@@ -523,7 +560,7 @@ class FilterLayer:
         self, event: str, number: int | None, callback: Any, *args: Any
     ) -> tuple[int, int, str | None, str]:
         """:meth:`_call` with the injected faults that hit this call applied."""
-        hits = [f for f in self.faults if f.applies(event, number, self.dump_type)]
+        hits = self._faults_for(event, number)
         self.fired.update(hits)
         self.faults, saved = [], self.faults  # the plain path below must not recurse
         try:

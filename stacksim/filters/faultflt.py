@@ -61,7 +61,7 @@ class FaultFltConfig(BaseModel):
 
     action: Action = "none"
     callback: Literal["dump_start", "dump_write", "dump_read", "dump_finish", "dump_unload"] = "dump_write"
-    at_request: int = Field(default=1, ge=1)
+    at_request: int = Field(default=1, ge=1, le=2**63 - 1)
     """Request number (1 = the first write) the action applies to, for write/read callbacks."""
     dump_type: Literal["any", "crashdump", "hibernation"] = "any"
     """Misbehave only in this stack."""
