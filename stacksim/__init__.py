@@ -17,8 +17,8 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     faults         fault plans (device, filter, power loss)
     metrics        streaming weighted histograms      trace      JSONL event records
     units          quantities with units
-    _engine/       virtual clock, CPU accounting, sequence numbers, watchdog, queued
-                   pipelines (knows no layer; uses only metrics and trace)
+    _engine/       virtual clock, CPU accounting, sequence numbers, watchdog, wall-clock
+                   guard, queued pipelines (knows no layer; uses only metrics, trace, units)
 
 Source keys cited in the code (``[DOC S7]``) and the sections of the research notes it cites
 (``fact sheet §1.6``) are listed in ``docs/explanation/sources.md``.
@@ -26,7 +26,7 @@ Source keys cited in the code (``[DOC S7]``) and the sections of the research no
 
 from __future__ import annotations
 
-from stacksim._engine import Engine, SimTime, WatchdogExpired, spend
+from stacksim._engine import Engine, SimTime, WatchdogExpired, now_ns, spend
 from stacksim._version import __version__
 from stacksim.filters import (
     DUMP_FILTER_CRITICAL,
@@ -75,6 +75,7 @@ __all__ = [
     "WatchdogExpired",
     "__version__",
     "load_scenario",
+    "now_ns",
     "simulate",
     "spend",
     "validate_scenario",

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
-from stacksim._engine import Engine, SpeculationFailed
+from stacksim._engine import Engine, FatalCall, SpeculationFailed
 from stacksim.metrics import LatencyHistogram, LayerStats
 from stacksim.requests import PAGE_SIZE, DumpRequest, Mdl, Op, OpKind
 
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from stacksim.layout import FileLayout
     from stacksim.memory import DumpPlan
 
-__all__ = ["LAYER", "PIPELINE_WINDOW", "PROGRESS_EVERY", "DumpDriver", "Outcome"]
+__all__ = ["LAYER", "PIPELINE_WINDOW", "PROGRESS_EVERY", "DumpDriver", "Outcome", "probe_positions"]
 
 LAYER = "crashdmp"
 """Layer name of the dump driver in traces and results."""
@@ -60,6 +60,25 @@ PROGRESS_EVERY = 4096
 PIPELINE_WINDOW = 8
 """Writes in flight in pipelined request mode (enough to keep every layer task busy: crashdmp, the
 filters and the port)."""
+
+
+def probe_positions(count: int) -> list[int]:
+    """
+    Which writes of a batched run of *count* are really called, by position in the run (0 = first).
+
+    Batched mode believes a filter's ``write_cost`` for the writes in between; these samples
+    check it: the first write, then positions 1, 3, 7, 15, ... (2**k - 1) and the last -- about
+    log2(count) + 2 real calls, deterministic, spread over every scale of the run (a filter that
+    changes behaviour after its n-th call is met near n).
+    """
+    out = []
+    k = 1
+    while k - 1 < count:
+        out.append(k - 1)
+        k *= 2
+    if count and out[-1] != count - 1:
+        out.append(count - 1)
+    return out
 
 
 @dataclass(slots=True)
@@ -176,6 +195,12 @@ class DumpDriver:
     # -- the run -----------------------------------------------------------------------------
     async def run(self) -> Outcome:
         """Boot, then the crash or hibernation; returns how it ended."""
+        try:
+            return await self._run()
+        except FatalCall as fatal:  # DriverEntry or a declaration hung, crashed or broke a rule
+            return self._end(fatal.status, fatal.message)
+
+    async def _run(self) -> Outcome:
         engine = self.engine
         out = self.outcome
         crash_ok, crash_msg = (
@@ -284,7 +309,9 @@ class DumpDriver:
         number = 0
         for part, file_pos in self.plan.placed():
             for offset, length, count in self.layout.map_runs(file_pos, part.bytes, self.max_chunk):
-                batchable = self.batch and count > 1 and all(layer.write_cost(length) is not None for layer in loaded)
+                # The declarations are asked in every mode: a broken one fails a run the same way batched or not.
+                costs = [layer.write_cost(length) for layer in loaded]
+                batchable = self.batch and count > 1 and None not in costs
                 if self.batch and count > 1 and not batchable:
                     self.unbatched.update(dict.fromkeys(b for layer in loaded if (b := layer.batch_blocker(length))))
                 if batchable and self.unbatchable is not None and (why := self.unbatchable(length)):
@@ -297,15 +324,19 @@ class DumpDriver:
                     lo = bisect.bisect_left(special_list, number + 1)
                     hi = bisect.bisect_left(special_list, number + 1 + count)
                     hit.update(special_list[lo:hi])
-                    ok = await self._write_batched(part.name, number + 1, offset, length, count, sorted(hit))
-                elif self.pipeline and count > 1:
-                    ok = await self._write_pipelined(part.name, number + 1, offset, length, count)
+                    ok = await self._write_batched(part.name, number + 1, offset, length, count, sorted(hit), loaded)
                 else:
-                    ok = await self._write_each(part.name, number + 1, offset, length, count)
+                    ok = await self._write_requests(part.name, number + 1, offset, length, count)
                 if not ok:
                     return False
                 number += count
         return True
+
+    async def _write_requests(self, part: str, first: int, offset: int, length: int, count: int) -> bool:
+        """Request mode for *count* writes: pipelined when allowed, else one at a time."""
+        if self.pipeline and count > 1:
+            return await self._write_pipelined(part, first, offset, length, count)
+        return await self._write_each(part, first, offset, length, count)
 
     async def _write_pipelined(self, part: str, first: int, offset: int, length: int, count: int) -> bool:
         """
@@ -366,17 +397,58 @@ class DumpDriver:
         self.part_done[part] = self.part_done.get(part, 0) + count * length
         return True
 
-    async def _write_batched(self, part: str, first: int, offset: int, length: int, count: int, specials: list[int]) -> bool:
-        """Send runs of identical writes as single messages, and special requests one by one."""
+    async def _write_batched(
+        self, part: str, first: int, offset: int, length: int, count: int, specials: list[int], loaded: Sequence[FilterLayer]
+    ) -> bool:
+        """Send runs of identical writes as single messages (checked by samples), and special requests one by one."""
         last = first + count
         n = first
         for special in [s for s in specials if first <= s < last] + [last]:
-            if special > n and not await self._write_run(part, n, offset + (n - first) * length, length, special - n):
-                return False
+            if special > n:
+                at = offset + (n - first) * length
+                rest = await self._write_sampled(part, n, at, length, special - n, loaded)
+                if rest is False:
+                    return False
+                if rest is not True:  # a filter broke its declaration: the rest goes in request mode
+                    return await self._write_requests(part, rest, offset + (rest - first) * length, length, last - rest)
             if special < last and not await self._write_each(part, special, offset + (special - first) * length, length, 1):
                 return False
             n = special + 1
+        if self.progress is not None:  # the run ends with a sampled write, which reports only every PROGRESS_EVERY
+            self.progress(self.outcome.bytes_written, self.plan.total_bytes)
         return True
+
+    async def _write_sampled(
+        self, part: str, first: int, offset: int, length: int, count: int, loaded: Sequence[FilterLayer]
+    ) -> bool | int:
+        """
+        *count* identical writes: the :func:`probe_positions` really called, the runs between them batched.
+
+        Returns True when all were written, False when the dump ended, or the number of the first
+        write not yet written when a sampled call did not match a filter's ``write_cost`` (that
+        filter is then unbatchable: ``FilterLayer.mistrust``, a reason in ``request_mode_reasons``).
+        """
+        n = 0
+        for p in [*probe_positions(count), count]:
+            if p > n and not await self._write_run(part, first + n, offset + n * length, length, p - n):
+                return False
+            if p == count:
+                return True
+            for layer in loaded:
+                layer.probing = True
+            try:
+                ok = await self._write_each(part, first + p, offset + p * length, length, 1)
+            finally:
+                for layer in loaded:
+                    layer.probing = False
+            if not ok:
+                return False
+            n = p + 1
+            broken = [layer.mistrust for layer in loaded if layer.mistrust is not None]
+            if broken:
+                self.unbatched.update(dict.fromkeys(broken))
+                return first + n if n < count else True
+        return True  # pragma: no cover - the loop ends at p == count
 
     async def _write_run(self, part: str, first: int, offset: int, length: int, count: int) -> bool:
         """One message for *count* identical writes; every layer charges them exactly, weighted."""

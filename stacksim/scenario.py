@@ -356,6 +356,8 @@ class EngineSection(BaseModel):
 
     model_config = _STRICT
     watchdog: Nanoseconds = Field(default=60 * 10**9, gt=0)
+    wall_clock_limit: Nanoseconds = Field(default=10 * 10**9, ge=0)
+    """Real time a filter callback may run before the wall-clock guard stops it (0: no guard)."""
 
 
 class Scenario(BaseModel):
@@ -568,6 +570,14 @@ def _problems(exc: ValidationError, model: type[BaseModel], prefix: tuple[int | 
     return out
 
 
+def _plugin_exception(exc: BaseException) -> str:
+    """What plugin code raised, in one line of at most 200 characters (a KeyboardInterrupt too is the plugin's)."""
+    text = " ".join(str(exc).split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 _CONTAINERS = (dict, list, tuple)
 
 
@@ -688,6 +698,8 @@ def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog)
             configs[name] = cls.Config.model_validate(table)
         except ValidationError as exc:
             problems += _problems(exc, cls.Config, ("filters", name))
+        except BaseException as exc:  # plugin code (a validator) raised: its error, never the process's exit
+            problems.append((f'[filters."{name}"]', f"the filter's Config (plugin code) raised {_plugin_exception(exc)}"))
     try:
         layout = scenario.file_layout()
     except LayoutError as exc:
@@ -701,7 +713,12 @@ def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog)
         if name not in configs:
             cls = catalog.get(name)
             assert cls is not None
-            configs[name] = cls.Config()
+            try:
+                configs[name] = cls.Config()
+            except BaseException as exc:  # a plugin whose defaults do not validate, or whose validator raises
+                problems.append((f'[filters."{name}"]', f"the filter's Config (plugin code) raised {_plugin_exception(exc)}"))
+    if problems:
+        raise ScenarioError(source, problems)
     scenario._filter_configs = configs
     scenario._source_data = source_data
     return scenario

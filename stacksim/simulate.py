@@ -255,7 +255,7 @@ def _simulate(
         if too_small == "truncate":
             plan = plan.truncated(layout.size)
     plan_faults = _fault_plan(s)
-    engine = Engine(seed=s.scenario.seed, watchdog_ns=s.engine.watchdog)
+    engine = Engine(seed=s.scenario.seed, watchdog_ns=s.engine.watchdog, wall_clock_limit_ns=s.engine.wall_clock_limit)
     engine.trace = trace
     device = build_device(model, params, disk_size, kind)
     geometry = DiskGeometry(cylinders=disk_size // (255 * 63 * 512))
@@ -279,7 +279,7 @@ def _simulate(
             cls = catalog.get(name)
             assert cls is not None  # validate_scenario checked every name
             ext = FilterExtension(kind, r"\Device\HarddiskVolume3", geometry, disk_size, s.layout.partition_offset)
-            layer = FilterLayer(engine, cls(s.filter_configs[name]), ext, mppw)
+            layer = FilterLayer(engine, cls, s.filter_configs[name], ext, mppw)
             layer.faults = list(plan_faults.filters.get(name, []))
             out.append(layer)
         return out
@@ -325,7 +325,7 @@ def _simulate(
         return driver
 
     log.debug("run.start", scenario=s.scenario.name, seed=s.scenario.seed)
-    driver = run(main)
+    driver = run(main, engine)
     out = driver.outcome
     warnings = [w for layer in active for w in layer.warnings + layer.unfired_faults()] + port.warnings
     if engine.failure is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import pytest
 from conftest import make_scenario, without_mode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,7 +35,9 @@ def test_complete_dump_through_three_filters_is_identical_and_batched() -> None:
     )
     assert without_mode(batched) == without_mode(single)
     assert single["batched_messages"] == 0
-    assert batched["batched_messages"] == 1
+    # The 4096 body writes: writes 0, 1, 3, 7, ..., 2047 and 4095 of the run are really called
+    # (probe_positions); each of the 10 gaps of two or more writes between them is one message.
+    assert batched["batched_messages"] == 10
     assert batched["write_requests"] == 4097
 
 
@@ -47,7 +50,8 @@ def test_a_fault_at_one_request_splits_the_run() -> None:
     )
     assert without_mode(batched) == without_mode(single)
     assert batched["filters"][0]["errors"] == {"dump_write": 1}
-    assert batched["batched_messages"] == 2
+    # Body writes 2..499 and 501..1025 are two sampled runs: 7 and 8 messages between their samples.
+    assert batched["batched_messages"] == 7 + 8
 
 
 def test_a_fatal_fault_mid_run_stops_at_the_same_request() -> None:
@@ -90,7 +94,7 @@ def test_filter_without_cost_model_gets_request_mode() -> None:
 def test_a_fully_batched_run_gives_no_reasons() -> None:
     """When every run of identical writes was batched, there is nothing to explain."""
     batched, _ = both(registry={"CrashDumpEnabled": 1, "DumpFilters": ["dumpfve.sys"]}, memory={"ram": "4 MiB"})
-    assert batched["batched_messages"] == 1
+    assert batched["batched_messages"] == 4  # the gaps between sampled writes 0, 1, 3, 7, 15, 31, 63 of 64
     assert batched["request_mode_reasons"] == []
 
 
@@ -116,6 +120,76 @@ def test_a_trace_and_a_power_loss_are_reasons_too() -> None:
         "a trace was asked for (it has one record per request)",
         "a power_loss fault is planned (the instant power fails decides which write is torn)",
     )
+
+
+class Liar(DumpFilter):
+    """Declares 1 us per write; the class attributes say how its real dump_write breaks that (from write ``after`` on)."""
+
+    service_name: ClassVar[str] = "liar.sys"
+    spends: ClassVar[int] = 1_000
+    status: ClassVar[int] = 0
+    moves: ClassVar[int] = 0
+    after: ClassVar[int] = 0
+
+    def write_cost(self, extension: FilterExtension, length: int) -> int:
+        return 1_000
+
+    async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+        if request.number <= self.after:
+            spend(1_000)
+            return 0
+        spend(self.spends)
+        request.offset += self.moves
+        return self.status
+
+
+def liar(**behaviour: int) -> FilterCatalog:
+    catalog = FilterCatalog()
+    catalog.add(type("L", (Liar,), behaviour), "test")
+    return catalog
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "broke"),
+    [
+        ({"spends": 2_000}, "took 2 µs (2000 ns)"),
+        ({"status": 0xC0000001}, "returned STATUS_UNSUCCESSFUL"),
+        ({"moves": 4096}, "moved its offset"),
+    ],
+)
+def test_a_filter_that_breaks_its_declaration_falls_back_to_request_mode(behaviour: dict[str, int], broke: str) -> None:
+    """A filter whose dump_write disagrees with write_cost is caught at the first body write: request mode's result."""
+    batched, single = both(
+        liar(**behaviour), registry={"CrashDumpEnabled": 1, "DumpFilters": ["liar.sys"]}, memory={"ram": "4 MiB"}
+    )
+    assert without_mode(batched) == without_mode(single)
+    assert batched["batched_messages"] == 0
+    assert batched["request_mode_reasons"] == [
+        f"liar.sys declares write_cost = 1000 ns for 65536-byte writes, but its dump_write on request #2 {broke}; "
+        "its dump_write is called for every later write"
+    ]
+
+
+def test_a_filter_that_changes_later_is_caught_by_a_later_sample() -> None:
+    """A filter that keeps its declaration for 100 writes and then doubles its cost is caught at sample 128 (write 2 + 127)."""
+    batched, _ = both(
+        liar(spends=2_000, after=100), registry={"CrashDumpEnabled": 1, "DumpFilters": ["liar.sys"]}, memory={"ram": "16 MiB"}
+    )
+    assert batched["request_mode_reasons"] == [
+        "liar.sys declares write_cost = 1000 ns for 65536-byte writes, but its dump_write on request #129 took 2 µs "
+        "(2000 ns); its dump_write is called for every later write"
+    ]
+
+
+def test_sampled_positions_are_the_first_powers_of_two_minus_one_and_the_last() -> None:
+    """A run of n batched writes really calls writes 0, 1, 3, 7, ... below n, and n - 1."""
+    from stacksim.dump_driver import probe_positions
+
+    assert probe_positions(1) == [0]
+    assert probe_positions(2) == [0, 1]
+    assert probe_positions(8) == [0, 1, 3, 7]
+    assert probe_positions(9) == [0, 1, 3, 7, 8]
+    assert probe_positions(4096) == [0, 1, 3, 7, 15, 31, 63, 127, 255, 511, 1023, 2047, 4095]
 
 
 FILTER_TABLES = {
@@ -201,6 +275,8 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "dump_driver": {"per_request": draw(st.integers(0, 3000)), "write_retries": draw(st.integers(0, 2))},
         "faults": draw(st.lists(faults(filters), max_size=2)),
         "disk": draw(st.one_of(fixed_disk, zoned_hdd)),
+        # Often short enough that a filter call (or its slow fault) reaches it: hung must agree too.
+        "engine": {"watchdog": draw(st.sampled_from([60 * 10**9, 10**6, 20_000, 5_000, 1_000]))},
     }
 
 

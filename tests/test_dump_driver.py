@@ -203,7 +203,7 @@ def test_progress_is_reported_every_4096_writes_in_request_mode() -> None:
 
 
 def test_progress_is_reported_after_each_batched_message() -> None:
-    """In batched mode every message reports, so the last call has every byte."""
+    """In batched mode every message reports, rising, and the last call has every byte."""
     from conftest import make_scenario
 
     from stacksim import FilterCatalog, simulate
@@ -212,4 +212,41 @@ def test_progress_is_reported_after_each_batched_message() -> None:
     s = make_scenario(catalog, registry={"CrashDumpEnabled": 1}, memory={"ram": "640 MiB"})
     calls: list[tuple[int, int]] = []
     result = simulate(s, catalog, progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(result.bytes_written, result.dump_bytes)]
+    assert calls[-1] == (result.bytes_written, result.dump_bytes)
+    assert [done for done, _ in calls] == sorted({done for done, _ in calls})
+    assert len(calls) == result.batched_messages + 1  # and once more when the last sampled write is done
+
+
+def test_integrity_check_cost_is_in_the_dump_time_and_crashdmps_busy_time() -> None:
+    """[dump_driver] integrity_check is crashdmp's own time right after the bugcheck, in both engine modes."""
+    from conftest import make_scenario
+
+    from stacksim import FilterCatalog, simulate
+
+    base, _ = run()
+    result, trace = run(dump_driver={"integrity_check": "3 ms"})
+    assert trace.timeline("t_ns", "layer", "event", "dur_ns")[:4] == [
+        (10 * MS, "crashdmp", "bugcheck", 0),
+        (10 * MS, "crashdmp", "integrity_check", 3 * MS),
+        (13 * MS, "crashdmp", "dump_context", 0),
+        (13 * MS, "miniport", "port_init", 1 * MS),
+    ]
+    assert result.dump_time_ns - base.dump_time_ns == 3 * MS
+    assert result.layers["crashdmp"].busy_ns - base.layers["crashdmp"].busy_ns == 3 * MS
+    catalog = FilterCatalog()
+    complete = {"registry": {"CrashDumpEnabled": 1}, "memory": {"ram": "64 MiB"}}
+    s = make_scenario(catalog, **complete, dump_driver={"integrity_check": "3 ms"})
+    plain = make_scenario(catalog, **complete)
+    for batch in (True, False):
+        with_check, without = simulate(s, catalog, batch=batch), simulate(plain, catalog, batch=batch)
+        assert with_check.dump_time_ns - without.dump_time_ns == 3 * MS
+        assert with_check.layers["crashdmp"].busy_ns - without.layers["crashdmp"].busy_ns == 3 * MS
+
+
+def test_hibernation_has_no_integrity_check() -> None:
+    """The dump-context integrity check belongs to the crash path: a hibernation does not pay it."""
+    hib = {"scenario": {"name": "h", "event": "hibernate", "hibernate_at": "1 s", "bugcheck_at": None}}
+    base, _ = run(**hib, registry={"CrashDumpEnabled": 7}, memory={"ram": "1 MiB"})
+    result, trace = run(**hib, registry={"CrashDumpEnabled": 7}, memory={"ram": "1 MiB"}, dump_driver={"integrity_check": "3 ms"})
+    assert result.dump_time_ns == base.dump_time_ns
+    assert not any(r["event"] == "integrity_check" for r in trace.records)

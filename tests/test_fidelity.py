@@ -142,10 +142,10 @@ class TestHddZoneCrossing:
         assert result.dump_time_ns == self.EXPECTED_NS
 
     def test_batched_mode_gives_the_same_time_and_head(self) -> None:
-        """The body as one batched message: the same zones, and the head left where the body ended."""
+        """The body batched (between its sampled writes): the same zones, and the head left where the body ended."""
         catalog = FilterCatalog()
         result = simulate(make_scenario(catalog, **self.SECTIONS), catalog)
-        assert result.batched_messages == 1
+        assert result.batched_messages == 4  # the body's runs between the writes batched mode samples (probe_positions)
         assert result.dump_time_ns == self.EXPECTED_NS
         assert result.layers["device"].max_ns == 8_000_000 + 4_166_666 + 81_920  # the only seek: the header
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import pytest
 import trio
-from conftest import run
+from conftest import make_scenario, run, without_mode
 
 from stacksim import (
     DUMP_FILTER_CRITICAL,
@@ -17,6 +18,8 @@ from stacksim import (
     FilterInitializationData,
     Mdl,
     NtStatus,
+    ScenarioError,
+    simulate,
     spend,
 )
 from stacksim.check import check_records
@@ -332,12 +335,13 @@ class TestTimeAndHangs:
         assert result.dump_time_ns - base.dump_time_ns == 2 * 251_000
 
     def test_slow_filter(self) -> None:
-        """faultflt's slow action adds its extra time to every call."""
+        """faultflt's slow action adds its extra time to every call of its callback (dump_write by default)."""
         base, _ = run()
         result, _ = run(
             registry={"DumpFilters": ["faultflt.sys"]}, filters={"faultflt.sys": {"action": "slow", "extra": "50 us"}}
         )
-        assert result.dump_time_ns - base.dump_time_ns == 4 * 50_000  # start, 2 writes, finish
+        assert result.dump_time_ns - base.dump_time_ns == 2 * 50_000  # the 2 writes (it used to slow start and finish too)
+        assert result.layers["faultflt.sys"].busy_ns == 2 * 50_000
 
 
 class TestDumpFve:
@@ -396,3 +400,431 @@ def test_request_moved_beyond_the_disk_is_an_io_error() -> None:
     )
     assert result.status == "io_error"
     assert "runs past the end of the disk" in result.message
+
+
+class TestFaultFltHonoursCallbackAndDumpType:
+    def test_slow_in_dump_start_slows_only_dump_start(self) -> None:
+        """slow with callback = dump_start adds extra once, at Dump_Start, and nothing to the writes."""
+        result, trace = run(
+            registry={"DumpFilters": ["faultflt.sys"]},
+            filters={"faultflt.sys": {"action": "slow", "extra": "50 us", "callback": "dump_start"}},
+        )
+        assert [(r["event"], r["dur_ns"]) for r in trace.records if r["layer"] == "faultflt.sys"] == [
+            ("driver_entry", 0),
+            ("dump_start", 50_000),
+            ("dump_write", 0),
+            ("dump_write", 0),
+            ("dump_finish", 0),
+        ]
+        assert result.layers["faultflt.sys"].busy_ns == 50_000
+
+    def test_slow_in_the_other_stack_does_nothing(self) -> None:
+        """slow with dump_type = hibernation leaves a crash dump untouched, in request and batched mode."""
+        base, _ = run(registry={"DumpFilters": ["faultflt.sys"]}, memory={"ram": "8 MiB"})
+        result, _ = run(
+            registry={"DumpFilters": ["faultflt.sys"]},
+            memory={"ram": "8 MiB"},
+            filters={"faultflt.sys": {"action": "slow", "extra": "50 us", "dump_type": "hibernation"}},
+        )
+        assert result.dump_time_ns == base.dump_time_ns
+        assert result.layers["faultflt.sys"].busy_ns == 0
+        catalog = FilterCatalog()
+        s = make_scenario(
+            catalog,
+            registry={"CrashDumpEnabled": 1, "DumpFilters": ["faultflt.sys"]},
+            memory={"ram": "8 MiB"},
+            filters={"faultflt.sys": {"action": "slow", "extra": "50 us", "dump_type": "hibernation"}},
+        )
+        assert simulate(s, catalog).layers["faultflt.sys"].busy_ns == 0
+
+    def test_a_callback_that_does_not_fit_the_action_is_refused(self) -> None:
+        """A DriverEntry action with a callback, or a request-changing action on a callback without a request, is bad input."""
+        with pytest.raises(ScenarioError, match="callback does not apply to action 'fail_driver_entry'"):
+            make_scenario(
+                registry={"DumpFilters": ["faultflt.sys"]},
+                filters={"faultflt.sys": {"action": "fail_driver_entry", "callback": "dump_start"}},
+            )
+        with pytest.raises(ScenarioError, match="callback must be dump_write or dump_read"):
+            make_scenario(
+                registry={"DumpFilters": ["faultflt.sys"]},
+                filters={"faultflt.sys": {"action": "change_length", "callback": "dump_finish"}},
+            )
+
+
+class TestDriverEntryStatus:
+    def test_a_critical_filter_must_return_status_success_exactly(self) -> None:
+        """A critical filter returning STATUS_PENDING (a success code, not STATUS_SUCCESS) fails the stack [DOC S1]."""
+        result, _ = run(
+            registry={"DumpFilters": ["faultflt.sys"]},
+            filters={"faultflt.sys": {"action": "fail_driver_entry", "status": 0x103, "critical": True}},
+        )
+        assert result.status == "stack_init_failed"
+        assert result.filters[0].load_error == (
+            "driver_entry returned 0x00000103; a critical filter must return STATUS_SUCCESS exactly [DOC S1]"
+        )
+        assert result.filters[0].load_status == "0xC0000001"  # crashdmp's verdict, as for any failed DriverEntry
+
+    def test_a_non_critical_filter_returning_another_success_code_is_loaded_with_a_warning(self) -> None:
+        """A non-critical filter returning STATUS_PENDING is loaded (NT_SUCCESS holds) and the result says so."""
+        result, _ = run(
+            registry={"DumpFilters": ["faultflt.sys"]},
+            filters={"faultflt.sys": {"action": "fail_driver_entry", "status": 0x103}},
+        )
+        assert result.status == "ok"
+        assert result.filters[0].loaded is True
+        assert result.warnings[0].startswith(
+            "faultflt.sys: driver_entry returned 0x00000103, a success code other than STATUS_SUCCESS; loaded"
+        )
+
+    def test_an_unknown_major_version_is_not_loaded_and_the_rule_is_cited(self) -> None:
+        """A DriverEntry that leaves MajorVersion at 0 is refused, citing the two versions ntdddump defines."""
+
+        class NoVersion(DumpFilter):
+            service_name: ClassVar[str] = "noversion.sys"
+
+            def driver_entry(self, extension: FilterExtension, init: FilterInitializationData) -> int:
+                return 0
+
+        result, _ = run(catalog_with(NoVersion), registry={"DumpFilters": ["noversion.sys"]})
+        assert result.filters[0].loaded is False
+        assert result.filters[0].load_error == (
+            "driver_entry declared major version 0; ntdddump defines only DUMP_FILTER_MAJOR_VERSION_1 (1) and "
+            "DUMP_FILTER_MAJOR_VERSION (2) [DOC S1, S2], so the filter is not loaded (ASSUMPTION: crashdmp's reaction "
+            "to another value is not documented)"
+        )
+
+
+class Mover(DumpFilter):
+    """Moves every write by the class attribute ``delta`` bytes."""
+
+    service_name: ClassVar[str] = "mover.sys"
+    delta: ClassVar[int] = 0
+
+    async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+        request.offset += self.delta
+        return 0
+
+
+class TestMovedOffsets:
+    def test_an_aligned_move_is_honoured_and_the_device_sees_the_new_offsets(self) -> None:
+        """Moving every write by 3 sectors is honoured with a warning: the device writes exactly there."""
+
+        class Aligned(Mover):
+            delta: ClassVar[int] = 3 * 512
+
+        result, trace = run(catalog_with(Aligned), registry={"DumpFilters": ["mover.sys"]}, check=False)
+        issued = [r["offset"] for r in trace.records if r["event"] == "issue_write"]
+        device = [r["offset"] for r in trace.records if r["event"] == "device_write"]
+        file_at, partition = 2**30, 2**20  # the page file's first byte in the partition; the partition's on the disk
+        assert issued == [file_at, file_at + 8192]
+        assert device == [partition + file_at + 1536, partition + file_at + 8192 + 1536]
+        assert result.status == "ok"
+        assert result.warnings[:2] == (
+            f"mover.sys moved request #1 from partition offset {file_at} to {file_at + 1536} (honoured, as real "
+            "filters rely on it; the docs say it should not)",
+            f"mover.sys moved request #2 from partition offset {file_at + 8192} to {file_at + 8192 + 1536} (honoured, "
+            "as real filters rely on it; the docs say it should not)",
+        )
+
+    def test_a_move_off_the_sector_grid_is_a_violation_and_reaches_no_device(self) -> None:
+        """Moving a write by 100 bytes stops the dump as filter_violation before the port sees it."""
+
+        class Misaligned(Mover):
+            delta: ClassVar[int] = 100
+
+        result, trace = run(catalog_with(Misaligned), registry={"DumpFilters": ["mover.sys"]}, check=False)
+        assert result.status == "filter_violation"
+        assert result.message == (
+            "mover.sys: dump_write moved request #1 from offset 1073741824 to offset 1073741924, which is not a "
+            "multiple of the 512-byte sector (dump I/O is sector aligned)"
+        )
+        assert not any(r["layer"] in ("miniport", "device") and r["event"].endswith("write") for r in trace.records)
+        assert result.bytes_written == 0
+
+
+def test_delayflt_start_cost_is_its_dump_start_and_delays_the_port_reset() -> None:
+    """delayflt's start cost is the whole of its Dump_Start and pushes everything after it, exactly."""
+    result, trace = run(registry={"DumpFilters": ["delayflt.sys"]}, filters={"delayflt.sys": {"start": "7 us"}})
+    base, _ = run(registry={"DumpFilters": ["delayflt.sys"]})
+    ms = 1_000_000
+    assert trace.timeline("t_ns", "layer", "event", "dur_ns")[3:7] == [
+        (10 * ms, "crashdmp", "dump_context", 0),
+        (10 * ms, "delayflt.sys", "dump_start", 7_000),
+        (10 * ms + 7_000, "miniport", "port_init", 1 * ms),
+        (11 * ms + 7_000, "crashdmp", "issue_write", 0),
+    ]
+    assert result.dump_time_ns - base.dump_time_ns == 7_000
+    assert result.layers["delayflt.sys"].busy_ns == 7_000
+
+
+class TestClockInCallbacks:
+    def test_trio_time_in_every_callback_is_the_simulated_time(self) -> None:
+        """trio.current_time() and stacksim's now_ns() in each callback equal the call's start (+ its spend), as traced."""
+        from stacksim import now_ns
+
+        seen: list[tuple[str, float, int]] = []
+
+        class Clock(DumpFilter):
+            service_name: ClassVar[str] = "clock.sys"
+
+            def driver_entry(self, extension: FilterExtension, init: FilterInitializationData) -> int:
+                seen.append(("driver_entry", trio.current_time(), now_ns()))
+                return super().driver_entry(extension, init)
+
+            async def dump_start(self, extension: FilterExtension) -> int:
+                seen.append(("dump_start", trio.current_time(), now_ns()))
+                return 0
+
+            async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+                spend(250)
+                seen.append(("dump_write", trio.current_time(), now_ns()))
+                return 0
+
+            async def dump_finish(self, extension: FilterExtension) -> int:
+                seen.append(("dump_finish", trio.current_time(), now_ns()))
+                return 0
+
+        _, trace = run(catalog_with(Clock), registry={"DumpFilters": ["clock.sys"]})
+        starts = [r["t_ns"] + (250 if r["event"] == "dump_write" else 0) for r in trace.records if r["layer"] == "clock.sys"]
+        assert [(event, ns) for event, _, ns in seen] == list(zip([e for e, _, _ in seen], starts, strict=True))
+        assert [t for _, t, _ in seen] == [ns / 1e9 for _, _, ns in seen]
+        assert seen[1] == ("dump_start", 0.01, 10_000_000)  # the bugcheck at 10 ms, not trio's 0
+
+
+class TestPluginCrashes:
+    @pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt(), GeneratorExit(), BaseException("bare")])
+    def test_a_base_exception_in_dump_write_is_filter_crashed(self, exc: BaseException) -> None:
+        """sys.exit(3), KeyboardInterrupt, GeneratorExit or BaseException in dump_write is a failed run naming all three."""
+
+        class Exits(DumpFilter):
+            service_name: ClassVar[str] = "exits.sys"
+
+            async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+                if request.number == 2:
+                    raise exc
+                return 0
+
+        result, _ = run(catalog_with(Exits), registry={"DumpFilters": ["exits.sys"]})
+        assert result.status == "filter_crashed"
+        text = f": {exc}" if str(exc) else ""
+        assert result.message == f"exits.sys: dump_write raised {type(exc).__name__}{text} on request #2"
+        assert result.write_requests == 1
+
+    def test_system_exit_in_driver_entry_is_a_failed_load(self) -> None:
+        """SystemExit from DriverEntry is a failed DriverEntry: a critical filter fails the stack, naming it."""
+
+        class Exits(DumpFilter):
+            service_name: ClassVar[str] = "exits.sys"
+            flags: ClassVar[int] = DUMP_FILTER_CRITICAL
+
+            def driver_entry(self, extension: FilterExtension, init: FilterInitializationData) -> int:
+                init.flags = DUMP_FILTER_CRITICAL
+                raise SystemExit(5)
+
+        result, _ = run(catalog_with(Exits), registry={"DumpFilters": ["exits.sys"]})
+        assert result.status == "stack_init_failed"
+        assert result.message == (
+            "critical filter exits.sys failed to initialise the crash dump stack (driver_entry raised SystemExit: 5); "
+            "no crash dump is written"
+        )
+
+    def test_an_exception_in_the_filters_init_is_a_failed_load(self) -> None:
+        """A filter whose __init__ raises is not loaded; the load error says where it failed."""
+
+        class BadInit(DumpFilter):
+            service_name: ClassVar[str] = "badinit.sys"
+
+            def __init__(self, config: Any = None) -> None:
+                raise SystemExit(7)
+
+        result, _ = run(catalog_with(BadInit), registry={"DumpFilters": ["badinit.sys"]})
+        assert result.status == "ok"
+        assert result.filters[0].load_error == "creating the filter (its __init__) raised SystemExit: 7"
+
+    def test_a_raising_dump_unload_is_recorded_not_fatal(self) -> None:
+        """Dump_Unload runs at normal IRQL: a SystemExit there is an error in the result, not a crash."""
+
+        class Unloads(DumpFilter):
+            service_name: ClassVar[str] = "unloads.sys"
+
+            async def dump_unload(self, extension: FilterExtension) -> int:
+                raise SystemExit(2)
+
+        result, _ = run(
+            catalog_with(Unloads),
+            registry={"DumpFilters": ["unloads.sys", "faultflt.sys"]},
+            filters={"faultflt.sys": {"action": "fail_driver_entry", "critical": True}},
+        )
+        assert result.status == "stack_init_failed"
+        assert result.filters[0].first_error == {"dump_unload": "dump_unload raised SystemExit: 2"}
+
+    def test_a_hung_dump_unload_is_recorded_not_fatal(self) -> None:
+        """A Dump_Unload that never returns is cut at the watchdog and recorded; the failing stack still fails as such."""
+
+        class Hangs(DumpFilter):
+            service_name: ClassVar[str] = "hangs.sys"
+
+            async def dump_unload(self, extension: FilterExtension) -> int:
+                with trio.CancelScope(shield=True):  # and it shields itself
+                    await trio.sleep_forever()
+                return 0  # pragma: no cover
+
+        result, trace = run(
+            catalog_with(Hangs),
+            registry={"DumpFilters": ["hangs.sys", "faultflt.sys"]},
+            filters={"faultflt.sys": {"action": "fail_driver_entry", "critical": True}},
+            engine={"watchdog": "1 s"},
+        )
+        assert result.status == "stack_init_failed"
+        assert result.filters[0].first_error == {
+            "dump_unload": "hangs.sys did not return from dump_unload within the watchdog period (1 s of simulated time); "
+            "on Windows the machine would hang here"
+        }
+        unload = next(r for r in trace.records if r["event"] == "dump_unload")
+        assert (unload["dur_ns"], unload["status"]) == (10**9, "STATUS_UNSUCCESSFUL")
+
+
+class TestDeclarations:
+    def test_a_write_cost_that_raises_fails_the_run_in_both_modes(self) -> None:
+        """write_cost is asked in request mode too, so raising in it is filter_crashed either way."""
+
+        class BadCost(DumpFilter):
+            service_name: ClassVar[str] = "badcost.sys"
+
+            def write_cost(self, extension: FilterExtension, length: int) -> int | None:
+                raise SystemExit(1)
+
+            async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+                return 0
+
+        catalog = catalog_with(BadCost)
+        s = make_scenario(catalog, registry={"CrashDumpEnabled": 1, "DumpFilters": ["badcost.sys"]}, memory={"ram": "1 MiB"})
+        results = [simulate(s, catalog, batch=b) for b in (True, False)]
+        assert {(r.status, r.message) for r in results} == {
+            ("filter_crashed", "badcost.sys: write_cost raised SystemExit: 1 (for 8192-byte writes)")
+        }
+
+    def test_a_write_cost_that_is_not_a_cost_is_a_violation(self) -> None:
+        """write_cost must return None or whole ns: 1.5 stops the run as filter_violation, naming the value."""
+
+        class FloatCost(DumpFilter):
+            service_name: ClassVar[str] = "floatcost.sys"
+
+            def write_cost(self, extension: FilterExtension, length: int) -> int | None:
+                return 1.5  # type: ignore[return-value]
+
+            async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+                return 0
+
+        result, _ = run(catalog_with(FloatCost), registry={"DumpFilters": ["floatcost.sys"]})
+        assert result.status == "filter_violation"
+        assert result.message.startswith(
+            "floatcost.sys: write_cost returned 1.5 for 8192-byte writes; it must return None or a whole number of ns"
+        )
+
+    def test_special_requests_that_are_not_request_numbers_are_a_violation(self) -> None:
+        """special_requests must return a set of request numbers; a list of strings stops the run."""
+
+        class BadSpecial(DumpFilter):
+            service_name: ClassVar[str] = "badspecial.sys"
+
+            def special_requests(self, extension: FilterExtension) -> frozenset[int]:
+                return ["1"]  # type: ignore[return-value]
+
+            async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+                return 0
+
+        result, _ = run(catalog_with(BadSpecial), registry={"DumpFilters": ["badspecial.sys"]})
+        assert (result.status, result.message) == (
+            "filter_violation",
+            "badspecial.sys: special_requests returned ['1']; it must return a set of request numbers (integers >= 1)",
+        )
+
+
+class TestHungCalls:
+    def test_spending_two_minutes_under_a_one_second_watchdog_is_hung(self) -> None:
+        """A callback that spend()s 2 min with a 1 s watchdog ends as hung at call start + 1 s."""
+
+        class Spender(DumpFilter):
+            service_name: ClassVar[str] = "spender.sys"
+
+            async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+                spend(120 * 10**9)
+                return 0
+
+        result, trace = run(catalog_with(Spender), registry={"DumpFilters": ["spender.sys"]}, engine={"watchdog": "1 s"})
+        assert result.status == "hung"
+        assert result.message == (
+            "spender.sys did not return from dump_write on request #1 within the watchdog period "
+            "(1 s of simulated time; it charged 120 s); on Windows the machine would hang here"
+        )
+        *_, issued, failed = trace.records  # the cut call returned no status: it has no record of its own
+        assert (issued["event"], failed["event"]) == ("issue_write", "dump_failed")
+        assert failed["t_ns"] == issued["t_ns"] + 10**9
+        assert result.dump_time_ns == issued["t_ns"] + 10**9 - 10_000_000
+        assert result.layers["spender.sys"].busy_ns == 10**9  # but it is charged the period it held the CPU
+
+    def test_a_long_per_call_cost_is_hung_the_same_in_every_mode(self) -> None:
+        """delayflt per_call = 2 min with a 1 s watchdog: hung at request 1, identical batched, pipelined or one at a time."""
+        catalog = FilterCatalog()
+        s = make_scenario(
+            catalog,
+            registry={"CrashDumpEnabled": 1, "DumpFilters": ["delayflt.sys"]},
+            memory={"ram": "16 MiB"},
+            filters={"delayflt.sys": {"per_call": "2 min"}},
+            engine={"watchdog": "1 s"},
+        )
+        modes = ((True, True), (False, True), (False, False))  # batched; pipelined request mode; one at a time
+        results = [without_mode(simulate(s, catalog, batch=b, pipeline=p).as_dict()) for b, p in modes]
+        assert results[0] == results[1] == results[2]
+        assert results[0]["status"] == "hung"
+        assert results[0]["message"].startswith(
+            "delayflt.sys did not return from dump_write on request #1 within the watchdog period (1 s of simulated time"
+        )
+
+    def test_a_cost_only_the_body_writes_exceed_is_hung_at_the_first_body_write(self) -> None:
+        """per_byte makes a 64 KiB write (not the 8 KiB header) exceed the watchdog: hung at request 2, in both modes."""
+        catalog = FilterCatalog()
+        s = make_scenario(
+            catalog,
+            registry={"CrashDumpEnabled": 1, "DumpFilters": ["delayflt.sys"]},
+            memory={"ram": "16 MiB"},
+            filters={"delayflt.sys": {"per_byte": "10 ns"}},  # 8 KiB: 81.9 us; 64 KiB: 655 us
+            engine={"watchdog": "500 us"},
+        )
+        batched, single = (simulate(s, catalog, batch=b).as_dict() for b in (True, False))
+        assert without_mode(batched) == without_mode(single)
+        assert batched["status"] == "hung"
+        assert batched["write_requests"] == 1
+        assert "dump_write on request #2" in batched["message"]
+
+    def test_driver_entry_that_spends_past_the_watchdog_is_a_failed_load(self) -> None:
+        """A DriverEntry charging more than the watchdog is cut at it and counts as failed: critical, the stack fails."""
+
+        class SlowEntry(DumpFilter):
+            service_name: ClassVar[str] = "slowentry.sys"
+            flags: ClassVar[int] = DUMP_FILTER_CRITICAL
+
+            def driver_entry(self, extension: FilterExtension, init: FilterInitializationData) -> int:
+                super().driver_entry(extension, init)
+                spend(5 * 10**9)
+                return 0
+
+        result, trace = run(catalog_with(SlowEntry), registry={"DumpFilters": ["slowentry.sys"]}, engine={"watchdog": "1 s"})
+        assert result.status == "stack_init_failed"
+        assert result.filters[0].load_error == (
+            "driver_entry did not return within the watchdog period (1 s of simulated time; it charged 5 s), so it "
+            "counts as a failed DriverEntry (on Windows the machine would hang here)"
+        )
+        entry = trace.records[0]
+        assert (entry["event"], entry["dur_ns"], entry["status"]) == ("driver_entry", 10**9, "STATUS_UNSUCCESSFUL")
+
+    def test_a_slow_fault_that_reaches_the_watchdog_is_hung(self) -> None:
+        """An injected slow_filter delay that takes a call to the watchdog period makes it hang."""
+        result, _ = run(
+            registry={"DumpFilters": ["delayflt.sys"]},
+            faults=[{"kind": "slow_filter", "filter": "delayflt.sys", "extra": "1 s"}],
+            engine={"watchdog": "1 s"},
+        )
+        assert result.status == "hung"
+        assert result.message.startswith("delayflt.sys did not return from dump_start within the watchdog period")

@@ -319,3 +319,48 @@ def test_progress_never_goes_backwards_when_a_run_is_repeated() -> None:
     simulate(s, catalog, batch=False, progress=lambda done, _total: seen.append(done))
     assert seen == sorted(set(seen))
     assert len(seen) == 2  # writes 4096 and 8192, reported once each
+
+
+def test_a_filter_reading_the_clock_gives_the_strict_result_and_the_true_times() -> None:
+    """A write's time is unknown while writes are in flight: reading trio's clock repeats the run one at a time (exact)."""
+    seen: list[list[float]] = []
+
+    class Clocked(DumpFilter):
+        service_name: ClassVar[str] = "clocked.sys"
+
+        def __init__(self, config: Any = None) -> None:
+            super().__init__(config)
+            self.times: list[float] = []
+            seen.append(self.times)
+
+        async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+            spend(1_000 + int(trio.current_time() * 1e9) % 997)
+            self.times.append(trio.current_time())
+            return NtStatus.SUCCESS
+
+    pipelined, strict = both(
+        recorder_catalog(Clocked), registry={"CrashDumpEnabled": 1, "DumpFilters": ["clocked.sys"]}, memory={"ram": "1 MiB"}
+    )
+    assert pipelined == strict
+    assert seen[-1] == seen[-2]  # the strict run of simulate() and the rerun of the pipelined attempt
+    assert len(seen[-1]) == 17
+
+
+def test_a_hang_in_a_pipelined_run_gives_the_strict_result() -> None:
+    """A write that spends past the watchdog while others are in flight ends exactly as one at a time: hung at that write."""
+
+    class Hangs(DumpFilter):
+        service_name: ClassVar[str] = "hangs.sys"
+
+        async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+            spend(2 * 10**9 if request.number == 30 else 1_000)
+            return NtStatus.SUCCESS
+
+    pipelined, strict = both(
+        recorder_catalog(Hangs),
+        registry={"CrashDumpEnabled": 1, "DumpFilters": ["hangs.sys"]},
+        memory={"ram": "8 MiB"},
+        engine={"watchdog": "1 s"},
+    )
+    assert pipelined == strict
+    assert (pipelined["status"], pipelined["write_requests"]) == ("hung", 29)

@@ -28,7 +28,7 @@ HUNG = {
     "faults": [{"kind": "filter_hang", "filter": "dumpfve.sys", "callback": "dump_write", "at_request": 2}],
     "engine": {"watchdog": "1 s"},
 }
-"""A run that ends waiting for the watchdog: its layers' busy times add up to far less than its dump time."""
+"""A run the watchdog ends: the hung call is charged the watchdog period (docs/explanation/engine.md)."""
 
 NO_WRITE = {
     "dump_disabled": {"registry": {"CrashDumpEnabled": 0}},
@@ -114,16 +114,29 @@ def table_share(lines: list[str], layer: str) -> str:
 
 
 def test_share_column_and_bottleneck_line_use_the_dump_time() -> None:
-    """The share column, the bottleneck line and the JSON all give busy time ÷ dump time, also when busy times add up to less."""
+    """The share column, the bottleneck line and the JSON all give busy time ÷ dump time, also when busy times add up to more."""
+    result = result_of(faults=[{"kind": "power_loss", "at": "1.05 ms"}])  # the write in flight is counted whole
+    assert result.status == "power_lost"
+    assert result.dump_time_ns == 1_050_000
+    assert sum(layer.busy_ns for layer in result.layers.values()) == 1_071_846
+    assert (result.bottleneck, result.layers["miniport"].busy_ns) == ("miniport", 1_010_000)
+    lines = summary(result, 100)
+    assert table_share(lines, "miniport") == "96.2 %"
+    assert table_share(lines, "device") == "5.9 %"
+    assert "bottleneck  miniport: 96.2 % of the dump time; without it 40 µs (26.2× faster)" in lines
+    assert result.as_dict()["bottleneck_share_percent"] == 96.2
+
+
+def test_a_hung_filter_is_the_bottleneck() -> None:
+    """A run the watchdog ends charges the hung filter the watchdog period: it is the bottleneck, by the same share."""
     result = result_of(**HUNG)
     assert result.status == "hung"
     assert result.dump_time_ns == 1_001_031_189
-    assert (result.bottleneck, result.layers["miniport"].busy_ns) == ("miniport", 1_005_000)
+    assert (result.bottleneck, result.layers["dumpfve.sys"].busy_ns) == ("dumpfve.sys", 1_000_003_458)
     lines = summary(result, 100)
+    assert table_share(lines, "dumpfve.sys") == "99.9 %"
     assert table_share(lines, "miniport") == "0.1 %"
-    assert table_share(lines, "device") == "0.0 %"
-    assert "bottleneck  miniport: 0.1 % of the dump time; without it 1 s (1.0× faster); all filters 0.0 %" in lines
-    assert result.as_dict()["bottleneck_share_percent"] == 0.1
+    assert result.as_dict()["bottleneck_share_percent"] == 99.9
 
 
 def test_the_table_says_what_share_means() -> None:

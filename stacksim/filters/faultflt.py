@@ -2,7 +2,10 @@
 ``faultflt.sys`` -- a filter that misbehaves on demand, for fault and teaching scenarios.
 
 One ``action`` per scenario, applied in ``callback`` (for ``dump_write``/``dump_read``, on request
-number ``at_request``) and only in the stack named by ``dump_type`` (``any`` by default):
+number ``at_request``) and only in the stack named by ``dump_type`` (``any`` by default) --
+every action honours both: ``slow`` slows every call of ``callback`` in that stack, the
+DriverEntry actions hit DriverEntry of that stack (``callback`` does not apply to them and may not
+be set), and the actions that change a request need one (``dump_write`` or ``dump_read``):
 
 ============================  =================================================================
 ``action``                    what the filter does, and what the simulator reports
@@ -14,7 +17,7 @@ number ``at_request``) and only in the stack named by ``dump_type`` (``any`` by 
 ``fail``                      the callback returns ``status``: recorded, the dump goes on
 ``raise``                     the callback raises: a fault in crash mode, the dump is aborted
 ``hang``                      the callback never returns: the watchdog ends the run
-``slow``                      the callback takes ``extra`` longer (every call, not one request)
+``slow``                      every call of ``callback`` takes ``extra`` longer (not one request)
 ``change_length``             Dump_Write halves the request's length: a violation
 ``change_offset``             Dump_Write moves the request by ``offset_delta``: honoured, warned
 ``write_caller_buffer``       Dump_Write writes into the caller's pages: a violation
@@ -28,7 +31,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import trio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stacksim._engine import spend
 from stacksim.filters._base import DUMP_FILTER_CRITICAL, DumpFilter, DumpType, FilterExtension, FilterInitializationData
@@ -71,6 +74,17 @@ class FaultFltConfig(BaseModel):
     offset_delta: Bytes = 4096
     """How far ``change_offset`` moves a request."""
 
+    @model_validator(mode="after")
+    def _callback_fits_action(self) -> FaultFltConfig:
+        if self.action in ("fail_driver_entry", "raise_driver_entry") and "callback" in self.model_fields_set:
+            raise ValueError(f"callback does not apply to action {self.action!r}: it always hits driver_entry")
+        if self.action in ("change_length", "change_offset", "write_caller_buffer") and self.callback not in (
+            "dump_write",
+            "dump_read",
+        ):
+            raise ValueError(f"action {self.action!r} changes a request: callback must be dump_write or dump_read")
+        return self
+
 
 class FaultFlt(DumpFilter):
     """Misbehaves on demand (see module docstring)."""
@@ -96,8 +110,9 @@ class FaultFlt(DumpFilter):
         return NtStatus.SUCCESS
 
     def write_cost(self, extension: FilterExtension, length: int) -> int:
-        """``extra`` for ``slow``, else 0: only :meth:`special_requests` misbehave."""
-        return self.config.extra if self.config.action == "slow" else 0
+        """``extra`` when ``slow`` hits dump_write in this stack, else 0: only :meth:`special_requests` misbehave."""
+        c = self.config
+        return c.extra if c.action == "slow" and c.callback == "dump_write" and self._armed(extension) else 0
 
     def special_requests(self, extension: FilterExtension) -> frozenset[int]:
         """``at_request``, when the action applies to ``dump_write`` in this stack."""
@@ -108,10 +123,10 @@ class FaultFlt(DumpFilter):
 
     async def _misbehave(self, callback: str, extension: FilterExtension, request: DumpRequest | None) -> int:
         c = self.config
-        if c.action == "slow":
-            spend(c.extra)
-            return NtStatus.SUCCESS
         if callback != c.callback or not self._armed(extension):
+            return NtStatus.SUCCESS
+        if c.action == "slow":  # every call of the callback, whatever the request
+            spend(c.extra)
             return NtStatus.SUCCESS
         if request is not None and request.number != c.at_request:
             return NtStatus.SUCCESS
