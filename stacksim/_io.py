@@ -242,7 +242,8 @@ def decode_text(raw: bytes, path: str | Path, what: str) -> str:
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
             raise InputError(
-                f"{_describe(path)}: the {what} file is {encoding} (it starts with a {encoding} byte-order mark); save it as UTF-8"
+                f"{_describe(path)}: the {what} file is {encoding} (it starts with a {encoding} byte-order mark); "
+                "save it as UTF-8"
             )
     try:
         return raw.decode("utf-8-sig")

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import click
 import trio
 import typer
 from rich.console import Console
@@ -55,10 +54,11 @@ from stacksim.units import INT64_MAX, format_ns
 
 __all__ = ["app", "main"]
 
+
 class _Commands(TyperGroup):
     """The command group: a Ctrl-C or SIGTERM anywhere in a command is the documented interruption (exit 1)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click Context
         """Run the command; a KeyboardInterrupt that no command handled becomes "interrupted", exit 1 (typer: 130)."""
         try:
             return super().invoke(ctx)
@@ -717,7 +717,7 @@ def _python_ctrl_c() -> Iterator[None]:
 
 
 def _tolerant_streams() -> None:
-    """Let stdout and stderr print what their encoding cannot hold as escapes (``\\xb7``) instead of failing."""
+    r"""Let stdout and stderr print what their encoding cannot hold as escapes (``\xb7``) instead of failing."""
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:

@@ -595,11 +595,7 @@ def _not_json(value: object) -> str | None:
         return f"{value!r} is not a finite number; numbers must be finite ({_AS_JSON})"
     if isinstance(value, datetime.date | datetime.time):  # a datetime is a date
         kind = (
-            "datetime"
-            if isinstance(value, datetime.datetime)
-            else "date"
-            if isinstance(value, datetime.date)
-            else "time of day"
+            "datetime" if isinstance(value, datetime.datetime) else "date" if isinstance(value, datetime.date) else "time of day"
         )
         return (
             f"a TOML {kind} ({shorten(value.isoformat(), 40)}) is not allowed: {_AS_JSON}, and JSON has no dates or times; "

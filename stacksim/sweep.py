@@ -116,7 +116,7 @@ def _split_values(text: str) -> list[str]:
 
 
 def _value(text: str, setting: str) -> Any:
-    """
+    r"""
     A TOML value if the text is one (3, true, "x", [..]); otherwise the text itself ("3GB/s").
 
     Raises:
@@ -153,7 +153,7 @@ Each alternative starts with its own character and every repetition needs a dot,
 
 
 def parse_set(text: str) -> Axis:
-    """
+    r"""
     Parse ``KEY=V1,V2,...`` into an :class:`Axis`.
 
     KEY is one TOML dotted key such as ``disk.bandwidth`` or ``filters."dumpfve.sys".per_byte``

@@ -60,7 +60,10 @@ class ListTrace:
 
 
 class JsonlTrace:
-    """Streams records to a text file, one compact JSON object per line, invisible characters escaped (:func:`~stacksim._io.json_safe`)."""
+    """Streams records to a text file, one compact JSON object per line, invisible characters escaped.
+
+    See :func:`~stacksim._io.json_safe`.
+    """
 
     def __init__(self, stream: IO[str]) -> None:
         self._write = stream.write

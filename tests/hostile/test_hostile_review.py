@@ -218,7 +218,7 @@ def test_a_full_disk_during_a_sweep_is_exit_2_and_resumable(tmp_path: Path, monk
 )
 def test_a_set_key_that_is_not_one_dotted_key_is_refused(text: str) -> None:
     """A KEY with newlines, brackets or a table header is not read as some other key."""
-    with pytest.raises(SweepError, match="not a key path such as disk.bandwidth"):
+    with pytest.raises(SweepError, match=r"not a key path such as disk\.bandwidth"):
         parse_set(text)
 
 
@@ -268,7 +268,12 @@ def test_a_jsonl_file_of_another_sweep_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("line", "why"),
-    [('"point_id"', "not an object"), ("[1, 2]", "not an object"), ('{"point_id": 5}', "point_id is not a string"), ("{}", "no point_id")],
+    [
+        ('"point_id"', "not an object"),
+        ("[1, 2]", "not an object"),
+        ('{"point_id": 5}', "point_id is not a string"),
+        ("{}", "no point_id"),
+    ],
 )
 def test_a_jsonl_line_that_is_not_a_record_is_refused(tmp_path: Path, line: str, why: str) -> None:
     """Every JSONL line must be an object with a string point_id."""
@@ -426,7 +431,9 @@ def test_a_signal_while_the_scenario_loads_is_the_interrupted_message(tmp_path: 
     (tmp_path / "s.toml").write_text(SMALL)
     (tmp_path / "go.py").write_text(SIGNAL_DURING_LOAD.format(sig=sig))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.run([sys.executable, "go.py"], cwd=tmp_path, capture_output=True, text=True, timeout=20, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, "go.py"], cwd=tmp_path, capture_output=True, text=True, timeout=20, env=env, check=False
+    )
     assert proc.returncode == 1, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr
     expected = "interrupted (SIGTERM)" if sig == "SIGTERM" else "interrupted"
@@ -494,4 +501,3 @@ def test_a_utf32_scenario_is_exit_2_naming_utf32(tmp_path: Path) -> None:
     """On the command line a UTF-32 scenario is exit 2 naming UTF-32."""
     (tmp_path / "s.toml").write_bytes(SMALL.encode("utf-32"))
     assert_refused(invoke_cli("validate", "s.toml", cwd=tmp_path), "s.toml", "UTF-32")
-
