@@ -7,7 +7,10 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     summary        what the terminal shows: the run summary, the device and filter tables
     sweep          grids of runs on an Executor (process pool, Dask)
     check          invariant checker over trace files (imports nothing from the simulator)
-    simulate       stack builder: scenario -> engine, layers, channels -> RunResult
+    simulate       one run: assemble the machine, run the event's script, report
+    report         RunResult: what a run did, built after the event
+    events/        one short script per [scenario] event (crash, hibernate)
+    machine        the machine, assembled once: engine, device, layout, dump port, stacks
     scenario       TOML schema and validation          registry   CrashControl values
     dump_driver    crashdmp: stacks, Dump_Start, writes, Dump_Finish
     filters/       ntdddump interface, the filter host, built-in filters, plugins

@@ -133,7 +133,7 @@ class TestFilters:
 
     def test_many_unfired_filter_faults_are_counted_not_listed(self) -> None:
         """1,000 filter faults past the last write give 20 warnings and one line counting the rest."""
-        from stacksim.simulate import MAX_FAULT_WARNINGS
+        from stacksim.report import MAX_FAULT_WARNINGS
 
         faults = [{"kind": "filter_error_status", "filter": "dumpfve.sys", "at_request": 10**6 + i} for i in range(1000)]
         result, _ = with_faults(*faults)

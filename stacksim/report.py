@@ -1,0 +1,261 @@
+"""
+The report: what a run did, from the machine and the dump driver that ran, as a :class:`RunResult`.
+
+:func:`build_result` reads the dump driver's outcome, every layer's statistics, the filters'
+load results and errors, and the warnings (faults that never fired and why), and records what
+``stacksim replay`` needs. It runs after the event; nothing here drives the simulation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from stacksim._version import __version__
+from stacksim.dump_driver import LAYER as DUMP_DRIVER_LAYER
+from stacksim.dump_driver import DumpDriver
+from stacksim.faults import FaultPlan
+from stacksim.filters._host import FilterLayer
+from stacksim.layout import FileLayout
+from stacksim.machine import Machine
+from stacksim.memory import DumpPlan
+from stacksim.metrics import LayerSummary
+from stacksim.miniport import DumpPort
+from stacksim.scenario import PowerLossFault, Scenario
+from stacksim.units import format_ns
+
+__all__ = ["MAX_FAULT_WARNINGS", "FilterReport", "RunResult", "build_result"]
+
+
+@dataclass(frozen=True, slots=True)
+class FilterReport:
+    """What happened to one filter in the active stack."""
+
+    name: str
+    loaded: bool
+    critical: bool
+    supports_read: bool
+    load_status: str
+    load_error: str | None
+    errors: dict[str, int]
+    first_error: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON object."""
+        return {
+            "name": self.name,
+            "loaded": self.loaded,
+            "critical": self.critical,
+            "supports_read": self.supports_read,
+            "load_status": self.load_status,
+            "load_error": self.load_error,
+            "errors": self.errors,
+            "first_error": self.first_error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """
+    The outcome of one run; :meth:`as_dict` is the result JSON (``docs/reference/result-format.md``).
+
+    ``dump_time_ns`` runs from the bugcheck (or the start of hibernation) to the completion of
+    the final flush, or to the failure.
+    """
+
+    scenario: str
+    event: str
+    dump_type: str
+    dump_kind: str
+    seed: int
+    status: str
+    message: str
+    dump_time_ns: int
+    bytes_written: int
+    write_requests: int
+    dump_bytes: int
+    max_pages_per_write: int
+    parts: dict[str, int]
+    layers: dict[str, LayerSummary]
+    write_latency: LayerSummary
+    filters: tuple[FilterReport, ...]
+    images: tuple[str, ...]
+    target: str
+    warnings: tuple[str, ...] = field(default=())
+    batched_messages: int = 0
+    request_mode_reasons: tuple[str, ...] = ()
+    header_written: bool = False
+    write_retries: int = 0
+    replay: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bottleneck(self) -> str | None:
+        """
+        The layer that bounds throughput: on the serial crash path, the one with the most busy time.
+
+        Ties go to the layer nearest the top of the stack. ``None`` when nothing ran.
+        """
+        busiest = max(self.layers.items(), key=lambda kv: kv[1].busy_ns, default=None)
+        return busiest[0] if busiest is not None and busiest[1].busy_ns > 0 else None
+
+    def share_percent(self, layer: str) -> float:
+        """*layer*'s busy time as a percentage of the dump time (one decimal)."""
+        if not self.dump_time_ns:
+            return 0.0
+        return round(100 * self.layers[layer].busy_ns / self.dump_time_ns, 1)
+
+    @property
+    def throughput_bytes_per_s(self) -> float:
+        """Bytes written per second of dump time."""
+        return self.bytes_written * 1e9 / self.dump_time_ns if self.dump_time_ns else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result JSON object, keys in a stable order."""
+        return {
+            "stacksim_version": __version__,
+            "scenario": self.scenario,
+            "event": self.event,
+            "dump_type": self.dump_type,
+            "dump_kind": self.dump_kind,
+            "seed": self.seed,
+            "status": self.status,
+            "message": self.message,
+            "dump_time_ns": self.dump_time_ns,
+            "bytes_written": self.bytes_written,
+            "write_requests": self.write_requests,
+            "dump_bytes": self.dump_bytes,
+            "throughput_bytes_per_s": math.floor(self.throughput_bytes_per_s),
+            "max_pages_per_write": self.max_pages_per_write,
+            "bottleneck": self.bottleneck,
+            "bottleneck_share_percent": self.share_percent(self.bottleneck) if self.bottleneck else 0.0,
+            "dump_time_without_bottleneck_ns": self.dump_time_ns - self.layers[self.bottleneck].busy_ns
+            if self.bottleneck
+            else self.dump_time_ns,
+            "target": self.target,
+            "parts": self.parts,
+            "images": list(self.images),
+            "layers": {name: s.as_dict() for name, s in self.layers.items()},
+            "write_latency": self.write_latency.as_dict(),
+            "filters": [f.as_dict() for f in self.filters],
+            "warnings": list(self.warnings),
+            "header_written": self.header_written,
+            "write_retries": self.write_retries,
+            "batched_messages": self.batched_messages,
+            "request_mode_reasons": list(self.request_mode_reasons),
+            "replay": self.replay,
+        }
+
+
+def build_result(m: Machine, driver: DumpDriver) -> RunResult:
+    """The result of the run the machine *m* just made, whose crashdmp was *driver*."""
+    s, port, device, active, layout = m.scenario, m.port, m.device, m.active, m.layout
+    plan, full_plan, dump_type, prefix, mppw = m.plan, m.full_plan, m.dump_type, m.prefix, m.max_pages_per_write
+    catalog, batch, trace, plan_faults = m.catalog, m.batch, m.trace, m.faults
+    out = driver.outcome
+    warnings = [w for layer in active for w in layer.warnings] + port.warnings
+    dump_time = out.done_ns - out.event_ns if out.done_ns else 0
+    warnings += _unfired(s, plan, layout, port, active, mppw * 4096, out.status, dump_time)
+    layers: dict[str, LayerSummary] = {DUMP_DRIVER_LAYER: driver.stats.summary()}
+    for layer in active:
+        layers[layer.name] = layer.stats.summary()
+    layers["miniport"] = port.stats.summary()
+    layers["device"] = device.stats.summary()
+    h = driver.write_latency
+    images = ("crashdmp.sys", *(f"{prefix}{n}" for n in s.registry.dump_filters), f"{prefix}storport.sys", port.image)
+    return RunResult(
+        scenario=s.scenario.name,
+        event=s.scenario.event,
+        dump_type=dump_type.label,
+        dump_kind=plan.kind,
+        seed=s.scenario.seed,
+        status=out.status,
+        message=out.message,
+        dump_time_ns=dump_time,
+        bytes_written=out.bytes_written,
+        write_requests=out.write_requests,
+        dump_bytes=full_plan.total_bytes,
+        max_pages_per_write=mppw,
+        parts={p.name: p.bytes for p in full_plan.parts},
+        layers=layers,
+        write_latency=LayerSummary(h.count, h.total, h.percentile(50), h.percentile(99), h.max),
+        filters=tuple(
+            FilterReport(
+                layer.name,
+                layer.attempted and layer.load_error is None,
+                layer.init.critical,
+                layer.init.supports_read,
+                f"0x{layer.load_status:08X}",
+                layer.load_error,
+                dict(layer.errors),
+                dict(layer.first_error),
+            )
+            for layer in active
+        ),
+        images=images,
+        target=layout.target,
+        warnings=tuple(warnings),
+        batched_messages=driver.batched_messages,
+        request_mode_reasons=_request_mode_reasons(batch, trace is not None, plan_faults, driver),
+        header_written=driver.header_complete(),
+        write_retries=driver.retries,
+        replay={
+            "scenario": s.source_data,
+            "seed": s.scenario.seed,
+            "batch": batch,
+            "traced": trace is not None,
+            "plugins": [
+                {"service_name": name, "origin": catalog.origin(name), "sha256": catalog.digest(name)}
+                for name in s.registry.dump_filters
+                if catalog.origin(name) != "built-in"
+            ],
+        },
+    )
+
+
+MAX_FAULT_WARNINGS = 20
+"""Faults that never fired listed one by one in the warnings; the rest are counted."""
+
+
+def _unfired(
+    s: Scenario,
+    plan: DumpPlan,
+    layout: FileLayout,
+    port: DumpPort,
+    filters: list[FilterLayer],
+    chunk: int,
+    status: str,
+    dump_time: int,
+) -> list[str]:
+    """Warnings for the filter faults, device faults and power loss that never happened, and why when it could not."""
+    out: list[str] = []
+    placed = plan.placed() if plan.total_bytes <= layout.size else []
+    writes = sum(layout.pieces(pos, part.bytes, chunk) for part, pos in placed)
+    unfired = [w for layer in filters for w in layer.unfired_faults(writes)]
+    out += unfired[:MAX_FAULT_WARNINGS]
+    if len(unfired) > MAX_FAULT_WARNINGS:
+        out.append(f"and {len(unfired) - MAX_FAULT_WARNINGS:,} more filter faults never fired")
+    if port.faults and len(port.fired) < len(port.faults):
+        unfired = port.unfired_faults(writes, plan.total_bytes if placed else 0)
+        out += unfired[:MAX_FAULT_WARNINGS]
+        if len(unfired) > MAX_FAULT_WARNINGS:
+            out.append(f"and {len(unfired) - MAX_FAULT_WARNINGS:,} more device faults never fired")
+    at = next((f.at for f in s.faults if isinstance(f, PowerLossFault)), None)
+    if at is not None and status != "power_lost":
+        event = "bugcheck" if s.scenario.event == "crash" else "start of hibernation"
+        out.append(f"fault power_loss at {format_ns(at)} never fired: the run ended {format_ns(dump_time)} after the {event}")
+    return out
+
+
+def _request_mode_reasons(batch: bool, traced: bool, faults: FaultPlan, driver: DumpDriver) -> tuple[str, ...]:
+    """Why writes went one message per write (empty when every run that could be batched was)."""
+    if not driver.outcome.write_requests:
+        return ()
+    reasons = []
+    if not batch:
+        reasons.append("request mode was asked for (--no-batch)")
+    if traced:
+        reasons.append("a trace was asked for (it has one record per request)")
+    if faults.power_loss_after_ns is not None:
+        reasons.append("a power_loss fault is planned (the instant power fails decides which write is torn)")
+    return tuple(reasons) if reasons else tuple(driver.unbatched)
