@@ -249,7 +249,7 @@ class TestTimelines:
         """A stage records service times, queue waits and its in-flight integral; the result has latencies."""
         stage = Stage[int]("a", 10)
         result, _ = simulate([stage], fixed_port(30), [], 3, window=2)
-        assert (stage.stats.calls, stage.stats.busy_ns, stage.waits.total, stage.residence_ns) == (3, 30, 10, 40)
+        assert (stage.stats.calls, stage.stats.busy_ns, stage.wait_ns, stage.residence_ns) == (3, 30, 10, 40)
         assert (result.latency.count, result.latency.min, result.latency.max) == (3, 40, 70)
 
     def test_qd32_bottleneck_matches_the_closed_form(self) -> None:

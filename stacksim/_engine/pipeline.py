@@ -138,8 +138,10 @@ class Stage(Generic[T]):
     min_ns: int | None = None
     stats: LayerStats = field(init=False)
     """Service time per request (calls, busy time, percentiles)."""
-    waits: LatencyHistogram = field(init=False, default_factory=LatencyHistogram)
-    """Time each request waited in this stage's queue before its service started."""
+    wait_ns: int = field(init=False, default=0)
+    """Σ time requests waited in this stage's queue before their service started."""
+    max_wait_ns: int = field(init=False, default=0)
+    """The longest such wait."""
     residence_ns: int = field(init=False, default=0)
     """Σ (departure − arrival) over requests that left: the integral of requests in flight over time."""
     max_in_flight: int = field(init=False, default=0)
@@ -239,8 +241,8 @@ async def run_network(
     names = [s.name for s in submit] + [port.name, port.device] + [s.name for s in complete]
     if len(set(names)) != len(names):
         raise ValueError(f"stage names must be unique, got {names}")
-    stop = min(math.inf if duration_ns is None else duration_ns, math.inf if freeze_at is None else freeze_at)
-    horizon = math.inf if freeze_at is None else freeze_at
+    horizon = _NEVER if freeze_at is None else freeze_at
+    stop = min(_NEVER if duration_ns is None else duration_ns, horizon)
     result = NetworkResult()
     lf = sum(s.min_ns or 0 for s in submit)
     lc = sum(s.min_ns or 0 for s in complete)
@@ -257,6 +259,8 @@ async def run_network(
 
 
 _END = object()
+_NEVER = 1 << 63
+"""A time no run reaches (every reported time is below 2^63 ns)."""
 
 
 async def _run(
@@ -265,8 +269,8 @@ async def _run(
     complete: Sequence[Stage[T]],
     items: Iterable[T],
     window: int,
-    stop: float,
-    horizon: float,
+    stop: int,
+    horizon: int,
     lf: int,
     lc: int,
     result: NetworkResult,
@@ -331,7 +335,7 @@ async def _serve(
     stage: Stage[T],
     inbox: trio.MemoryReceiveChannel[list[Message[T]]],
     outbox: trio.MemorySendChannel[list[Message[T]]],
-    horizon: float,
+    horizon: int,
     frozen: list[Frozen],
     marker: int,
     on_service: ServiceHook[T] | None,
@@ -340,44 +344,58 @@ async def _serve(
     name, service = stage.name, stage.service
     fixed = service if isinstance(service, int) else None
     floor = stage.min_ns or 0
-    record, wait = stage.stats.record, stage.waits.record
+    record = stage.stats.record
     free = 0
-    residence = 0
     peak = stage.max_in_flight
     inside: deque[int] = deque()  # departure times of requests still in the stage (nondecreasing: FIFO)
+    leave, enter = inside.popleft, inside.append
     forward = outbox.send_nowait
     async for batch in inbox:
         out: list[Message[T]] = []
+        add = out.append
+        residence = waited = served = 0
+        longest = stage.max_wait_ns
         for msg in batch:
             t, index, issued, item = msg
             if t < 0:
-                out.append(msg)
+                add(msg)
                 continue
-            start = t if t > free else free
+            if t >= free:
+                start = t
+            else:
+                start = free
+                waited += free - t
+                if free - t > longest:
+                    longest = free - t
             if start >= horizon:
                 frozen.append(Frozen(index, name, "queued"))
-                out.append((marker, index, issued, item))
+                add((marker, index, issued, item))
                 continue
             dur = fixed if fixed is not None else _check(name, service(item, start), floor)  # type: ignore[operator]
             free = end = start + dur
             if end >= horizon:  # its service never finishes
                 frozen.append(Frozen(index, name, "in_service"))
-                out.append((marker, index, issued, item))
+                add((marker, index, issued, item))
                 continue
             while inside and inside[0] <= t:
-                inside.popleft()
-            inside.append(end)
+                leave()
+            enter(end)
             if len(inside) > peak:
                 peak = len(inside)
-            record(dur)
-            wait(start - t)
+            if fixed is None:
+                record(dur)
+            else:
+                served += 1
             residence += end - t
             if on_service is not None:
                 on_service(name, index, t, start, end, item)
-            out.append((end, index, issued, item))
+            add((end, index, issued, item))
+        if served:
+            record(fixed, served)  # type: ignore[arg-type]
         stage.residence_ns += residence
+        stage.wait_ns += waited
+        stage.max_wait_ns = longest
         stage.max_in_flight = peak
-        residence = 0
         if out:
             forward(out)
     outbox.close()
@@ -387,7 +405,7 @@ async def _port(
     port: Port[T],
     inbox: trio.MemoryReceiveChannel[list[Message[T]]],
     outbox: trio.MemorySendChannel[list[Message[T]]],
-    horizon: float,
+    horizon: int,
     frozen: list[Frozen],
     window: int,
     lf: int,
@@ -448,7 +466,7 @@ async def _port(
             if start >= horizon:
                 frozen.append(Frozen(index, device, "queued"))
                 out.append((_FROZEN, index, issued, item))
-                heapq.heappush(slots, int(horizon))  # it holds its slot past the freeze
+                heapq.heappush(slots, horizon)  # it holds its slot past the freeze
                 continue
             dur = _check(device, service(item, start), floor)
             end = start + dur
@@ -472,11 +490,11 @@ async def _port(
         if is_open:
             while ready:
                 if seen < window:
-                    bound: float = last_arrival if last_arrival > lf else lf
+                    bound = last_arrival if last_arrival > lf else lf
                 elif released:
                     bound = max(last_arrival, released[0] + loop)
                 else:
-                    bound = math.inf  # the next request waits on a release: the earliest may go
+                    bound = _NEVER  # the next request waits on a release: the earliest may go
                 bound = max(bound, last_admit, channels[0]) + floor
                 if ready[0][0] > bound:
                     break
