@@ -94,14 +94,14 @@ def run_simpy(requests: int) -> tuple[float, int]:
 
 
 def run_pipeline_engine(requests: int, window: int) -> tuple[float, int]:
-    """The same pipeline on stacksim's queued-pipeline engine (trio task per stage, timestamped messages)."""
+    """The same pipeline on stacksim's queued-network engine (trio task per stage, timestamped messages)."""
     from stacksim._engine import run
-    from stacksim._engine.pipeline import Stage, run_pipeline
+    from stacksim._engine.pipeline import Port, Stage, run_network
 
-    stages = [Stage(f"f{k}", lambda _i, _t: FILTER_NS) for k in range(N_FILTERS)]
-    stages.append(Stage("device", lambda _i, _t: DEVICE_NS))
+    stages = [Stage[int](f"f{k}", FILTER_NS) for k in range(N_FILTERS)]
+    port = Port[int]("port", "device", window, 1, lambda _i, _t: DEVICE_NS, DEVICE_NS)
     t = time.perf_counter()
-    result = run(lambda: run_pipeline(stages, range(requests), window=window))
+    result = run(lambda: run_network(stages, port, [], range(requests), window=window))
     return time.perf_counter() - t, result.end_ns
 
 

@@ -12,6 +12,7 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     events/        one short script per [scenario] event (crash, hibernate)
     machine        the machine, assembled once: engine, device, layout, dump port, stacks
     scenario       TOML schema and validation          registry   CrashControl values
+    normal_stack   the runtime stack (ntfs … storport, interrupts) on the queued-network engine
     dump_driver    crashdmp: stacks, Dump_Start, writes, Dump_Finish
     filters/       ntdddump interface, the filter host, built-in filters, plugins
     miniport       dump port + miniport (polled, one request outstanding)
@@ -21,7 +22,7 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     metrics        streaming weighted histograms      trace      JSONL event records
     units          quantities with units
     _engine/       virtual clock, CPU accounting, sequence numbers, watchdog, wall-clock
-                   guard, queued pipelines (knows no layer; uses only metrics, trace, units)
+                   guard, queued networks (knows no layer; uses only metrics, trace, units)
 
 Source keys cited in the code (``[DOC S7]``) and the sections of the research notes it cites
 (``fact sheet §1.6``) are listed in ``docs/explanation/sources.md``.

@@ -23,6 +23,13 @@ The generic implementation steps write by write and fast-forwards as soon as the
 repeats (the integer rounding of the cache model can make it alternate between a few states), so
 every following block of writes is identical until a regime boundary such as an HDD zone; the
 result equals :meth:`DeviceBase.write_ns` called once per write.
+
+The normal (runtime) stack also reads and keeps several commands outstanding
+(:mod:`stacksim.normal_stack`): every model has :meth:`DeviceBase.read_ns` (reads bypass the
+write cache), :meth:`DeviceBase.min_service_ns` (a guaranteed lower bound, the engine's
+lookahead) and :meth:`DeviceBase.link_ns` (the host link's time for the data, which caps the
+throughput of parallel commands); :data:`RUNTIME_PRESETS` gives each preset's read parameters
+and internal parallelism. None of this changes a write's timing.
 """
 
 from __future__ import annotations
@@ -33,14 +40,17 @@ from stacksim.units import transfer_ns
 __all__ = [
     "DEVICE_PRESETS",
     "MODELS",
+    "RUNTIME_PRESETS",
     "CachedDevice",
     "DeviceBase",
     "DevicePreset",
     "FixedDevice",
     "HddDevice",
+    "RuntimePreset",
     "VirtualDisk",
     "WriteBackCache",
     "build_device",
+    "runtime_preset",
 ]
 
 NS = 1_000_000_000
@@ -61,6 +71,24 @@ class DeviceBase:
         self.size = size
         self.kind = kind
         self.stats = LayerStats("device")
+
+    def read_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
+        """Service time of a read command that arrives at *now_ns* (reads bypass the write cache)."""
+        raise NotImplementedError
+
+    def min_service_ns(self, length: int, op: str) -> int:
+        """A lower bound on the service time of any ``"read"`` or ``"write"`` of *length* bytes, whatever the state."""
+        raise NotImplementedError
+
+    def link_ns(self, length: int, op: str) -> int:
+        """
+        Time the host link needs for the data of one command (0: not modelled).
+
+        With several commands in flight their data shares the link: the normal stack spaces
+        command starts by this much (:mod:`stacksim.normal_stack`), so parallel commands never
+        move data faster than the interface. At queue depth 1 the spacing never delays anything.
+        """
+        return 0
 
     def write_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
         """Service time of a write command that arrives at *now_ns* (updates the device's state)."""
@@ -163,6 +191,14 @@ class FixedDevice(DeviceBase):
 
     def write_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
         """``latency + ceil(length × 10⁹ / bandwidth)`` ns."""
+        return self.latency_ns + transfer_ns(length, self.bandwidth)
+
+    def read_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
+        """A read costs what a write does: ``latency + ceil(length / bandwidth)``."""
+        return self.latency_ns + transfer_ns(length, self.bandwidth)
+
+    def min_service_ns(self, length: int, op: str) -> int:
+        """Every command of *length* bytes takes the same time."""
         return self.latency_ns + transfer_ns(length, self.bandwidth)
 
     def flush_ns(self, now_ns: int) -> int:
@@ -272,10 +308,28 @@ class CachedDevice(DeviceBase):
         self.flush_latency_ns = flush_latency_ns
         self.volatile_cache = volatile_cache
         self.cache = WriteBackCache(cache, bandwidth, media_bandwidth or bandwidth)
+        self.read_latency_ns = latency_ns
+        """Per-command latency of a read (the NAND read time); :func:`runtime_preset` sets it per preset."""
+        self.read_bandwidth = bandwidth
+        """Sequential read rate, bytes per second."""
 
     def write_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
         """``latency + transfer`` through the cache."""
         return self.latency_ns + self.cache.transfer(now_ns + self.latency_ns, length)
+
+    def read_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
+        """``read latency + length / read bandwidth``; the write cache is not involved (ASSUMPTION: no read hits in it)."""
+        return self.read_latency_ns + transfer_ns(length, self.read_bandwidth)
+
+    def min_service_ns(self, length: int, op: str) -> int:
+        """A read's fixed time; a write's latency plus the transfer at the interface rate (an empty cache)."""
+        if op == "read":
+            return self.read_latency_ns + transfer_ns(length, self.read_bandwidth)
+        return self.latency_ns + transfer_ns(length, self.cache.interface_bw)
+
+    def link_ns(self, length: int, op: str) -> int:
+        """The data at the read rate or the interface write rate."""
+        return transfer_ns(length, self.read_bandwidth if op == "read" else self.cache.interface_bw)
 
     def flush_ns(self, now_ns: int) -> int:
         """``flush latency``, plus the time to drain the dirty data when the cache is volatile."""
@@ -364,6 +418,27 @@ class HddDevice(DeviceBase):
         self.cache.media_bw = self.zone_rate(self.zone(disk_offset))
         return self.latency_ns + self.cache.transfer(now_ns + self.latency_ns, length, positioning)
 
+    def read_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
+        """
+        ``latency + positioning + length / zone rate``: a read goes to the platter, not the cache.
+
+        Positioning (seek + half a rotation) is paid when the read does not start where the head
+        is (the end of the previous command). ASSUMPTION: the read seek equals the write seek,
+        reads do not wait for the cache to drain, and NCQ does not reorder commands.
+        """
+        positioning = 0
+        if disk_offset != self.head:
+            positioning = self.seek_ns + self.half_rotation_ns
+            self.seeks += 1
+        self.head = disk_offset + length
+        return self.latency_ns + positioning + transfer_ns(length, self.zone_rate(self.zone(disk_offset)))
+
+    def min_service_ns(self, length: int, op: str) -> int:
+        """A write into an empty cache at the interface rate; a sequential read at the fastest zone's rate."""
+        if op == "read":
+            return self.latency_ns + transfer_ns(length, max(self.outer, self.inner))
+        return self.latency_ns + transfer_ns(length, self.cache.interface_bw)
+
     def flush_ns(self, now_ns: int) -> int:
         """``flush latency + time to drain the dirty data``."""
         return self.flush_latency_ns + self.cache.flush(now_ns + self.flush_latency_ns)
@@ -431,6 +506,14 @@ class VirtualDisk(DeviceBase):
         start = max(now_ns, self.next_allowed)
         self.next_allowed = start + self._budget(length)
         return (start - now_ns) + self.latency_ns + transfer_ns(length, self.bandwidth)
+
+    def read_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
+        """Reads count against the same caps as writes and cost the same: throttle wait, then the backend."""
+        return self.write_ns(disk_offset, length, now_ns)
+
+    def min_service_ns(self, length: int, op: str) -> int:
+        """The backend's time with no throttle wait."""
+        return self.latency_ns + transfer_ns(length, self.bandwidth)
 
     def flush_ns(self, now_ns: int) -> int:
         """The flush latency (the backend is durable; nothing to drain)."""
@@ -625,6 +708,71 @@ DEVICE_PRESETS: dict[str, DevicePreset] = {
     )
 }
 """Device presets by name; ``[disk] preset = "<name>"``. Keys given beside the preset override it."""
+
+
+class RuntimePreset:
+    """What the normal (runtime) stack needs of a preset beyond its writes: reads and internal parallelism."""
+
+    def __init__(self, read_latency: int | None, read_bandwidth: int | None, parallelism: int, source: str) -> None:
+        self.read_latency = read_latency
+        self.read_bandwidth = read_bandwidth
+        self.parallelism = parallelism
+        self.source = source
+
+
+_NAND_CHANNELS = "one command per NAND channel of the controller is an ASSUMPTION (controller channel count from the vendor)"
+
+RUNTIME_PRESETS: dict[str, RuntimePreset] = {
+    "nvme-pcie3": RuntimePreset(
+        52_000,
+        3500 * MB,
+        8,
+        "Samsung 970 EVO Plus 1TB datasheet: 3,500 MB/s read, 19,000 QD1 4K random-read IOPS (latency derived as for "
+        f"writes); Phoenix controller, 8 channels; {_NAND_CHANNELS}",
+    ),
+    "nvme-pcie4": RuntimePreset(
+        45_000,
+        7000 * MB,
+        8,
+        "Samsung 980 PRO 1TB datasheet: 7,000 MB/s read, 22,000 QD1 4K random-read IOPS (latency derived as for "
+        f"writes); Elpis controller, 8 channels; {_NAND_CHANNELS}",
+    ),
+    "nvme-pcie5": RuntimePreset(
+        45_000,
+        12_400 * MB,
+        8,
+        f"Crucial T700 2TB: 12,400 MB/s read (vendor); Phison E26, 8 channels; {_NAND_CHANNELS}; read latency ASSUMPTION",
+    ),
+    "sata-ssd": RuntimePreset(
+        90_000,
+        560 * MB,
+        4,
+        f"Crucial MX500 1TB: 560 MB/s read (vendor); Silicon Motion SM2258, 4 channels; {_NAND_CHANNELS}; "
+        "read latency ASSUMPTION",
+    ),
+    "hdd-7200": RuntimePreset(
+        None, None, 1, "one actuator serves one command at a time; NCQ reordering is not modelled (ASSUMPTION)"
+    ),
+    "azure-premium-p10": RuntimePreset(None, None, 8, "reads throttled like writes; parallelism 8 ASSUMPTION"),
+    "azure-premium-p30": RuntimePreset(None, None, 8, "reads throttled like writes; parallelism 8 ASSUMPTION"),
+    "azure-standard-hdd-s10": RuntimePreset(None, None, 8, "reads throttled like writes; parallelism 8 ASSUMPTION"),
+    "aws-gp3": RuntimePreset(None, None, 8, "reads throttled like writes; parallelism 8 ASSUMPTION"),
+    "ram-disk": RuntimePreset(None, None, 1, "ASSUMPTION: one memory copy at a time, reads as fast as writes"),
+}
+"""Per preset: read latency (ns) and rate (B/s; ``None``: the write values) and commands served at once."""
+
+FIXED_RUNTIME = RuntimePreset(None, None, 1, "ASSUMPTION: reads cost what writes do, one command at a time")
+"""``model = "fixed"``: no preset behind it."""
+
+
+def runtime_preset(preset: str | None, model: str) -> RuntimePreset:
+    """The runtime parameters for ``[disk] preset`` (or the model's default preset)."""
+    if preset is None:
+        if model == "fixed":
+            return FIXED_RUNTIME
+        preset = DEFAULT_PRESET[model]
+    return RUNTIME_PRESETS[preset]
+
 
 DEFAULT_PRESET = {"ssd": "nvme-pcie3", "hdd": "hdd-7200", "virtual": "azure-premium-p10", "ram": "ram-disk"}
 """The preset a bare ``model = "..."`` starts from."""

@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 from stacksim._io import MAX_DEPTH, InputError, decode_text, parse_toml, read_input, shorten, terminal_safe
 from stacksim.devices import DEFAULT_PRESET, DEVICE_PRESETS, FIXED_DEFAULTS, MODELS, build_device
 from stacksim.filters import FilterCatalog
+from stacksim.filters.dumpfve import DumpFveConfig
 from stacksim.layout import MAX_RUNS, FileLayout, LayoutError, build_layout
 from stacksim.memory import DumpPlan, plan_crash_dump, plan_hibernation
 from stacksim.miniport import DEFAULT_PORT, PORT_PRESETS, PortPreset
@@ -34,6 +35,7 @@ from stacksim.units import (
     format_ns,
     parse_bandwidth,
     parse_fraction,
+    parse_per_byte_ps,
     parse_size,
     parse_time_ns,
 )
@@ -46,6 +48,9 @@ Bytes = Annotated[int, BeforeValidator(parse_size)]
 """A size: integer bytes or a string with a unit, at most 2^60 bytes."""
 BytesPerSecond = Annotated[int, BeforeValidator(parse_bandwidth)]
 """A rate: integer bytes per second or a string with a unit (bytes or bits per second), at most 2^60 B/s."""
+
+PicosecondsPerByte = Annotated[int, BeforeValidator(parse_per_byte_ps)]
+"""A per-byte cost: integer ns per byte or a string such as ``"0.3 ns"``; kept in picoseconds."""
 
 Ratio = Annotated[Fraction, BeforeValidator(parse_fraction)]
 """A fraction in (0, 1]."""
@@ -362,6 +367,87 @@ class EngineSection(BaseModel):
     """Real time a filter callback may run before the wall-clock guard stops it (0: no guard)."""
 
 
+MAX_QUEUE_DEPTH = 65_536
+"""Deepest queue (application or storport): an NVMe queue holds at most 65,536 commands (NVMe base specification)."""
+
+MAX_IO_REQUESTS = 10**9
+"""Most requests one ``[workload]`` may issue (a guard against runaway runs, ASSUMPTION)."""
+
+MAX_BLOCK = 2**30
+"""Largest ``[workload] block_size`` (ASSUMPTION: the normal stack's splitting of large I/O is not modelled)."""
+
+DEFAULT_IO_REQUESTS = 1_000
+"""Requests a ``[workload]`` issues when it gives neither ``requests`` nor ``duration``."""
+
+
+class WorkloadSection(BaseModel):
+    """``[workload]``: the I/O the applications issue through the normal stack."""
+
+    model_config = _STRICT
+    pattern: Literal["sequential-write", "random-write", "random-read", "mixed"] = "random-write"
+    block_size: Bytes = Field(default=4096, ge=512, le=MAX_BLOCK)
+    queue_depth: int = Field(default=1, ge=1, le=MAX_QUEUE_DEPTH)
+    requests: int | None = Field(default=None, ge=1, le=MAX_IO_REQUESTS)
+    duration: Nanoseconds | None = Field(default=None, gt=0)
+    read_fraction: Share = Fraction(1, 2)
+    region_offset: Bytes = 2**20
+    region_size: Bytes = Field(default=2**30, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> WorkloadSection:
+        for key in ("block_size", "region_offset", "region_size"):
+            if getattr(self, key) % 512:
+                raise ValueError(f"{key} = {getattr(self, key):,} bytes must be a multiple of the 512-byte sector")
+        if self.block_size > self.region_size:
+            raise ValueError(f"block_size = {self.block_size:,} bytes is larger than region_size = {self.region_size:,} bytes")
+        if "read_fraction" in self.model_fields_set and self.pattern != "mixed":
+            raise ValueError(f'read_fraction is for pattern = "mixed"; pattern = "{self.pattern}" sets the operation')
+        return self
+
+    @property
+    def request_limit(self) -> int | None:
+        """``requests``; the default when neither ``requests`` nor ``duration`` is given; else ``None`` (no limit)."""
+        if self.requests is None and self.duration is None:
+            return DEFAULT_IO_REQUESTS
+        return self.requests
+
+
+_FVE = DumpFveConfig()
+
+
+class NormalStackSection(BaseModel):
+    """``[normal_stack]``: the runtime storage stack's costs (ASSUMPTIONS calibrated to whole-stack figures)."""
+
+    model_config = _STRICT
+    bitlocker: bool = False
+    storport_queue_depth: int = Field(default=32, ge=1, le=MAX_QUEUE_DEPTH)
+    isr: Nanoseconds = 1_000
+    dpc: Nanoseconds = 1_000
+    application_submit: Nanoseconds = 1_000
+    application_complete: Nanoseconds = 500
+    ntfs_submit: Nanoseconds = 800
+    ntfs_complete: Nanoseconds = 300
+    volsnap_submit: Nanoseconds = 150
+    volsnap_complete: Nanoseconds = 100
+    fvevol_submit: Nanoseconds = 150
+    fvevol_complete: Nanoseconds = 100
+    fvevol_crypto_dispatch: Nanoseconds = 8_760
+    cipher_per_call: Nanoseconds = _FVE.per_call
+    cipher_per_byte: PicosecondsPerByte = _FVE.per_byte
+    volmgr_submit: Nanoseconds = 100
+    volmgr_complete: Nanoseconds = 50
+    partmgr_submit: Nanoseconds = 100
+    partmgr_complete: Nanoseconds = 50
+    disk_submit: Nanoseconds = 400
+    disk_complete: Nanoseconds = 200
+    storport_submit: Nanoseconds = 450
+    storport_complete: Nanoseconds = 200
+    miniport_submit: Nanoseconds = 350
+    device_parallelism: int | None = Field(default=None, ge=1, le=MAX_QUEUE_DEPTH)
+    device_read_latency: Nanoseconds | None = None
+    device_read_bandwidth: BytesPerSecond | None = Field(default=None, gt=0)
+
+
 class Scenario(BaseModel):
     """A whole scenario file, validated. Filter tables are validated by each filter's Config."""
 
@@ -376,6 +462,8 @@ class Scenario(BaseModel):
     disk: DiskSection = DiskSection()
     layout: LayoutSection = LayoutSection()
     engine: EngineSection = EngineSection()
+    workload: WorkloadSection = WorkloadSection()
+    normal_stack: NormalStackSection = NormalStackSection()
     faults: list[Fault] = Field(default_factory=list, max_length=MAX_FAULTS)
     _filter_configs: dict[str, Any] = PrivateAttr(default_factory=dict)
     _source_data: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -461,6 +549,19 @@ class Scenario(BaseModel):
                 raise ValueError(f"[[faults]] #{i + 1}: filter {name!r} is not in DumpFilters (listed: {listed})")
         if sum(isinstance(f, PowerLossFault) for f in self.faults) > 1:
             raise ValueError("[[faults]]: at most one power_loss")
+        return self
+
+    @model_validator(mode="after")
+    def _workload_fits_the_disk(self) -> Scenario:
+        if "workload" not in self.model_fields_set:
+            return self  # no I/O is run; a crash or hibernate scenario never sees the default region
+        w = self.workload
+        disk = self.disk.resolved()[3]
+        if w.region_offset + w.region_size > disk:
+            raise ValueError(
+                f"[workload] region_offset + region_size = {w.region_offset + w.region_size:,} bytes is past the end of "
+                f"the {disk:,}-byte disk"
+            )
         return self
 
     @model_validator(mode="after")
