@@ -2,10 +2,11 @@
 The machine: everything a run drives, assembled once from a :class:`~stacksim.scenario.Scenario`.
 
 :func:`assemble` builds the engine, the memory plan, the target file's layout, the disk device,
-the dump port (the ``dump_`` / ``hiber_`` copy of the boot disk's port and miniport) and one
+the dump port (the ``dump_`` / ``hiber_`` copy of the boot disk's port and miniport) one
 :class:`~stacksim.filters._host.FilterLayer` per filter per stack -- the crash dump stack (when
-``CrashDumpEnabled``) and the hibernation stack (loaded when hibernation starts) -- and wires
-nothing: an event script (:mod:`stacksim.events`) decides what runs, and
+``CrashDumpEnabled``) and the hibernation stack (loaded when hibernation starts) -- and, for the
+events that run a ``[workload]``, the normal storage stack over the same device
+(:mod:`stacksim.normal_stack`). It wires nothing: an event script (:mod:`stacksim.events`) decides what runs, and
 :mod:`stacksim.report` turns what happened into the result. ::
 
     crashdmp ─► filter 1 ─► … ─► filter N ─► dump port + miniport ─► (device model)
@@ -28,6 +29,7 @@ from stacksim.filters._host import FilterLayer
 from stacksim.layout import FileLayout, LayoutError
 from stacksim.memory import DumpPlan
 from stacksim.miniport import DumpPort
+from stacksim.normal_stack import NormalStack, build_runtime_device, build_stack
 from stacksim.scenario import DeviceErrorFault, DeviceTimeoutFault, Scenario, ScenarioError, SlowFilterFault
 from stacksim.scenario import FilterFault as FilterFaultSpec
 from stacksim.trace import TraceSink
@@ -62,6 +64,8 @@ class Machine:
     hiber_filters: list[FilterLayer]
     """The hibernation stack's filters (built only for a hibernation: they load when it starts)."""
     faults: FaultPlan
+    normal: NormalStack | None
+    """The normal (runtime) storage stack over the same device, for events that run ``[workload]``."""
     trace: TraceSink | None
     batch: bool
     pipeline: bool
@@ -90,7 +94,7 @@ def assemble(
     """The machine for one run of *scenario* (validated: every filter name is in *catalog*)."""
     s = scenario
     plan = s.dump_plan()
-    dump_type = DumpType.CRASHDUMP if s.scenario.event == "crash" else DumpType.HIBERNATION
+    dump_type = DumpType.HIBERNATION if s.scenario.event == "hibernate" else DumpType.CRASHDUMP
     kind, model, params, disk_size = s.disk.resolved()
     port_cfg = s.dump_port.resolved()
     mppw = port_cfg.max_pages_per_write
@@ -105,7 +109,12 @@ def assemble(
     faults = fault_plan(s)
     engine = Engine(seed=s.scenario.seed, watchdog_ns=s.engine.watchdog, wall_clock_limit_ns=s.engine.wall_clock_limit)
     engine.trace = trace
-    device = build_device(model, params, disk_size, kind)
+    normal: NormalStack | None = None
+    if s.scenario.runs_workload:  # the normal stack and the dump stack share the one device (and its cache)
+        device, parallelism = build_runtime_device(s)
+        normal = build_stack(s, device, parallelism)
+    else:
+        device = build_device(model, params, disk_size, kind)
     prefix = "dump_" if dump_type is DumpType.CRASHDUMP else "hiber_"
     port = DumpPort(
         engine,
@@ -148,6 +157,7 @@ def assemble(
         crash_filters=stack(DumpType.CRASHDUMP) if s.registry.crash_dump_enabled else [],
         hiber_filters=stack(DumpType.HIBERNATION) if dump_type is DumpType.HIBERNATION else [],
         faults=faults,
+        normal=normal,
         trace=trace,
         batch=batch,
         pipeline=pipeline,

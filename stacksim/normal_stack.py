@@ -45,7 +45,19 @@ from stacksim.metrics import LatencyHistogram, LayerSummary
 from stacksim.scenario import NormalStackSection, Scenario, ScenarioError, WorkloadSection
 from stacksim.units import bytes_time_ns
 
-__all__ = ["LAYERS", "IoRequest", "IoResult", "LayerIo", "NormalStack", "TraceRecord", "run_io", "workload"]
+__all__ = [
+    "LAYERS",
+    "IoRequest",
+    "IoResult",
+    "LayerIo",
+    "NormalStack",
+    "TraceRecord",
+    "build_runtime_device",
+    "build_stack",
+    "run_io",
+    "run_workload",
+    "workload",
+]
 
 LAYERS: Final = (
     "application",
@@ -285,6 +297,8 @@ class IoResult:
     frozen: list[Frozen]
     device_parallelism: int
     storport_queue_depth: int
+    queue_depth: int = 1
+    """The workload's queue depth: requests the application keeps outstanding."""
     trace: list[TraceRecord] = field(default_factory=list)
 
     @property
@@ -317,6 +331,7 @@ class IoResult:
                 "p99_ns": h.percentile(99),
                 "max_ns": h.max,
             },
+            "queue_depth": self.queue_depth,
             "storport_queue_depth": self.storport_queue_depth,
             "storport_max_queue": self.storport_max_queue,
             "device_parallelism": self.device_parallelism,
@@ -356,12 +371,28 @@ def run_io(s: Scenario, *, freeze_at: int | None = None, trace: bool = False) ->
     Raises:
         ScenarioError: the scenario has no ``[workload]`` and the default region does not fit its disk.
     """
-    w = s.workload
     device, parallelism = build_runtime_device(s)
+    stack = build_stack(s, device, parallelism)
+    return run(lambda: run_workload(s, stack, freeze_at=freeze_at, trace=trace))
+
+
+def build_stack(s: Scenario, device: DeviceBase, parallelism: int) -> NormalStack:
+    """
+    The normal stack of scenario *s* over *device* (see :func:`build_runtime_device`).
+
+    Raises:
+        ScenarioError: the scenario has no ``[workload]`` and the default region does not fit its disk.
+    """
+    w = s.workload
     if w.region_offset + w.region_size > device.size:  # validated when [workload] is given; its defaults are not
         raise ScenarioError("", [("[workload] region_size", f"the default region ends past the {device.size:,}-byte disk")])
     miniport = f"{s.dump_port.resolved().driver}.sys"
-    stack = NormalStack(s.normal_stack, miniport, device, parallelism, _ops(w), w.block_size)
+    return NormalStack(s.normal_stack, miniport, device, parallelism, _ops(w), w.block_size)
+
+
+async def run_workload(s: Scenario, stack: NormalStack, *, freeze_at: int | None = None, trace: bool = False) -> IoResult:
+    """Run ``[workload]`` through *stack* in the caller's trio run (any clock: the network never sleeps); see :func:`run_io`."""
+    w = s.workload
     records: list[TraceRecord] = []
     hook = None
     if trace:
@@ -372,17 +403,15 @@ def run_io(s: Scenario, *, freeze_at: int | None = None, trace: bool = False) ->
             if end > start or stage != stack.port.name:
                 records.append((start, stage, "service", end - start, index, req.offset, req.length))
 
-    result: NetworkResult = run(
-        lambda: run_network(
-            stack.submit,
-            stack.port,
-            stack.complete,
-            workload(w, s.scenario.seed),
-            window=w.queue_depth,
-            duration_ns=w.duration,
-            freeze_at=freeze_at,
-            on_service=hook,
-        )
+    result: NetworkResult = await run_network(
+        stack.submit,
+        stack.port,
+        stack.complete,
+        workload(w, s.scenario.seed),
+        window=w.queue_depth,
+        duration_ns=w.duration,
+        freeze_at=freeze_at,
+        on_service=hook,
     )
     rank = {name: k for k, name in enumerate(stack.stage_names())}
     records.sort(key=lambda r: (r[0], rank[r[1]], r[4]))
@@ -396,7 +425,8 @@ def run_io(s: Scenario, *, freeze_at: int | None = None, trace: bool = False) ->
         storport_max_queue=stack.port.max_queue,
         device_max_outstanding=stack.port.max_outstanding,
         frozen=result.frozen,
-        device_parallelism=parallelism,
+        device_parallelism=stack.port.channels,
         storport_queue_depth=s.normal_stack.storport_queue_depth,
+        queue_depth=w.queue_depth,
         trace=records,
     )

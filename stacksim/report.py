@@ -15,6 +15,7 @@ from typing import Any
 from stacksim._version import __version__
 from stacksim.dump_driver import LAYER as DUMP_DRIVER_LAYER
 from stacksim.dump_driver import DumpDriver
+from stacksim.events import EventRun
 from stacksim.faults import FaultPlan
 from stacksim.filters._host import FilterLayer
 from stacksim.layout import FileLayout
@@ -22,6 +23,7 @@ from stacksim.machine import Machine
 from stacksim.memory import DumpPlan
 from stacksim.metrics import LayerSummary
 from stacksim.miniport import DumpPort
+from stacksim.normal_stack import IoResult, workload
 from stacksim.scenario import PowerLossFault, Scenario
 from stacksim.units import format_ns
 
@@ -52,6 +54,33 @@ class FilterReport:
             "load_error": self.load_error,
             "errors": self.errors,
             "first_error": self.first_error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LostRequest:
+    """A normal-stack request the bugcheck caught in flight: where it was, and what became of it."""
+
+    request: int
+    layer: str
+    stage: str
+    state: str
+    op: str
+    offset: int
+    length: int
+    fate: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON object."""
+        return {
+            "request": self.request,
+            "layer": self.layer,
+            "stage": self.stage,
+            "state": self.state,
+            "op": self.op,
+            "offset": self.offset,
+            "length": self.length,
+            "fate": self.fate,
         }
 
 
@@ -88,6 +117,20 @@ class RunResult:
     header_written: bool = False
     write_retries: int = 0
     replay: dict[str, Any] = field(default_factory=dict)
+    io: IoResult | None = None
+    """The normal stack's I/O (``io`` and ``crash-during-io``; before the bugcheck for the latter)."""
+    lost: tuple[LostRequest, ...] = ()
+    """``crash-during-io``: every request the bugcheck caught in flight, in request order."""
+
+    def lost_by_layer(self) -> dict[str, dict[str, int]]:
+        """Per layer (top down, as a request meets them): how many requests and bytes the bugcheck caught there."""
+        out: dict[str, dict[str, int]] = {}
+        order = [] if self.io is None else [x.name.partition(":")[0] for x in self.io.layers]
+        for x in sorted(self.lost, key=lambda x: (order.index(x.layer) if x.layer in order else len(order), x.request)):
+            entry = out.setdefault(x.layer, {"requests": 0, "bytes": 0})
+            entry["requests"] += 1
+            entry["bytes"] += x.length
+        return out
 
     @property
     def bottleneck(self) -> str | None:
@@ -143,15 +186,22 @@ class RunResult:
             "write_retries": self.write_retries,
             "batched_messages": self.batched_messages,
             "request_mode_reasons": list(self.request_mode_reasons),
+            "io": self.io.as_dict() if self.io is not None else None,
+            "lost": self.lost_by_layer(),
+            "lost_requests": [x.as_dict() for x in self.lost],
             "replay": self.replay,
         }
 
 
-def build_result(m: Machine, driver: DumpDriver) -> RunResult:
-    """The result of the run the machine *m* just made, whose crashdmp was *driver*."""
+def build_result(m: Machine, ran: EventRun) -> RunResult:
+    """The result of the run the machine *m* just made (*ran*: what the event script ran)."""
+    if ran.driver is None:
+        assert ran.io is not None  # an event runs a dump, a workload or both
+        return _io_result(m, ran.io)
+    driver = ran.driver
     s, port, device, active, layout = m.scenario, m.port, m.device, m.active, m.layout
     plan, full_plan, dump_type, prefix, mppw = m.plan, m.full_plan, m.dump_type, m.prefix, m.max_pages_per_write
-    catalog, batch, trace, plan_faults = m.catalog, m.batch, m.trace, m.faults
+    batch, trace, plan_faults = m.batch, m.trace, m.faults
     out = driver.outcome
     warnings = [w for layer in active for w in layer.warnings] + port.warnings
     dump_time = out.done_ns - out.event_ns if out.done_ns else 0
@@ -199,18 +249,90 @@ def build_result(m: Machine, driver: DumpDriver) -> RunResult:
         request_mode_reasons=_request_mode_reasons(batch, trace is not None, plan_faults, driver),
         header_written=driver.header_complete(),
         write_retries=driver.retries,
-        replay={
-            "scenario": s.source_data,
-            "seed": s.scenario.seed,
-            "batch": batch,
-            "traced": trace is not None,
-            "plugins": [
-                {"service_name": name, "origin": catalog.origin(name), "sha256": catalog.digest(name)}
-                for name in s.registry.dump_filters
-                if catalog.origin(name) != "built-in"
-            ],
-        },
+        io=ran.io,
+        lost=_lost(s, ran.io) if ran.io is not None else (),
+        replay=_replay(m),
     )
+
+
+def _replay(m: Machine) -> dict[str, Any]:
+    """What ``stacksim replay`` needs to run the same again."""
+    s, catalog = m.scenario, m.catalog
+    return {
+        "scenario": s.source_data,
+        "seed": s.scenario.seed,
+        "batch": m.batch,
+        "traced": m.trace is not None,
+        "plugins": [
+            {"service_name": name, "origin": catalog.origin(name), "sha256": catalog.digest(name)}
+            for name in s.registry.dump_filters
+            if catalog.origin(name) != "built-in"
+        ],
+    }
+
+
+def _io_result(m: Machine, io: IoResult) -> RunResult:
+    """The result of an ``io`` run: the workload's I/O, no dump (the dump fields are empty)."""
+    s = m.scenario
+    w = s.workload
+    done = f"{io.completed:,} of {io.issued:,} requests completed" if io.completed < io.issued else f"{io.completed:,} requests"
+    message = (
+        f"workload done: {done} ({w.pattern}, {w.block_size:,} bytes each, queue depth {w.queue_depth}) in {format_ns(io.end_ns)}"
+    )
+    return RunResult(
+        scenario=s.scenario.name,
+        event=s.scenario.event,
+        dump_type="none",
+        dump_kind="none",
+        seed=s.scenario.seed,
+        status="ok",
+        message=message,
+        dump_time_ns=0,
+        bytes_written=0,
+        write_requests=0,
+        dump_bytes=0,
+        max_pages_per_write=m.max_pages_per_write,
+        parts={},
+        layers={},
+        write_latency=LayerSummary(0, 0, 0, 0, 0),
+        filters=(),
+        images=(),
+        target="none",
+        io=io,
+        replay=_replay(m),
+    )
+
+
+def _lost(s: Scenario, io: IoResult) -> tuple[LostRequest, ...]:
+    """
+    Every request the freeze caught, with its layer and its fate.
+
+    A request still on its way down never reached the device; one the device held (waiting for
+    a channel or being served) is dropped by the dump port's controller reset; one on its way
+    up was done on the device but its completion never reached the application (interrupts
+    are off after the bugcheck).
+    """
+    if not io.frozen:
+        return ()
+    wanted = {f.index for f in io.frozen}
+    requests = {}
+    for index, req in enumerate(workload(s.workload, s.scenario.seed)):  # the workload is a pure function of the seed
+        if index in wanted:
+            requests[index] = req
+            if len(requests) == len(wanted):
+                break
+    out = []
+    for f in sorted(io.frozen, key=lambda f: f.index):
+        layer, _, path = f.stage.partition(":")
+        req = requests[f.index]
+        if layer == "device":
+            fate = "held by the device: dropped by the dump port's controller reset"
+        elif path == "queue" or path == "submit":
+            fate = "never reached the device"
+        else:
+            fate = "done on the device; its completion never reached the application"
+        out.append(LostRequest(f.index, layer, f.stage, f.state, req.op, req.offset, req.length, fate))
+    return tuple(out)
 
 
 MAX_FAULT_WARNINGS = 20
@@ -242,7 +364,7 @@ def _unfired(
             out.append(f"and {len(unfired) - MAX_FAULT_WARNINGS:,} more device faults never fired")
     at = next((f.at for f in s.faults if isinstance(f, PowerLossFault)), None)
     if at is not None and status != "power_lost":
-        event = "bugcheck" if s.scenario.event == "crash" else "start of hibernation"
+        event = "bugcheck" if s.scenario.crashes else "start of hibernation"
         out.append(f"fault power_loss at {format_ns(at)} never fired: the run ended {format_ns(dump_time)} after the {event}")
     return out
 

@@ -77,23 +77,35 @@ class ScenarioSection(BaseModel):
     model_config = _STRICT
     name: str = Field(min_length=1)
     description: str = ""
-    event: Literal["crash", "hibernate"] = "crash"
+    event: Literal["crash", "hibernate", "io", "crash-during-io"] = "crash"
     seed: int = Field(default=0, ge=0, le=INT64_MAX)
     bugcheck_at: Nanoseconds | None = None
     hibernate_at: Nanoseconds | None = None
 
     @model_validator(mode="after")
     def _event_time(self) -> ScenarioSection:
-        if self.event == "crash" and self.hibernate_at is not None:
-            raise ValueError('hibernate_at is for event = "hibernate"; a crash scenario sets bugcheck_at')
-        if self.event == "hibernate" and self.bugcheck_at is not None:
-            raise ValueError('bugcheck_at is for event = "crash"; a hibernate scenario sets hibernate_at')
+        if self.event != "hibernate" and self.hibernate_at is not None:
+            raise ValueError(f'hibernate_at is for event = "hibernate"; event = "{self.event}" does not hibernate')
+        if self.event in ("hibernate", "io") and self.bugcheck_at is not None:
+            raise ValueError(f'bugcheck_at is for event = "crash" or "crash-during-io"; event = "{self.event}" does not crash')
+        if self.event == "crash-during-io" and not self.bugcheck_at:
+            raise ValueError('event = "crash-during-io" needs bugcheck_at > 0: when the crash comes, while the workload runs')
         return self
 
     @property
+    def crashes(self) -> bool:
+        """Whether the event ends in a bugcheck and a crash dump (``crash``, ``crash-during-io``)."""
+        return self.event in ("crash", "crash-during-io")
+
+    @property
+    def runs_workload(self) -> bool:
+        """Whether the event runs ``[workload]`` through the normal stack (``io``, ``crash-during-io``)."""
+        return self.event in ("io", "crash-during-io")
+
+    @property
     def event_at(self) -> int:
-        """When the bugcheck or hibernation starts, ns after boot."""
-        return (self.bugcheck_at if self.event == "crash" else self.hibernate_at) or 0
+        """When the bugcheck or hibernation starts, ns after boot (0 for ``io``)."""
+        return (self.hibernate_at if self.event == "hibernate" else self.bugcheck_at) or 0
 
 
 class MemorySection(BaseModel):
@@ -554,6 +566,8 @@ class Scenario(BaseModel):
     @model_validator(mode="after")
     def _workload_fits_the_disk(self) -> Scenario:
         if "workload" not in self.model_fields_set:
+            if self.scenario.runs_workload:
+                raise ValueError(f'[workload]: event = "{self.scenario.event}" runs the I/O of a [workload] section; add one')
             return self  # no I/O is run; a crash or hibernate scenario never sees the default region
         w = self.workload
         disk = self.disk.resolved()[3]
@@ -571,7 +585,7 @@ class Scenario(BaseModel):
             return self
         if self.scenario.event == "hibernate" and target != "hiberfile":
             raise ValueError(f'[layout] target = "{target}": hibernation writes the hiberfile (target = "hiberfile")')
-        if self.scenario.event == "crash" and target == "hiberfile":
+        if self.scenario.crashes and target == "hiberfile":
             raise ValueError('[layout] target = "hiberfile": a crash dump goes to the page file or a dedicated dump file')
         return self
 

@@ -49,6 +49,7 @@ _UNITS: Final = (
     *("B", "kB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB", "PiB"),
     *("bytes", "byte", "writes", "write", "pages", "page", "calls", "call", "records", "record"),
     *("requests", "request", "retries", "retry", "points", "IOPS", "%", "×", "rpm", "zones"),
+    *("commands", "command", "channels", "channel"),
 )
 """Words that, after a number, are its unit or say what it counts: the space before them never breaks."""
 _NUMBER_UNIT = re.compile(r"(?<=\d) (?=(?:" + "|".join(re.escape(u) for u in _UNITS) + r")(?![\w/]))")
@@ -122,15 +123,21 @@ def _field(console: Console, label: str, *parts: str | tuple[str, str], indent: 
 def render(result: RunResult, console: Console) -> None:
     """Print a run's summary, per-layer table and bottleneck line: every number with its unit, within the console width."""
     r = result
-    if r.dump_kind == "none":
+    if r.event == "io":
+        what = "normal-stack I/O, no dump"
+    elif r.dump_kind == "none":
         what = "no crash dump"
     elif r.dump_kind == "hibernation":
         what = "hiberfile image"
     else:
-        what = f"{r.dump_kind} crash dump"
+        what = f"{r.dump_kind} crash dump" + (" during I/O" if r.event == "crash-during-io" else "")
     _field(console, "", f"stacksim {__version__} · scenario ", (_safe(r.scenario, 200), "bold"), f" · {what}")
     _field(console, "status", (r.status, "green" if r.status == "ok" else "red"), ": " + readable(_safe(r.message)))
-    if r.status == "dump_disabled":
+    if r.io is not None:
+        _io_fields(r, console)
+    if r.event == "io":
+        pass
+    elif r.status == "dump_disabled":
         _field(console, "stack", "none loaded (CrashDumpEnabled = 0): no filter ran, nothing was written")
     else:
         _run_fields(r, console)
@@ -146,10 +153,85 @@ def render(result: RunResult, console: Console) -> None:
         _field(console, "", ("warning:", "yellow"), " " + readable(_safe(warning)))
 
 
+def _io_fields(r: RunResult, console: Console) -> None:
+    """The normal stack's I/O: the workload, what it achieved, the queues, each layer; for a crash during I/O, what was lost."""
+    io = r.io
+    assert io is not None
+    before = " before the bugcheck" if r.event == "crash-during-io" else ""
+    h = io.latency
+    mean = h.total // h.count if h.count else 0
+    _field(
+        console,
+        "I/O" if not before else "before",
+        f"{io.completed:,} requests completed in {format_ns(io.end_ns)}{before}: {float(io.iops):,.0f} IOPS, "
+        f"{format_bandwidth(float(io.throughput))} ({float(io.throughput) / 2**20:,.1f} MiB/s)",
+    )
+    if h.count:
+        _field(
+            console,
+            "latency",
+            f"mean {format_ns(mean)}, p50 {format_ns(h.percentile(50))}, p99 {format_ns(h.percentile(99))}, "
+            f"max {format_ns(h.max)} (issue → completion, through every layer)",
+        )
+    _field(
+        console,
+        "queues",
+        f"storport: at most {io.storport_max_queue:,} requests waiting (queue depth {io.storport_queue_depth:,}); "
+        f"device: at most {io.device_max_outstanding:,} commands at once ({io.device_parallelism:,} channels)",
+    )
+    rows = []
+    for x in io.layers:
+        latency = format_ns(x.residence_ns // x.calls) if x.calls else "-"
+        rows.append(
+            [
+                [_safe(x.name, 200)],
+                [f"{x.calls:,}"],
+                [format_ns(x.busy_ns)],
+                [latency],
+                [f"{float(x.mean_in_flight):.2f}"],
+                [f"{x.max_in_flight:,}"],
+            ]
+        )
+    _print_table(
+        console,
+        ("stage", "calls", "busy", "mean time in it", "mean in flight", "max in flight"),
+        rows,
+        caption="normal stack, top down and back up; in flight: requests (mean = time in the stage ÷ run time)",
+        right=range(1, 6),
+    )
+    lost = r.lost_by_layer()
+    if r.event == "crash-during-io":
+        total = sum(x["requests"] for x in lost.values())
+        where = ", ".join(f"{v['requests']:,} requests {'at the' if k == 'device' else 'in'} {_safe(k)}" for k, v in lost.items())
+        dropped = sum(1 for x in r.lost if x.layer == "device")
+        _field(
+            console,
+            "lost",
+            f"{total:,} requests ({format_bytes(sum(x['bytes'] for x in lost.values()))}) in flight at the bugcheck, none "
+            f"completes: {where or 'none'}"
+            + (f"; the dump port's reset drops the {dropped:,} requests the device held" if dropped else ""),
+        )
+
+
+def _side_by_side(r: RunResult, console: Console) -> None:
+    """The normal path before the crash next to the dump path after it, on the same device."""
+    io = r.io
+    if io is None or not io.completed or not r.write_requests or not r.dump_time_ns:
+        return
+    h = io.latency
+    _field(
+        console,
+        "compare",
+        f"normal path {format_bandwidth(float(io.throughput))} at queue depth {io.queue_depth:,} "
+        f"(p50 {format_ns(h.percentile(50))} per request) vs dump path {format_bandwidth(r.throughput_bytes_per_s)} "
+        f"polled at queue depth 1 (p50 {format_ns(r.write_latency.p50_ns)} per write), same device",
+    )
+
+
 def _run_fields(r: RunResult, console: Console) -> None:
     """The fields of a run whose dump stack was loaded: time, bytes, path, engine mode, layers, bottleneck."""
     if r.dump_time_ns:
-        start = "bugcheck" if r.event == "crash" else "hibernate start"
+        start = "hibernate start" if r.event == "hibernate" else "bugcheck"
         end = "final flush" if r.status in ("ok", "truncated") else r.status.replace("_", " ")
         _field(console, "dump time", f"{format_ns(r.dump_time_ns)} ({start} → {end})")
     parts = " · ".join(f"{_safe(name)} {format_bytes(n)}" for name, n in r.parts.items())
@@ -172,6 +254,7 @@ def _run_fields(r: RunResult, console: Console) -> None:
         print_layers(r, console)
     if r.bottleneck and r.dump_time_ns:
         _field(console, "bottleneck", bottleneck_line(r))
+    _side_by_side(r, console)
 
 
 def bottleneck_line(r: RunResult) -> str:

@@ -41,10 +41,10 @@ NO_WRITE = {
 """One scenario for each outcome that writes nothing."""
 
 UNITS = {
-    *("ns", "µs", "ms", "s", "min", "B", "KiB", "MiB", "GiB", "TiB", "B/s", "kB/s", "MB/s", "GB/s", "IOPS", "%"),
-    *("bytes", "writes", "pages", "calls", "records"),  # counts that say what they count
+    *("ns", "µs", "ms", "s", "min", "B", "KiB", "MiB", "GiB", "TiB", "B/s", "kB/s", "MB/s", "GB/s", "MiB/s", "IOPS", "%"),
+    *("bytes", "writes", "pages", "calls", "records", "requests", "commands", "channels"),  # counts that say what they count
 }
-COUNT_COLUMNS = {"calls"}
+COUNT_COLUMNS = {"calls", "mean in flight", "max in flight"}
 """Table columns whose header names what the bare numbers in them count."""
 
 
@@ -90,8 +90,8 @@ def bare_numbers(lines: list[str]) -> list[str]:
                     continue
                 if after == "of" and j + 3 < len(tokens) and tokens[j + 3].strip("()[],;:.") in UNITS:
                     continue  # "670,666,752 of 3,435,978,752 bytes": both numbers share the unit
-                if j and tokens[j - 1] in ("=", "Event"):
-                    continue  # "CrashDumpEnabled = 0", "Event 49": a setting's value or an identifier, named before it
+                if j and tokens[j - 1] in ("=", "Event", "depth"):
+                    continue  # "CrashDumpEnabled = 0", "Event 49", "queue depth 32": a value or an identifier, named before it
                 found.append(f"{token!r} in {line!r}")
     return found
 

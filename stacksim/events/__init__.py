@@ -2,14 +2,18 @@
 Events: what a run does with the machine, one short script per ``[scenario] event``.
 
 Each script takes an assembled :class:`~stacksim.machine.Machine`, drives it under the engine's
-virtual clock, and returns the :class:`~stacksim.dump_driver.DumpDriver` whose outcome the report
-reads (:mod:`stacksim.report`). To find what happens in a run of some event, read its module:
+virtual clock, and returns an :class:`EventRun` -- the dump driver that ran and the normal
+stack's I/O, whichever the event has -- for the report (:mod:`stacksim.report`). To find what
+happens in a run of some event, read its module:
 
 * :mod:`stacksim.events.crash` -- a bugcheck: the crash dump stack writes the dump;
 * :mod:`stacksim.events.hibernate` -- hibernation: the hibernation stack is loaded and writes the
-  hiberfile.
+  hiberfile;
+* :mod:`stacksim.events.io` -- ``[workload]`` through the normal storage stack, nothing else;
+* :mod:`stacksim.events.crash_during_io` -- the workload runs, the bugcheck freezes the normal
+  stack mid-flight, the dump stack takes over.
 
-Both write through :func:`stacksim.events._dump.write_dump`, the dump path they share.
+The dump path they share is :func:`stacksim.events._dump.write_dump`.
 """
 
 from __future__ import annotations
@@ -17,17 +21,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from stacksim.dump_driver import DumpDriver
-from stacksim.events import crash, hibernate
+from stacksim.events import crash, crash_during_io, hibernate, io
+from stacksim.events._run import EventRun
 from stacksim.machine import Machine
 
-__all__ = ["EVENTS", "Event"]
+__all__ = ["EVENTS", "Event", "EventRun"]
 
-Event = Callable[[Machine], Awaitable[DumpDriver]]
-"""An event script: drives the machine, returns the dump driver that ran."""
+Event = Callable[[Machine], Awaitable[EventRun]]
+"""An event script: drives the machine, returns what ran."""
 
 EVENTS: Final[dict[str, Event]] = {
     "crash": crash.run,
     "hibernate": hibernate.run,
+    "io": io.run,
+    "crash-during-io": crash_during_io.run,
 }
 """The script for each ``[scenario] event``."""

@@ -11,13 +11,13 @@ at boot (``CrashDumpEnabled``); its filters' DriverEntry ran then.
 
 from __future__ import annotations
 
-from stacksim.dump_driver import DumpDriver
 from stacksim.events._dump import write_dump
+from stacksim.events._run import EventRun
 from stacksim.machine import Machine
 
 __all__ = ["run"]
 
 
-async def run(machine: Machine) -> DumpDriver:
+async def run(machine: Machine) -> EventRun:
     """Boot, bug-check at the scenario's time, write the crash dump through the crash dump stack."""
-    return await write_dump(machine)
+    return EventRun(await write_dump(machine))

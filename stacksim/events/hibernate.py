@@ -9,13 +9,13 @@ never truncated: it is bug check 0xA0 [DOC S16].
 
 from __future__ import annotations
 
-from stacksim.dump_driver import DumpDriver
 from stacksim.events._dump import write_dump
+from stacksim.events._run import EventRun
 from stacksim.machine import Machine
 
 __all__ = ["run"]
 
 
-async def run(machine: Machine) -> DumpDriver:
+async def run(machine: Machine) -> EventRun:
     """Boot, start hibernation at the scenario's time, load the hibernation stack, write the hiberfile."""
-    return await write_dump(machine)
+    return EventRun(await write_dump(machine))

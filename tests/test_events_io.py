@@ -1,0 +1,122 @@
+"""
+The events that drive the normal stack: ``io`` (the workload alone) and ``crash-during-io`` (the bugcheck freezes it).
+
+Exact: request counts, bytes and simulated times are asserted with ``==``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import make_scenario
+
+from stacksim import FilterCatalog, ListTrace, ScenarioError, simulate
+from stacksim.cli import result_json
+from stacksim.normal_stack import run_io
+
+pytestmark = pytest.mark.timeout(60)
+
+NVME = {"preset": "nvme-pcie4"}
+
+
+def io_run(**sections: Any) -> Any:
+    """Run an ``io`` scenario on the NVMe preset; return its result."""
+    s = make_scenario(scenario={"event": "io", "bugcheck_at": None}, disk=NVME, **sections)
+    return simulate(s, FilterCatalog())
+
+
+def crash_during_io(workload: dict[str, Any], bugcheck_at: str = "2 ms", **sections: Any) -> Any:
+    """Run a ``crash-during-io`` scenario on the NVMe preset with *workload*; return its result."""
+    s = make_scenario(scenario={"event": "crash-during-io", "bugcheck_at": bugcheck_at}, disk=NVME, workload=workload, **sections)
+    return simulate(s, FilterCatalog())
+
+
+def test_an_io_run_completes_every_request_and_writes_no_dump() -> None:
+    """event = "io" runs the workload to its last request; the dump fields stay empty."""
+    r = io_run(workload={"pattern": "random-write", "queue_depth": 8, "requests": 500})
+    assert (r.io.issued, r.io.completed, r.io.bytes_done) == (500, 500, 500 * 4096)
+    assert (r.status, r.dump_type, r.bytes_written, r.write_requests, r.dump_time_ns) == ("ok", "none", 0, 0, 0)
+
+
+def test_an_io_run_is_the_normal_stack_run_of_the_same_scenario() -> None:
+    """The io event's numbers are exactly those of ``run_io`` on the same scenario."""
+    s = make_scenario(scenario={"event": "io", "bugcheck_at": None}, disk=NVME, workload={"queue_depth": 16, "requests": 300})
+    assert simulate(s, FilterCatalog()).io.as_dict() == run_io(s).as_dict()
+
+
+def test_no_normal_stack_request_completes_after_the_bugcheck() -> None:
+    """The freeze: the normal stack's last completion is before the bugcheck and its run ends at it."""
+    r = crash_during_io({"pattern": "random-write", "queue_depth": 32, "duration": "1 s"})
+    assert r.io.end_ns == 2_000_000
+    assert r.io.latency.count == r.io.completed
+
+
+def test_lost_requests_are_the_issued_minus_the_completed() -> None:
+    """Every request issued and not completed by the bugcheck is reported lost, once."""
+    r = crash_during_io({"pattern": "mixed", "block_size": "64 KiB", "queue_depth": 32, "duration": "1 s"})
+    assert len(r.lost) == r.io.issued - r.io.completed == 32
+    assert len({x.request for x in r.lost}) == len(r.lost)
+
+
+def test_lost_per_layer_adds_up_to_the_lost_requests() -> None:
+    """The per-layer counts and bytes sum to the lost requests and their lengths."""
+    r = crash_during_io({"pattern": "random-write", "block_size": "16 KiB", "queue_depth": 24, "duration": "1 s"})
+    by_layer = r.lost_by_layer()
+    assert sum(v["requests"] for v in by_layer.values()) == len(r.lost)
+    assert sum(v["bytes"] for v in by_layer.values()) == 16384 * len(r.lost)
+
+
+def test_commands_the_device_held_are_dropped_by_the_reset() -> None:
+    """Each request lost at the device is named as dropped by the dump port's controller reset."""
+    r = crash_during_io({"pattern": "random-read", "queue_depth": 32, "duration": "1 s"})
+    at_device = [x for x in r.lost if x.layer == "device"]
+    assert at_device
+    assert {x.fate for x in at_device} == {"held by the device: dropped by the dump port's controller reset"}
+
+
+def test_a_read_only_workload_leaves_the_dump_as_a_plain_crash_writes_it() -> None:
+    """Reads never touch the write cache: the dump after the freeze takes exactly as long as a crash without I/O."""
+    r = crash_during_io({"pattern": "random-read", "queue_depth": 32, "duration": "1 s"})
+    plain = simulate(make_scenario(scenario={"bugcheck_at": "2 ms"}, disk=NVME), FilterCatalog())
+    assert (r.dump_time_ns, r.bytes_written, r.status) == (plain.dump_time_ns, plain.bytes_written, plain.status)
+
+
+def test_a_crash_during_io_result_is_deterministic() -> None:
+    """The same scenario and seed give byte-identical result JSON."""
+    workload = {"pattern": "mixed", "queue_depth": 32, "duration": "1 s"}
+    first = result_json(crash_during_io(workload))
+    assert all(result_json(crash_during_io(workload)) == first for _ in range(3))
+
+
+def test_the_result_json_carries_io_and_lost() -> None:
+    """The result JSON has the normal stack's numbers and the lost requests by layer."""
+    d = json.loads(result_json(crash_during_io({"queue_depth": 8, "duration": "1 s"})))
+    assert d["io"]["queue_depth"] == 8
+    assert sum(v["requests"] for v in d["lost"].values()) == len(d["lost_requests"]) == 8
+
+
+def test_an_io_event_needs_a_workload_section() -> None:
+    """event = "io" without [workload] is refused, naming the section."""
+    with pytest.raises(ScenarioError, match=r"\[workload\]"):
+        make_scenario(scenario={"event": "io", "bugcheck_at": None}, disk=NVME)
+
+
+def test_a_crash_during_io_needs_a_bugcheck_time() -> None:
+    """event = "crash-during-io" without bugcheck_at is refused."""
+    with pytest.raises(ScenarioError, match="needs bugcheck_at"):
+        make_scenario(scenario={"event": "crash-during-io", "bugcheck_at": None}, disk=NVME, workload={"requests": 10})
+
+
+def test_an_io_event_takes_no_bugcheck_time() -> None:
+    """event = "io" with bugcheck_at is refused: it does not crash."""
+    with pytest.raises(ScenarioError, match="does not crash"):
+        make_scenario(scenario={"event": "io"}, disk=NVME, workload={"requests": 10})
+
+
+def test_a_trace_of_a_normal_stack_event_is_refused_until_the_format_has_its_records() -> None:
+    """simulate() refuses a trace for io events: the trace format has no normal-stack records yet."""
+    s = make_scenario(scenario={"event": "io", "bugcheck_at": None}, disk=NVME, workload={"requests": 10})
+    with pytest.raises(ValueError, match="not written yet"):
+        simulate(s, FilterCatalog(), trace=ListTrace())
