@@ -315,6 +315,7 @@ def _simulate(
             pipeline=pipeline and trace is None and plan_faults.power_loss_after_ns is None and not plan_faults.device,
             unbatchable=port.may_time_out,
             disk_size=disk_size,
+            port_timeout_ns=s.dump_port.timeout,
         )
         tasks = []
         for i, layer in enumerate(active):
