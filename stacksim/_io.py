@@ -22,9 +22,11 @@ when the whole file was written (a temporary file beside it, renamed at the end;
 exception, Ctrl-C and SIGTERM included). A resumable output (a sweep's results) is appended in
 place, opened so that a FIFO or device is refused without blocking.
 
-**Showing** (:func:`terminal_safe`, :func:`shorten`): text that came from input is escaped before
-it reaches a terminal (control and bidirectional-override characters become ``\xNN`` /
-``\uNNNN``), and long values are cut to a readable length with a note of how long they were.
+**Showing** (:func:`terminal_safe`, :func:`shorten`, :func:`json_safe`): text that came from input
+is escaped before it reaches a terminal (control and bidirectional-override characters become
+``\xNN`` / ``\uNNNN``), and long values are cut to a readable length with a note of how long
+they were. JSON that stacksim writes (results, traces, sweep rows) has the same characters as
+``\uXXXX`` escapes, since people ``cat`` those files too.
 
 Errors are :class:`InputError` / :class:`OutputError`: one short paragraph naming the file and
 what is allowed. The command line turns them into exit status 2.
@@ -56,6 +58,7 @@ __all__ = [
     "check_depth",
     "check_outputs",
     "decode_text",
+    "json_safe",
     "open_append",
     "open_input",
     "parse_json",
@@ -127,10 +130,12 @@ def open_input(path: str | Path, what: str, limit: int | None = None) -> Iterato
     Open *path* for reading as a *what* file (a key of :data:`INPUT_LIMITS`), checked first.
 
     Yields a binary stream. Reading more than the cap from it is impossible by construction:
-    the file's size is checked on the open descriptor, and the stream is limited to that size.
+    the file's size is checked on the open descriptor, and the stream delivers exactly that
+    size (a byte more is an :class:`InputError`: see :class:`CappedReader`).
 
     Raises:
-        InputError: missing, unreadable, not a regular file, or over the cap.
+        InputError: missing, unreadable, not a regular file, over the cap, a read error, or
+            holding more than its reported size (from the stream's reads).
     """
     cap = INPUT_LIMITS[what] if limit is None else limit
     name = _describe(path)
@@ -153,25 +158,44 @@ def open_input(path: str | Path, what: str, limit: int | None = None) -> Iterato
         os.close(fd)
         raise
     with stream:
-        yield CappedReader(stream, cap, name, what)
+        yield CappedReader(stream, st.st_size, name, what)
 
 
 class CappedReader:
-    """A read-only binary stream that refuses to deliver more than *cap* bytes (a file that grows)."""
+    """
+    A read-only binary stream of exactly the *size* bytes the file reported when it was opened.
 
-    def __init__(self, stream: BinaryIO, cap: int, name: str, what: str) -> None:
+    A byte beyond *size* is refused: the file is one whose size says nothing (a ``/proc`` or
+    ``/sys`` file reports 0 bytes and may hold gigabytes: ``/proc/self/pagemap``) or one still
+    being written, and either way not an input stacksim can trust. An error from the operating
+    system while reading (EIO) is an :class:`InputError` too.
+    """
+
+    def __init__(self, stream: BinaryIO, size: int, name: str, what: str) -> None:
         self._stream = stream
-        self._left = cap
+        self._left = size
         self._name = name
         self._what = what
-        self._cap = cap
+        self._size = size
+
+    def _more(self) -> InputError:
+        return InputError(
+            f"{self._name}: the {self._what} file reports {self._size:,} bytes but holds more: "
+            "a /proc or /sys file, or a file still being written; stacksim reads only regular files of a fixed size"
+        )
+
+    def _failed(self, exc: OSError) -> InputError:
+        return InputError(f"{self._name}: cannot read the {self._what} file: {_os_reason(exc)}")
 
     def read(self, n: int = -1) -> bytes:
         want = self._left + 1 if n < 0 else min(n, self._left + 1)
-        data = self._stream.read(want)
+        try:
+            data = self._stream.read(want)
+        except OSError as exc:
+            raise self._failed(exc) from None
         self._left -= len(data)
         if self._left < 0:
-            raise InputError(f"{self._name}: the {self._what} file grew past {self._cap:,} bytes while it was read")
+            raise self._more()
         return data
 
     def __iter__(self) -> Iterator[bytes]:
@@ -183,10 +207,13 @@ class CappedReader:
 
     def readline(self, n: int = -1) -> bytes:
         want = self._left + 1 if n < 0 else min(n, self._left + 1)
-        data = self._stream.readline(want)
+        try:
+            data = self._stream.readline(want)
+        except OSError as exc:
+            raise self._failed(exc) from None
         self._left -= len(data)
         if self._left < 0:
-            raise InputError(f"{self._name}: the {self._what} file grew past {self._cap:,} bytes while it was read")
+            raise self._more()
         return data
 
 
@@ -196,6 +223,15 @@ def read_input(path: str | Path, what: str, limit: int | None = None) -> bytes:
         return f.read()
 
 
+_BOMS: Final = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),  # before UTF-16: the UTF-32-LE mark starts with the UTF-16-LE one
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+"""Byte-order marks of encodings other than UTF-8, checked in this order."""
+
+
 def decode_text(raw: bytes, path: str | Path, what: str) -> str:
     """
     *raw* as UTF-8 text; a leading UTF-8 byte-order mark is accepted and dropped.
@@ -203,10 +239,12 @@ def decode_text(raw: bytes, path: str | Path, what: str) -> str:
     Raises:
         InputError: a UTF-16/32 byte-order mark, or bytes that are not UTF-8 (with the offset).
     """
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InputError(
-            f"{_describe(path)}: the {what} file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"
-        )
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            raise InputError(
+                f"{_describe(path)}: the {what} file is {encoding} (it starts with a {encoding} byte-order mark); "
+                "save it as UTF-8"
+            )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -224,7 +262,28 @@ A scenario needs 5 levels (``[filters."x.sys"]`` holding a list of tables); 64 l
 plugin configurations and stays far from Python's recursion limit, which a deeper structure
 would hit in validation and copying."""
 
-_LONG_INT: Final = re.compile(r"[0-9][0-9_]{4000,}")
+_DIGIT_RUN: Final = re.compile(r"[0-9][0-9_]*")
+"""A run of digits (and TOML's underscores): each match consumes the whole run, so a scan is linear."""
+
+
+def _long_integer(text: str) -> re.Match[str] | None:
+    """
+    The first run of more digits than Python converts to an int, else the longest run; linear in *text*.
+
+    A pattern such as ``[0-9]{4000,}`` is quadratic when searched over many shorter runs (each
+    start re-reads its run); :data:`_DIGIT_RUN` never backtracks and resumes after each run.
+    """
+    limit = sys.get_int_max_str_digits() or 4300
+    longest: re.Match[str] | None = None
+    for m in _DIGIT_RUN.finditer(text):
+        size = m.end() - m.start()
+        if size <= limit:
+            continue
+        if size - m.group().count("_") > limit:
+            return m
+        if longest is None or size > longest.end() - longest.start():
+            longest = m
+    return longest
 
 
 class _NotFinite(ValueError):
@@ -272,7 +331,7 @@ def _parse_failure(exc: BaseException, text: str, name: str, what: str) -> Input
         )
     if isinstance(exc, _NotFinite):
         return InputError(f"{name}: the {what} file holds the number {shorten(str(exc), 40)}; numbers must be finite")
-    long = _LONG_INT.search(text)
+    long = _long_integer(text)
     if long is not None:
         line = text.count("\n", 0, long.start()) + 1
         digits = sum(c.isdigit() for c in long.group())
@@ -418,7 +477,8 @@ def check_outputs(outputs: Iterable[tuple[str, Path | None]], inputs: Iterable[P
             raise OutputError(f"{flag} {name}: is an input of this run; writing it would destroy the input")
         if key in seen or real in seen:
             raise OutputError(f"{flag} {name}: is also the {seen.get(key) or seen[real]} output; give each output its own file")
-        if st is not None and not os.access(path, os.W_OK):
+        if st is not None and (not st.st_mode & 0o222 or not os.access(path, os.W_OK)):
+            # the mode bits too: os.access says yes to root whatever they are
             raise OutputError(f"{flag} {name}: is read-only (or immutable); stacksim does not replace it")
         # the folder the file will be created in: the link's target's for a symlink, else as the user wrote it
         _check_folder(flag, name, Path(real).parent if st is not None or path.is_symlink() else path.parent)
@@ -543,6 +603,41 @@ def terminal_safe(text: str, *, keep_newlines: bool = False) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+_JSON_SUSPECT: Final = re.compile("[\x7f-\U0010ffff]")
+"""What :func:`json_safe` looks at: DEL and every non-ASCII character (JSON escapes C0 controls itself)."""
+
+
+def _json_escape(m: re.Match[str]) -> str:
+    ch = m.group()
+    if ch.isprintable() and ch not in _BIDI:
+        return ch
+    return _json_escape_all(m)
+
+
+def _json_escape_all(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # JSON has no escape beyond the BMP: a surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def json_safe(text: str, *, ascii_only: bool = False) -> str:
+    r"""
+    JSON *text* (from ``json.dumps(..., ensure_ascii=False)``) with every invisible character escaped as ``\uXXXX``.
+
+    C1 controls, DEL, the Unicode bidi controls, line and paragraph separators, lone surrogates
+    and every other non-printable character are written as JSON escapes, so a result, trace or
+    sweep file shown with ``cat`` cannot move the cursor or reorder text; ordinary non-ASCII text
+    (``µs``) stays readable. The JSON's value is unchanged: outside strings JSON text is ASCII,
+    so only string contents are touched. With *ascii_only*, every non-ASCII character is escaped
+    (for a stream whose encoding is ASCII).
+    """
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return _JSON_SUSPECT.sub(_json_escape_all if ascii_only else _json_escape, text)
 
 
 def shorten(text: str, limit: int = 120) -> str:

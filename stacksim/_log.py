@@ -17,8 +17,12 @@ from typing import Any, TextIO
 import structlog
 
 from stacksim._engine import current_engine
+from stacksim._io import shorten, terminal_safe
 
-__all__ = ["add_sim_time", "configure_logging", "ensure_configured"]
+__all__ = ["LOG_VALUE_CHARS", "add_sim_time", "configure_logging", "ensure_configured", "safe_values"]
+
+LOG_VALUE_CHARS = 300
+"""The longest string value a log line shows; longer ones are cut, with their length."""
 
 
 def add_sim_time(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -26,6 +30,27 @@ def add_sim_time(logger: Any, method_name: str, event_dict: MutableMapping[str, 
     engine = current_engine()
     if engine is not None:
         event_dict["sim_ns"] = engine.now_ns
+    return event_dict
+
+
+def _safe(value: str) -> str:
+    return terminal_safe(shorten(value, LOG_VALUE_CHARS))
+
+
+def safe_values(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """
+    structlog processor: every string value (and every string in a list or tuple value) escaped and shortened.
+
+    Log values carry input text (scenario and filter names, messages): control and bidi
+    characters are escaped (:func:`stacksim._io.terminal_safe`), so nothing from a scenario can
+    drive the terminal, and a value longer than :data:`LOG_VALUE_CHARS` is cut with its length
+    (:func:`stacksim._io.shorten`), for both the console and the JSON renderer.
+    """
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = _safe(value)
+        elif type(value) in (list, tuple) and any(isinstance(v, str) for v in value):
+            event_dict[key] = type(value)(_safe(v) if isinstance(v, str) else v for v in value)
     return event_dict
 
 
@@ -38,6 +63,7 @@ def configure_logging(level: str = "warning", *, json: bool = False, stream: Tex
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             add_sim_time,
+            safe_values,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),

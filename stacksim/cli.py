@@ -28,6 +28,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
 from stacksim._io import (
     MAX_DEPTH,
@@ -36,6 +37,7 @@ from stacksim._io import (
     atomic_writer,
     check_outputs,
     decode_text,
+    json_safe,
     parse_json,
     read_input,
     shorten,
@@ -48,10 +50,24 @@ from stacksim.scenario import Scenario, ScenarioError, load_scenario, read_scena
 from stacksim.simulate import RunResult, simulate
 from stacksim.summary import print_devices, print_filters, render
 from stacksim.trace import JsonlTrace, TraceSink
+from stacksim.units import INT64_MAX, format_ns
 
 __all__ = ["app", "main"]
 
+
+class _Commands(TyperGroup):
+    """The command group: a Ctrl-C or SIGTERM anywhere in a command is the documented interruption (exit 1)."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click Context
+        """Run the command; a KeyboardInterrupt that no command handled becomes "interrupted", exit 1 (typer: 130)."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            _fail(f"{_interrupted()}; no output file was written", code=1)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="stacksim",
     help="Simulate the Windows crash-dump and hibernation I/O path in virtual time.",
     no_args_is_help=True,
@@ -67,7 +83,15 @@ PluginOpt = Annotated[
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    """Print a one-paragraph error to stderr and exit; control and bidi characters from input are escaped."""
+    """
+    Print a one-paragraph error to stderr and exit; control and bidi characters from input are escaped.
+
+    Bad input (*code* 2) found after a Ctrl-C or SIGTERM arrived is the interruption's doing (a
+    plugin's import or a Config validator stopped by the signal reports a plugin error): it is
+    reported as the interruption, exit 1.
+    """
+    if code == 2 and _SIGNALS.interrupted:
+        message, code = f"{_interrupted()}; no output file was written", 1
     text = escape(terminal_safe(message, keep_newlines=True))
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {text}", markup=True)
     raise typer.Exit(code)
@@ -129,6 +153,7 @@ def _simulate_to_files(
     """
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(_python_ctrl_c())
             stream = stack.enter_context(atomic_writer(trace_out, flag="--trace")) if trace_out is not None else None
             trace: TraceSink | None = JsonlTrace(stream) if stream is not None else None
             if traced is False and trace is not None:
@@ -201,7 +226,10 @@ def run(
     trace_out: Annotated[
         Path | None, typer.Option("--trace", help="Write the event trace (JSON lines) here.", show_default=False)
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Override the scenario's seed.", show_default=False)] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", min=0, max=INT64_MAX, help="Override the scenario's seed (0 to 2^63 - 1).", show_default=False),
+    ] = None,
     plugin: PluginOpt = None,
     batch: Annotated[
         bool,
@@ -221,7 +249,7 @@ def run(
         _fail(str(exc))
     result, text = _simulate_to_files(s, catalog, batch=batch, json_out=json_out, trace_out=trace_out)
     if json_out is not None and str(json_out) == "-":
-        sys.stdout.write(text)
+        _print_json(text)
     else:
         render(result, Console(highlight=False))
 
@@ -366,10 +394,10 @@ def replay(
         s, catalog, batch=record.batch, json_out=json_out, trace_out=trace_out, traced=record.traced
     )
     if json_out is not None and str(json_out) == "-":
-        sys.stdout.write(new_text)
+        _print_json(new_text)
     if new_text == old_text:
         typer.echo(
-            f"{name}: replay matches, byte for byte (status {new.status}, {new.dump_time_ns:,} ns)",
+            f"{name}: replay matches, byte for byte (status {new.status}, dump time {format_ns(new.dump_time_ns)})",
             err=json_out is not None,
         )
         return
@@ -379,6 +407,13 @@ def replay(
         typer.echo(
             f"note: recorded with stacksim {_shown(old.get('stacksim_version'), 40)}, replayed with {__version__}", err=True
         )
+    if not differ:  # the same values: another indentation, key order or a repeated key
+        typer.echo(
+            f"{name}: replay differs: the values match but the file's text differs (formatting or key order); "
+            "a result is compared byte for byte",
+            err=json_out is not None,
+        )
+        raise typer.Exit(1)
     keys = ", ".join(_shown(k, 60) for k in differ[:10]) + (f" and {len(differ) - 10:,} more keys" if len(differ) > 10 else "")
     typer.echo(f"{name}: replay differs in {keys}", err=json_out is not None)
     raise typer.Exit(1)
@@ -594,14 +629,31 @@ def list_filters(plugin: PluginOpt = None) -> None:
 
 
 def result_json(result: RunResult) -> str:
-    """The result as pretty, stable JSON text (sorted only where order carries no meaning)."""
-    return json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n"
+    """
+    The result as pretty, stable JSON text (sorted only where order carries no meaning).
+
+    Invisible characters are escaped (:func:`stacksim._io.json_safe`); a number that JSON cannot
+    hold (NaN, infinity) raises ValueError instead of being written as ``NaN``, which no JSON
+    reader (``replay`` included) accepts. The scenario's values are checked when it is validated,
+    so a run never gets here with one.
+    """
+    return json_safe(json.dumps(result.as_dict(), indent=2, ensure_ascii=False, allow_nan=False)) + "\n"
+
+
+def _print_json(text: str) -> None:
+    """Write JSON *text* to stdout; where stdout's encoding cannot hold it (ASCII), with every non-ASCII character escaped."""
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        text = json_safe(text, ascii_only=True)
+    sys.stdout.write(text)
 
 
 class _Signals:
     """What the process was told: SIGTERM is turned into the Ctrl-C path, and remembered for the message."""
 
     terminated = False
+    interrupted = False
 
 
 _SIGNALS = _Signals()
@@ -616,6 +668,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     Where SIGINT is ignored (a background job of a script), see :func:`_interrupt_when_safe`.
     """
     _SIGNALS.terminated = True
+    _SIGNALS.interrupted = True
     if callable(signal.getsignal(signal.SIGINT)):  # Python's default handler, or trio's during a run
         signal.raise_signal(signal.SIGINT)
     else:
@@ -636,7 +689,52 @@ def _interrupt_when_safe(*_: object) -> None:
     raise KeyboardInterrupt
 
 
+def _on_sigint(signum: int, frame: object) -> None:
+    """Ctrl-C outside a simulation: Python's own KeyboardInterrupt, remembered so a plugin error it causes is named as it."""
+    _SIGNALS.interrupted = True
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _python_ctrl_c() -> Iterator[None]:
+    """
+    Python's own SIGINT handler for the block (a simulation): trio installs its safe Ctrl-C handling only over that one.
+
+    :func:`_on_sigint` stands in for it elsewhere; a SIGINT during the block still marks the
+    process as interrupted (trio raises KeyboardInterrupt, the command reports it).
+    """
+    if signal.getsignal(signal.SIGINT) is not _on_sigint:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        _SIGNALS.interrupted = True
+        raise
+    finally:
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _tolerant_streams() -> None:
+    r"""Let stdout and stderr print what their encoding cannot hold as escapes (``\xb7``) instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(Exception):  # a stream that cannot be reconfigured stays as it is
+                reconfigure(errors="backslashreplace")
+
+
 def main() -> None:
-    """Console-script entry point: SIGTERM ends a run as Ctrl-C does, then the command line runs."""
+    """
+    Console-script entry point: signals first (SIGTERM ends a command as Ctrl-C does), then the command line.
+
+    Nothing of stacksim runs before this: a signal while Python imports stacksim (a second or
+    so on a slow machine) ends the process the operating system's default way, before any file
+    is opened. Where SIGINT is ignored (a script's background job), it stays ignored.
+    """
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+    _tolerant_streams()
     app()

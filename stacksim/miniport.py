@@ -34,7 +34,7 @@ from stacksim._engine import Engine
 from stacksim.faults import DeviceFault
 from stacksim.metrics import LayerStats
 from stacksim.requests import PAGE_SIZE, SECTOR_SIZE, Op, OpKind, status_name
-from stacksim.units import format_bytes, format_ns
+from stacksim.units import format_bytes, format_ns, format_ns_pair
 
 if TYPE_CHECKING:
     from stacksim.devices import DeviceBase
@@ -226,9 +226,10 @@ class DumpPort:
             self.stats.record(self.timeout_ns)
             if engine.trace is not None:  # the flush, cut off at the timeout; the dump_failed after it says why
                 engine.emit(t0, "device", "flush", self.timeout_ns, dump_type=self.dump_type)
+            limit, needed = format_ns_pair(self.timeout_ns, dur)
             op.error = (
-                f"the cache flush did not complete within the port's {format_ns(self.timeout_ns)} timeout "
-                f"(the device needed {format_ns(dur)} to write its cache back)"
+                f"the cache flush did not complete within the port's {limit} timeout "
+                f"(the device needed {needed} to write its cache back)"
             )
             op.fault = "io_timeout"
             return
@@ -349,11 +350,11 @@ class DumpPort:
             if hit is not None:
                 fault = self.faults[hit]
         if fault is not None and fault.action == "timeout":
-            self._timed_out(op, t0, t1, overhead, "device_timeout fault")
+            self._timed_out(op, t0, t1, overhead, None)
             return
         service = device.write_ns(disk_offset, length, t1)
         if service > self.timeout_ns:  # the device is still busy when the port gives up
-            self._timed_out(op, t0, t1, overhead, f"the device needed {format_ns(service)} for it")
+            self._timed_out(op, t0, t1, overhead, service)
             return
         engine.now_ns = request._done_ns = self.last_done_ns = t1 + service
         device.stats.record(service)
@@ -368,9 +369,11 @@ class DumpPort:
             engine.emit(t0, "miniport", "miniport_write", overhead, request.number, offset, length, self.dump_type)
             engine.emit(t1, "device", "device_write", service, request.number, disk_offset, length, self.dump_type, status)
 
-    def _timed_out(self, op: Op, t0: int, t1: int, overhead: int, why: str) -> None:
+    def _timed_out(self, op: Op, t0: int, t1: int, overhead: int, needed_ns: int | None) -> None:
         """
         The device does not answer in time: the port polls for its timeout, then fails the command.
+
+        *needed_ns* is how long the device would have taken (``None``: a ``device_timeout`` fault).
 
         A ``device_timeout`` fault holds the command forever; a device that needs longer than the
         timeout has started the write (its state moves on as if it finished it: ASSUMPTION), but
@@ -388,7 +391,12 @@ class DumpPort:
             engine.emit(
                 t1, "miniport", "poll_timeout", self.timeout_ns, request.number, request.offset, request.length, self.dump_type
             )
-        op.error = f"request #{request.number} did not complete within the port's {format_ns(self.timeout_ns)} timeout ({why})"
+        if needed_ns is None:
+            limit, why = format_ns(self.timeout_ns), "device_timeout fault"
+        else:
+            limit, needed = format_ns_pair(self.timeout_ns, needed_ns)
+            why = f"the device needed {needed} for it"
+        op.error = f"request #{request.number} did not complete within the port's {limit} timeout ({why})"
         op.fault, op.retryable = "io_timeout", True
 
     def _write_run(self, op: Op) -> None:

@@ -11,6 +11,8 @@ list of (key, problem) pairs and renders them as one paragraph each.
 
 from __future__ import annotations
 
+import datetime
+import math
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -580,15 +582,38 @@ def _plugin_exception(exc: BaseException) -> str:
 
 _CONTAINERS = (dict, list, tuple)
 
+_AS_JSON = "the scenario is recorded as JSON in the result, for replay"
+
+
+def _not_json(value: object) -> str | None:
+    """Why the scalar *value* cannot be recorded as JSON, or None when it can (a string, integer, finite float, bool)."""
+    if isinstance(value, str | int) or value is None:  # bool is an int
+        return None
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return None
+        return f"{value!r} is not a finite number; numbers must be finite ({_AS_JSON})"
+    if isinstance(value, datetime.date | datetime.time):  # a datetime is a date
+        kind = (
+            "datetime" if isinstance(value, datetime.datetime) else "date" if isinstance(value, datetime.date) else "time of day"
+        )
+        return (
+            f"a TOML {kind} ({shorten(value.isoformat(), 40)}) is not allowed: {_AS_JSON}, and JSON has no dates or times; "
+            "write it as a string"
+        )
+    return f"a {type(value).__name__} is not allowed: values are strings, numbers, booleans, arrays and tables ({_AS_JSON})"
+
 
 def _plain_copy(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """
-    A copy of parsed TOML *data* (tables, arrays, scalars), and a problem for each value nested too deep.
+    A copy of parsed TOML *data* (tables, arrays, scalars), and a problem for each value that cannot be used.
 
     Iterative, so a 100,000-deep array costs no recursion: the value is refused (past
     :data:`stacksim._io.MAX_DEPTH` levels, the root table being level 1, as for files) instead of
-    raising RecursionError in a copy or a validator. This is for data that did not come from a
-    file (the Python API, a sweep's ``--set``).
+    raising RecursionError in a copy or a validator. Every value must be one JSON can hold,
+    because the copy is recorded in the result for ``stacksim replay``: a TOML date, time or
+    datetime, ``inf`` or ``nan``, a table key that is not a string (the Python API) and any other
+    Python object are refused by key, wherever they are (a plugin's configuration included).
     """
     problems: list[tuple[str, str]] = []
     root: dict[str, Any] = {}
@@ -596,6 +621,9 @@ def _plain_copy(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, s
     while stack:
         src, dst, path = stack.pop()
         for k, v in src.items() if isinstance(src, dict) else enumerate(src):
+            if isinstance(src, dict) and not isinstance(k, str):
+                problems.append((_key(path), f"the key {shorten(repr(k), 60)} is not a string ({_AS_JSON})"))
+                continue
             if isinstance(v, _CONTAINERS):
                 here = (*path, k)
                 values = v.values() if isinstance(v, dict) else v
@@ -603,12 +631,20 @@ def _plain_copy(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, s
                     table = 3 if here[0] == "filters" else 2
                     problems.append((_key(here[:table]), f"tables and arrays are nested more than {MAX_DEPTH} levels deep"))
                     v = None
-                elif not any(isinstance(x, _CONTAINERS) for x in values):  # a leaf table or array: copy at once
+                elif not any(isinstance(x, _CONTAINERS) for x in values):  # a leaf table or array: check and copy at once
+                    items = v.items() if isinstance(v, dict) else enumerate(v)
+                    for kk, x in items:
+                        if (why := _not_json(x)) is not None:
+                            problems.append((_key((*here, kk)), why))
+                        elif isinstance(v, dict) and not isinstance(kk, str):
+                            problems.append((_key(here), f"the key {shorten(repr(kk), 60)} is not a string ({_AS_JSON})"))
                     v = dict(v) if isinstance(v, dict) else list(v)
                 else:
                     child: Any = {} if isinstance(v, dict) else [None] * len(v)
                     stack.append((v, child, here))
                     v = child
+            elif (why := _not_json(v)) is not None:
+                problems.append((_key((*path, k)), why))
             dst[k] = v
     return root, problems
 

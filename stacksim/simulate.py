@@ -328,7 +328,7 @@ def _simulate(
     log.debug("run.start", scenario=s.scenario.name, seed=s.scenario.seed)
     driver = run(main, engine)
     out = driver.outcome
-    warnings = [w for layer in active for w in layer.warnings + layer.unfired_faults()] + port.warnings
+    warnings = [w for layer in active for w in layer.warnings] + port.warnings
     if engine.failure is not None:
         out.status = "hung" if engine.failure.layer is not None else "deadlock"
         out.message = str(engine.failure)
@@ -337,7 +337,7 @@ def _simulate(
         end = out.done_ns if engine.trace_until_ns is None else min(out.done_ns, engine.trace_until_ns)
         engine.emit(end, DUMP_DRIVER_LAYER, "dump_failed", 0, dump_type=dump_type.label)
     dump_time = out.done_ns - out.event_ns if out.done_ns else 0
-    warnings += _unfired(s, plan, layout, port, mppw * 4096, out.status, dump_time)
+    warnings += _unfired(s, plan, layout, port, active, mppw * 4096, out.status, dump_time)
     layers: dict[str, LayerSummary] = {DUMP_DRIVER_LAYER: driver.stats.summary()}
     for layer in active:
         layers[layer.name] = layer.stats.summary()
@@ -402,13 +402,24 @@ MAX_FAULT_WARNINGS = 20
 
 
 def _unfired(
-    s: Scenario, plan: DumpPlan, layout: FileLayout, port: DumpPort, chunk: int, status: str, dump_time: int
+    s: Scenario,
+    plan: DumpPlan,
+    layout: FileLayout,
+    port: DumpPort,
+    filters: list[FilterLayer],
+    chunk: int,
+    status: str,
+    dump_time: int,
 ) -> list[str]:
-    """Warnings for the device faults and the power loss that never happened, and why when it could not."""
+    """Warnings for the filter faults, device faults and power loss that never happened, and why when it could not."""
     out: list[str] = []
+    placed = plan.placed() if plan.total_bytes <= layout.size else []
+    writes = sum(layout.pieces(pos, part.bytes, chunk) for part, pos in placed)
+    unfired = [w for layer in filters for w in layer.unfired_faults(writes)]
+    out += unfired[:MAX_FAULT_WARNINGS]
+    if len(unfired) > MAX_FAULT_WARNINGS:
+        out.append(f"and {len(unfired) - MAX_FAULT_WARNINGS:,} more filter faults never fired")
     if port.faults and len(port.fired) < len(port.faults):
-        placed = plan.placed() if plan.total_bytes <= layout.size else []
-        writes = sum(layout.pieces(pos, part.bytes, chunk) for part, pos in placed)
         unfired = port.unfired_faults(writes, plan.total_bytes if placed else 0)
         out += unfired[:MAX_FAULT_WARNINGS]
         if len(unfired) > MAX_FAULT_WARNINGS:

@@ -179,13 +179,20 @@ def bottleneck_line(r: RunResult) -> str:
     name = r.bottleneck
     assert name is not None
     rest = r.dump_time_ns - r.layers[name].busy_ns
-    speedup = f"{r.dump_time_ns / rest:.1f}× faster" if rest > 0 else "no time left"
+    speedup = _times_faster(r.dump_time_ns / rest) if rest > 0 else "no time left"
     line = f"{_safe(name)}: {r.share_percent(name):.1f} % of the dump time; without it {format_ns(rest)} ({speedup})"
     filters = [f.name for f in r.filters if f.name in r.layers]
     if filters:
         share = round(100 * sum(r.layers[f].busy_ns for f in filters) / r.dump_time_ns, 1)
         line += f"; all filters {share:.1f} %"
     return line
+
+
+def _times_faster(ratio: float) -> str:
+    """'2.6× faster', '1,234× faster' (no decimals past 100), '> 1,000,000× faster'."""
+    if ratio >= 1e6:
+        return "> 1,000,000× faster"
+    return f"{ratio:,.0f}× faster" if ratio >= 100 else f"{ratio:.1f}× faster"
 
 
 def print_layers(r: RunResult, console: Console) -> None:

@@ -27,6 +27,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import re
 import select
 import signal
 import stat
@@ -42,9 +43,11 @@ from typing import Any
 from stacksim._io import (
     MAX_DEPTH,
     InputError,
+    OutputError,
     atomic_writer,
     check_depth,
     decode_text,
+    json_safe,
     open_append,
     read_input,
     shorten,
@@ -113,15 +116,16 @@ def _split_values(text: str) -> list[str]:
 
 
 def _value(text: str, setting: str) -> Any:
-    """
+    r"""
     A TOML value if the text is one (3, true, "x", [..]); otherwise the text itself ("3GB/s").
 
     Raises:
         SweepError: a value the TOML parser cannot take (an integer of thousands of digits,
-            arrays nested hundreds deep) or nested deeper than :data:`stacksim._io.MAX_DEPTH`.
+            arrays nested hundreds deep), nested deeper than :data:`stacksim._io.MAX_DEPTH`, or
+            followed by more TOML (``1\nb=2``: another key).
     """
     try:
-        value = tomllib.loads(f"v = {text}")["v"]
+        doc = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
         return text
     except RecursionError:
@@ -129,6 +133,11 @@ def _value(text: str, setting: str) -> Any:
     except ValueError:  # Python's limit on the digits of an int
         digits = sum(c.isdigit() for c in text)
         raise SweepError(f"{setting}: a value is an integer of {digits:,} digits, far beyond any limit") from None
+    if list(doc) != ["v"]:  # "1\nb=2" parses as two keys: more TOML after the value
+        raise SweepError(
+            f"{setting}: the value {terminal_safe(shorten(text, 60))} is not one value (more TOML follows it on another line)"
+        )
+    value = doc["v"]
     try:
         check_depth(value, setting, MAX_DEPTH - 1)
     except InputError as exc:
@@ -136,25 +145,41 @@ def _value(text: str, setting: str) -> Any:
     return value
 
 
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*"|'[^'\x00-\x1f\x7f]*')"""
+_DOTTED_KEY = re.compile(rf"[ \t]*{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*[ \t]*")
+"""One TOML dotted key: bare or quoted parts joined by dots, nothing else (no newline, bracket, ``=``, comment).
+
+Each alternative starts with its own character and every repetition needs a dot, so matching is linear."""
+
+
 def parse_set(text: str) -> Axis:
-    """
+    r"""
     Parse ``KEY=V1,V2,...`` into an :class:`Axis`.
 
-    KEY is a TOML dotted key such as ``disk.bandwidth`` or ``filters."dumpfve.sys".per_byte``;
-    each value is a TOML value (``3``, ``true``, ``"x"``, ``[...]``) or else a bare string.
+    KEY is one TOML dotted key such as ``disk.bandwidth`` or ``filters."dumpfve.sys".per_byte``
+    (bare or quoted parts joined by dots; a newline, a bracket or a table header is refused, so
+    ``[t]\nb`` is not read as ``t.b``); each value is a TOML value (``3``, ``true``, ``"x"``,
+    ``[...]``) or else a bare string.
     """
     setting = f"--set {terminal_safe(shorten(text, 100))}"
     key, sep, values = text.partition("=")
     if not sep or not key.strip() or not values.strip():
         raise SweepError(f"{setting}: write KEY=V1,V2,... e.g. --set disk.bandwidth=1GB/s,3GB/s")
+    not_a_key = SweepError(
+        f"{setting}: '{terminal_safe(shorten(key.strip(), 60))}' is not a key path such as disk.bandwidth "
+        "(one TOML dotted key: bare or quoted names joined by dots, no newline, bracket or '=')"
+    )
+    if _DOTTED_KEY.fullmatch(key) is None:
+        raise not_a_key
     try:
         tree = tomllib.loads(f"{key.strip()} = 0")
     except (ValueError, RecursionError):
-        shown = terminal_safe(shorten(key.strip(), 60))
-        raise SweepError(f"{setting}: '{shown}' is not a key path such as disk.bandwidth") from None
+        raise not_a_key from None
     path: list[str] = []
     node: Any = tree
     while isinstance(node, dict):
+        if len(node) != 1:  # cannot happen for one dotted key; refused rather than unpacked blindly
+            raise not_a_key
         ((name, node),) = node.items()
         path.append(name)
     if len(path) >= MAX_DEPTH:
@@ -255,14 +280,24 @@ def _not_a_row(out: Path, line: int, why: str) -> SweepError:
     )
 
 
-def _parse(text: str, jsonl: bool, out: Path) -> tuple[list[str] | None, list[tuple[str, Any]]]:
+def _other_sweep(out: Path, what: str, names: list[str]) -> SweepError:
+    shown = terminal_safe(shorten(", ".join(names[:6]), 120))
+    return SweepError(
+        f"{terminal_safe(shorten(str(out), 200))}: holds results of a different sweep ({what} {shown}, ...); "
+        "choose another --out or delete the file"
+    )
+
+
+def _parse(text: str, jsonl: bool, out: Path, columns: list[str]) -> tuple[list[str] | None, list[tuple[str, Any]]]:
     """
     A results file's header (CSV) and its records as ``(point_id, record)`` in file order.
 
     A record is the JSON line (JSONL) or the parsed row (CSV). JSONL is split on newlines only:
-    JSON strings may hold U+2028 and friends raw. CSV cells may hold newlines, so *text* must be
-    read without newline translation. A line that is not a row (an edited or foreign file) is a
-    :class:`SweepError` naming the line.
+    JSON strings may hold U+2028 and friends raw. Every JSONL line must be an object with a
+    string ``point_id`` and exactly this sweep's *columns* as its keys, in order (a CSV file's
+    header is compared by the caller), so two sweeps never mix in one file. CSV cells may hold
+    newlines, so *text* must be read without newline translation. A line that is not a row (an
+    edited or foreign file) is a :class:`SweepError` naming the line.
     """
     if jsonl:
         records: list[tuple[str, Any]] = []
@@ -270,13 +305,18 @@ def _parse(text: str, jsonl: bool, out: Path) -> tuple[list[str] | None, list[tu
             if not line.strip():
                 continue
             try:
-                pid = json.loads(line)["point_id"]
+                record = json.loads(line)
             except (ValueError, RecursionError):
                 raise _not_a_row(out, n, "not JSON") from None
-            except (KeyError, TypeError):
-                raise _not_a_row(out, n, "no point_id") from None
+            if not isinstance(record, dict):
+                raise _not_a_row(out, n, "not an object")
+            if "point_id" not in record:
+                raise _not_a_row(out, n, "no point_id")
+            pid = record["point_id"]
             if not isinstance(pid, str):
                 raise _not_a_row(out, n, "point_id is not a string")
+            if list(record) != columns:
+                raise _other_sweep(out, f"line {n:,} has the keys", list(map(str, record)))
             records.append((pid, line))
         return None, records
     try:
@@ -325,19 +365,15 @@ def _finished(out: Path, columns: list[str]) -> set[str]:
         return set()
     raw = _read_results(out)
     jsonl = out.suffix == ".jsonl"
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        _decode(raw, out)  # names the UTF-16
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
+        _decode(raw, out)  # names the UTF-16 or UTF-32
     kept = raw[: raw.rfind(b"\n") + 1]
     tail = raw[len(kept) :]
     if tail and not (tail.startswith(b'{"point_id"') if jsonl else kept):
         raise _not_a_row(out, kept.count(b"\n") + 1, "an incomplete last line that is not the start of a row")
-    header, records = _parse(_decode(kept, out), jsonl, out)
+    header, records = _parse(_decode(kept, out), jsonl, out, columns)
     if header is not None and header != columns:
-        shown = terminal_safe(shorten(", ".join(header[:6]), 120))
-        raise SweepError(
-            f"{terminal_safe(shorten(str(out), 200))}: holds results of a different sweep (columns {shown}, ...); "
-            "choose another --out or delete the file"
-        )
+        raise _other_sweep(out, "columns", header)
     if tail:
         os.truncate(out, len(kept))
     return {pid for pid, _ in records}
@@ -345,7 +381,7 @@ def _finished(out: Path, columns: list[str]) -> set[str]:
 
 def _line(row: dict[str, Any], columns: list[str], jsonl: bool) -> str:
     if jsonl:
-        return json.dumps({c: row.get(c, "") for c in columns}, ensure_ascii=False) + "\n"
+        return json_safe(json.dumps({c: row.get(c, "") for c in columns}, ensure_ascii=False)) + "\n"
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow([_cell(row.get(c)) for c in columns])
     return buf.getvalue()
@@ -396,31 +432,51 @@ def run_sweep(
     done = _finished(out, columns)
     todo = [p for p in points if p.point_id not in done]
     failed = 0
-    with open_append(out, flag="--out") as f:
-        if not jsonl and f.tell() == 0:
-            f.write(_line(dict(zip(columns, columns, strict=True)), columns, False))
-            f.flush()
-        futures: dict[Future[dict[str, Any]], SweepPoint] = {
-            executor.submit(run_point, data, scenario_path, p, plugins, batch): p for p in todo
-        }
-        for n, fut in enumerate(as_completed(futures), start=1):
-            try:
-                row = fut.result()
-            except Exception as exc:  # the worker itself died (killed, out of memory)
-                point = futures[fut]
-                row = {"point_id": point.point_id, **point.labels, "status": "error"}
-                row["error"] = f"worker failed: {type(exc).__name__}: {exc}"
-            failed += row.get("status") == "error"
-            f.write(_line(row, columns, jsonl))
-            f.flush()
-            os.fsync(f.fileno())
-            if on_done is not None:
-                on_done(n, len(todo))
-    _in_grid_order(out, points, jsonl)
+    kept = len(done)
+    try:
+        with open_append(out, flag="--out") as f:
+            if not jsonl and f.tell() == 0:
+                f.write(_line(dict(zip(columns, columns, strict=True)), columns, False))
+                f.flush()
+            futures: dict[Future[dict[str, Any]], SweepPoint] = {
+                executor.submit(run_point, data, scenario_path, p, plugins, batch): p for p in todo
+            }
+            for n, fut in enumerate(as_completed(futures), start=1):
+                try:
+                    row = fut.result()
+                except Exception as exc:  # the worker itself died (killed, out of memory)
+                    point = futures[fut]
+                    row = {"point_id": point.point_id, **point.labels, "status": "error"}
+                    row["error"] = f"worker failed: {type(exc).__name__}: {exc}"
+                failed += row.get("status") == "error"
+                f.write(_line(row, columns, jsonl))
+                f.flush()
+                os.fsync(f.fileno())
+                kept += 1
+                if on_done is not None:
+                    on_done(n, len(todo))
+    except OSError as exc:  # a full disk, an I/O error: what is in the file stays, and the sweep resumes
+        raise _write_failed(out, exc, kept) from None
+    try:
+        _in_grid_order(out, points, columns, jsonl)
+    except OutputError as exc:
+        raise OutputError(
+            f"{exc}; every point is in the file, in the order they finished; run the same command again to sort it"
+        ) from None
     return len(todo), len(points) - len(todo), failed
 
 
-def _in_grid_order(out: Path, points: list[SweepPoint], jsonl: bool) -> None:
+def _write_failed(out: Path, exc: OSError, kept: int) -> OutputError:
+    """The message for an error while appending to *out*: what is kept, and how to go on."""
+    name = terminal_safe(shorten(str(out), 200))
+    reason = exc.strerror or type(exc).__name__
+    return OutputError(
+        f"--out {name}: writing failed: {reason}; the finished points are kept ({kept:,} in the file; "
+        "a half-written last row is dropped when the sweep resumes); make room and run the same command again to resume"
+    )
+
+
+def _in_grid_order(out: Path, points: list[SweepPoint], columns: list[str], jsonl: bool) -> None:
     """
     Rewrite the finished *out* with its rows in grid order (atomically).
 
@@ -432,7 +488,7 @@ def _in_grid_order(out: Path, points: list[SweepPoint], jsonl: bool) -> None:
     for k, point in enumerate(points):
         order.setdefault(point.point_id, k)
     text = _decode(_read_results(out), out)
-    header, records = _parse(text, jsonl, out)
+    header, records = _parse(text, jsonl, out, columns)
     records.sort(key=lambda record: order.get(record[0], len(order)))  # stable: unknown ids keep their order
     if jsonl:
         body = "".join(line + "\n" for _, line in records)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from typing import IO, Any, Final, Protocol
 
+from stacksim._io import json_safe
+
 __all__ = ["FIELDS", "JsonlTrace", "ListTrace", "TraceSink"]
 
 FIELDS: Final = ("t_ns", "seq", "layer", "event", "dur_ns", "request", "offset", "length", "dump_type", "status", "detail")
@@ -58,7 +60,10 @@ class ListTrace:
 
 
 class JsonlTrace:
-    """Streams records to a text file, one compact JSON object per line."""
+    """Streams records to a text file, one compact JSON object per line, invisible characters escaped.
+
+    See :func:`~stacksim._io.json_safe`.
+    """
 
     def __init__(self, stream: IO[str]) -> None:
         self._write = stream.write
@@ -66,4 +71,4 @@ class JsonlTrace:
 
     def emit(self, *values: Any) -> None:
         """Write one record."""
-        self._write(self._dumps(dict(zip(FIELDS, values, strict=True))) + "\n")
+        self._write(json_safe(self._dumps(dict(zip(FIELDS, values, strict=True)))) + "\n")

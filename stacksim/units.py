@@ -43,6 +43,7 @@ __all__ = [
     "format_bandwidth",
     "format_bytes",
     "format_ns",
+    "format_ns_pair",
     "parse_bandwidth",
     "parse_fraction",
     "parse_per_byte_ps",
@@ -387,6 +388,19 @@ def format_ns(ns: float) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def format_ns_pair(a: int, b: int) -> tuple[str, str]:
+    """
+    :func:`format_ns` of two durations that are compared in one message, exact where rounding would hide their difference.
+
+    >>> format_ns_pair(12_000_000, 10_000_000), format_ns_pair(10_000_000, 9_999_999)
+    (('12 ms', '10 ms'), ('10,000,000 ns', '9,999,999 ns'))
+    """
+    fa, fb = format_ns(a), format_ns(b)
+    if fa == fb and a != b:
+        return f"{a:,} ns", f"{b:,} ns"
+    return fa, fb
+
+
 def format_bytes(n: float) -> str:
     """
     Render a byte count with a binary unit.
@@ -407,13 +421,17 @@ def format_bytes(n: float) -> str:
 
 def format_bandwidth(bytes_per_s: float) -> str:
     """
-    Render a rate in decimal megabytes or gigabytes per second (as drive makers quote them).
+    Render a rate in decimal bytes, kilobytes, megabytes or gigabytes per second (as drive makers quote them).
 
-    >>> format_bandwidth(3e9), format_bandwidth(150e6)
-    ('3.00 GB/s', '150 MB/s')
+    >>> format_bandwidth(3e9), format_bandwidth(150e6), format_bandwidth(2_500), format_bandwidth(0.5)
+    ('3.00 GB/s', '150 MB/s', '2.5 kB/s', '0.5 B/s')
     """
     if bytes_per_s >= 1e9:
         return f"{bytes_per_s / 1e9:.2f} GB/s"
     if bytes_per_s >= 1e6:
         return f"{bytes_per_s / 1e6:.3g} MB/s"
-    return f"{bytes_per_s / 1e3:.3g} kB/s"
+    if bytes_per_s >= 1e3:
+        return f"{bytes_per_s / 1e3:.3g} kB/s"
+    if bytes_per_s >= 0.01 or bytes_per_s == 0:
+        return f"{bytes_per_s:.3g} B/s"
+    return "< 0.01 B/s"

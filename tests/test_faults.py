@@ -114,6 +114,32 @@ class TestFilters:
         assert result.status == "ok"
         assert any("never fired" in w for w in result.warnings)
 
+    def test_fault_past_the_last_write_says_so(self) -> None:
+        """A dump_write fault at a request number the dump never reaches is warned with the number of writes."""
+        result, _ = with_faults({"kind": "filter_raise", "filter": "dumpfve.sys", "at_request": 10**6})
+        assert result.status == "ok"
+        n = result.write_requests
+        expected = f"fault raise on dumpfve.sys dump_write never fired: past the last write (the dump has {n} writes)"
+        assert result.warnings == (expected,)
+
+    def test_fault_for_the_other_stack_says_so(self) -> None:
+        """A fault for the hibernation stack never fires in a crash, and the warning names both dump types."""
+        result, _ = with_faults({"kind": "filter_raise", "filter": "dumpfve.sys", "dump_type": "hibernation"})
+        assert result.status == "ok"
+        assert result.warnings == (
+            "fault raise on dumpfve.sys dump_write never fired: "
+            "it is for the hibernation stack and this run's stack is crashdump",
+        )
+
+    def test_many_unfired_filter_faults_are_counted_not_listed(self) -> None:
+        """1,000 filter faults past the last write give 20 warnings and one line counting the rest."""
+        from stacksim.simulate import MAX_FAULT_WARNINGS
+
+        faults = [{"kind": "filter_error_status", "filter": "dumpfve.sys", "at_request": 10**6 + i} for i in range(1000)]
+        result, _ = with_faults(*faults)
+        assert len(result.warnings) == MAX_FAULT_WARNINGS + 1
+        assert result.warnings[-1] == f"and {1000 - MAX_FAULT_WARNINGS:,} more filter faults never fired"
+
     def test_filter_error_status(self) -> None:
         """An error status is recorded; the write still reaches the disk."""
         result, _ = with_faults({"kind": "filter_error_status", "filter": "dumpfve.sys", "at_request": 4, "status": 0xC000028A})

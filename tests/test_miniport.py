@@ -46,6 +46,13 @@ class TestTimeoutOnSlowDevices:
         assert r.message == "request #2 did not complete within the port's 1 s timeout (the device needed 4 s for it)"
         assert r.layers["device"].calls == 1  # the timed-out write is the port's time, as with device_timeout
 
+    def test_a_timeout_1_ns_short_is_told_in_exact_nanoseconds(self) -> None:
+        """When the timeout and the device's time round to the same "500 ms", the message gives both in exact ns."""
+        r = both(disk={"bandwidth": 16384}, dump_port={"timeout": 500_019_999})
+        assert r.message == (
+            "request #1 did not complete within the port's 500,019,999 ns timeout (the device needed 500,020,000 ns for it)"
+        )
+
     def test_slow_writes_travel_alone_and_the_result_says_why(self) -> None:
         """Writes that can outlast the timeout are not batched; the reason is reported."""
         r = both(disk={"bandwidth": 16384}, dump_port={"timeout": "1 s"})

@@ -41,7 +41,7 @@ NO_WRITE = {
 """One scenario for each outcome that writes nothing."""
 
 UNITS = {
-    *("ns", "µs", "ms", "s", "min", "B", "KiB", "MiB", "GiB", "TiB", "kB/s", "MB/s", "GB/s", "IOPS", "%"),
+    *("ns", "µs", "ms", "s", "min", "B", "KiB", "MiB", "GiB", "TiB", "B/s", "kB/s", "MB/s", "GB/s", "IOPS", "%"),
     *("bytes", "writes", "pages", "calls", "records"),  # counts that say what they count
 }
 COUNT_COLUMNS = {"calls"}
@@ -292,3 +292,14 @@ def test_plugin_error_text_is_escaped(tmp_path: Path) -> None:
     out = run_cli("run", str(scenario), "--plugin", str(plugin), columns=200)
     assert "\x1b" not in out
     assert r"\x1b[2J[link=http://x]boom[/link]" in out
+
+
+@pytest.mark.parametrize(
+    ("ratio", "text"),
+    [(2.61, "2.6× faster"), (99.94, "99.9× faster"), (60001.0, "60,001× faster"), (2e13, "> 1,000,000× faster")],
+)
+def test_speedup_is_readable_at_any_size(ratio: float, text: str) -> None:
+    """The bottleneck line's "N× faster" keeps one decimal below 100×, none above, and caps absurd ratios."""
+    from stacksim.summary import _times_faster
+
+    assert _times_faster(ratio) == text

@@ -238,7 +238,7 @@ def test_awkward_text_in_cells_survives_the_rewrite(tmp_path: Path) -> None:
         ]
         header = "" if jsonl else _line(dict(zip(columns, columns, strict=True)), columns, False)
         out.write_bytes((header + "".join(_line(r, columns, jsonl) for r in reversed(rows_out))).encode())
-        _in_grid_order(out, points, jsonl)
+        _in_grid_order(out, points, columns, jsonl)
         text = out.read_bytes().decode()
         if jsonl:
             got = [json.loads(line)["error"] for line in text.split("\n") if line]
@@ -274,13 +274,15 @@ def test_local_workers_ignore_ctrl_c() -> None:
 @pytest.mark.parametrize(
     ("suffix", "content", "expected"),
     [
-        (".jsonl", b'{"point_id": "a"}\nnot json\n', "line 2 is not a row of a sweep's results (not JSON)"),
-        (".jsonl", b'{"point_id": "a"}\n[1, 2]\n', "line 2 is not a row of a sweep's results (no point_id)"),
+        (".jsonl", b"not json\n", "line 1 is not a row of a sweep's results (not JSON)"),
+        (".jsonl", b"[1, 2]\n", "line 1 is not a row of a sweep's results (not an object)"),
+        (".jsonl", b'{"x": 1}\n', "line 1 is not a row of a sweep's results (no point_id)"),
+        (".jsonl", b'{"point_id": "a"}\n', "holds results of a different sweep (line 1 has the keys point_id"),
         (".jsonl", b"[" * 100_000 + b"]" * 100_000 + b"\n", "line 1 is not a row of a sweep's results (not JSON)"),
         (".csv", b"\xff\xfe\x00p\x00", "UTF-16"),
         (".csv", b"point_id,x\n" + b"a," + b"y" * 200_000 + b"\n", "is not a sweep's CSV results"),
     ],
-    ids=["jsonl-garbage", "jsonl-no-id", "jsonl-deep", "csv-utf16", "csv-huge-cell"],
+    ids=["jsonl-garbage", "jsonl-array", "jsonl-no-id", "jsonl-other-sweep", "jsonl-deep", "csv-utf16", "csv-huge-cell"],
 )
 def test_resuming_into_a_file_that_is_not_results_is_refused(tmp_path: Path, suffix: str, content: bytes, expected: str) -> None:
     """A --out that is not a sweep's results file is refused with the file and line, and left as it was."""

@@ -246,3 +246,14 @@ def test_describe_keeps_messages_short() -> None:
     assert describe("x" * 100) == "'xxxxxxxxxxxxxxxxxxxxxxxx'… (100 characters)"
     assert describe([[1]]) == "a list of 1 items"
     assert describe([1, "2 s"]) == "[1, '2 s']"
+
+
+@pytest.mark.parametrize(
+    ("rate", "text"),
+    [(3e9, "3.00 GB/s"), (150e6, "150 MB/s"), (2_500, "2.5 kB/s"), (999, "999 B/s"), (0.5, "0.5 B/s"), (5.59e-5, "< 0.01 B/s")],
+)
+def test_bandwidths_of_every_size_have_a_readable_unit(rate: float, text: str) -> None:
+    """Rates below 1 kB/s are shown in B/s, never as 5.59e-08 kB/s."""
+    from stacksim.units import format_bandwidth
+
+    assert format_bandwidth(rate) == text

@@ -36,7 +36,6 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Final, NoReturn, TypeAlias, TypeVar
 
 import trio
-import trio.testing
 
 from stacksim.trace import TraceSink
 from stacksim.units import format_ns
@@ -895,7 +894,12 @@ def run(async_fn: Callable[[], Awaitable[T]], engine: Engine | None = None) -> T
     :class:`KeyboardInterrupt`, not wrapped in the exception group of the nursery it
     interrupted, so callers can clean up and report it simply.
     """
-    clock: trio.abc.Clock = engine.clock if engine is not None else trio.testing.MockClock(autojump_threshold=0)
+    if engine is not None:
+        clock: trio.abc.Clock = engine.clock
+    else:  # imported here: trio.testing imports pytest when it is installed (~0.2 s at start-up)
+        import trio.testing as trio_testing
+
+        clock = trio_testing.MockClock(autojump_threshold=0)
     try:
         return trio.run(async_fn, clock=clock)
     except BaseExceptionGroup as group:

@@ -356,14 +356,29 @@ class FilterLayer:
                     )
                 forward(op)
 
-    def unfired_faults(self) -> list[str]:
-        """Warnings for injected faults that never hit a call (e.g. a callback the filter lacks)."""
-        out = []
+    def unfired_faults(self, writes: int | None = None) -> list[str]:
+        """
+        Warnings for injected faults that never hit a call, each with the reason when it could not.
+
+        Reasons: the filter lacks the callback, the fault is for the other stack's dump type, or
+        its ``at_request`` is past the *writes* the dump has (when known).
+        """
+        out: list[str] = []
+        if not self.attempted:
+            return out
+        callbacks = self.callbacks()
         for f in self.faults:
-            if f not in self.fired and self.attempted:
-                has = f.callback == "any" or f.callback in self.callbacks()
-                why = "" if has else f": the filter has no {f.callback} callback"
-                out.append(f"fault {f.action} on {self.name} {f.callback} never fired{why}")
+            if f in self.fired:
+                continue
+            if f.callback != "any" and f.callback not in callbacks:
+                why = f": the filter has no {f.callback} callback"
+            elif f.dump_type not in ("any", self.dump_type):
+                why = f": it is for the {f.dump_type} stack and this run's stack is {self.dump_type}"
+            elif writes is not None and f.at_request is not None and f.at_request > writes:
+                why = f": past the last write (the dump has {writes:,} writes)"
+            else:
+                why = ""
+            out.append(f"fault {f.action} on {self.name} {f.callback} never fired{why}")
         return out
 
     def callbacks(self) -> list[str]:
