@@ -357,9 +357,9 @@ def test_an_empty_file_breaks_structure(tmp_path: Path) -> None:
 
 
 def test_removing_every_device_record_breaks_device() -> None:
-    """A trace with its device records removed fails `device` (and `outcome`: no flush)."""
+    """A trace with its device records removed fails `device` (and `outcome`: no flush; `timing`: the gaps they leave)."""
     recs = renumber([r for r in good() if r["layer"] != "device"])
-    assert rules_broken(recs) == ["device", "outcome"]
+    assert rules_broken(recs) == ["timing", "device", "outcome"]
     assert any("not followed by the device's write" in m for m in messages(recs, "device"))
 
 
@@ -407,6 +407,7 @@ def test_a_record_from_an_unknown_layer_breaks_layers() -> None:
     recs = good()
     intruder = copy.deepcopy(find(recs, "delayflt.sys", "dump_finish"))
     intruder["layer"] = "fvevol.sys"
+    intruder["dur_ns"] = 0  # takes no time, so the serial timeline stays whole
     recs.insert(recs.index(find(recs, "delayflt.sys", "dump_finish")), intruder)
     assert rules_broken(renumber(recs)) == ["layers"]
 
@@ -541,8 +542,8 @@ def test_dump_complete_with_a_write_missing_breaks_outcome() -> None:
 
 
 def test_dump_complete_without_the_flush_breaks_outcome() -> None:
-    """A completed dump flushed the device cache."""
-    assert rules_broken(without(good(), "flush")) == ["outcome"]
+    """A completed dump flushed the device cache (the flush's time left as a gap also breaks `timing`)."""
+    assert rules_broken(without(good(), "flush")) == ["timing", "outcome"]
 
 
 def test_dump_failed_after_a_stack_that_loaded_breaks_outcome() -> None:
@@ -644,7 +645,7 @@ def test_placement_of_the_runs_themselves() -> None:
 def test_start_finish() -> None:
     """A missing dump_start or a dump_finish before the last completion breaks `start_finish`."""
     recs = without(good(), "dump_start")
-    assert rules_broken(recs) == ["start_finish"]
+    assert rules_broken(recs) == ["timing", "start_finish"]  # timing: the gap the callback leaves
     recs = good()
     finish = find(recs, "delayflt.sys", "dump_finish")
     recs.remove(finish)
@@ -743,7 +744,7 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
     "null-request-on-a-write": (record_line(event="dump_write"), "null request, offset or length"),
     "request-on-driver_entry": (record_line(request=1, offset=0, length=512), "they are null for it"),
     "callback-without-status": (record_line(status=None), "null status"),
-    "detail-on-a-write": (record_line(detail={}), "only dump_context has one"),
+    "detail-on-a-write": (record_line(detail={}), "only dump_context and a dump_write that moved its write have one"),
     "dump_context-without-detail": (record_line(layer="crashdmp", event="dump_context", status=None), "without a detail"),
 }
 
@@ -940,3 +941,18 @@ def test_the_line_cap_is_documented() -> None:
     """docs/reference/trace-format.md states the line cap."""
     text = (Path(__file__).parents[1] / "docs" / "reference" / "trace-format.md").read_text(encoding="utf-8")
     assert f"{MAX_LINE_BYTES // 2**20} MiB" in text
+
+
+def test_the_checker_knows_every_status_name_the_simulator_writes() -> None:
+    """The checker's own table of status names holds exactly the simulator's NTSTATUS values."""
+    from stacksim.check import _STATUS_CODES
+    from stacksim.requests import NtStatus, status_name
+
+    assert _STATUS_CODES == {status_name(s.value): s.value for s in NtStatus}
+
+
+def test_a_dump_start_of_a_filter_whose_driver_entry_returned_an_error_name_breaks_layers() -> None:
+    """DriverEntry returning STATUS_UNSUCCESSFUL (a name, not a hex value) leaves the filter unloaded."""
+    recs = good()
+    find(recs, "delayflt.sys", "driver_entry")["status"] = "STATUS_UNSUCCESSFUL"
+    assert "layers" in rules_broken(recs)
