@@ -12,26 +12,41 @@ TRACE.jsonl`` apply these rules:
 ``format``           every line is one JSON object with exactly the trace fields, each of its type
                      (integers 0 to 2**63 - 1, never a bool or a float), null exactly where the event
                      has no such field, at most :data:`MAX_LINE_BYTES` long, UTF-8, ending in a newline;
-                     the dump_context's detail has exactly its documented keys and types
+                     the dump_context's detail has exactly its documented keys and types, a
+                     dump_write's is null or {"moved_from": offset}
 ``order``            seq numbers go 1, 2, 3, ... (no record missing, none repeated) and records are
                      sorted by (t_ns, seq)
+``timing``           the dump path is serial: each record starts when the one before it ended; the
+                     event comes at its time; dump_failed when the step before it ended, a watchdog
+                     period after it when a crash-mode callback hung, or when the power failed;
+                     instant events last 0 ns; nothing after the power failed
 ``structure``        the skeleton of a dump: boot records (DriverEntry), exactly one bugcheck or
                      hibernate record, (crash) the integrity check, one dump_context before dump_start,
                      port_init and the first write, writes numbered 1, 2, ... (a retry repeats its
-                     number, at the same offset and length), dump_finish and the flush after the last
-                     write, and exactly one dump_complete or dump_failed, last
+                     number, at the same offset and length; write_failed names the issued write),
+                     dump_finish and the flush after the last write of the last part, exactly one
+                     dump_complete or dump_failed, last; the dump context's target suits the event
 ``layers``           every record comes from a layer that is there: crashdmp, miniport, device, or a
                      filter whose DriverEntry succeeded in that stack and that was not unloaded since,
                      recording only callbacks the dump context lists for it; the dump context lists
                      exactly the filters loaded in the active stack, in load order
+``file_position``    each new write is the next piece of the dump: the dump context's parts in order,
+                     mapped through its runs, each write as long as MaxPagesPerWrite, the run and the
+                     part allow
+``handoff``          each filter hands down the offset it was handed, unless its record says where it
+                     moved the write from; after a changed length or an unaligned offset (which end
+                     the dump) nothing more of the write is recorded
 ``device``           the port writes the offset the last filter handed down and the length crashdmp
                      issued; its write is followed at once by the device's write of the same request at
                      partition_offset + that offset, same length, starting when the port submitted it
                      (or by a poll_timeout, or by a dump_failed before that instant: the power
-                     failed); write_complete reports the port's offset and length when the device finished
+                     failed); write_complete reports the port's offset and length when the device finished;
+                     no device write or flush outlasts the port's timeout, a poll_timeout lasts it
 ``outcome``          dump_complete only after every write completed, the flush, and exactly dump_bytes
+                     written, all of the dump's parts; a dump that does not fit its file is not
                      written; a dump_failed right after the event only when no stack was loaded or a
-                     DriverEntry failed
+                     DriverEntry failed, and after another step only when it can fail the dump or
+                     plugin code runs next
 ``qd1``              one request outstanding: a write is issued only after the previous one
                      completed, and the dump port starts a command only after the device finished
                      the previous one (crash mode is polled and synchronous [DOC S13])
@@ -40,7 +55,7 @@ TRACE.jsonl`` apply these rules:
                      partition_offset, and within the disk), the port's at most MaxPagesPerWrite pages,
                      and no two completed writes overlap on the disk
 ``start_finish``     every loaded filter's dump_start precedes the first write; its dump_finish
-                     follows the last completion [DOC S6, S8]; each is called once
+                     follows the last completion [DOC S6, S8]; each is called once, in registry order
 ``filter_order``     for every request, the filters' dump_write calls come in registry order, each
                      once, before the port's write
 ``frozen_stack``     after hibernation starts, the crash dump stack loaded at boot records nothing
@@ -1298,6 +1313,14 @@ class _Checker:
         stage = self.stage
         if not ok:
             self._failed_at(r, line)
+            chain = self.chain
+            if self.state == ISSUED and self.ctx is not None and chain != self.writer_list[: len(chain)]:
+                self.v(
+                    "filter_order",
+                    f"request {self.cur} went through {chain} before the dump failed: the filters with a dump_write "
+                    f"are {list(self.writers)}, called in that order",
+                    (line, r),
+                )
         self.stage, self.end_line = ENDED, line
         if not ok:
             if stage == EVENT and self.active is not None:
@@ -1425,8 +1448,8 @@ class _Checker:
             return self.start_i < len(self.starters)
         if event == "issue_write":
             return bool(self.writers)
-        if event == "dump_write":
-            return len(self.chain) < len(self.writers)
+        if event == "dump_write":  # (unless that filter broke the write: then the dump stopped there)
+            return len(self.chain) < len(self.writers) and not self.must_end
         if event == "write_complete":
             return self.ctx is not None and self.part_i >= len(self.ctx.parts) and bool(self.finishers)
         if event == "dump_finish":
@@ -1526,7 +1549,9 @@ class _Checker:
                 "(the file is written in order, each write as long as MaxPagesPerWrite, the run and the part allow)",
                 (line, r),
             )
-        done += want_length
+        # a write that starts where the dump goes on covers what it covers (a longer or shorter one is one
+        # violation, not one for every write after it); one elsewhere, the dump goes on where it should have
+        done += length if offset == want_offset else want_length
         if done >= size:
             self.part_i, self.part_done = i + 1, 0
         else:
@@ -1596,7 +1621,8 @@ class _Checker:
             if self.must_end:
                 self._went_on(r, line)
             chain = self.chain
-            if chain != self.writer_list:
+            # (without a usable dump_context, which filters registered dump_write is unknown)
+            if chain != self.writer_list and self.ctx is not None:
                 expected = [*self.writers, "miniport"]
                 self.v("filter_order", f"request {request} went through {[*chain, 'miniport']}, not {expected}", (line, r))
             if offset != self.handed:

@@ -14,7 +14,7 @@ import itertools
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from conftest import run
@@ -24,6 +24,8 @@ from test_batching import scenarios
 from typer.testing import CliRunner
 
 import stacksim.check as check_module
+import stacksim.filters.faultflt as faultflt_module
+import stacksim.scenario as scenario_module
 from stacksim import trace as trace_module
 from stacksim.check import (
     FIELDS,
@@ -84,6 +86,48 @@ def without(records: Records, *events: str) -> Records:
     return renumber([r for r in records if r["event"] not in events])
 
 
+def retime(records: Records) -> Records:
+    """Each record starting when the one before it ended (the event at its own time), as a careful forger would leave them."""
+    for before, r in itertools.pairwise(records):
+        if r["event"] not in ("bugcheck", "hibernate"):
+            r["t_ns"] = before["t_ns"] + before["dur_ns"]
+    return records
+
+
+THREE_RUNS: dict[str, Any] = {
+    "registry": {"DumpFilters": ["delayflt.sys", "dumpfve.sys"], "CrashDumpEnabled": 1},
+    "memory": {"ram": "256 KiB"},
+    "filters": {"delayflt.sys": {"per_call": "3 us", "start": "10 us", "finish": "10 us"}},
+    "layout": {
+        "runs": [
+            {"offset": 2**30, "length": 40 * 1024},
+            {"offset": 2**31, "length": 96 * 1024},
+            {"offset": 3 * 2**30, "length": 2**20},
+        ]
+    },
+}
+"""A complete dump (8 KiB header, 256 KiB body) through two filters into three disk runs of 40 KiB, 96 KiB and 1 MiB."""
+
+
+def three_runs() -> Records:
+    """A valid trace of THREE_RUNS: six writes (8 + 32, 64 + 32, 64 + 64 KiB, cut at each run's end), 896 KiB unused."""
+    _, trace = run(**THREE_RUNS)
+    return trace.records
+
+
+def of_request(records: Records, request: int) -> Records:
+    """Every record of write number *request*, in trace order."""
+    return [r for r in records if r["request"] == request]
+
+
+def move(records: Records, request: int, offset: int) -> Records:
+    """Every record of write number *request* at partition offset *offset* (the device's shifted by partition_offset)."""
+    shift = find(records, "crashdmp", "dump_context")["detail"]["partition_offset"]
+    for r in of_request(records, request):
+        r["offset"] = offset + (shift if r["layer"] == "device" else 0)
+    return records
+
+
 def write_lines(path: Path, lines: list[bytes]) -> Path:
     path.write_bytes(b"".join(line + b"\n" for line in lines))
     return path
@@ -94,6 +138,18 @@ def dumps(records: Records) -> list[bytes]:
 
 
 # -- genuine traces ----------------------------------------------------------------------------
+
+WATCHDOG = {"watchdog": "1 s"}
+
+
+def faultflt(**config: Any) -> dict[str, Any]:
+    """Sections of a run through delayflt.sys and faultflt.sys, configured with *config*, with a 1 s watchdog."""
+    return {
+        "registry": {"DumpFilters": ["delayflt.sys", "faultflt.sys"]},
+        "filters": {"faultflt.sys": config},
+        "engine": WATCHDOG,
+    }
+
 
 OUTCOMES: dict[str, tuple[dict[str, Any], str]] = {
     "ok": ({}, "ok"),
@@ -204,6 +260,77 @@ OUTCOMES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "hiberfile-too-small": ({"layout": {"size": "16 KiB"}, **HIBERNATE}, "file_too_small"),
     "hibernation-power-loss": ({"faults": [{"kind": "power_loss", "at": "1100 us"}], **HIBERNATE}, "power_lost"),
+    "filter-hang-in-the-first-write": (
+        {"registry": FILTERS, "faults": [{"kind": "filter_hang", "filter": "dumpfve.sys", "at_request": 1}], "engine": WATCHDOG},
+        "hung",
+    ),
+    "filter-hang-in-finish": (
+        {
+            "registry": FILTERS,
+            "faults": [{"kind": "filter_hang", "filter": "delayflt.sys", "callback": "dump_finish"}],
+            "engine": WATCHDOG,
+        },
+        "hung",
+    ),
+    "slow-filter-past-the-watchdog": (  # a call that spends the watchdog period is cut there, like one that never returns
+        {
+            "registry": FILTERS,
+            "faults": [{"kind": "slow_filter", "filter": "delayflt.sys", "extra": "2 s", "callback": "dump_finish"}],
+            "engine": WATCHDOG,
+        },
+        "hung",
+    ),
+    "power-loss-during-a-hang": (
+        {
+            "registry": FILTERS,
+            "faults": [
+                {"kind": "power_loss", "at": "500 ms"},
+                {"kind": "filter_hang", "filter": "delayflt.sys", "callback": "dump_start"},
+            ],
+            "engine": WATCHDOG,
+        },
+        "power_lost",
+    ),
+    "power-loss-in-the-flush": ({"faults": [{"kind": "power_loss", "at": "1100 us"}]}, "power_lost"),
+    "power-loss-after-the-dump": ({"faults": [{"kind": "power_loss", "at": "1 s"}]}, "ok"),
+    "device-timeout-retries-spent": (
+        {"faults": [{"kind": "device_timeout", "at_request": 2}], "dump_driver": {"write_retries": 2}},
+        "io_timeout",
+    ),
+    "device-error-at-an-offset": ({"faults": [{"kind": "device_error", "at_offset": 2**30 + 8192}]}, "io_error"),
+    "faultflt-none": (faultflt(action="none"), "ok"),
+    "faultflt-raise-driver-entry": (faultflt(action="raise_driver_entry"), "ok"),
+    "faultflt-fail": (faultflt(action="fail", at_request=2), "ok"),
+    "faultflt-raise": (faultflt(action="raise", at_request=2), "filter_crashed"),
+    "faultflt-hang": (faultflt(action="hang", at_request=2), "hung"),
+    "faultflt-slow": (faultflt(action="slow", extra="5 us"), "ok"),
+    "faultflt-write-caller-buffer": (faultflt(action="write_caller_buffer", at_request=2), "filter_violation"),
+    "filter-moves-a-write": (  # into the unused end of the file: honoured, and nothing overlaps
+        {
+            "registry": {"DumpFilters": ["faultflt.sys", "delayflt.sys"]},
+            "filters": {"faultflt.sys": {"action": "change_offset", "at_request": 2, "offset_delta": "8 KiB"}},
+            "layout": {"size": "1 MiB"},
+        },
+        "ok",
+    ),
+    "fragmented-file-two-filters": (THREE_RUNS, "ok"),
+    "hibernation-filter-hang": (
+        {
+            "registry": {"DumpFilters": ["delayflt.sys"]},
+            "faults": [{"kind": "filter_hang", "filter": "delayflt.sys", "at_request": 3}],
+            "engine": WATCHDOG,
+            **HIBERNATE,
+        },
+        "hung",
+    ),
+    "hibernation-device-timeout-retried": (
+        {
+            "faults": [{"kind": "device_timeout", "at_request": 2, "persistent": False}],
+            "dump_driver": {"write_retries": 1},
+            **HIBERNATE,
+        },
+        "ok",
+    ),
 }
 
 
@@ -214,6 +341,18 @@ def test_genuine_trace_passes(case: str) -> None:
     result, trace = run(check=False, **sections)
     assert result.status == status
     assert [v.render() for v in check_records(trace.records)] == []
+
+
+def test_the_genuine_traces_cover_every_fault_kind_and_every_faultflt_action() -> None:
+    """OUTCOMES injects each fault kind a scenario can name and runs each action faultflt.sys has."""
+    faults = {f["kind"] for sections, _ in OUTCOMES.values() for f in sections.get("faults", [])}
+    actions = {
+        sections["filters"]["faultflt.sys"]["action"]
+        for sections, _ in OUTCOMES.values()
+        if "faultflt.sys" in sections.get("filters", {})
+    }
+    assert faults == set(scenario_module._FAULT_KINDS)
+    assert actions == set(get_args(faultflt_module.Action))
 
 
 @st.composite
@@ -683,6 +822,394 @@ def test_dump_type_missing() -> None:
     assert rules_broken(recs) == ["dump_type"]
 
 
+def test_the_dump_context_names_the_parts_the_watchdog_the_port_timeout_and_the_power_loss() -> None:
+    """The dump_context carries what file_position and timing need: parts in write order, watchdog, port timeout, power loss."""
+    result, trace = run(faults=[{"kind": "power_loss", "at": "1100 us"}], engine=WATCHDOG)
+    detail = find(trace.records, "crashdmp", "dump_context")["detail"]
+    assert detail["parts"] == [["header", 0, 8192], ["body", 8192, result.dump_bytes - 8192]]
+    assert detail["watchdog_ns"] == 10**9
+    assert detail["port_timeout_ns"] == 10 * 10**9  # the dump port's default command timeout
+    assert detail["power_loss_ns"] == 10_000_000 + 1_100_000  # after the bugcheck at 10 ms
+
+
+def test_a_dump_context_without_a_power_loss_names_none() -> None:
+    """When the power does not fail, the dump_context's power_loss_ns is null."""
+    assert find(good(), "crashdmp", "dump_context")["detail"]["power_loss_ns"] is None
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+def test_a_record_that_starts_late_breaks_timing() -> None:
+    """A call that starts after the one before it ended leaves a gap on the serial path: `timing`."""
+    recs = good()
+    find(recs, "delayflt.sys", "dump_start")["t_ns"] += 1
+    assert rules_broken(recs) == ["timing"]
+    assert messages(recs, "timing") == [
+        "line 5: 'delayflt.sys''s dump_start starts at 10000001 ns, but 'crashdmp''s dump_context before it ended at "
+        "10000000 ns: one layer runs at a time, each step starts when the one before it ends",
+        "line 6: 'miniport''s port_init starts at 10000010 ns, but 'delayflt.sys''s dump_start before it ended at "
+        "10000011 ns: one layer runs at a time, each step starts when the one before it ends",
+    ]
+
+
+def test_a_record_that_starts_early_breaks_timing() -> None:
+    """A call that starts before the one before it ended overlaps it: `timing`."""
+    recs = good()
+    find(recs, "device", "flush")["t_ns"] -= 1
+    assert rules_broken(recs) == ["timing"]
+
+
+@pytest.mark.parametrize("event", ["bugcheck", "dump_context", "write_complete", "dump_complete"])
+def test_an_instant_event_with_a_duration_breaks_timing(event: str) -> None:
+    """bugcheck, dump_context, write_complete and dump_complete take no time: a dur_ns of 1 breaks `timing`."""
+    recs = good()
+    find(recs, "crashdmp", event)["dur_ns"] = 1
+    assert rules_broken(recs) == ["timing"]
+    assert any(f"a {event} lasting 1 ns" in m for m in messages(recs, "timing"))
+
+
+def test_a_record_after_the_power_loss_breaks_timing() -> None:
+    """Nothing runs after the instant the dump_context names for the power failure: a record after it breaks `timing`."""
+    recs = good()
+    flush = find(recs, "device", "flush")
+    find(recs, "crashdmp", "dump_context")["detail"]["power_loss_ns"] = flush["t_ns"]
+    assert rules_broken(recs) == ["timing"]
+    assert messages(recs, "timing") == [
+        f"line {len(recs)}: a record at {recs[-1]['t_ns']} ns, after the power failed at {flush['t_ns']} ns"
+    ]
+
+
+def test_a_power_loss_before_the_dump_context_breaks_timing() -> None:
+    """A dump_context that says the power had already failed before it was recorded breaks `timing`."""
+    recs = good()
+    context = find(recs, "crashdmp", "dump_context")
+    context["detail"]["power_loss_ns"] = context["t_ns"] - 1
+    assert rules_broken(recs) == ["timing"]
+    assert any("says the power failed at" in m for m in messages(recs, "timing"))
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_a_dump_failed_not_when_the_failed_step_ended_breaks_timing(delta: int) -> None:
+    """After a failed device write, dump_failed comes when it ended; 1 ns later or earlier (no power failure) breaks `timing`."""
+    _, trace = run(**OUTCOMES["device-error"][0])
+    recs = trace.records
+    recs[-1]["t_ns"] += delta
+    assert rules_broken(recs) == ["timing"]
+    assert any("the power did not fail" in m for m in messages(recs, "timing"))
+
+
+def test_a_dump_failed_not_at_the_power_loss_breaks_timing() -> None:
+    """A run that lost power ends with dump_failed at that instant: 1 ns later breaks `timing`."""
+    _, trace = run(**OUTCOMES["power-loss-mid-write"][0])
+    recs = trace.records
+    recs[-1]["t_ns"] += 1
+    assert rules_broken(recs) == ["timing"]
+
+
+def test_a_dump_failed_a_watchdog_period_after_a_hung_callback_passes() -> None:
+    """faultflt.sys hangs in its dump_write of request 2 (no record): a dump_failed a watchdog period later is legal."""
+    _, trace = run(**OUTCOMES["faultflt-hang"][0])
+    recs = trace.records
+    before, last = recs[-2:]
+    assert (before["layer"], before["event"], before["request"]) == ("delayflt.sys", "dump_write", 2)
+    assert last["t_ns"] == before["t_ns"] + before["dur_ns"] + 10**9
+    assert rules_broken(recs) == []
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_a_dump_failed_off_the_watchdog_period_breaks_timing(delta: int) -> None:
+    """After a hung callback dump_failed comes exactly a watchdog period later: 1 ns off breaks `timing`."""
+    _, trace = run(**OUTCOMES["faultflt-hang"][0])
+    recs = trace.records
+    recs[-1]["t_ns"] += delta
+    assert rules_broken(recs) == ["timing"]
+
+
+def test_a_hang_where_no_callback_is_next_breaks_timing() -> None:
+    """A dump_failed a watchdog period after a write completed in mid-dump (crashdmp, not a callback, is next) breaks `timing`."""
+    recs = good()
+    done = find(recs, "crashdmp", "write_complete", 0)
+    context = find(recs, "crashdmp", "dump_context")["detail"]
+    end = recs.index(done) + 1
+    recs = renumber([*recs[:end], {**recs[-1], "event": "dump_failed", "t_ns": done["t_ns"] + context["watchdog_ns"]}])
+    assert rules_broken(recs) == ["timing"]  # after request 1 completes, crashdmp issues request 2: no callback is next
+
+
+def test_a_dump_failed_after_a_step_that_cannot_fail_breaks_outcome() -> None:
+    """A device write that succeeded is followed by its write_complete: a dump_failed there breaks `outcome`."""
+    recs = good()
+    device = find(recs, "device", "device_write", 0)
+    end = recs.index(device) + 1
+    recs = renumber([*recs[:end], {**recs[-1], "event": "dump_failed", "t_ns": device["t_ns"] + device["dur_ns"]}])
+    assert rules_broken(recs) == ["outcome"]
+    assert any("which cannot fail the dump" in m for m in messages(recs, "outcome"))
+
+
+def test_a_hang_after_a_length_change_breaks_timing() -> None:
+    """A filter that changed a write's length stopped the dump there: a dump_failed a watchdog period later breaks `timing`."""
+    _, trace = run(**OUTCOMES["faultflt-hang"][0])
+    recs = trace.records
+    find(recs, "delayflt.sys", "dump_write", 1)["length"] -= 512
+    assert rules_broken(recs) == ["timing"]
+
+
+# -- file_position ---------------------------------------------------------------------------
+
+
+def test_two_writes_swapped_break_file_position() -> None:
+    """Requests 5 and 6 (both 64 KiB in the last run) written in each other's place break `file_position` alone."""
+    recs = three_runs()
+    five, six = find(recs, "crashdmp", "issue_write", 4)["offset"], find(recs, "crashdmp", "issue_write", 5)["offset"]
+    move(move(recs, 5, six), 6, five)
+    assert rules_broken(recs) == ["file_position"]
+
+
+def test_a_write_moved_into_unused_space_breaks_file_position() -> None:
+    """The last write put at 512 KiB into the last run (inside the file, overlapping nothing) breaks `file_position` alone."""
+    recs = three_runs()
+    move(recs, 6, 3 * 2**30 + 512 * 1024)
+    assert rules_broken(recs) == ["file_position"]
+    assert any(
+        "request 6 is 3221749760+65536, but the dump goes on with part 'body'" in m for m in messages(recs, "file_position")
+    )
+
+
+def test_the_header_written_last_breaks_file_position() -> None:
+    """The header's write moved after the body's (renumbered and retimed by a careful forger) breaks `file_position` alone."""
+    recs = three_runs()
+    header = of_request(recs, 1)
+    body_end = recs.index(find(recs, "crashdmp", "write_complete", 5)) + 1
+    recs = [*[r for r in recs[:body_end] if r["request"] != 1], *header, *recs[body_end:]]
+    for r in recs:
+        if r["request"] is not None:
+            r["request"] = 6 if r in header else r["request"] - 1
+    assert rules_broken(retime(renumber(recs))) == ["file_position"]
+
+
+def test_a_write_longer_than_max_pages_per_write_breaks_file_position() -> None:
+    """Requests 5 and 6 merged into one 128 KiB write (over 16 pages) break `file_position` (and `placement` at the port)."""
+    recs = three_runs()
+    recs = [r for r in recs if r["request"] != 6]
+    for r in of_request(recs, 5):
+        r["length"] *= 2
+    assert rules_broken(retime(renumber(recs))) == ["file_position", "placement"]
+    assert any("request 5 is 3221225472+131072" in m and "for 65536 bytes" in m for m in messages(recs, "file_position"))
+
+
+def test_a_write_shorter_than_max_pages_per_write_allows_breaks_file_position() -> None:
+    """Each write is as long as MaxPagesPerWrite, the run and the part allow: request 5 cut in two breaks `file_position`."""
+    recs = three_runs()
+    five = of_request(recs, 5)
+    second = copy.deepcopy(five)
+    for r in five:
+        r["length"] //= 2
+    for r in second:
+        r["length"] //= 2
+        r["offset"] += r["length"]
+    at = recs.index(five[-1]) + 1
+    recs[at:at] = second
+    for r in recs[at:]:
+        if r["request"] is not None and r not in second:
+            r["request"] += 1
+    for r in second:
+        r["request"] = 6
+    find(recs, "crashdmp", "dump_context")["detail"]["dump_bytes"] = sum(r["length"] for r in recs if r["event"] == "issue_write")
+    assert rules_broken(retime(renumber(recs))) == ["file_position"]
+
+
+def test_a_write_issued_after_the_whole_dump_breaks_file_position() -> None:
+    """A seventh write (into the unused end of the last run) after the whole dump breaks `file_position` (and `outcome`)."""
+    recs = three_runs()
+    last = of_request(recs, 6)
+    extra = copy.deepcopy(last)
+    for r in extra:
+        r["request"] = 7
+        r["offset"] += 65536
+    at = recs.index(last[-1]) + 1
+    recs[at:at] = extra
+    assert rules_broken(retime(renumber(recs))) == ["file_position", "outcome"]
+    assert any("request 7 is issued after the whole dump" in m for m in messages(recs, "file_position"))
+
+
+# -- handoff ---------------------------------------------------------------------------------
+
+
+def test_a_filter_that_moves_a_write_without_saying_so_breaks_handoff() -> None:
+    """delayflt.sys hands request 6 down 4 KiB further than it was handed, with no detail.moved_from: `handoff`."""
+    recs = three_runs()
+    for r in of_request(recs, 6):
+        if r["layer"] != "crashdmp" or r["event"] == "write_complete":
+            r["offset"] += 4096
+    assert rules_broken(recs) == ["handoff"]
+    assert any(
+        "'delayflt.sys' hands request 6 down at 3221295104, but it was handed 3221291008" in m for m in messages(recs, "handoff")
+    )
+
+
+def test_a_moved_from_that_lies_breaks_handoff() -> None:
+    """A moved write's detail.moved_from names another offset than the filter was handed: `handoff`."""
+    _, trace = run(**OUTCOMES["filter-moves-a-write"][0])
+    recs = trace.records
+    find(recs, "faultflt.sys", "dump_write", 1)["detail"]["moved_from"] += 4096
+    assert rules_broken(recs) == ["handoff"]
+
+
+def test_a_moved_from_on_a_write_that_did_not_move_breaks_handoff() -> None:
+    """A dump_write that hands down the offset it was handed moved nothing: a detail.moved_from on it breaks `handoff`."""
+    recs = good()
+    write = find(recs, "delayflt.sys", "dump_write")
+    write["detail"] = {"moved_from": write["offset"]}
+    assert rules_broken(recs) == ["handoff"]
+
+
+@pytest.mark.parametrize(
+    "detail", [{"moved_from": "1 MiB"}, {"moved_from": -1}, {"moved_from": True}, {"from": 0}, {"moved_from": 0, "by": 8192}, {}]
+)
+def test_a_malformed_moved_from_is_a_format_violation(detail: dict[str, Any]) -> None:
+    """A dump_write's detail is null or exactly {"moved_from": offset}, an integer: anything else breaks `format`."""
+    _, trace = run(**OUTCOMES["filter-moves-a-write"][0])
+    recs = trace.records
+    find(recs, "faultflt.sys", "dump_write", 1)["detail"] = detail
+    assert rules_broken(recs) == ["format"]
+
+
+def test_a_write_that_goes_on_after_a_length_change_breaks_handoff() -> None:
+    """faultflt.sys halved request 1's length, which ends the dump: a dump_write of delayflt.sys after it breaks `handoff`."""
+    _, trace = run(
+        registry={"DumpFilters": ["faultflt.sys", "delayflt.sys"]}, filters={"faultflt.sys": {"action": "change_length"}}
+    )
+    recs = trace.records
+    changed = find(recs, "faultflt.sys", "dump_write")
+    recs.insert(recs.index(changed) + 1, {**changed, "layer": "delayflt.sys"})
+    assert rules_broken(retime(renumber(recs))) == ["handoff"]
+    assert any("the write goes on after line" in m for m in messages(recs, "handoff"))
+
+
+def test_a_filter_that_legitimately_moves_a_write_passes() -> None:
+    """faultflt.sys moves request 2 by 8 KiB into the unused end of the file: its record says so and every rule holds."""
+    result, trace = run(**OUTCOMES["filter-moves-a-write"][0])
+    moved = find(trace.records, "faultflt.sys", "dump_write", 1)
+    assert moved["detail"] == {"moved_from": moved["offset"] - 8192}
+    assert find(trace.records, "delayflt.sys", "dump_write", 1)["detail"] is None  # it only passes the moved write on
+    assert any("changes the offset" in w or "moved request" in w for w in result.warnings)
+    assert rules_broken(trace.records) == []
+
+
+def test_a_filter_skipped_before_the_dump_failed_breaks_filter_order() -> None:
+    """faultflt.sys raised in its dump_write of request 2: without delayflt.sys's dump_write before it, `filter_order` breaks."""
+    _, trace = run(**OUTCOMES["faultflt-raise"][0])
+    recs = trace.records
+    recs.remove(find(recs, "delayflt.sys", "dump_write", 1))
+    assert rules_broken(retime(renumber(recs))) == ["filter_order"]
+    assert messages(recs, "filter_order") == [
+        "request 2 went through ['faultflt.sys'] before the dump failed: the filters with a dump_write are "
+        "['delayflt.sys', 'faultflt.sys'], called in that order"
+    ]
+
+
+# -- the outcome and structure of a whole dump -------------------------------------------------
+
+
+def test_a_dump_that_does_not_fit_its_file_and_goes_on_breaks_outcome() -> None:
+    """A dump_context whose runs cannot hold the dump, then the dump written anyway, breaks `outcome` (and the writes' rules)."""
+    recs = good()
+    detail = find(recs, "crashdmp", "dump_context")["detail"]
+    detail["runs"] = [[detail["runs"][0][0], 32768]]
+    assert rules_broken(recs) == ["file_position", "outcome", "placement"]
+    assert any("does not fit its file" in m for m in messages(recs, "outcome"))
+
+
+def test_a_dump_finished_before_every_part_was_issued_breaks_structure() -> None:
+    """Without the last write (retimed), dump_finish comes before the whole dump was issued: `structure` (and `outcome`)."""
+    recs = three_runs()
+    recs = [r for r in recs if r["request"] != 6]
+    assert rules_broken(retime(renumber(recs))) == ["structure", "outcome"]
+    assert any("65,536 bytes of it, from part 'body' on, were never issued" in m for m in messages(recs, "structure"))
+
+
+@pytest.mark.parametrize("callback", ["dump_start", "dump_finish"])
+def test_callbacks_out_of_registry_order_break_start_finish(callback: str) -> None:
+    """Filters are called in registry order: two filters' dump_start (or dump_finish) records swapped break `start_finish`."""
+    _, trace = run(**OUTCOMES["faultflt-none"][0])
+    recs = trace.records
+    first, second = find(recs, "delayflt.sys", callback), find(recs, "faultflt.sys", callback)
+    i, j = recs.index(first), recs.index(second)
+    recs[i], recs[j] = second, first
+    assert rules_broken(retime(renumber(recs))) == ["start_finish"]
+    assert any("out of registry order" in m for m in messages(recs, "start_finish"))
+
+
+@pytest.mark.parametrize("event", ["flush", "device_write"])
+def test_a_device_step_longer_than_the_port_timeout_breaks_device(event: str) -> None:
+    """The port polls a command for its timeout at most: a flush or device write that lasts longer breaks `device`."""
+    recs = good()
+    find(recs, "crashdmp", "dump_context")["detail"]["port_timeout_ns"] = find(recs, "device", event)["dur_ns"] - 1
+    assert rules_broken(recs) == ["device"]
+    assert any("timeout" in m for m in messages(recs, "device"))
+
+
+def test_a_poll_timeout_that_does_not_last_the_port_timeout_breaks_device() -> None:
+    """A poll_timeout lasts exactly the port's timeout: a dump_context naming another one breaks `device`."""
+    _, trace = run(**OUTCOMES["device-timeout"][0])
+    recs = trace.records
+    find(recs, "crashdmp", "dump_context")["detail"]["port_timeout_ns"] += 1
+    assert rules_broken(recs) == ["device"]
+    assert any("before it gives up; its timeout is" in m for m in messages(recs, "device"))
+
+
+def test_a_write_failed_of_another_write_breaks_structure() -> None:
+    """write_failed reports the write crashdmp issued: another offset breaks `structure`."""
+    _, trace = run(**OUTCOMES["device-error-retried"][0])
+    recs = trace.records
+    find(recs, "crashdmp", "write_failed")["offset"] += 4096
+    assert rules_broken(recs) == ["structure"]
+    assert any("crashdmp issued it as" in m for m in messages(recs, "structure"))
+
+
+@pytest.mark.parametrize(("trace", "target"), [(good, "hiberfile"), (hibernation, "pagefile"), (hibernation, "dedicated")])
+def test_a_target_that_does_not_suit_the_event_breaks_structure(trace: Any, target: str) -> None:
+    """A crash writes the pagefile or a dedicated dump file, a hibernation the hiberfile: another target breaks `structure`."""
+    recs = trace()
+    find(recs, "crashdmp", "dump_context")["detail"]["target"] = target
+    assert rules_broken(recs) == ["structure"]
+
+
+def test_an_error_named_by_the_simulator_is_judged_by_its_value() -> None:
+    """STATUS_IO_DEVICE_ERROR is an error by its value: dump_complete after a device write returning it breaks `outcome`."""
+    recs = good()
+    find(recs, "device", "device_write", 1)["status"] = "STATUS_IO_DEVICE_ERROR"
+    assert rules_broken(recs) == ["structure", "outcome"]  # structure: a write_complete of a failed write
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"parts": [["header", 0]]},
+        {"parts": [["header", 0, 0]]},
+        {"parts": [["", 0, 8192]]},
+        {"parts": "header"},
+        {"watchdog_ns": 0},
+        {"port_timeout_ns": -1},
+        {"power_loss_ns": "1 s"},
+        {"power_loss_ns": 1.5},
+    ],
+)
+def test_a_bad_new_dump_context_key_is_a_format_violation(change: dict[str, Any]) -> None:
+    """parts is an array of [name, file offset, bytes > 0]; watchdog_ns > 0; port_timeout_ns ≥ 0; power_loss_ns null or ≥ 0."""
+    recs = good()
+    find(recs, "crashdmp", "dump_context")["detail"].update(change)
+    assert rules_broken(recs) == ["format"]
+
+
+def test_overlapping_parts_break_placement() -> None:
+    """Two parts of the dump at overlapping file offsets break `placement`."""
+    recs = good()
+    find(recs, "crashdmp", "dump_context")["detail"]["parts"][1][1] -= 512
+    assert rules_broken(recs) == ["file_position", "placement"]  # file_position: the body is written where it was
+    assert any("overlap in the file" in m for m in messages(recs, "placement"))
+
+
 # -- malformed lines ---------------------------------------------------------------------------
 
 GOOD_LINE = b'{"t_ns":0,"seq":1,"layer":"delayflt.sys","event":"driver_entry","dur_ns":0,"request":null,'
@@ -948,7 +1475,7 @@ def test_the_checker_knows_every_status_name_the_simulator_writes() -> None:
     from stacksim.check import _STATUS_CODES
     from stacksim.requests import NtStatus, status_name
 
-    assert _STATUS_CODES == {status_name(s.value): s.value for s in NtStatus}
+    assert {status_name(s.value): s.value for s in NtStatus} == _STATUS_CODES
 
 
 def test_a_dump_start_of_a_filter_whose_driver_entry_returned_an_error_name_breaks_layers() -> None:
