@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import itertools
 import json
 import random
@@ -1208,6 +1209,138 @@ def test_overlapping_parts_break_placement() -> None:
     find(recs, "crashdmp", "dump_context")["detail"]["parts"][1][1] -= 512
     assert rules_broken(recs) == ["file_position", "placement"]  # file_position: the body is written where it was
     assert any("overlap in the file" in m for m in messages(recs, "placement"))
+
+
+# -- every small tampering of a real trace -------------------------------------------------------
+
+STATUSES = ("STATUS_SUCCESS", "STATUS_UNSUCCESSFUL", "0xC0000001", "0x00000103", "0x40000000", "STATUS_NOT_A_NAME", None)
+"""Statuses a tampering writes: success, errors by name and by value, two success codes that are not STATUS_SUCCESS
+(STATUS_PENDING, an informational code), a name neither the simulator nor the checker knows, and none."""
+SUCCESS_CODES = frozenset({"STATUS_SUCCESS", "0x00000103", "0x40000000"})
+FIELD_EDITS: dict[str, tuple[int, ...]] = {
+    "offset": (512, -512, 4096, -4096),
+    "length": (512, -512),
+    "request": (1, -1),
+    "t_ns": (1, -1),
+    "dur_ns": (1, -1),
+}
+CONTEXT_EDITS: dict[str, tuple[int, ...]] = {
+    "partition_offset": (512, -512),
+    "max_pages_per_write": (1, -1),
+    "disk_size": (512, -512),
+    "dump_bytes": (512, -512),
+    "watchdog_ns": (1, -1),
+    "port_timeout_ns": (1, -1),
+}
+
+
+def allowed(records: Records, i: int, field: str, value: object) -> str | None:
+    """
+    Why setting *field* of record *i* to *value* leaves a trace as valid as the genuine one, or None (it must be caught).
+
+    This is the whole allow-list of the brute-force test on the THREE_RUNS trace: each entry is a
+    trace the simulator could have written for another, equally legal run. (Other traces allow other
+    edits: where no write is full-size, MaxPagesPerWrite ± 1 shows nowhere; after a power loss, the
+    length of the step it cut.)
+    """
+    r = records[i]
+    event = r["event"]
+    if field == "status" and value is not None:
+        if event in ("dump_start", "dump_write", "dump_finish"):
+            # a callback that returns an error is recorded and the dump goes on: "returning an error does not
+            # prevent data from being written to disk" [SRC S24] (any filter: the trace does not say which is critical)
+            return "a callback's status is recorded, the dump goes on"
+        if event == "driver_entry" and value in SUCCESS_CODES | {"STATUS_NOT_A_NAME"}:
+            # NT_SUCCESS() holds (a non-critical filter is loaded, with a warning), or the name is unknown: either
+            # way the dump_context, which lists the filter, says it loaded
+            return "a DriverEntry status that loads the filter"
+        if event == "device_write" and r["status"] is None and value in SUCCESS_CODES:
+            return "a device write that succeeded, its status written out instead of null"
+    if field == "dur_ns" and value == r["dur_ns"] + 1 and [n["event"] for n in records[i + 1 : i + 2]] == ["bugcheck"]:
+        return "the last DriverEntry 1 ns longer: boot still ends long before the bugcheck"
+    return None
+
+
+def allowed_in_context(records: Records, key: str, value: object) -> str | None:
+    """Why setting the dump_context's *key* to *value* leaves an equally valid trace, or None (it must be caught)."""
+    if key in ("watchdog_ns", "port_timeout_ns"):
+        return "nothing hung, and no step came near the port's timeout: neither period shows in the trace"
+    if key == "disk_size":
+        return "the disk ends far past the last write either way"
+    if key == "runs[2][1]":
+        return "the last run ends 896 KiB past the dump: the file may be 512 bytes longer or shorter"
+    return None
+
+
+def tamperings(records: Records) -> list[tuple[str, str | None, Records]]:
+    """Every deletion, duplication, adjacent swap and small single-field edit of *records*: (what, why allowed, trace)."""
+
+    def name(i: int) -> str:
+        r = records[i]
+        return f"line {i + 1} ({r['layer']} {r['event']}" + (f" #{r['request']})" if r["request"] else ")")
+
+    def seq(rs: Records) -> Records:  # consecutive seq numbers again, without touching the genuine records
+        return [r if r["seq"] == n else {**r, "seq": n} for n, r in enumerate(rs, start=1)]
+
+    out: list[tuple[str, str | None, Records]] = []
+    for i, r in enumerate(records):
+        out.append((f"delete {name(i)}", None, seq(records[:i] + records[i + 1 :])))
+        out.append((f"duplicate {name(i)}", None, seq([*records[: i + 1], r, *records[i + 1 :]])))
+    for i, (a, b) in enumerate(itertools.pairwise(records)):
+        out.append((f"swap {name(i)} and the next", None, seq([*records[:i], b, a, *records[i + 2 :]])))
+        swapped = [{**b, "t_ns": a["t_ns"]}, {**a, "t_ns": b["t_ns"]}]
+        out.append((f"swap {name(i)} and the next, times kept", None, seq([*records[:i], *swapped, *records[i + 2 :]])))
+    layers = sorted({r["layer"] for r in records} | {"other.sys"})
+    for i, r in enumerate(records):
+        edits: list[tuple[str, object]] = [
+            (field, r[field] + d) for field, deltas in FIELD_EDITS.items() if r[field] is not None for d in deltas
+        ]
+        edits += [("status", s) for s in STATUSES] + [("dump_type", d) for d in ("hibernation", None)]
+        edits += [("layer", layer) for layer in layers]
+        for field, value in edits:
+            if value != r[field] and not (isinstance(value, int) and value < 0):
+                edited = [*records[:i], {**r, field: value}, *records[i + 1 :]]
+                out.append((f"{field} = {value!r} on {name(i)}", allowed(records, i, field, value), edited))
+    at = records.index(find(records, "crashdmp", "dump_context"))
+    detail = records[at]["detail"]
+    for key, value in [
+        *((k, detail[k] + d) for k, deltas in CONTEXT_EDITS.items() for d in deltas),
+        *((f"runs[{n}][{j}]", d) for n in range(len(detail["runs"])) for j in (0, 1) for d in (512, -512)),
+        *((f"parts[{n}][{j}]", d) for n in range(len(detail["parts"])) for j in (1, 2) for d in (512, -512)),
+    ]:
+        changed = copy.deepcopy(detail)
+        if "[" in key:  # a run's or a part's offset or length, moved by *value* bytes
+            table, n, j = key.replace("]", "").replace("[", " ").split()
+            changed[table][int(n)][int(j)] += value
+            what = f"{key} {value:+}"
+        else:
+            changed[key] = value
+            what = f"{key} = {value}"
+        edited = [*records[:at], {**records[at], "detail": changed}, *records[at + 1 :]]
+        out.append((f"dump_context {what}", allowed_in_context(records, key, value), edited))
+    return out
+
+
+@functools.cache
+def tampered() -> list[tuple[str, str | None, bool]]:
+    """(what, why allowed, whether the checker passed it) for every tampering of the THREE_RUNS trace."""
+    return [(what, why, not check_records(recs)) for what, why, recs in tamperings(three_runs())]
+
+
+@pytest.mark.timeout(30)
+def test_every_small_tampering_of_a_real_trace_is_caught() -> None:
+    """Each deletion, duplication, adjacent swap and small edit of a real trace breaks a rule, bar the allow-list."""
+    outcomes = tampered()
+    assert len(outcomes) > 1200
+    assert [what for what, why, passed in outcomes if passed and why is None] == []
+
+
+@pytest.mark.timeout(30)
+def test_the_allowed_tamperings_leave_a_valid_trace() -> None:
+    """Each tampering on the allow-list gives a trace the simulator could have written: the checker passes it."""
+    outcomes = tampered()
+    assert len([why for _, why, _ in outcomes if why is not None]) > 100
+    assert [what for what, why, passed in outcomes if not passed and why is not None] == []
 
 
 # -- malformed lines ---------------------------------------------------------------------------
