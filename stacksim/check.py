@@ -435,30 +435,14 @@ class _Context:
     power_loss: int | None
     too_small: str | None
     """Why the dump does not fit its file (then nothing may be written), or None."""
+    aligned: bool
+    """Whether partition_offset is a whole number of sectors (a disk offset is then aligned when its partition offset is)."""
 
     def in_run(self, offset: int, length: int, shift: int = 0) -> bool:
         """Whether [offset, offset + length) lies inside one run (partition-relative runs moved by *shift*)."""
         rel = offset - shift
         i = bisect_right(self.run_starts, rel) - 1
         return i >= 0 and rel + length <= self.run_ends[i]
-
-    def piece(self, part: int, done: int) -> tuple[int, int, bool] | None:
-        """
-        The write crashdmp issues next when *done* bytes of part number *part* are written: (offset, length, first of a group).
-
-        The part's next file position is mapped through the runs (in file order); the write is as long as
-        MaxPagesPerWrite allows, and ends at the end of the run or the part, whichever comes first. A group is
-        what crashdmp asks the filters' declarations about at once: the full-size writes of one run of one part,
-        or the shorter write after them. None when that file position is not in the file.
-        """
-        _, file_offset, size = self.parts[part]
-        pos = file_offset + done
-        i = bisect_right(self.file_starts, pos) - 1
-        if i < 0 or pos >= self.file_size:
-            return None
-        run_file, run_offset, run_len = self.file_runs[i]
-        length = min(self.max_bytes, size - done, run_file + run_len - pos)
-        return run_offset + pos - run_file, length, done == 0 or pos == run_file or length != self.max_bytes
 
 
 def _parse_context(d: dict[str, Any]) -> tuple[_Context | None, str | None, list[str]]:
@@ -599,6 +583,7 @@ def _parse_context(d: dict[str, Any]) -> tuple[_Context | None, str | None, list
         d["port_timeout_ns"],
         power_loss,
         too_small,
+        po % sector == 0,
     )
     return ctx, None, problems
 
@@ -781,9 +766,14 @@ class _Checker:
         # handoff
         self.must_end = 0
         """The line of a filter's dump_write the simulator stops the dump at (a changed length, an unaligned offset)."""
+        self.sector = 512
+        """The dump_context's sector size (512 until one says otherwise)."""
         # file_position: how much of the dump's parts crashdmp has issued
         self.part_i = 0
         self.part_done = 0
+        self.want: tuple[int, int, bool, int, int] | None = None
+        """The write crashdmp issues next: (partition offset, length, first of a group, bytes left in its run, bytes
+        left in its part), kept up to date write by write (None past the end of the dump or of the file)."""
         self.asked: set[int] = set()
         """Lengths of the groups of writes issued so far (crashdmp asks the filters' declarations once per length)."""
         self.starters: list[str] = []
@@ -1138,6 +1128,8 @@ class _Checker:
                 )
             self.power_until = ctx.power_loss
         self.ctx = ctx
+        self.sector = ctx.sector
+        self._aim(ctx)
         self.writers = tuple(n for n in ctx.filters if "dump_write" in ctx.callbacks[n])
         self.writer_list = list(self.writers)
         self.starters = [n for n in ctx.filters if "dump_start" in ctx.callbacks[n]]
@@ -1433,8 +1425,8 @@ class _Checker:
         if event == "write_complete":
             if self.part_i >= len(ctx.parts):
                 return bool(self.finishers)
-            piece = ctx.piece(self.part_i, self.part_done)
-            return bool(self.writers) and piece is not None and piece[2] and piece[1] not in self.asked
+            want = self.want
+            return bool(self.writers) and want is not None and want[2] and want[1] not in self.asked
         if event == "flush":  # a truncated dump, or a flush the port gave up on
             return sum(p[2] for p in ctx.parts) < ctx.dump_bytes or prev["dur_ns"] == ctx.port_timeout
         return False
@@ -1504,9 +1496,30 @@ class _Checker:
                         self.v("start_finish", f"{_short(name)}'s dump_start does not precede the first write", (line, r))
         ctx = self.ctx
         if ctx is not None:
-            self._placed(ctx, r, line, "crashdmp issued", offset, length, 0)
-            if state != RETRY:
-                self._next_piece(ctx, r, line)
+            want = self.want
+            if (
+                state != RETRY
+                and want is not None
+                and offset == want[0]
+                and length == want[1]
+                and not want[2]
+                and length < want[3]
+                and length < want[4]
+            ):
+                # the common case, inlined: a full-size write where the dump goes on (file_position), and the next one
+                # in the same run and part; it lies in its run by construction (placement), if not on the sector grid
+                if offset % ctx.sector or length % ctx.sector:
+                    self._placed(ctx, r, line, "crashdmp issued", offset, length, 0)
+                self.part_done += length
+                run_left, part_left = want[3] - length, want[4] - length
+                n = length if length < run_left else run_left
+                if part_left < n:
+                    n = part_left
+                self.want = (offset + length, n, n != length, run_left, part_left)
+            else:
+                self._placed(ctx, r, line, "crashdmp issued", offset, length, 0)
+                if state != RETRY:
+                    self._next_piece(ctx, r, line)
         self.cur, self.state = request, ISSUED
         self.issue_line, self.issue_rec = line, r
         self.issue_off, self.issue_len = offset, length
@@ -1515,47 +1528,94 @@ class _Checker:
 
     def _next_piece(self, ctx: _Context, r: Record, line: int) -> None:
         """The ``file_position`` rule for a new write: it is the next piece of the dump, at its place in the file."""
-        request, offset, length = r["request"], r["offset"], r["length"]
-        parts = ctx.parts
-        i = self.part_i
-        if i >= len(parts):
-            self.v(
-                "file_position",
-                f"line {line}: request {request} is issued after the whole dump ({sum(p[2] for p in parts):,} bytes of its "
-                "parts) was",
-                (line, r),
-            )
+        offset, length = r["offset"], r["length"]
+        want = self.want
+        if want is None:
+            self._off_the_end(ctx, r, line)
             return
-        name, file_offset, size = parts[i]
-        done = self.part_done
-        piece = ctx.piece(i, done)
-        if piece is None:
-            self.v(
-                "file_position",
-                f"line {line}: request {request}: part {name!r} goes on at file offset {file_offset + done:,}, past the end "
-                f"of the {ctx.file_size:,}-byte {ctx.target}",
-                (line, r),
-            )
-            self.part_i = len(parts)
-            return
-        want_offset, want_length, first = piece
+        want_offset, want_length, first, run_left, part_left = want
         if first:
             self.asked.add(want_length)
-        if offset != want_offset or length != want_length:
+        if offset == want_offset and length == want_length:
+            if length < run_left and length < part_left:  # the common case: the next write goes on in this run and part
+                self.part_done += length
+                run_left -= length
+                part_left -= length
+                most = ctx.max_bytes
+                n = most if most < run_left else run_left
+                if part_left < n:
+                    n = part_left
+                self.want = (offset + length, n, n != most, run_left, part_left)
+                return
+            covered = length
+        else:
+            name, file_offset, _ = ctx.parts[self.part_i]
             self.v(
                 "file_position",
-                f"line {line}: request {request} is {offset}+{length}, but the dump goes on with part {name!r} at file "
-                f"offset {file_offset + done:,}, which is partition offset {want_offset}, for {want_length} bytes "
+                f"line {line}: request {r['request']} is {offset}+{length}, but the dump goes on with part {name!r} at file "
+                f"offset {file_offset + self.part_done:,}, which is partition offset {want_offset}, for {want_length} bytes "
                 "(the file is written in order, each write as long as MaxPagesPerWrite, the run and the part allow)",
                 (line, r),
             )
-        # a write that starts where the dump goes on covers what it covers (a longer or shorter one is one
-        # violation, not one for every write after it); one elsewhere, the dump goes on where it should have
-        done += length if offset == want_offset else want_length
-        if done >= size:
-            self.part_i, self.part_done = i + 1, 0
+            # a write that starts where the dump goes on covers what it covers (a longer or shorter one is one
+            # violation, not one for every write after it); one elsewhere, the dump goes on where it should have
+            covered = length if offset == want_offset else want_length
+        done = self.part_done + covered
+        if done >= ctx.parts[self.part_i][2]:
+            self.part_i, self.part_done = self.part_i + 1, 0
         else:
             self.part_done = done
+        self._aim(ctx)
+
+    def _aim(self, ctx: _Context) -> None:
+        """
+        Work out :attr:`want`, the write crashdmp issues next, when *part_done* bytes of part *part_i* are written.
+
+        The part's next file position is mapped through the runs (in file order); the write is as long as
+        MaxPagesPerWrite allows, and ends at the end of the run or the part, whichever comes first. A group is
+        what crashdmp asks the filters' declarations about at once: the full-size writes of one run of one part,
+        or the shorter write after them.
+        """
+        i, done = self.part_i, self.part_done
+        if i >= len(ctx.parts):
+            self.want = None
+            return
+        _, file_offset, size = ctx.parts[i]
+        pos = file_offset + done
+        k = bisect_right(ctx.file_starts, pos) - 1
+        if k < 0 or pos >= ctx.file_size:
+            self.want = None
+            return
+        run_file, run_offset, run_len = ctx.file_runs[k]
+        run_left, part_left = run_file + run_len - pos, size - done
+        length = min(ctx.max_bytes, part_left, run_left)
+        self.want = (
+            run_offset + pos - run_file,
+            length,
+            done == 0 or pos == run_file or length != ctx.max_bytes,
+            run_left,
+            part_left,
+        )
+
+    def _off_the_end(self, ctx: _Context, r: Record, line: int) -> None:
+        """The ``file_position`` rule for a new write after the whole dump, or past the end of the file."""
+        parts = ctx.parts
+        if self.part_i >= len(parts):
+            self.v(
+                "file_position",
+                f"line {line}: request {r['request']} is issued after the whole dump ({sum(p[2] for p in parts):,} bytes of "
+                "its parts) was",
+                (line, r),
+            )
+            return
+        name, file_offset, _ = parts[self.part_i]
+        self.v(
+            "file_position",
+            f"line {line}: request {r['request']}: part {name!r} goes on at file offset {file_offset + self.part_done:,}, "
+            f"past the end of the {ctx.file_size:,}-byte {ctx.target}",
+            (line, r),
+        )
+        self.part_i = len(parts)
 
     def _dump_write(self, r: Record, line: int) -> None:
         name = r["layer"]
@@ -1595,7 +1655,7 @@ class _Checker:
                 f"but it was handed {handed}",
                 (line, r),
             )
-        if length != self.issue_len or offset % (self.ctx.sector if self.ctx is not None else 512):
+        if length != self.issue_len or offset % self.sector:
             self.must_end = line  # a filter_violation: the dump stops here
         self.handed = offset
 
@@ -1647,7 +1707,8 @@ class _Checker:
             )
         ctx = self.ctx
         if ctx is not None:
-            self._placed(ctx, r, line, "the port wrote", offset, length, 0)
+            if offset != self.issue_off or length != self.issue_len:  # else _issue_write checked these very bytes
+                self._placed(ctx, r, line, "the port wrote", offset, length, 0)
             if length > ctx.max_bytes:
                 self.v(
                     "placement",
@@ -1669,8 +1730,8 @@ class _Checker:
         self.need_device = 0
 
     def _device_write(self, r: Record, line: int) -> None:
-        request, offset, length, t = r["request"], r["offset"], r["length"], r["t_ns"]
-        self.device_free = (t + r["dur_ns"], line, r)
+        request, offset, length, t, dur = r["request"], r["offset"], r["length"], r["t_ns"], r["dur_ns"]
+        self.device_free = (t + dur, line, r)
         if not self.need_device or request != self.cur:
             self.v(
                 "device", f"line {line}: the device wrote request {request} without the port's write of it just before", (line, r)
@@ -1688,11 +1749,20 @@ class _Checker:
                     f"{ctx.partition_offset} + the port's {self.port_off} = {want}",
                     (line, r),
                 )
-            self._placed(ctx, r, line, "the device wrote", offset, length, ctx.partition_offset)
+            if offset != want or self.port_off != self.issue_off or length != self.issue_len or not ctx.aligned:
+                self._placed(ctx, r, line, "the device wrote", offset, length, ctx.partition_offset)
+            # (else these are the bytes crashdmp issued, shifted by an aligned partition_offset: checked then)
             if offset + length > ctx.disk_size:
                 self.v(
                     "placement",
                     f"line {line}: the device wrote request {request} past the end of the {ctx.disk_size:,}-byte disk",
+                    (line, r),
+                )
+            if dur > ctx.port_timeout:
+                self.v(
+                    "device",
+                    f"line {line}: the device took {dur} ns for request {request}, longer than the port's "
+                    f"{ctx.port_timeout} ns timeout: the port gives up then (a poll_timeout)",
                     (line, r),
                 )
         if length != self.port_len:
@@ -1707,16 +1777,9 @@ class _Checker:
                 f"line {line}: the device started request {request} at {t} ns, not when the port submitted it ({self.port_end})",
                 (line, r),
             )
-        if ctx is not None and r["dur_ns"] > ctx.port_timeout:
-            self.v(
-                "device",
-                f"line {line}: the device took {r['dur_ns']} ns for request {request}, longer than the port's "
-                f"{ctx.port_timeout} ns timeout: the port gives up then (a poll_timeout)",
-                (line, r),
-            )
         status = r["status"]
         self.state = DEVICE_OK if status is None or _status_ok(status) is True else DEVICE_FAILED
-        self.dev_off, self.dev_len, self.dev_end = offset, length, t + r["dur_ns"]
+        self.dev_off, self.dev_len, self.dev_end = offset, length, t + dur
 
     def _poll_timeout(self, r: Record, line: int) -> None:
         request = r["request"]
