@@ -12,26 +12,41 @@ TRACE.jsonl`` apply these rules:
 ``format``           every line is one JSON object with exactly the trace fields, each of its type
                      (integers 0 to 2**63 - 1, never a bool or a float), null exactly where the event
                      has no such field, at most :data:`MAX_LINE_BYTES` long, UTF-8, ending in a newline;
-                     the dump_context's detail has exactly its documented keys and types
+                     the dump_context's detail has exactly its documented keys and types, a
+                     dump_write's is null or {"moved_from": offset}
 ``order``            seq numbers go 1, 2, 3, ... (no record missing, none repeated) and records are
                      sorted by (t_ns, seq)
+``timing``           the dump path is serial: each record starts when the one before it ended; the
+                     event comes at its time; dump_failed when the step before it ended, a watchdog
+                     period after it when a crash-mode callback hung, or when the power failed;
+                     instant events last 0 ns; nothing after the power failed
 ``structure``        the skeleton of a dump: boot records (DriverEntry), exactly one bugcheck or
                      hibernate record, (crash) the integrity check, one dump_context before dump_start,
                      port_init and the first write, writes numbered 1, 2, ... (a retry repeats its
-                     number, at the same offset and length), dump_finish and the flush after the last
-                     write, and exactly one dump_complete or dump_failed, last
+                     number, at the same offset and length; write_failed names the issued write),
+                     dump_finish and the flush after the last write of the last part, exactly one
+                     dump_complete or dump_failed, last; the dump context's target suits the event
 ``layers``           every record comes from a layer that is there: crashdmp, miniport, device, or a
                      filter whose DriverEntry succeeded in that stack and that was not unloaded since,
                      recording only callbacks the dump context lists for it; the dump context lists
                      exactly the filters loaded in the active stack, in load order
+``file_position``    each new write is the next piece of the dump: the dump context's parts in order,
+                     mapped through its runs, each write as long as MaxPagesPerWrite, the run and the
+                     part allow
+``handoff``          each filter hands down the offset it was handed, unless its record says where it
+                     moved the write from; after a changed length or an unaligned offset (which end
+                     the dump) nothing more of the write is recorded
 ``device``           the port writes the offset the last filter handed down and the length crashdmp
                      issued; its write is followed at once by the device's write of the same request at
                      partition_offset + that offset, same length, starting when the port submitted it
                      (or by a poll_timeout, or by a dump_failed before that instant: the power
-                     failed); write_complete reports the port's offset and length when the device finished
+                     failed); write_complete reports the port's offset and length when the device finished;
+                     no device write or flush outlasts the port's timeout, a poll_timeout lasts it
 ``outcome``          dump_complete only after every write completed, the flush, and exactly dump_bytes
+                     written, all of the dump's parts; a dump that does not fit its file is not
                      written; a dump_failed right after the event only when no stack was loaded or a
-                     DriverEntry failed
+                     DriverEntry failed, and after another step only when it can fail the dump or
+                     plugin code runs next
 ``qd1``              one request outstanding: a write is issued only after the previous one
                      completed, and the dump port starts a command only after the device finished
                      the previous one (crash mode is polled and synchronous [DOC S13])
@@ -40,7 +55,7 @@ TRACE.jsonl`` apply these rules:
                      partition_offset, and within the disk), the port's at most MaxPagesPerWrite pages,
                      and no two completed writes overlap on the disk
 ``start_finish``     every loaded filter's dump_start precedes the first write; its dump_finish
-                     follows the last completion [DOC S6, S8]; each is called once
+                     follows the last completion [DOC S6, S8]; each is called once, in registry order
 ``filter_order``     for every request, the filters' dump_write calls come in registry order, each
                      once, before the port's write
 ``frozen_stack``     after hibernation starts, the crash dump stack loaded at boot records nothing
@@ -78,8 +93,11 @@ __all__ = [
 RULES: Final = (
     "format",
     "order",
+    "timing",
     "structure",
     "layers",
+    "file_position",
+    "handoff",
     "device",
     "outcome",
     "qd1",
@@ -136,8 +154,17 @@ _CONTEXT_KEYS: Final = (
     "filters",
     "disk_size",
     "dump_bytes",
+    "parts",
+    "watchdog_ns",
+    "port_timeout_ns",
+    "power_loss_ns",
 )
-_TARGETS: Final = frozenset({"pagefile", "dedicated", "hiberfile"})
+_TARGETS: Final = {"crash": ("pagefile", "dedicated"), "hibernate": ("hiberfile",)}
+"""The target files of each event."""
+_INSTANT: Final = frozenset(
+    {"bugcheck", "hibernate", "dump_context", "write_failed", "write_complete", "dump_complete", "dump_failed"}
+)
+"""Events that take no time (``dur_ns`` 0)."""
 
 # stages of a dump, in the order they happen
 BOOT, EVENT, CHECKED, CONTEXT, STARTED, FINISHING, FLUSHED, ENDED = range(8)
@@ -273,15 +300,31 @@ def _raw_brief(line: int, raw: bytes) -> str:
     return f"line {line}: {text}" + (f"… ({len(raw):,} bytes)" if len(raw) > 100 else "")
 
 
+_STATUS_CODES: Final = {
+    "STATUS_SUCCESS": 0x00000000,
+    "STATUS_UNSUCCESSFUL": 0xC0000001,
+    "STATUS_NOT_SUPPORTED": 0xC00000BB,
+    "STATUS_INVALID_PARAMETER": 0xC000000D,
+    "STATUS_INSUFFICIENT_RESOURCES": 0xC000009A,
+    "STATUS_IO_DEVICE_ERROR": 0xC0000185,
+    "STATUS_FVE_NOT_ENCRYPTED": 0xC0210011,
+    "STATUS_ENCRYPTION_FAILED": 0xC000028A,
+}
+"""The status names the simulator writes, by value (ntstatus.h). The checker keeps its own copy: it
+imports nothing from the simulator it checks (a test holds the two tables equal)."""
+
+
 def _status_ok(status: str) -> bool | None:
     """
     NT_SUCCESS() of a status as the trace writes it, or None when its name alone does not say.
 
-    ``STATUS_SUCCESS`` is success; a hex value (``0xC0000001``) is success below 0x80000000. Another
-    name (``STATUS_UNSUCCESSFUL``) is judged by what follows: the checker keeps no table of names.
+    A hex value (``0xC0000001``) is success below 0x80000000; a name the simulator writes
+    (``STATUS_UNSUCCESSFUL``: :data:`_STATUS_CODES`) by its value. Another name
+    (from another tool) is judged by what follows.
     """
-    if status == "STATUS_SUCCESS":
-        return True
+    code = _STATUS_CODES.get(status)
+    if code is not None:
+        return code < 0x80000000
     if status.startswith("0x") and len(status) == 10:
         try:
             return int(status, 16) < 0x80000000
@@ -346,11 +389,11 @@ def _shape(r: object) -> str | None:
             return f"is a filter's {event} with a null status: a callback's record carries the NTSTATUS it returned"
     elif status is not None and event != "device_write" and event in _EVENT_LAYER:
         return f"is a {event} with a status: only filter callbacks and device_write carry one"
-    if (detail is not None) != (event == "dump_context") and event in _EVENT_LAYER:
+    if (detail is not None) != (event == "dump_context") and event in _EVENT_LAYER and event != "dump_write":
         return (
             "is a dump_context without a detail object"
             if detail is None
-            else f"is a {event} with a detail: only dump_context has one"
+            else f"is a {event} with a detail: only dump_context and a dump_write that moved its write have one"
         )
     return None
 
@@ -370,6 +413,7 @@ class _Context:
     """The parts of a dump_context detail the rules use."""
 
     event: str
+    target: str
     partition_offset: int
     sector: int
     max_bytes: int
@@ -378,7 +422,21 @@ class _Context:
     filters: tuple[str, ...]
     callbacks: dict[str, frozenset[str]]
     run_starts: array[int]
+    """The runs sorted by partition offset: starts and ends (for ``placement``)."""
     run_ends: array[int]
+    parts: tuple[tuple[str, int, int], ...]
+    """(name, file offset, bytes) of each part, in write order."""
+    file_runs: tuple[tuple[int, int, int], ...]
+    """The runs in file order as (file offset, partition offset, length)."""
+    file_starts: list[int]
+    file_size: int
+    watchdog: int
+    port_timeout: int
+    power_loss: int | None
+    too_small: str | None
+    """Why the dump does not fit its file (then nothing may be written), or None."""
+    aligned: bool
+    """Whether partition_offset is a whole number of sectors (a disk offset is then aligned when its partition offset is)."""
 
     def in_run(self, offset: int, length: int, shift: int = 0) -> bool:
         """Whether [offset, offset + length) lies inside one run (partition-relative runs moved by *shift*)."""
@@ -398,30 +456,59 @@ def _parse_context(d: dict[str, Any]) -> tuple[_Context | None, str | None, list
         )
         return None, f"its detail {what} (a dump_context detail has exactly: {', '.join(_CONTEXT_KEYS)})", []
     event, target = d["event"], d["target"]
-    if event not in ("crash", "hibernate"):
+    if event not in _TARGETS:
         return None, f'its detail.event is {_short(event)}: it is "crash" or "hibernate"', []
-    if target not in _TARGETS:
-        return None, f"its detail.target is {_short(target)}: it is one of {', '.join(sorted(_TARGETS))}", []
+    if target not in ("pagefile", "dedicated", "hiberfile"):
+        return None, f"its detail.target is {_short(target)}: it is one of dedicated, hiberfile, pagefile", []
     for key, low in (
         ("partition_offset", 0),
         ("max_pages_per_write", 1),
         ("sector_size", 1),
         ("disk_size", 1),
         ("dump_bytes", 0),
+        ("watchdog_ns", 1),
+        ("port_timeout_ns", 0),
     ):
         if not _int_ok(d[key], low):
             return None, f"its detail.{key} is {_short(d[key])}: it is an integer from {low} to 2**63 - 1", []
+    power_loss = d["power_loss_ns"]
+    if power_loss is not None and not _int_ok(power_loss):
+        return None, f"its detail.power_loss_ns is {_short(power_loss)}: it is null or an integer from 0 to 2**63 - 1", []
     sector = d["sector_size"]
     if sector < 512 or sector & (sector - 1):
         return None, f"its detail.sector_size is {sector}: it is a power of two, at least 512", []
-    runs, filters = d["runs"], d["filters"]
+    runs, filters, parts = d["runs"], d["filters"], d["parts"]
     if type(runs) is not list or not runs:
         return None, f"its detail.runs is {_short(runs)}: it is a non-empty array of [offset, length] pairs", []
     pairs = []
+    file_runs = []
+    file_starts = []
+    file_pos = 0
     for i, run in enumerate(runs):
         if type(run) is not list or len(run) != 2 or not _int_ok(run[0]) or not _int_ok(run[1], 1):
             return None, f"its detail.runs[{i}] is {_short(run)}: each run is [offset, length], integers, length > 0", []
         pairs.append((run[0], run[0] + run[1]))
+        file_runs.append((file_pos, run[0], run[1]))
+        file_starts.append(file_pos)
+        file_pos += run[1]
+    if type(parts) is not list:
+        return None, f"its detail.parts is {_short(parts)}: it is an array of [name, file offset, bytes]", []
+    part_list = []
+    for i, part in enumerate(parts):
+        if (
+            type(part) is not list
+            or len(part) != 3
+            or type(part[0]) is not str
+            or not 0 < len(part[0]) <= 64
+            or not _int_ok(part[1])
+            or not _int_ok(part[2], 1)
+        ):
+            return (
+                None,
+                f"its detail.parts[{i}] is {_short(part)}: each part is [name, file offset, bytes], bytes > 0",
+                [],
+            )
+        part_list.append((part[0], part[1], part[2]))
     if type(filters) is not list:
         return None, f"its detail.filters is {_short(filters)}: it is an array of {{name, callbacks}} objects", []
     names: list[str] = []
@@ -462,8 +549,23 @@ def _parse_context(d: dict[str, Any]) -> tuple[_Context | None, str | None, list
             break
     if po % sector:
         problems.append(f"partition_offset {po} is not aligned to {sector}-byte sectors")
+    spans = sorted((off, off + size, name) for name, off, size in part_list)
+    for k in range(1, len(spans)):
+        (s0, e0, n0), (s1, _, n1) = spans[k - 1], spans[k]
+        if s1 < e0:
+            problems.append(f"parts {n0!r} and {n1!r} overlap in the file (file offsets {s0:,} and {s1:,})")
+            break
+    total = sum(size for _, _, size in part_list)
+    if total > d["dump_bytes"]:
+        problems.append(f"parts hold {total:,} bytes, more than the dump's dump_bytes = {d['dump_bytes']:,}")
+    too_small = None
+    for name, off, size in part_list:
+        if off + size > file_pos:
+            too_small = f"part {name!r} ends at file offset {off + size:,}, past the {file_pos:,}-byte {target}"
+            break
     ctx = _Context(
         event,
+        target,
         po,
         sector,
         d["max_pages_per_write"] * PAGE,
@@ -473,6 +575,15 @@ def _parse_context(d: dict[str, Any]) -> tuple[_Context | None, str | None, list
         callbacks,
         array("Q", (s for s, _ in pairs)),
         array("Q", (e for _, e in pairs)),
+        tuple(part_list),
+        tuple(file_runs),
+        file_starts,
+        file_pos,
+        d["watchdog_ns"],
+        d["port_timeout_ns"],
+        power_loss,
+        too_small,
+        po % sector == 0,
     )
     return ctx, None, problems
 
@@ -598,11 +709,11 @@ _SIGNATURE: Final = {
     event: (
         event in _REQUEST_EVENTS,
         1 if event in _FILTER_EVENTS else 2 if event == "device_write" else 0,
-        event == "dump_context",
+        1 if event == "dump_context" else 2 if event == "dump_write" else 0,
     )
     for event in _EVENT_LAYER
 }
-"""Per event: (has request/offset/length, status 0 null / 1 required / 2 either, has detail)."""
+"""Per event: (has request/offset/length, status 0 null / 1 required / 2 either, detail 0 null / 1 an object / 2 either)."""
 
 
 class _Checker:
@@ -652,6 +763,28 @@ class _Checker:
         self.device_free: tuple[int, int, Record] | None = None
         self.extents = _Extents()
         self.bytes_written = 0
+        # handoff
+        self.must_end = 0
+        """The line of a filter's dump_write the simulator stops the dump at (a changed length, an unaligned offset)."""
+        self.sector = 512
+        """The dump_context's sector size (512 until one says otherwise)."""
+        # file_position: how much of the dump's parts crashdmp has issued
+        self.part_i = 0
+        self.part_done = 0
+        self.want: tuple[int, int, bool, int, int] | None = None
+        """The write crashdmp issues next: (partition offset, length, first of a group, bytes left in its run, bytes
+        left in its part), kept up to date write by write (None past the end of the dump or of the file)."""
+        self.asked: set[int] = set()
+        """Lengths of the groups of writes issued so far (crashdmp asks the filters' declarations once per length)."""
+        self.starters: list[str] = []
+        self.finishers: list[str] = []
+        self.start_i = self.finish_i = 0
+        # timing
+        self.clock = 0
+        """When the last step on the serial path ended (t_ns + dur_ns of the record before)."""
+        self.last_rec: Record | None = None
+        self.last_line = 0
+        self.power_until = INT_LIMIT
         handlers = {
             "bugcheck": self._event,
             "hibernate": self._event,
@@ -758,7 +891,7 @@ class _Checker:
             if sig is None:
                 good = False
             else:
-                numbers, statuses, has_detail = sig
+                numbers, statuses, details = sig
                 good = (
                     type(t) is int
                     and type(seq) is int
@@ -787,7 +920,7 @@ class _Checker:
                         if statuses == 0
                         else (type(status) is str and 0 < len(status) <= 64) or (statuses == 2 and status is None)
                     )
-                    and (type(detail) is dict if has_detail else detail is None)
+                    and (type(detail) is dict if details == 1 else detail is None or (details == 2 and type(detail) is dict))
                 )
         else:
             good = False
@@ -798,6 +931,7 @@ class _Checker:
                 return
             assert isinstance(rec, dict)  # _shape says so
             t, seq, layer, event, dump_type = rec["t_ns"], rec["seq"], rec["layer"], rec["event"], rec["dump_type"]
+            dur = rec["dur_ns"]
         r: Record = rec  # type: ignore[assignment]
         self.records += 1
         self.line = line
@@ -813,6 +947,13 @@ class _Checker:
                 "structure", f"line {line}: a {_short(event)} record after the end of the dump (line {self.end_line})", (line, r)
             )
             return
+        # timing: one step at a time, each starting when the one before it ended
+        if t != self.clock and event != "dump_failed" and event != "bugcheck" and event != "hibernate":
+            self._late(r, line)
+        if dur and event in _INSTANT:
+            self.v("timing", f"line {line}: a {event} lasting {dur} ns: it takes no time (dur_ns 0)", (line, r))
+        if t > self.power_until:
+            self.v("timing", f"line {line}: a record at {t} ns, after the power failed at {self.power_until} ns", (line, r))
         if self.need_device and event != "device_write" and event != "poll_timeout":
             if event != "dump_failed" or t >= self.port_end:
                 self._no_device()
@@ -820,22 +961,42 @@ class _Checker:
         entry = self.dispatch.get(event)
         if entry is None:
             self.v("structure", f"line {line}: {_short(layer)} recorded {_short(event)}, which no layer records", (line, r))
+            self.last_rec, self.last_line, self.clock = r, line, t + dur
             return
         handler, kind = entry
         if kind == "filter":
             if layer in _CORE:
                 self.v("structure", f"line {line}: {layer} recorded {event}, a filter callback", (line, r))
+                self.last_rec, self.last_line, self.clock = r, line, t + dur
                 return
         elif layer != kind:
             self.v("structure", f"line {line}: {event} is recorded by {kind}, not by {_short(layer)}", (line, r))
+            self.last_rec, self.last_line, self.clock = r, line, t + dur
             return
         if event != "bugcheck" and event != "hibernate":
-            if stage == BOOT and event != "driver_entry" and event != "dump_unload":
+            if stage == BOOT and event != "driver_entry" and event != "dump_unload" and event != "dump_failed":
                 self.v("structure", f"line {line}: {event} before any bugcheck or hibernate record", (line, r))
                 self._infer_event(r)
             if (dump_type != self.active or self.stage == BOOT) and not self._dump_type(r, line) and kind == "filter":
+                self.last_rec, self.last_line, self.clock = r, line, t + dur
                 return  # a record of a stack that is not there: its dump_type or frozen_stack violation says so
         handler(r, line)
+        self.last_rec, self.last_line, self.clock = r, line, t + dur
+
+    def _late(self, r: Record, line: int) -> None:
+        """The ``timing`` rule for a record that does not start when the step before it ended."""
+        prev, t = self.last_rec, r["t_ns"]
+        if prev is None:
+            self.v("timing", f"line {line}: the first record is at {t} ns: boot starts at 0", (line, r))
+            return
+        what = f"{_short(prev['layer'])}'s {prev['event']}"
+        self.v(
+            "timing",
+            f"line {line}: {_short(r['layer'])}'s {r['event']} starts at {t} ns, but {what} before it ended at "
+            f"{self.clock} ns: one layer runs at a time, each step starts when the one before it ends",
+            (self.last_line, prev),
+            (line, r),
+        )
 
     def _order(self, r: Record, line: int, seq: int, t: int) -> None:
         """The ``order`` rule for a record that is not the next one in time and seq (or follows a skipped line)."""
@@ -906,6 +1067,13 @@ class _Checker:
             return
         self.stage, self.event = EVENT, event
         self.active = "crashdump" if event == "crash" else "hibernation"
+        if r["t_ns"] < self.clock:
+            self.v(
+                "timing",
+                f"line {line}: the {r['event']} at {r['t_ns']} ns, before boot ended at {self.clock} ns "
+                "(the event comes at its time or, if DriverEntry ran longer, when boot ends)",
+                (line, r),
+            )
         if r["dump_type"] != self.active:
             self.v(
                 "dump_type",
@@ -943,9 +1111,29 @@ class _Checker:
                 f"line {line}: the dump_context is for a {ctx.event}, but the trace's event is a {self.event}",
                 (line, r),
             )
+        event = self.event or ctx.event
+        if ctx.target not in _TARGETS[event]:
+            self.v(
+                "structure",
+                f"line {line}: the dump_context's target is the {ctx.target} in a {event}: "
+                f"a {event} writes the {' or the '.join(_TARGETS[event])}",
+                (line, r),
+            )
+        if ctx.power_loss is not None:
+            if r["t_ns"] > ctx.power_loss:
+                self.v(
+                    "timing",
+                    f"line {line}: the dump_context at {r['t_ns']} ns says the power failed at {ctx.power_loss} ns, before it",
+                    (line, r),
+                )
+            self.power_until = ctx.power_loss
         self.ctx = ctx
+        self.sector = ctx.sector
+        self._aim(ctx)
         self.writers = tuple(n for n in ctx.filters if "dump_write" in ctx.callbacks[n])
         self.writer_list = list(self.writers)
+        self.starters = [n for n in ctx.filters if "dump_start" in ctx.callbacks[n]]
+        self.finishers = [n for n in ctx.filters if "dump_finish" in ctx.callbacks[n]]
         if self.active is not None:
             stack, unsure = self.loaded[self.active], self.unsure[self.active]
             for name in [n for n in unsure if n not in ctx.filters]:
@@ -1017,11 +1205,39 @@ class _Checker:
         if self.stage != CONTEXT:
             where = "before the dump_context" if self.stage < CONTEXT else "after port_init"
             self.v("structure", f"line {line}: dump_start of {_short(name)} {where}", (line, r))
+        else:
+            self._fits(r, line)
         if not self._loaded(r, line, "dump_start"):
             return
         if name in self.started:
             self.v("start_finish", f"line {line}: {_short(name)}'s dump_start is called twice", (line, r))
         self.started.add(name)
+        self.start_i = self._in_turn(r, line, "dump_start", self.starters, self.start_i)
+
+    def _in_turn(self, r: Record, line: int, callback: str, names: list[str], i: int) -> int:
+        """The ``start_finish`` order: *names* call *callback* in registry order; returns the index of the next one."""
+        name = r["layer"]
+        if i < len(names) and names[i] == name:
+            return i + 1
+        if name in names:
+            self.v(
+                "start_finish",
+                f"line {line}: {_short(name)}'s {callback} out of registry order (the filters that have it: {names})",
+                (line, r),
+            )
+            return names.index(name) + 1
+        return i
+
+    def _fits(self, r: Record, line: int) -> None:
+        """The ``outcome`` rule for the first step after the dump_context: a dump that does not fit its file is not written."""
+        ctx = self.ctx
+        if ctx is not None and ctx.too_small is not None and self.stage == CONTEXT and not self.started:
+            self.v(
+                "outcome",
+                f"line {line}: the dump goes on although it does not fit its file ({ctx.too_small}): crashdmp writes no "
+                "dump then, the trace ends with dump_failed",
+                (line, r),
+            )
 
     def _port_init(self, r: Record, line: int) -> None:
         if self.stage != CONTEXT:
@@ -1029,6 +1245,8 @@ class _Checker:
             self.v("structure", f"line {line}: port_init {where}", (line, r))
             if self.stage > CONTEXT:
                 return
+        else:
+            self._fits(r, line)
         self.stage = STARTED
 
     def _dump_finish(self, r: Record, line: int) -> None:
@@ -1037,12 +1255,28 @@ class _Checker:
             where = f"while request {self.cur} is in flight" if self.stage == STARTED else "out of place"
             self.v("structure", f"line {line}: dump_finish of {_short(name)} {where}: it follows the last write", (line, r))
         else:
+            if self.stage == STARTED:
+                self._all_issued(r, line, f"{_short(name)}'s dump_finish")
             self.stage = FINISHING
         if not self._loaded(r, line, "dump_finish"):
             return
         if name in self.finished:
             self.v("start_finish", f"line {line}: {_short(name)}'s dump_finish is called twice", (line, r))
         self.finished.add(name)
+        self.finish_i = self._in_turn(r, line, "dump_finish", self.finishers, self.finish_i)
+
+    def _all_issued(self, r: Record, line: int, what: str) -> None:
+        """The ``structure`` rule for the end of the writes: every byte of every part was issued."""
+        ctx = self.ctx
+        if ctx is not None and self.part_i < len(ctx.parts):
+            name, _, size = ctx.parts[self.part_i]
+            left = size - self.part_done + sum(p[2] for p in ctx.parts[self.part_i + 1 :])
+            self.v(
+                "structure",
+                f"line {line}: {what} before the whole dump was written: {left:,} bytes of it, from part {name!r} on, "
+                "were never issued",
+                (line, r),
+            )
 
     def _flush(self, r: Record, line: int) -> None:
         if self.stage not in (STARTED, FINISHING) or self.state != DONE:
@@ -1054,11 +1288,31 @@ class _Checker:
                 why = f"while request {self.cur} is in flight"
             self.v("structure", f"line {line}: the device flush {why}: it follows the last write", (line, r))
             return
+        if self.stage == STARTED:
+            self._all_issued(r, line, "the flush")
+        ctx = self.ctx
+        if ctx is not None and r["dur_ns"] > ctx.port_timeout:
+            self.v(
+                "device",
+                f"line {line}: the flush lasts {r['dur_ns']} ns, longer than the port's {ctx.port_timeout} ns timeout "
+                "(the port gives up polling it then)",
+                (line, r),
+            )
         self.stage = FLUSHED
 
     def _end(self, r: Record, line: int) -> None:
         ok = r["event"] == "dump_complete"
         stage = self.stage
+        if not ok:
+            self._failed_at(r, line)
+            chain = self.chain
+            if self.state == ISSUED and self.ctx is not None and chain != self.writer_list[: len(chain)]:
+                self.v(
+                    "filter_order",
+                    f"request {self.cur} went through {chain} before the dump failed: the filters with a dump_write "
+                    f"are {list(self.writers)}, called in that order",
+                    (line, r),
+                )
         self.stage, self.end_line = ENDED, line
         if not ok:
             if stage == EVENT and self.active is not None:
@@ -1090,6 +1344,13 @@ class _Checker:
                 f"line {line}: dump_complete after {self.bytes_written:,} bytes completed; the dump is {ctx.dump_bytes:,} bytes",
                 (line, r),
             )
+        elif ctx is not None and sum(p[2] for p in ctx.parts) != ctx.dump_bytes:
+            self.v(
+                "outcome",
+                f"line {line}: dump_complete, but the dump_context's parts hold {sum(p[2] for p in ctx.parts):,} of the "
+                f"dump's {ctx.dump_bytes:,} bytes: a truncated dump ends with dump_failed",
+                (line, r),
+            )
         if ctx is not None:
             for name in ctx.filters:
                 if "dump_finish" in ctx.callbacks[name] and name not in self.finished:
@@ -1098,6 +1359,94 @@ class _Checker:
                         f"{_short(name)}'s dump_finish does not follow the last completion (line {line})",
                         (line, r),
                     )
+
+    def _failed_at(self, r: Record, line: int) -> None:
+        """
+        The ``timing`` and ``outcome`` rules for dump_failed: when it may come, after what.
+
+        It comes when the step before it ended, after a step that can fail the dump (or before a
+        call the wall-clock guard stopped, which leaves no record); a watchdog period later when a
+        crash-mode callback was next (it hung, and left no record); or at the instant the
+        dump_context names for the power failure, while a step was running.
+        """
+        t, clock, prev = r["t_ns"], self.clock, self.last_rec
+        if self.stage == BOOT:  # a DriverEntry or Dump_Unload the wall-clock guard stopped at boot
+            if t != clock:
+                self.v(
+                    "timing", f"line {line}: dump_failed during boot at {t} ns; boot's last step ended at {clock} ns", (line, r)
+                )
+            return
+        ctx = self.ctx
+        hung_at = clock + ctx.watchdog if ctx is not None and prev is not None and self._hang_next(prev) else None
+        if t == clock:
+            if prev is not None and not self._fail_next(prev):
+                self.v(
+                    "outcome",
+                    f"line {line}: dump_failed right after {_short(prev['layer'])}'s {prev['event']}, which cannot fail "
+                    "the dump and is followed by no call of plugin code",
+                    (self.last_line, prev),
+                    (line, r),
+                )
+            return
+        if t == hung_at:
+            return
+        lo = prev["t_ns"] if prev is not None else 0
+        hi = clock if hung_at is None else hung_at
+        ends = f"the step before it ended at {clock} ns" + ("" if hung_at is None else f" (a hung callback: at {hung_at} ns)")
+        if ctx is not None and ctx.power_loss is None:
+            self.v("timing", f"line {line}: dump_failed at {t} ns, but {ends}; the power did not fail", (line, r))
+        elif ctx is not None and t != ctx.power_loss:
+            self.v(
+                "timing",
+                f"line {line}: dump_failed at {t} ns, but {ends}, and the power failed at {ctx.power_loss} ns",
+                (line, r),
+            )
+        elif not lo <= t < hi:
+            self.v(
+                "timing",
+                f"line {line}: dump_failed at {t} ns, as the power failed, but no step was running then ({ends})",
+                (line, r),
+            )
+
+    def _fail_next(self, prev: Record) -> bool:
+        """Whether a dump_failed may follow *prev* at once: it can fail the dump, or plugin code runs next."""
+        event = prev["event"]
+        if event in _FILTER_EVENTS or event == "bugcheck" or event == "hibernate" or event == "poll_timeout":
+            return True  # (the outcome rule judges a dump_failed right after the event)
+        ctx = self.ctx
+        if ctx is None:
+            return False
+        if event == "dump_context":
+            return ctx.too_small is not None or bool(self.starters)
+        if event == "port_init" or event == "issue_write":
+            return bool(self.writers)  # the filters' declarations, or the first dump_write
+        if event == "device_write":
+            return prev["status"] is not None and _status_ok(prev["status"]) is not True
+        if event == "write_complete":
+            if self.part_i >= len(ctx.parts):
+                return bool(self.finishers)
+            want = self.want
+            return bool(self.writers) and want is not None and want[2] and want[1] not in self.asked
+        if event == "flush":  # a truncated dump, or a flush the port gave up on
+            return sum(p[2] for p in ctx.parts) < ctx.dump_bytes or prev["dur_ns"] == ctx.port_timeout
+        return False
+
+    def _hang_next(self, prev: Record) -> bool:
+        """Whether a crash-mode callback (dump_start, dump_write, dump_finish) would have followed *prev*."""
+        event = prev["event"]
+        if event == "dump_context":
+            return bool(self.starters) and self.ctx is not None and self.ctx.too_small is None
+        if event == "dump_start":
+            return self.start_i < len(self.starters)
+        if event == "issue_write":
+            return bool(self.writers)
+        if event == "dump_write":  # (unless that filter broke the write: then the dump stopped there)
+            return len(self.chain) < len(self.writers) and not self.must_end
+        if event == "write_complete":
+            return self.ctx is not None and self.part_i >= len(self.ctx.parts) and bool(self.finishers)
+        if event == "dump_finish":
+            return self.finish_i < len(self.finishers)
+        return False
 
     # -- one write -------------------------------------------------------------------------
     def _issue_write(self, r: Record, line: int) -> None:
@@ -1147,12 +1496,126 @@ class _Checker:
                         self.v("start_finish", f"{_short(name)}'s dump_start does not precede the first write", (line, r))
         ctx = self.ctx
         if ctx is not None:
-            self._placed(ctx, r, line, "crashdmp issued", offset, length, 0)
+            want = self.want
+            if (
+                state != RETRY
+                and want is not None
+                and offset == want[0]
+                and length == want[1]
+                and not want[2]
+                and length < want[3]
+                and length < want[4]
+            ):
+                # the common case, inlined: a full-size write where the dump goes on (file_position), and the next one
+                # in the same run and part; it lies in its run by construction (placement), if not on the sector grid
+                if offset % ctx.sector or length % ctx.sector:
+                    self._placed(ctx, r, line, "crashdmp issued", offset, length, 0)
+                self.part_done += length
+                run_left, part_left = want[3] - length, want[4] - length
+                n = length if length < run_left else run_left
+                if part_left < n:
+                    n = part_left
+                self.want = (offset + length, n, n != length, run_left, part_left)
+            else:
+                self._placed(ctx, r, line, "crashdmp issued", offset, length, 0)
+                if state != RETRY:
+                    self._next_piece(ctx, r, line)
         self.cur, self.state = request, ISSUED
         self.issue_line, self.issue_rec = line, r
         self.issue_off, self.issue_len = offset, length
         self.handed = offset
         self.chain = []
+
+    def _next_piece(self, ctx: _Context, r: Record, line: int) -> None:
+        """The ``file_position`` rule for a new write: it is the next piece of the dump, at its place in the file."""
+        offset, length = r["offset"], r["length"]
+        want = self.want
+        if want is None:
+            self._off_the_end(ctx, r, line)
+            return
+        want_offset, want_length, first, run_left, part_left = want
+        if first:
+            self.asked.add(want_length)
+        if offset == want_offset and length == want_length:
+            if length < run_left and length < part_left:  # the common case: the next write goes on in this run and part
+                self.part_done += length
+                run_left -= length
+                part_left -= length
+                most = ctx.max_bytes
+                n = most if most < run_left else run_left
+                if part_left < n:
+                    n = part_left
+                self.want = (offset + length, n, n != most, run_left, part_left)
+                return
+            covered = length
+        else:
+            name, file_offset, _ = ctx.parts[self.part_i]
+            self.v(
+                "file_position",
+                f"line {line}: request {r['request']} is {offset}+{length}, but the dump goes on with part {name!r} at file "
+                f"offset {file_offset + self.part_done:,}, which is partition offset {want_offset}, for {want_length} bytes "
+                "(the file is written in order, each write as long as MaxPagesPerWrite, the run and the part allow)",
+                (line, r),
+            )
+            # a write that starts where the dump goes on covers what it covers (a longer or shorter one is one
+            # violation, not one for every write after it); one elsewhere, the dump goes on where it should have
+            covered = length if offset == want_offset else want_length
+        done = self.part_done + covered
+        if done >= ctx.parts[self.part_i][2]:
+            self.part_i, self.part_done = self.part_i + 1, 0
+        else:
+            self.part_done = done
+        self._aim(ctx)
+
+    def _aim(self, ctx: _Context) -> None:
+        """
+        Work out :attr:`want`, the write crashdmp issues next, when *part_done* bytes of part *part_i* are written.
+
+        The part's next file position is mapped through the runs (in file order); the write is as long as
+        MaxPagesPerWrite allows, and ends at the end of the run or the part, whichever comes first. A group is
+        what crashdmp asks the filters' declarations about at once: the full-size writes of one run of one part,
+        or the shorter write after them.
+        """
+        i, done = self.part_i, self.part_done
+        if i >= len(ctx.parts):
+            self.want = None
+            return
+        _, file_offset, size = ctx.parts[i]
+        pos = file_offset + done
+        k = bisect_right(ctx.file_starts, pos) - 1
+        if k < 0 or pos >= ctx.file_size:
+            self.want = None
+            return
+        run_file, run_offset, run_len = ctx.file_runs[k]
+        run_left, part_left = run_file + run_len - pos, size - done
+        length = min(ctx.max_bytes, part_left, run_left)
+        self.want = (
+            run_offset + pos - run_file,
+            length,
+            done == 0 or pos == run_file or length != ctx.max_bytes,
+            run_left,
+            part_left,
+        )
+
+    def _off_the_end(self, ctx: _Context, r: Record, line: int) -> None:
+        """The ``file_position`` rule for a new write after the whole dump, or past the end of the file."""
+        parts = ctx.parts
+        if self.part_i >= len(parts):
+            self.v(
+                "file_position",
+                f"line {line}: request {r['request']} is issued after the whole dump ({sum(p[2] for p in parts):,} bytes of "
+                "its parts) was",
+                (line, r),
+            )
+            return
+        name, file_offset, _ = parts[self.part_i]
+        self.v(
+            "file_position",
+            f"line {line}: request {r['request']}: part {name!r} goes on at file offset {file_offset + self.part_done:,}, "
+            f"past the end of the {ctx.file_size:,}-byte {ctx.target}",
+            (line, r),
+        )
+        self.part_i = len(parts)
 
     def _dump_write(self, r: Record, line: int) -> None:
         name = r["layer"]
@@ -1168,7 +1631,43 @@ class _Checker:
         chain = self.chain
         if len(chain) <= len(self.writers) + 2:
             chain.append(name)
-        self.handed = r["offset"]
+        if self.must_end:
+            self._went_on(r, line)
+        offset, length, detail, handed = r["offset"], r["length"], r["detail"], self.handed
+        if detail is None:
+            if offset != handed:
+                self.v(
+                    "handoff",
+                    f"line {line}: {_short(name)} hands request {r['request']} down at {offset}, but it was handed {handed} "
+                    "(a filter that moves a write says where from: detail.moved_from)",
+                    (line, r),
+                )
+        elif detail.keys() != {"moved_from"} or not _int_ok(detail["moved_from"]):
+            self.v(
+                "format",
+                f'line {line}: a dump_write\'s detail is {_short(detail)}: it is null or {{"moved_from": offset}}',
+                (line, r),
+            )
+        elif detail["moved_from"] != handed or offset == handed:
+            self.v(
+                "handoff",
+                f"line {line}: {_short(name)} says it moved request {r['request']} from {detail['moved_from']} to {offset}, "
+                f"but it was handed {handed}",
+                (line, r),
+            )
+        if length != self.issue_len or offset % self.sector:
+            self.must_end = line  # a filter_violation: the dump stops here
+        self.handed = offset
+
+    def _went_on(self, r: Record, line: int) -> None:
+        """The ``handoff`` rule after a filter changed a write's length or handed it down unaligned: nothing more runs."""
+        self.v(
+            "handoff",
+            f"line {line}: the write goes on after line {self.must_end}, where a filter changed its length or handed it "
+            "down off the sector grid (a violation: the dump stops there with dump_failed)",
+            (line, r),
+        )
+        self.must_end = 0
 
     def _miniport_write(self, r: Record, line: int) -> None:
         request, offset, length, t = r["request"], r["offset"], r["length"], r["t_ns"]
@@ -1179,8 +1678,11 @@ class _Checker:
                 (line, r),
             )
         else:
+            if self.must_end:
+                self._went_on(r, line)
             chain = self.chain
-            if chain != self.writer_list:
+            # (without a usable dump_context, which filters registered dump_write is unknown)
+            if chain != self.writer_list and self.ctx is not None:
                 expected = [*self.writers, "miniport"]
                 self.v("filter_order", f"request {request} went through {[*chain, 'miniport']}, not {expected}", (line, r))
             if offset != self.handed:
@@ -1205,7 +1707,8 @@ class _Checker:
             )
         ctx = self.ctx
         if ctx is not None:
-            self._placed(ctx, r, line, "the port wrote", offset, length, 0)
+            if offset != self.issue_off or length != self.issue_len:  # else _issue_write checked these very bytes
+                self._placed(ctx, r, line, "the port wrote", offset, length, 0)
             if length > ctx.max_bytes:
                 self.v(
                     "placement",
@@ -1227,8 +1730,8 @@ class _Checker:
         self.need_device = 0
 
     def _device_write(self, r: Record, line: int) -> None:
-        request, offset, length, t = r["request"], r["offset"], r["length"], r["t_ns"]
-        self.device_free = (t + r["dur_ns"], line, r)
+        request, offset, length, t, dur = r["request"], r["offset"], r["length"], r["t_ns"], r["dur_ns"]
+        self.device_free = (t + dur, line, r)
         if not self.need_device or request != self.cur:
             self.v(
                 "device", f"line {line}: the device wrote request {request} without the port's write of it just before", (line, r)
@@ -1246,11 +1749,20 @@ class _Checker:
                     f"{ctx.partition_offset} + the port's {self.port_off} = {want}",
                     (line, r),
                 )
-            self._placed(ctx, r, line, "the device wrote", offset, length, ctx.partition_offset)
+            if offset != want or self.port_off != self.issue_off or length != self.issue_len or not ctx.aligned:
+                self._placed(ctx, r, line, "the device wrote", offset, length, ctx.partition_offset)
+            # (else these are the bytes crashdmp issued, shifted by an aligned partition_offset: checked then)
             if offset + length > ctx.disk_size:
                 self.v(
                     "placement",
                     f"line {line}: the device wrote request {request} past the end of the {ctx.disk_size:,}-byte disk",
+                    (line, r),
+                )
+            if dur > ctx.port_timeout:
+                self.v(
+                    "device",
+                    f"line {line}: the device took {dur} ns for request {request}, longer than the port's "
+                    f"{ctx.port_timeout} ns timeout: the port gives up then (a poll_timeout)",
                     (line, r),
                 )
         if length != self.port_len:
@@ -1267,7 +1779,7 @@ class _Checker:
             )
         status = r["status"]
         self.state = DEVICE_OK if status is None or _status_ok(status) is True else DEVICE_FAILED
-        self.dev_off, self.dev_len, self.dev_end = offset, length, t + r["dur_ns"]
+        self.dev_off, self.dev_len, self.dev_end = offset, length, t + dur
 
     def _poll_timeout(self, r: Record, line: int) -> None:
         request = r["request"]
@@ -1282,6 +1794,14 @@ class _Checker:
         self.need_device = 0
         if r["offset"] != self.port_off or r["length"] != self.port_len or r["t_ns"] != self.port_end:
             self.v("device", f"line {line}: the poll_timeout of request {request} does not match the port's write", (line, r))
+        ctx = self.ctx
+        if ctx is not None and r["dur_ns"] != ctx.port_timeout:
+            self.v(
+                "device",
+                f"line {line}: the port polls request {request} for {r['dur_ns']} ns before it gives up; its timeout is "
+                f"{ctx.port_timeout} ns",
+                (line, r),
+            )
         self.state = DEVICE_FAILED
 
     def _write_failed(self, r: Record, line: int) -> None:
@@ -1289,6 +1809,13 @@ class _Checker:
         if self.state != DEVICE_FAILED or request != self.cur:
             self.v("structure", f"line {line}: write_failed for request {request}, whose device write did not fail", (line, r))
             return
+        if r["offset"] != self.issue_off or r["length"] != self.issue_len:
+            self.v(
+                "structure",
+                f"line {line}: write_failed of request {request} is {r['offset']}+{r['length']}; crashdmp issued it as "
+                f"{self.issue_off}+{self.issue_len}",
+                (line, r),
+            )
         self.state = RETRY
 
     def _write_complete(self, r: Record, line: int) -> None:

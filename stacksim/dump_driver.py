@@ -128,6 +128,7 @@ class DumpDriver:
         unbatchable: for a write length, why writes of that length must travel one by one (e.g.
             they can outlast the dump port's timeout: ``DumpPort.may_time_out``), or None.
         disk_size: the disk's capacity in bytes (for the trace's ``dump_context``).
+        port_timeout_ns: the dump port's command timeout (for the trace's ``dump_context``).
     """
 
     def __init__(
@@ -156,6 +157,7 @@ class DumpDriver:
         pipeline: bool = False,
         unbatchable: Callable[[int], str | None] | None = None,
         disk_size: int = 0,
+        port_timeout_ns: int = 0,
     ) -> None:
         self.engine = engine
         self.event = event
@@ -180,6 +182,7 @@ class DumpDriver:
         self.pipeline = pipeline
         self.unbatchable = unbatchable
         self.disk_size = disk_size
+        self.port_timeout_ns = port_timeout_ns
         self.power_loss_at: int | None = None
         self.retries = 0
         self.part_done: dict[str, int] = {}
@@ -263,6 +266,11 @@ class DumpDriver:
                 "filters": [{"name": layer.name, "callbacks": layer.callbacks()} for layer in active if layer.loaded],
                 "disk_size": self.disk_size,
                 "dump_bytes": max(self.full_bytes, self.plan.total_bytes),
+                # what is written where, in write order, and what ends a run without a record of its own
+                "parts": [[part.name, file_pos, part.bytes] for part, file_pos in self.plan.placed()],
+                "watchdog_ns": self.engine.watchdog_ns,
+                "port_timeout_ns": self.port_timeout_ns,
+                "power_loss_ns": self.power_loss_at,
             },
         )
 
@@ -582,6 +590,8 @@ class DumpDriver:
             self.engine.emit(self.engine.now_ns, LAYER, event, 0, dump_type=self.dump_type)
 
     def _end(self, status: str, message: str) -> Outcome:
+        if status != "power_lost" and self._power_lost(f"before the run could end as {status}"):
+            return self.outcome  # e.g. during the integrity check of a dump that does not fit its file
         out = self.outcome
         out.status = status
         out.message = message

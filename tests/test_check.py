@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import itertools
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from conftest import run
@@ -24,6 +25,8 @@ from test_batching import scenarios
 from typer.testing import CliRunner
 
 import stacksim.check as check_module
+import stacksim.filters.faultflt as faultflt_module
+import stacksim.scenario as scenario_module
 from stacksim import trace as trace_module
 from stacksim.check import (
     FIELDS,
@@ -84,6 +87,48 @@ def without(records: Records, *events: str) -> Records:
     return renumber([r for r in records if r["event"] not in events])
 
 
+def retime(records: Records) -> Records:
+    """Each record starting when the one before it ended (the event at its own time), as a careful forger would leave them."""
+    for before, r in itertools.pairwise(records):
+        if r["event"] not in ("bugcheck", "hibernate"):
+            r["t_ns"] = before["t_ns"] + before["dur_ns"]
+    return records
+
+
+THREE_RUNS: dict[str, Any] = {
+    "registry": {"DumpFilters": ["delayflt.sys", "dumpfve.sys"], "CrashDumpEnabled": 1},
+    "memory": {"ram": "256 KiB"},
+    "filters": {"delayflt.sys": {"per_call": "3 us", "start": "10 us", "finish": "10 us"}},
+    "layout": {
+        "runs": [
+            {"offset": 2**30, "length": 40 * 1024},
+            {"offset": 2**31, "length": 96 * 1024},
+            {"offset": 3 * 2**30, "length": 2**20},
+        ]
+    },
+}
+"""A complete dump (8 KiB header, 256 KiB body) through two filters into three disk runs of 40 KiB, 96 KiB and 1 MiB."""
+
+
+def three_runs() -> Records:
+    """A valid trace of THREE_RUNS: six writes (8 + 32, 64 + 32, 64 + 64 KiB, cut at each run's end), 896 KiB unused."""
+    _, trace = run(**THREE_RUNS)
+    return trace.records
+
+
+def of_request(records: Records, request: int) -> Records:
+    """Every record of write number *request*, in trace order."""
+    return [r for r in records if r["request"] == request]
+
+
+def move(records: Records, request: int, offset: int) -> Records:
+    """Every record of write number *request* at partition offset *offset* (the device's shifted by partition_offset)."""
+    shift = find(records, "crashdmp", "dump_context")["detail"]["partition_offset"]
+    for r in of_request(records, request):
+        r["offset"] = offset + (shift if r["layer"] == "device" else 0)
+    return records
+
+
 def write_lines(path: Path, lines: list[bytes]) -> Path:
     path.write_bytes(b"".join(line + b"\n" for line in lines))
     return path
@@ -94,6 +139,18 @@ def dumps(records: Records) -> list[bytes]:
 
 
 # -- genuine traces ----------------------------------------------------------------------------
+
+WATCHDOG = {"watchdog": "1 s"}
+
+
+def faultflt(**config: Any) -> dict[str, Any]:
+    """Sections of a run through delayflt.sys and faultflt.sys, configured with *config*, with a 1 s watchdog."""
+    return {
+        "registry": {"DumpFilters": ["delayflt.sys", "faultflt.sys"]},
+        "filters": {"faultflt.sys": config},
+        "engine": WATCHDOG,
+    }
+
 
 OUTCOMES: dict[str, tuple[dict[str, Any], str]] = {
     "ok": ({}, "ok"),
@@ -204,6 +261,77 @@ OUTCOMES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "hiberfile-too-small": ({"layout": {"size": "16 KiB"}, **HIBERNATE}, "file_too_small"),
     "hibernation-power-loss": ({"faults": [{"kind": "power_loss", "at": "1100 us"}], **HIBERNATE}, "power_lost"),
+    "filter-hang-in-the-first-write": (
+        {"registry": FILTERS, "faults": [{"kind": "filter_hang", "filter": "dumpfve.sys", "at_request": 1}], "engine": WATCHDOG},
+        "hung",
+    ),
+    "filter-hang-in-finish": (
+        {
+            "registry": FILTERS,
+            "faults": [{"kind": "filter_hang", "filter": "delayflt.sys", "callback": "dump_finish"}],
+            "engine": WATCHDOG,
+        },
+        "hung",
+    ),
+    "slow-filter-past-the-watchdog": (  # a call that spends the watchdog period is cut there, like one that never returns
+        {
+            "registry": FILTERS,
+            "faults": [{"kind": "slow_filter", "filter": "delayflt.sys", "extra": "2 s", "callback": "dump_finish"}],
+            "engine": WATCHDOG,
+        },
+        "hung",
+    ),
+    "power-loss-during-a-hang": (
+        {
+            "registry": FILTERS,
+            "faults": [
+                {"kind": "power_loss", "at": "500 ms"},
+                {"kind": "filter_hang", "filter": "delayflt.sys", "callback": "dump_start"},
+            ],
+            "engine": WATCHDOG,
+        },
+        "power_lost",
+    ),
+    "power-loss-in-the-flush": ({"faults": [{"kind": "power_loss", "at": "1100 us"}]}, "power_lost"),
+    "power-loss-after-the-dump": ({"faults": [{"kind": "power_loss", "at": "1 s"}]}, "ok"),
+    "device-timeout-retries-spent": (
+        {"faults": [{"kind": "device_timeout", "at_request": 2}], "dump_driver": {"write_retries": 2}},
+        "io_timeout",
+    ),
+    "device-error-at-an-offset": ({"faults": [{"kind": "device_error", "at_offset": 2**30 + 8192}]}, "io_error"),
+    "faultflt-none": (faultflt(action="none"), "ok"),
+    "faultflt-raise-driver-entry": (faultflt(action="raise_driver_entry"), "ok"),
+    "faultflt-fail": (faultflt(action="fail", at_request=2), "ok"),
+    "faultflt-raise": (faultflt(action="raise", at_request=2), "filter_crashed"),
+    "faultflt-hang": (faultflt(action="hang", at_request=2), "hung"),
+    "faultflt-slow": (faultflt(action="slow", extra="5 us"), "ok"),
+    "faultflt-write-caller-buffer": (faultflt(action="write_caller_buffer", at_request=2), "filter_violation"),
+    "filter-moves-a-write": (  # into the unused end of the file: honoured, and nothing overlaps
+        {
+            "registry": {"DumpFilters": ["faultflt.sys", "delayflt.sys"]},
+            "filters": {"faultflt.sys": {"action": "change_offset", "at_request": 2, "offset_delta": "8 KiB"}},
+            "layout": {"size": "1 MiB"},
+        },
+        "ok",
+    ),
+    "fragmented-file-two-filters": (THREE_RUNS, "ok"),
+    "hibernation-filter-hang": (
+        {
+            "registry": {"DumpFilters": ["delayflt.sys"]},
+            "faults": [{"kind": "filter_hang", "filter": "delayflt.sys", "at_request": 3}],
+            "engine": WATCHDOG,
+            **HIBERNATE,
+        },
+        "hung",
+    ),
+    "hibernation-device-timeout-retried": (
+        {
+            "faults": [{"kind": "device_timeout", "at_request": 2, "persistent": False}],
+            "dump_driver": {"write_retries": 1},
+            **HIBERNATE,
+        },
+        "ok",
+    ),
 }
 
 
@@ -214,6 +342,18 @@ def test_genuine_trace_passes(case: str) -> None:
     result, trace = run(check=False, **sections)
     assert result.status == status
     assert [v.render() for v in check_records(trace.records)] == []
+
+
+def test_the_genuine_traces_cover_every_fault_kind_and_every_faultflt_action() -> None:
+    """OUTCOMES injects each fault kind a scenario can name and runs each action faultflt.sys has."""
+    faults = {f["kind"] for sections, _ in OUTCOMES.values() for f in sections.get("faults", [])}
+    actions = {
+        sections["filters"]["faultflt.sys"]["action"]
+        for sections, _ in OUTCOMES.values()
+        if "faultflt.sys" in sections.get("filters", {})
+    }
+    assert faults == set(scenario_module._FAULT_KINDS)
+    assert actions == set(get_args(faultflt_module.Action))
 
 
 @st.composite
@@ -357,9 +497,9 @@ def test_an_empty_file_breaks_structure(tmp_path: Path) -> None:
 
 
 def test_removing_every_device_record_breaks_device() -> None:
-    """A trace with its device records removed fails `device` (and `outcome`: no flush)."""
+    """A trace with its device records removed fails `device` (and `outcome`: no flush; `timing`: the gaps they leave)."""
     recs = renumber([r for r in good() if r["layer"] != "device"])
-    assert rules_broken(recs) == ["device", "outcome"]
+    assert rules_broken(recs) == ["timing", "device", "outcome"]
     assert any("not followed by the device's write" in m for m in messages(recs, "device"))
 
 
@@ -407,6 +547,7 @@ def test_a_record_from_an_unknown_layer_breaks_layers() -> None:
     recs = good()
     intruder = copy.deepcopy(find(recs, "delayflt.sys", "dump_finish"))
     intruder["layer"] = "fvevol.sys"
+    intruder["dur_ns"] = 0  # takes no time, so the serial timeline stays whole
     recs.insert(recs.index(find(recs, "delayflt.sys", "dump_finish")), intruder)
     assert rules_broken(renumber(recs)) == ["layers"]
 
@@ -541,8 +682,8 @@ def test_dump_complete_with_a_write_missing_breaks_outcome() -> None:
 
 
 def test_dump_complete_without_the_flush_breaks_outcome() -> None:
-    """A completed dump flushed the device cache."""
-    assert rules_broken(without(good(), "flush")) == ["outcome"]
+    """A completed dump flushed the device cache (the flush's time left as a gap also breaks `timing`)."""
+    assert rules_broken(without(good(), "flush")) == ["timing", "outcome"]
 
 
 def test_dump_failed_after_a_stack_that_loaded_breaks_outcome() -> None:
@@ -644,7 +785,7 @@ def test_placement_of_the_runs_themselves() -> None:
 def test_start_finish() -> None:
     """A missing dump_start or a dump_finish before the last completion breaks `start_finish`."""
     recs = without(good(), "dump_start")
-    assert rules_broken(recs) == ["start_finish"]
+    assert rules_broken(recs) == ["timing", "start_finish"]  # timing: the gap the callback leaves
     recs = good()
     finish = find(recs, "delayflt.sys", "dump_finish")
     recs.remove(finish)
@@ -680,6 +821,526 @@ def test_dump_type_missing() -> None:
     recs = good()
     find(recs, "device", "flush")["dump_type"] = None
     assert rules_broken(recs) == ["dump_type"]
+
+
+def test_the_dump_context_names_the_parts_the_watchdog_the_port_timeout_and_the_power_loss() -> None:
+    """The dump_context carries what file_position and timing need: parts in write order, watchdog, port timeout, power loss."""
+    result, trace = run(faults=[{"kind": "power_loss", "at": "1100 us"}], engine=WATCHDOG)
+    detail = find(trace.records, "crashdmp", "dump_context")["detail"]
+    assert detail["parts"] == [["header", 0, 8192], ["body", 8192, result.dump_bytes - 8192]]
+    assert detail["watchdog_ns"] == 10**9
+    assert detail["port_timeout_ns"] == 10 * 10**9  # the dump port's default command timeout
+    assert detail["power_loss_ns"] == 10_000_000 + 1_100_000  # after the bugcheck at 10 ms
+
+
+def test_a_dump_context_without_a_power_loss_names_none() -> None:
+    """When the power does not fail, the dump_context's power_loss_ns is null."""
+    assert find(good(), "crashdmp", "dump_context")["detail"]["power_loss_ns"] is None
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+def test_a_record_that_starts_late_breaks_timing() -> None:
+    """A call that starts after the one before it ended leaves a gap on the serial path: `timing`."""
+    recs = good()
+    find(recs, "delayflt.sys", "dump_start")["t_ns"] += 1
+    assert rules_broken(recs) == ["timing"]
+    assert messages(recs, "timing") == [
+        "line 5: 'delayflt.sys''s dump_start starts at 10000001 ns, but 'crashdmp''s dump_context before it ended at "
+        "10000000 ns: one layer runs at a time, each step starts when the one before it ends",
+        "line 6: 'miniport''s port_init starts at 10000010 ns, but 'delayflt.sys''s dump_start before it ended at "
+        "10000011 ns: one layer runs at a time, each step starts when the one before it ends",
+    ]
+
+
+def test_a_record_that_starts_early_breaks_timing() -> None:
+    """A call that starts before the one before it ended overlaps it: `timing`."""
+    recs = good()
+    find(recs, "device", "flush")["t_ns"] -= 1
+    assert rules_broken(recs) == ["timing"]
+
+
+@pytest.mark.parametrize("event", ["bugcheck", "dump_context", "write_complete", "dump_complete"])
+def test_an_instant_event_with_a_duration_breaks_timing(event: str) -> None:
+    """bugcheck, dump_context, write_complete and dump_complete take no time: a dur_ns of 1 breaks `timing`."""
+    recs = good()
+    find(recs, "crashdmp", event)["dur_ns"] = 1
+    assert rules_broken(recs) == ["timing"]
+    assert any(f"a {event} lasting 1 ns" in m for m in messages(recs, "timing"))
+
+
+def test_a_record_after_the_power_loss_breaks_timing() -> None:
+    """Nothing runs after the instant the dump_context names for the power failure: a record after it breaks `timing`."""
+    recs = good()
+    flush = find(recs, "device", "flush")
+    find(recs, "crashdmp", "dump_context")["detail"]["power_loss_ns"] = flush["t_ns"]
+    assert rules_broken(recs) == ["timing"]
+    assert messages(recs, "timing") == [
+        f"line {len(recs)}: a record at {recs[-1]['t_ns']} ns, after the power failed at {flush['t_ns']} ns"
+    ]
+
+
+def test_a_power_loss_before_the_dump_context_breaks_timing() -> None:
+    """A dump_context that says the power had already failed before it was recorded breaks `timing`."""
+    recs = good()
+    context = find(recs, "crashdmp", "dump_context")
+    context["detail"]["power_loss_ns"] = context["t_ns"] - 1
+    assert rules_broken(recs) == ["timing"]
+    assert any("says the power failed at" in m for m in messages(recs, "timing"))
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_a_dump_failed_not_when_the_failed_step_ended_breaks_timing(delta: int) -> None:
+    """After a failed device write, dump_failed comes when it ended; 1 ns later or earlier (no power failure) breaks `timing`."""
+    _, trace = run(**OUTCOMES["device-error"][0])
+    recs = trace.records
+    recs[-1]["t_ns"] += delta
+    assert rules_broken(recs) == ["timing"]
+    assert any("the power did not fail" in m for m in messages(recs, "timing"))
+
+
+def test_a_dump_failed_not_at_the_power_loss_breaks_timing() -> None:
+    """A run that lost power ends with dump_failed at that instant: 1 ns later breaks `timing`."""
+    _, trace = run(**OUTCOMES["power-loss-mid-write"][0])
+    recs = trace.records
+    recs[-1]["t_ns"] += 1
+    assert rules_broken(recs) == ["timing"]
+
+
+def test_a_dump_failed_a_watchdog_period_after_a_hung_callback_passes() -> None:
+    """faultflt.sys hangs in its dump_write of request 2 (no record): a dump_failed a watchdog period later is legal."""
+    _, trace = run(**OUTCOMES["faultflt-hang"][0])
+    recs = trace.records
+    before, last = recs[-2:]
+    assert (before["layer"], before["event"], before["request"]) == ("delayflt.sys", "dump_write", 2)
+    assert last["t_ns"] == before["t_ns"] + before["dur_ns"] + 10**9
+    assert rules_broken(recs) == []
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_a_dump_failed_off_the_watchdog_period_breaks_timing(delta: int) -> None:
+    """After a hung callback dump_failed comes exactly a watchdog period later: 1 ns off breaks `timing`."""
+    _, trace = run(**OUTCOMES["faultflt-hang"][0])
+    recs = trace.records
+    recs[-1]["t_ns"] += delta
+    assert rules_broken(recs) == ["timing"]
+
+
+def test_a_hang_where_no_callback_is_next_breaks_timing() -> None:
+    """A dump_failed a watchdog period after a write completed in mid-dump (crashdmp, not a callback, is next) breaks `timing`."""
+    recs = good()
+    done = find(recs, "crashdmp", "write_complete", 0)
+    context = find(recs, "crashdmp", "dump_context")["detail"]
+    end = recs.index(done) + 1
+    recs = renumber([*recs[:end], {**recs[-1], "event": "dump_failed", "t_ns": done["t_ns"] + context["watchdog_ns"]}])
+    assert rules_broken(recs) == ["timing"]  # after request 1 completes, crashdmp issues request 2: no callback is next
+
+
+def test_a_dump_failed_after_a_step_that_cannot_fail_breaks_outcome() -> None:
+    """A device write that succeeded is followed by its write_complete: a dump_failed there breaks `outcome`."""
+    recs = good()
+    device = find(recs, "device", "device_write", 0)
+    end = recs.index(device) + 1
+    recs = renumber([*recs[:end], {**recs[-1], "event": "dump_failed", "t_ns": device["t_ns"] + device["dur_ns"]}])
+    assert rules_broken(recs) == ["outcome"]
+    assert any("which cannot fail the dump" in m for m in messages(recs, "outcome"))
+
+
+def test_a_hang_after_a_length_change_breaks_timing() -> None:
+    """A filter that changed a write's length stopped the dump there: a dump_failed a watchdog period later breaks `timing`."""
+    _, trace = run(**OUTCOMES["faultflt-hang"][0])
+    recs = trace.records
+    find(recs, "delayflt.sys", "dump_write", 1)["length"] -= 512
+    assert rules_broken(recs) == ["timing"]
+
+
+# -- file_position ---------------------------------------------------------------------------
+
+
+def test_two_writes_swapped_break_file_position() -> None:
+    """Requests 5 and 6 (both 64 KiB in the last run) written in each other's place break `file_position` alone."""
+    recs = three_runs()
+    five, six = find(recs, "crashdmp", "issue_write", 4)["offset"], find(recs, "crashdmp", "issue_write", 5)["offset"]
+    move(move(recs, 5, six), 6, five)
+    assert rules_broken(recs) == ["file_position"]
+
+
+def test_a_write_moved_into_unused_space_breaks_file_position() -> None:
+    """The last write put at 512 KiB into the last run (inside the file, overlapping nothing) breaks `file_position` alone."""
+    recs = three_runs()
+    move(recs, 6, 3 * 2**30 + 512 * 1024)
+    assert rules_broken(recs) == ["file_position"]
+    assert any(
+        "request 6 is 3221749760+65536, but the dump goes on with part 'body'" in m for m in messages(recs, "file_position")
+    )
+
+
+def test_the_header_written_last_breaks_file_position() -> None:
+    """The header's write moved after the body's (renumbered and retimed by a careful forger) breaks `file_position` alone."""
+    recs = three_runs()
+    header = of_request(recs, 1)
+    body_end = recs.index(find(recs, "crashdmp", "write_complete", 5)) + 1
+    recs = [*[r for r in recs[:body_end] if r["request"] != 1], *header, *recs[body_end:]]
+    for r in recs:
+        if r["request"] is not None:
+            r["request"] = 6 if r in header else r["request"] - 1
+    assert rules_broken(retime(renumber(recs))) == ["file_position"]
+
+
+def test_a_write_longer_than_max_pages_per_write_breaks_file_position() -> None:
+    """Requests 5 and 6 merged into one 128 KiB write (over 16 pages) break `file_position` (and `placement` at the port)."""
+    recs = three_runs()
+    recs = [r for r in recs if r["request"] != 6]
+    for r in of_request(recs, 5):
+        r["length"] *= 2
+    assert rules_broken(retime(renumber(recs))) == ["file_position", "placement"]
+    assert any("request 5 is 3221225472+131072" in m and "for 65536 bytes" in m for m in messages(recs, "file_position"))
+
+
+def test_a_write_shorter_than_max_pages_per_write_allows_breaks_file_position() -> None:
+    """Each write is as long as MaxPagesPerWrite, the run and the part allow: request 5 cut in two breaks `file_position`."""
+    recs = three_runs()
+    five = of_request(recs, 5)
+    second = copy.deepcopy(five)
+    for r in five:
+        r["length"] //= 2
+    for r in second:
+        r["length"] //= 2
+        r["offset"] += r["length"]
+    at = recs.index(five[-1]) + 1
+    recs[at:at] = second
+    for r in recs[at:]:
+        if r["request"] is not None and r not in second:
+            r["request"] += 1
+    for r in second:
+        r["request"] = 6
+    find(recs, "crashdmp", "dump_context")["detail"]["dump_bytes"] = sum(r["length"] for r in recs if r["event"] == "issue_write")
+    assert rules_broken(retime(renumber(recs))) == ["file_position"]
+
+
+def test_a_write_issued_after_the_whole_dump_breaks_file_position() -> None:
+    """A seventh write (into the unused end of the last run) after the whole dump breaks `file_position` (and `outcome`)."""
+    recs = three_runs()
+    last = of_request(recs, 6)
+    extra = copy.deepcopy(last)
+    for r in extra:
+        r["request"] = 7
+        r["offset"] += 65536
+    at = recs.index(last[-1]) + 1
+    recs[at:at] = extra
+    assert rules_broken(retime(renumber(recs))) == ["file_position", "outcome"]
+    assert any("request 7 is issued after the whole dump" in m for m in messages(recs, "file_position"))
+
+
+# -- handoff ---------------------------------------------------------------------------------
+
+
+def test_a_filter_that_moves_a_write_without_saying_so_breaks_handoff() -> None:
+    """delayflt.sys hands request 6 down 4 KiB further than it was handed, with no detail.moved_from: `handoff`."""
+    recs = three_runs()
+    for r in of_request(recs, 6):
+        if r["layer"] != "crashdmp" or r["event"] == "write_complete":
+            r["offset"] += 4096
+    assert rules_broken(recs) == ["handoff"]
+    assert any(
+        "'delayflt.sys' hands request 6 down at 3221295104, but it was handed 3221291008" in m for m in messages(recs, "handoff")
+    )
+
+
+def test_a_moved_from_that_lies_breaks_handoff() -> None:
+    """A moved write's detail.moved_from names another offset than the filter was handed: `handoff`."""
+    _, trace = run(**OUTCOMES["filter-moves-a-write"][0])
+    recs = trace.records
+    find(recs, "faultflt.sys", "dump_write", 1)["detail"]["moved_from"] += 4096
+    assert rules_broken(recs) == ["handoff"]
+
+
+def test_a_moved_from_on_a_write_that_did_not_move_breaks_handoff() -> None:
+    """A dump_write that hands down the offset it was handed moved nothing: a detail.moved_from on it breaks `handoff`."""
+    recs = good()
+    write = find(recs, "delayflt.sys", "dump_write")
+    write["detail"] = {"moved_from": write["offset"]}
+    assert rules_broken(recs) == ["handoff"]
+
+
+@pytest.mark.parametrize(
+    "detail", [{"moved_from": "1 MiB"}, {"moved_from": -1}, {"moved_from": True}, {"from": 0}, {"moved_from": 0, "by": 8192}, {}]
+)
+def test_a_malformed_moved_from_is_a_format_violation(detail: dict[str, Any]) -> None:
+    """A dump_write's detail is null or exactly {"moved_from": offset}, an integer: anything else breaks `format`."""
+    _, trace = run(**OUTCOMES["filter-moves-a-write"][0])
+    recs = trace.records
+    find(recs, "faultflt.sys", "dump_write", 1)["detail"] = detail
+    assert rules_broken(recs) == ["format"]
+
+
+def test_a_write_that_goes_on_after_a_length_change_breaks_handoff() -> None:
+    """faultflt.sys halved request 1's length, which ends the dump: a dump_write of delayflt.sys after it breaks `handoff`."""
+    _, trace = run(
+        registry={"DumpFilters": ["faultflt.sys", "delayflt.sys"]}, filters={"faultflt.sys": {"action": "change_length"}}
+    )
+    recs = trace.records
+    changed = find(recs, "faultflt.sys", "dump_write")
+    recs.insert(recs.index(changed) + 1, {**changed, "layer": "delayflt.sys"})
+    assert rules_broken(retime(renumber(recs))) == ["handoff"]
+    assert any("the write goes on after line" in m for m in messages(recs, "handoff"))
+
+
+def test_a_filter_that_legitimately_moves_a_write_passes() -> None:
+    """faultflt.sys moves request 2 by 8 KiB into the unused end of the file: its record says so and every rule holds."""
+    result, trace = run(**OUTCOMES["filter-moves-a-write"][0])
+    moved = find(trace.records, "faultflt.sys", "dump_write", 1)
+    assert moved["detail"] == {"moved_from": moved["offset"] - 8192}
+    assert find(trace.records, "delayflt.sys", "dump_write", 1)["detail"] is None  # it only passes the moved write on
+    assert any("changes the offset" in w or "moved request" in w for w in result.warnings)
+    assert rules_broken(trace.records) == []
+
+
+def test_a_filter_skipped_before_the_dump_failed_breaks_filter_order() -> None:
+    """faultflt.sys raised in its dump_write of request 2: without delayflt.sys's dump_write before it, `filter_order` breaks."""
+    _, trace = run(**OUTCOMES["faultflt-raise"][0])
+    recs = trace.records
+    recs.remove(find(recs, "delayflt.sys", "dump_write", 1))
+    assert rules_broken(retime(renumber(recs))) == ["filter_order"]
+    assert messages(recs, "filter_order") == [
+        "request 2 went through ['faultflt.sys'] before the dump failed: the filters with a dump_write are "
+        "['delayflt.sys', 'faultflt.sys'], called in that order"
+    ]
+
+
+# -- the outcome and structure of a whole dump -------------------------------------------------
+
+
+def test_a_dump_that_does_not_fit_its_file_and_goes_on_breaks_outcome() -> None:
+    """A dump_context whose runs cannot hold the dump, then the dump written anyway, breaks `outcome` (and the writes' rules)."""
+    recs = good()
+    detail = find(recs, "crashdmp", "dump_context")["detail"]
+    detail["runs"] = [[detail["runs"][0][0], 32768]]
+    assert rules_broken(recs) == ["file_position", "outcome", "placement"]
+    assert any("does not fit its file" in m for m in messages(recs, "outcome"))
+
+
+def test_a_dump_finished_before_every_part_was_issued_breaks_structure() -> None:
+    """Without the last write (retimed), dump_finish comes before the whole dump was issued: `structure` (and `outcome`)."""
+    recs = three_runs()
+    recs = [r for r in recs if r["request"] != 6]
+    assert rules_broken(retime(renumber(recs))) == ["structure", "outcome"]
+    assert any("65,536 bytes of it, from part 'body' on, were never issued" in m for m in messages(recs, "structure"))
+
+
+@pytest.mark.parametrize("callback", ["dump_start", "dump_finish"])
+def test_callbacks_out_of_registry_order_break_start_finish(callback: str) -> None:
+    """Filters are called in registry order: two filters' dump_start (or dump_finish) records swapped break `start_finish`."""
+    _, trace = run(**OUTCOMES["faultflt-none"][0])
+    recs = trace.records
+    first, second = find(recs, "delayflt.sys", callback), find(recs, "faultflt.sys", callback)
+    i, j = recs.index(first), recs.index(second)
+    recs[i], recs[j] = second, first
+    assert rules_broken(retime(renumber(recs))) == ["start_finish"]
+    assert any("out of registry order" in m for m in messages(recs, "start_finish"))
+
+
+@pytest.mark.parametrize("event", ["flush", "device_write"])
+def test_a_device_step_longer_than_the_port_timeout_breaks_device(event: str) -> None:
+    """The port polls a command for its timeout at most: a flush or device write that lasts longer breaks `device`."""
+    recs = good()
+    find(recs, "crashdmp", "dump_context")["detail"]["port_timeout_ns"] = find(recs, "device", event)["dur_ns"] - 1
+    assert rules_broken(recs) == ["device"]
+    assert any("timeout" in m for m in messages(recs, "device"))
+
+
+def test_a_poll_timeout_that_does_not_last_the_port_timeout_breaks_device() -> None:
+    """A poll_timeout lasts exactly the port's timeout: a dump_context naming another one breaks `device`."""
+    _, trace = run(**OUTCOMES["device-timeout"][0])
+    recs = trace.records
+    find(recs, "crashdmp", "dump_context")["detail"]["port_timeout_ns"] += 1
+    assert rules_broken(recs) == ["device"]
+    assert any("before it gives up; its timeout is" in m for m in messages(recs, "device"))
+
+
+def test_a_write_failed_of_another_write_breaks_structure() -> None:
+    """write_failed reports the write crashdmp issued: another offset breaks `structure`."""
+    _, trace = run(**OUTCOMES["device-error-retried"][0])
+    recs = trace.records
+    find(recs, "crashdmp", "write_failed")["offset"] += 4096
+    assert rules_broken(recs) == ["structure"]
+    assert any("crashdmp issued it as" in m for m in messages(recs, "structure"))
+
+
+@pytest.mark.parametrize(("trace", "target"), [(good, "hiberfile"), (hibernation, "pagefile"), (hibernation, "dedicated")])
+def test_a_target_that_does_not_suit_the_event_breaks_structure(trace: Any, target: str) -> None:
+    """A crash writes the pagefile or a dedicated dump file, a hibernation the hiberfile: another target breaks `structure`."""
+    recs = trace()
+    find(recs, "crashdmp", "dump_context")["detail"]["target"] = target
+    assert rules_broken(recs) == ["structure"]
+
+
+def test_an_error_named_by_the_simulator_is_judged_by_its_value() -> None:
+    """STATUS_IO_DEVICE_ERROR is an error by its value: dump_complete after a device write returning it breaks `outcome`."""
+    recs = good()
+    find(recs, "device", "device_write", 1)["status"] = "STATUS_IO_DEVICE_ERROR"
+    assert rules_broken(recs) == ["structure", "outcome"]  # structure: a write_complete of a failed write
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"parts": [["header", 0]]},
+        {"parts": [["header", 0, 0]]},
+        {"parts": [["", 0, 8192]]},
+        {"parts": "header"},
+        {"watchdog_ns": 0},
+        {"port_timeout_ns": -1},
+        {"power_loss_ns": "1 s"},
+        {"power_loss_ns": 1.5},
+    ],
+)
+def test_a_bad_new_dump_context_key_is_a_format_violation(change: dict[str, Any]) -> None:
+    """parts is an array of [name, file offset, bytes > 0]; watchdog_ns > 0; port_timeout_ns ≥ 0; power_loss_ns null or ≥ 0."""
+    recs = good()
+    find(recs, "crashdmp", "dump_context")["detail"].update(change)
+    assert rules_broken(recs) == ["format"]
+
+
+def test_overlapping_parts_break_placement() -> None:
+    """Two parts of the dump at overlapping file offsets break `placement`."""
+    recs = good()
+    find(recs, "crashdmp", "dump_context")["detail"]["parts"][1][1] -= 512
+    assert rules_broken(recs) == ["file_position", "placement"]  # file_position: the body is written where it was
+    assert any("overlap in the file" in m for m in messages(recs, "placement"))
+
+
+# -- every small tampering of a real trace -------------------------------------------------------
+
+STATUSES = ("STATUS_SUCCESS", "STATUS_UNSUCCESSFUL", "0xC0000001", "0x00000103", "0x40000000", "STATUS_NOT_A_NAME", None)
+"""Statuses a tampering writes: success, errors by name and by value, two success codes that are not STATUS_SUCCESS
+(STATUS_PENDING, an informational code), a name neither the simulator nor the checker knows, and none."""
+SUCCESS_CODES = frozenset({"STATUS_SUCCESS", "0x00000103", "0x40000000"})
+FIELD_EDITS: dict[str, tuple[int, ...]] = {
+    "offset": (512, -512, 4096, -4096),
+    "length": (512, -512),
+    "request": (1, -1),
+    "t_ns": (1, -1),
+    "dur_ns": (1, -1),
+}
+CONTEXT_EDITS: dict[str, tuple[int, ...]] = {
+    "partition_offset": (512, -512),
+    "max_pages_per_write": (1, -1),
+    "disk_size": (512, -512),
+    "dump_bytes": (512, -512),
+    "watchdog_ns": (1, -1),
+    "port_timeout_ns": (1, -1),
+}
+
+
+def allowed(records: Records, i: int, field: str, value: object) -> str | None:
+    """
+    Why setting *field* of record *i* to *value* leaves a trace as valid as the genuine one, or None (it must be caught).
+
+    This is the whole allow-list of the brute-force test on the THREE_RUNS trace: each entry is a
+    trace the simulator could have written for another, equally legal run. (Other traces allow other
+    edits: where no write is full-size, MaxPagesPerWrite ± 1 shows nowhere; after a power loss, the
+    length of the step it cut.)
+    """
+    r = records[i]
+    event = r["event"]
+    if field == "status" and value is not None:
+        if event in ("dump_start", "dump_write", "dump_finish"):
+            # a callback that returns an error is recorded and the dump goes on: "returning an error does not
+            # prevent data from being written to disk" [SRC S24] (any filter: the trace does not say which is critical)
+            return "a callback's status is recorded, the dump goes on"
+        if event == "driver_entry" and value in SUCCESS_CODES | {"STATUS_NOT_A_NAME"}:
+            # NT_SUCCESS() holds (a non-critical filter is loaded, with a warning), or the name is unknown: either
+            # way the dump_context, which lists the filter, says it loaded
+            return "a DriverEntry status that loads the filter"
+        if event == "device_write" and r["status"] is None and value in SUCCESS_CODES:
+            return "a device write that succeeded, its status written out instead of null"
+    if field == "dur_ns" and value == r["dur_ns"] + 1 and [n["event"] for n in records[i + 1 : i + 2]] == ["bugcheck"]:
+        return "the last DriverEntry 1 ns longer: boot still ends long before the bugcheck"
+    return None
+
+
+def allowed_in_context(records: Records, key: str, value: object) -> str | None:
+    """Why setting the dump_context's *key* to *value* leaves an equally valid trace, or None (it must be caught)."""
+    if key in ("watchdog_ns", "port_timeout_ns"):
+        return "nothing hung, and no step came near the port's timeout: neither period shows in the trace"
+    if key == "disk_size":
+        return "the disk ends far past the last write either way"
+    if key == "runs[2][1]":
+        return "the last run ends 896 KiB past the dump: the file may be 512 bytes longer or shorter"
+    return None
+
+
+def tamperings(records: Records) -> list[tuple[str, str | None, Records]]:
+    """Every deletion, duplication, adjacent swap and small single-field edit of *records*: (what, why allowed, trace)."""
+
+    def name(i: int) -> str:
+        r = records[i]
+        return f"line {i + 1} ({r['layer']} {r['event']}" + (f" #{r['request']})" if r["request"] else ")")
+
+    def seq(rs: Records) -> Records:  # consecutive seq numbers again, without touching the genuine records
+        return [r if r["seq"] == n else {**r, "seq": n} for n, r in enumerate(rs, start=1)]
+
+    out: list[tuple[str, str | None, Records]] = []
+    for i, r in enumerate(records):
+        out.append((f"delete {name(i)}", None, seq(records[:i] + records[i + 1 :])))
+        out.append((f"duplicate {name(i)}", None, seq([*records[: i + 1], r, *records[i + 1 :]])))
+    for i, (a, b) in enumerate(itertools.pairwise(records)):
+        out.append((f"swap {name(i)} and the next", None, seq([*records[:i], b, a, *records[i + 2 :]])))
+        swapped = [{**b, "t_ns": a["t_ns"]}, {**a, "t_ns": b["t_ns"]}]
+        out.append((f"swap {name(i)} and the next, times kept", None, seq([*records[:i], *swapped, *records[i + 2 :]])))
+    layers = sorted({r["layer"] for r in records} | {"other.sys"})
+    for i, r in enumerate(records):
+        edits: list[tuple[str, object]] = [
+            (field, r[field] + d) for field, deltas in FIELD_EDITS.items() if r[field] is not None for d in deltas
+        ]
+        edits += [("status", s) for s in STATUSES] + [("dump_type", d) for d in ("hibernation", None)]
+        edits += [("layer", layer) for layer in layers]
+        for field, value in edits:
+            if value != r[field] and not (isinstance(value, int) and value < 0):
+                edited = [*records[:i], {**r, field: value}, *records[i + 1 :]]
+                out.append((f"{field} = {value!r} on {name(i)}", allowed(records, i, field, value), edited))
+    at = records.index(find(records, "crashdmp", "dump_context"))
+    detail = records[at]["detail"]
+    for key, value in [
+        *((k, detail[k] + d) for k, deltas in CONTEXT_EDITS.items() for d in deltas),
+        *((f"runs[{n}][{j}]", d) for n in range(len(detail["runs"])) for j in (0, 1) for d in (512, -512)),
+        *((f"parts[{n}][{j}]", d) for n in range(len(detail["parts"])) for j in (1, 2) for d in (512, -512)),
+    ]:
+        changed = copy.deepcopy(detail)
+        if "[" in key:  # a run's or a part's offset or length, moved by *value* bytes
+            table, n, j = key.replace("]", "").replace("[", " ").split()
+            changed[table][int(n)][int(j)] += value
+            what = f"{key} {value:+}"
+        else:
+            changed[key] = value
+            what = f"{key} = {value}"
+        edited = [*records[:at], {**records[at], "detail": changed}, *records[at + 1 :]]
+        out.append((f"dump_context {what}", allowed_in_context(records, key, value), edited))
+    return out
+
+
+@functools.cache
+def tampered() -> list[tuple[str, str | None, bool]]:
+    """(what, why allowed, whether the checker passed it) for every tampering of the THREE_RUNS trace."""
+    return [(what, why, not check_records(recs)) for what, why, recs in tamperings(three_runs())]
+
+
+@pytest.mark.timeout(30)
+def test_every_small_tampering_of_a_real_trace_is_caught() -> None:
+    """Each deletion, duplication, adjacent swap and small edit of a real trace breaks a rule, bar the allow-list."""
+    outcomes = tampered()
+    assert len(outcomes) > 1200
+    assert [what for what, why, passed in outcomes if passed and why is None] == []
+
+
+@pytest.mark.timeout(30)
+def test_the_allowed_tamperings_leave_a_valid_trace() -> None:
+    """Each tampering on the allow-list gives a trace the simulator could have written: the checker passes it."""
+    outcomes = tampered()
+    assert len([why for _, why, _ in outcomes if why is not None]) > 100
+    assert [what for what, why, passed in outcomes if not passed and why is not None] == []
 
 
 # -- malformed lines ---------------------------------------------------------------------------
@@ -743,7 +1404,7 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
     "null-request-on-a-write": (record_line(event="dump_write"), "null request, offset or length"),
     "request-on-driver_entry": (record_line(request=1, offset=0, length=512), "they are null for it"),
     "callback-without-status": (record_line(status=None), "null status"),
-    "detail-on-a-write": (record_line(detail={}), "only dump_context has one"),
+    "detail-on-a-write": (record_line(detail={}), "only dump_context and a dump_write that moved its write have one"),
     "dump_context-without-detail": (record_line(layer="crashdmp", event="dump_context", status=None), "without a detail"),
 }
 
@@ -940,3 +1601,18 @@ def test_the_line_cap_is_documented() -> None:
     """docs/reference/trace-format.md states the line cap."""
     text = (Path(__file__).parents[1] / "docs" / "reference" / "trace-format.md").read_text(encoding="utf-8")
     assert f"{MAX_LINE_BYTES // 2**20} MiB" in text
+
+
+def test_the_checker_knows_every_status_name_the_simulator_writes() -> None:
+    """The checker's own table of status names holds exactly the simulator's NTSTATUS values."""
+    from stacksim.check import _STATUS_CODES
+    from stacksim.requests import NtStatus, status_name
+
+    assert {status_name(s.value): s.value for s in NtStatus} == _STATUS_CODES
+
+
+def test_a_dump_start_of_a_filter_whose_driver_entry_returned_an_error_name_breaks_layers() -> None:
+    """DriverEntry returning STATUS_UNSUCCESSFUL (a name, not a hex value) leaves the filter unloaded."""
+    recs = good()
+    find(recs, "delayflt.sys", "driver_entry")["status"] = "STATUS_UNSUCCESSFUL"
+    assert "layers" in rules_broken(recs)

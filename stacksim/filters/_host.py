@@ -342,7 +342,9 @@ class FilterLayer:
                         at = request.number, request.offset, request.length
                     else:  # what the filter did to the request may not even be numbers
                         at = number, *self._shown(request, offset_in, length_in)
-                    engine.emit(t0, name, event, dur, at[0], at[1], at[2], self.dump_type, status_name(status))
+                    # a moved write says where it came from, so the checker can follow each hand-off
+                    moved: dict[str, object] | None = None if request is None or at[1] == offset_in else {"moved_from": offset_in}
+                    engine.emit(t0, name, event, dur, at[0], at[1], at[2], self.dump_type, status_name(status), moved)
                 if error is not None:
                     op.error = error if fault in _STOPPING else f"{name}: {error}"
                     op.fault = fault
