@@ -22,7 +22,8 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     metrics        streaming weighted histograms      trace      JSONL event records
     units          quantities with units
     _engine/       virtual clock, CPU accounting, sequence numbers, watchdog, wall-clock
-                   guard, queued networks (knows no layer; uses only metrics, trace, units)
+                   guard, queued networks (knows no layer; uses only metrics, trace, units,
+                   and _io to remove temporary files when the guard must end the process)
 
 Source keys cited in the code (``[DOC S7]``) and the sections of the research notes it cites
 (``fact sheet §1.6``) are listed in ``docs/explanation/sources.md``.

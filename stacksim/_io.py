@@ -64,6 +64,7 @@ __all__ = [
     "parse_json",
     "parse_toml",
     "read_input",
+    "remove_temporaries",
     "shorten",
     "terminal_safe",
 ]
@@ -514,6 +515,7 @@ def atomic_writer(path: str | Path, *, flag: str = "output") -> Iterator[IO[str]
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:64]}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise OutputError(f"{flag} {name}: cannot be written in {_describe(target.parent)}: {_os_reason(exc)}") from None
+    _TEMPORARIES.add(tmp)
     try:
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
@@ -531,6 +533,24 @@ def atomic_writer(path: str | Path, *, flag: str = "output") -> Iterator[IO[str]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        _TEMPORARIES.discard(tmp)
+
+
+_TEMPORARIES: Final[set[str]] = set()
+"""Temporary files :func:`atomic_writer` has open, for :func:`remove_temporaries`."""
+
+
+def remove_temporaries() -> None:
+    """
+    Remove every temporary output file still open: for a process that must end at once (``os._exit``).
+
+    The wall-clock guard calls it, from its own thread, before it ends a process whose plugin
+    code cannot be stopped; nothing half-written is left behind.
+    """
+    for tmp in list(_TEMPORARIES):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 _WRITE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})

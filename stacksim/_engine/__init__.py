@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import os
 import random
 import signal
 import threading
@@ -67,6 +68,12 @@ _COROUTINE: Final = types.CoroutineType
 
 GUARD_TICKS: Final = 4
 """The wall-clock guard looks at the running call this many times per ``wall_clock_limit``."""
+
+GUARD_STOPS: Final = 2
+"""Stops the guard tries on one call; a call still running one limit after the last ends the process."""
+
+SIGNAL_GRACE_S: Final = 1.0
+"""Real seconds plugin code may go on running after a Ctrl-C or SIGTERM before the guard ends the process."""
 
 
 class CpuMeter:
@@ -327,6 +334,8 @@ class Engine:
         self.describe_state: Callable[[], str] = lambda: "no state description available"
         self.trace: TraceSink | None = None
         self.interrupted = False
+        self.terminated = False
+        """The real signal was a SIGTERM (for the message if plugin code swallows it)."""
         """A real SIGINT (Ctrl-C) arrived during the run: a KeyboardInterrupt is then the user's, not a plugin's."""
         self.trace_until_ns: SimTime | None = None
         """Calls that start after this instant are not traced: the power failed then, and they never ran."""
@@ -739,6 +748,8 @@ class Engine:
 
         def noted(number: int, frame: types.FrameType | None) -> object:
             self.interrupted = True
+            if number == signal.SIGTERM:
+                self.terminated = True
             return handler(number, frame)
 
         signal.signal(signum, noted)
@@ -762,6 +773,13 @@ class _WallClockGuard:
     ``await`` loop at one instant of simulated time), by cancelling the layer's scope from
     trio's thread (``run_sync_soon``). Code blocked inside C (``time.sleep``) is not interrupted
     until it returns.
+
+    A call that catches the stop and goes on running (``except BaseException: pass`` inside its
+    loop) is stopped again one limit later; after :data:`GUARD_STOPS` stops it cannot be stopped
+    from inside the process, so the guard ends the process (:func:`_end_process`: temporary
+    output files removed, a message on stderr, exit status 2). Likewise when a Ctrl-C or SIGTERM
+    arrived and plugin code is still running :data:`SIGNAL_GRACE_S` later (it swallowed the
+    ``KeyboardInterrupt``): exit status 1, as for any interruption.
 
     Hand-shake, so the exception can only surface inside the call: the guard, holding its lock,
     first sets ``engine._suspect``, then reads the call state and fires; the simulation thread,
@@ -796,8 +814,9 @@ class _WallClockGuard:
         return fired
 
     def _watch(self) -> None:
-        watching, since = False, 0.0
-        tick = max(self.limit / GUARD_TICKS, 0.001)
+        watching, since, stops = False, 0.0, 0
+        signalled: float | None = None
+        tick = max(min(self.limit / GUARD_TICKS, SIGNAL_GRACE_S / 4), 0.001)
         engine = self.engine
         while not self._stop.wait(tick):
             with self.lock:
@@ -808,12 +827,29 @@ class _WallClockGuard:
                 if meter is None:
                     watching = False
                     continue
+                if engine.interrupted:  # a Ctrl-C or SIGTERM, and plugin code still runs: did it swallow it?
+                    if signalled is None:
+                        signalled = now
+                    elif now - signalled >= SIGNAL_GRACE_S and not engine._suspended:
+                        _end_process(
+                            f"interrupted{' (SIGTERM)' if engine.terminated else ''}, but plugin code went on running "
+                            "(it caught the KeyboardInterrupt); stacksim ended the process; no output file was written",
+                            1,
+                        )
                 if engine._fresh or not watching:  # a call began since the last look: it runs from now
-                    engine._fresh, watching, since = False, True, now
+                    engine._fresh, watching, since, stops = False, True, now, 0
                     continue
                 if now - since < self.limit:
                     continue
                 since = now  # if it survives this (catches the exception), it is stopped again one limit later
+                if stops >= GUARD_STOPS and not engine._suspended:
+                    _end_process(
+                        f"a filter callback ran for more than {stops + 1} × the {self.limit:g} s wall-clock limit "
+                        "([engine] wall_clock_limit) and caught every stop (except BaseException); it cannot be stopped "
+                        "inside the process, so stacksim ended it; no output file was written",
+                        2,
+                    )
+                stops += 1
                 if engine._suspended:
                     try:
                         self.token.run_sync_soon(engine._cancel_stuck, engine._calls)
@@ -822,6 +858,23 @@ class _WallClockGuard:
                 elif self._raise is not None:
                     engine._fired = True
                     self._raise(self.target, _PluginTimeout)
+
+
+def _end_process(message: str, code: int) -> NoReturn:
+    """
+    End the process from the guard thread: plugin code that cannot be stopped holds the simulation thread.
+
+    Temporary output files are removed first (:func:`stacksim._io.remove_temporaries`), so no
+    half-written output is left; then *message* goes to stderr and the process exits with *code*
+    at once (``os._exit``: the simulation thread never returns, so nothing else can run).
+    """
+    from stacksim._io import remove_temporaries
+
+    try:
+        remove_temporaries()
+        os.write(2, f"error: {message}\n".encode())
+    finally:
+        os._exit(code)
 
 
 def _async_exc_functions() -> tuple[Callable[[int, Any], int] | None, Callable[[int, None], int] | None]:
