@@ -517,8 +517,10 @@ def local_executor(workers: int) -> ProcessPoolExecutor:
         spawn = multiprocessing.get_context("spawn")
         return ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=init, initargs=args)
     ctx = multiprocessing.get_context("forkserver")
-    # Import the simulator once in the fork server (before any trio run), not in every worker.
-    ctx.set_forkserver_preload(["stacksim.simulate", "stacksim.sweep"])
+    # No preload: the fork server would import the simulator (a second) before it ignores SIGINT,
+    # and a Ctrl-C then printed its traceback. Forked workers inherit its SIG_IGN and import the
+    # simulator themselves, once each, uninterruptible.
+    ctx.set_forkserver_preload([])
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init, initargs=args)
 
 
