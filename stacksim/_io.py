@@ -44,7 +44,7 @@ import stat
 import sys
 import tempfile
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Final
 
@@ -188,16 +188,20 @@ class CappedReader:
     def _failed(self, exc: OSError) -> InputError:
         return InputError(f"{self._name}: cannot read the {self._what} file: {_os_reason(exc)}")
 
-    def read(self, n: int = -1) -> bytes:
+    def _take(self, step: Callable[[int], bytes], n: int) -> bytes:
+        """*step* (read or readline) of at most *n* bytes (all when negative), one more than is left at most."""
         want = self._left + 1 if n < 0 else min(n, self._left + 1)
         try:
-            data = self._stream.read(want)
+            data = step(want)
         except OSError as exc:
             raise self._failed(exc) from None
         self._left -= len(data)
         if self._left < 0:
             raise self._more()
         return data
+
+    def read(self, n: int = -1) -> bytes:
+        return self._take(self._stream.read, n)
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
@@ -207,15 +211,7 @@ class CappedReader:
             yield line
 
     def readline(self, n: int = -1) -> bytes:
-        want = self._left + 1 if n < 0 else min(n, self._left + 1)
-        try:
-            data = self._stream.readline(want)
-        except OSError as exc:
-            raise self._failed(exc) from None
-        self._left -= len(data)
-        if self._left < 0:
-            raise self._more()
-        return data
+        return self._take(self._stream.readline, n)
 
 
 def read_input(path: str | Path, what: str, limit: int | None = None) -> bytes:

@@ -76,6 +76,20 @@ def run(catalog: FilterCatalog | None = None, *, check: bool = True, **sections:
     return result, trace
 
 
+def make_fifo(path: Path) -> Path:
+    """A FIFO at *path* (a special file every reader must refuse without blocking)."""
+    os.mkfifo(path)
+    return path
+
+
+def make_symlink_loop(folder: Path, suffix: str) -> Path:
+    """Two symlinks ``a<suffix>`` and ``b<suffix>`` in *folder* pointing at each other; returns the first."""
+    a, b = folder / f"a{suffix}", folder / f"b{suffix}"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    return a
+
+
 _CHECKOUT = str(Path(__file__).resolve().parents[1])
 """The folder holding this checkout's ``stacksim`` package."""
 

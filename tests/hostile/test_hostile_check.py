@@ -9,7 +9,6 @@ never unbounded memory, and the output stays short.
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import assert_refused, invoke_cli, run, stacksim_cli
+from conftest import assert_refused, invoke_cli, make_fifo, make_symlink_loop, run, stacksim_cli
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,16 +28,11 @@ MAX_OUTPUT_LINES = 120
 
 
 def _fifo(tmp: Path) -> Path:
-    p = tmp / "pipe.jsonl"
-    os.mkfifo(p)
-    return p
+    return make_fifo(tmp / "pipe.jsonl")
 
 
 def _loop(tmp: Path) -> Path:
-    a, b = tmp / "a.jsonl", tmp / "b.jsonl"
-    a.symlink_to(b)
-    b.symlink_to(a)
-    return a
+    return make_symlink_loop(tmp, ".jsonl")
 
 
 def _to_zero(tmp: Path) -> Path:

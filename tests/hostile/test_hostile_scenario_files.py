@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import assert_refused, invoke_cli, stacksim_cli
+from conftest import assert_refused, invoke_cli, make_fifo, make_symlink_loop, stacksim_cli
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -22,16 +22,11 @@ REFUSED_IN_S = 1.0
 
 
 def _fifo(tmp: Path) -> Path:
-    p = tmp / "pipe.toml"
-    os.mkfifo(p)
-    return p
+    return make_fifo(tmp / "pipe.toml")
 
 
 def _loop(tmp: Path) -> Path:
-    a, b = tmp / "a.toml", tmp / "b.toml"
-    a.symlink_to(b)
-    b.symlink_to(a)
-    return a
+    return make_symlink_loop(tmp, ".toml")
 
 
 def _big(tmp: Path) -> Path:
