@@ -609,6 +609,20 @@ def validate(scenario: ScenarioArg, plugin: PluginOpt = None) -> None:
     )
 
 
+@app.command()
+def explain(scenario: ScenarioArg, plugin: PluginOpt = None) -> None:
+    """Show the normal storage stack and the crash dump stack side by side, with the scenario's numbers."""
+    from stacksim.explain import explain as explain_scenario
+    from stacksim.explain import render_explanation
+
+    catalog = _catalog(plugin)
+    try:
+        s = load_scenario(scenario, catalog)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    render_explanation(explain_scenario(s, catalog), Console(highlight=False))
+
+
 @app.command("devices")
 def list_devices(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
