@@ -235,6 +235,35 @@ class TestCalibration:
         r = calibrated("crash-32gb-nvme")
         assert 2e9 <= r.dump_time_ns <= 10e9
 
+    @pytest.mark.parametrize(
+        ("name", "published_ns", "tolerance"),
+        [
+            ("io-990pro-4k-qd1-write", 12_910, 0.02),
+            ("io-990pro-4k-qd1-write-bitlocker", 23_900, 0.02),
+            ("io-990pro-4k-qd1-read", 40_000, 0.05),
+            ("io-990pro-4k-qd1-read-bitlocker", 51_000, 0.05),
+        ],
+    )
+    def test_normal_stack_4k_qd1_latency_on_a_990_pro(self, name: str, published_ns: int, tolerance: float) -> None:
+        """Tom's Hardware's 4K QD1 figures with and without software BitLocker [S54]: within 2 % (writes), 5 % (reads, "≈")."""
+        r = calibrated(name)
+        assert r.io is not None
+        assert abs(r.io.latency.max - published_ns) <= tolerance * published_ns
+
+    def test_bitlocker_costs_what_it_costs_on_the_990_pro(self) -> None:
+        """Software BitLocker's 4K QD1 write penalty: 23.90 − 12.91 = 10.99 µs published, within 2 %."""
+        with_bl, without = calibrated("io-990pro-4k-qd1-write-bitlocker"), calibrated("io-990pro-4k-qd1-write")
+        assert with_bl.io is not None
+        assert without.io is not None
+        assert abs((with_bl.io.latency.max - without.io.latency.max) - 10_990) <= 0.02 * 10_990
+
+    def test_the_interrupt_model_keeps_microsofts_dpc_and_isr_budgets(self) -> None:
+        """The default ISR and DPC costs are within Microsoft's budgets (ISR ≤ 25 µs, DPC ≤ 100 µs [S55])."""
+        from stacksim.scenario import NormalStackSection
+
+        n = NormalStackSection()
+        assert (n.isr <= 25_000, n.dpc <= 100_000) == (True, True)
+
     def test_dedicated_dump_file_on_azure_3_to_4_times_slower(self) -> None:
         """'3 - 4x' (windows-driver-docs PR 2360): the ratio within a factor 1.5 of 3.5."""
         ratio = calibrated("azure-kernel-dedicated").dump_time_ns / calibrated("azure-kernel-pagefile").dump_time_ns
