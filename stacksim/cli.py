@@ -12,9 +12,12 @@ before anything runs, and input text in messages is escaped for the terminal.
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
 import re
+import select
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -283,8 +286,11 @@ def sweep(
     _check_outputs([("--out", out)], [scenario, *(plugin or [])])
     if out.suffix not in (".csv", ".jsonl"):
         _fail(f"--out {_shown(out)}: use a .csv or .jsonl file name")
+    if len(sets) > sw.MAX_SETS:  # before any is parsed
+        _fail(f"{len(sets):,} --set options; a sweep takes at most {sw.MAX_SETS}")
     try:
         axes = [sw.parse_set(s) for s in sets]
+        n_points = sw.check_axes(axes)
     except sw.SweepError as exc:
         _fail(str(exc))
     try:
@@ -299,7 +305,6 @@ def sweep(
             catalog.load_plugin(p)
     except PluginError as exc:
         _fail(str(exc))
-    n_points = len(sw.grid(axes))
     console = Console(stderr=True, highlight=False)
     with contextlib.ExitStack() as stack:
         executor = stack.enter_context(_executor(dask, workers or os.cpu_count() or 1, console))
@@ -741,6 +746,108 @@ def _tolerant_streams() -> None:
                 reconfigure(errors="backslashreplace")
 
 
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""Exit status when stdout is a pipe whose reader has gone (``stacksim run … | head -1``): 141, as a shell reports a
+program that SIGPIPE ended."""
+
+
+class StdoutFailed(Exception):
+    """A write to stdout failed (a full disk, an I/O error, a closed pipe); raised past every command's own handlers."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
+class _GuardedStdout(io.RawIOBase):
+    """File descriptor 1 as a raw stream whose write errors are :class:`StdoutFailed`, so none is mistaken for another file's."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self.failed = False
+
+    def writable(self) -> bool:
+        """Stdout is written, never read."""
+        return True
+
+    def fileno(self) -> int:
+        """The descriptor (1)."""
+        return self._fd
+
+    def isatty(self) -> bool:
+        """Whether stdout is a terminal (tables and colours depend on it)."""
+        return os.isatty(self._fd)
+
+    def write(self, data: Any) -> int:
+        """
+        Write what the descriptor takes; an OSError becomes :class:`StdoutFailed` (EAGAIN on a non-blocking pipe: wait).
+
+        After a failure, everything is discarded: the command is ending, and flushing at exit must not fail again.
+        """
+        while not self.failed:
+            try:
+                return os.write(self._fd, data)
+            except BlockingIOError:
+                select.select([], [self._fd], [])
+            except OSError as exc:
+                self.failed = True
+                raise StdoutFailed(exc) from None
+        return len(data)
+
+
+def _guard_stdout() -> None:
+    """Replace ``sys.stdout`` by a stream over :class:`_GuardedStdout` with the same encoding and buffering."""
+    old = sys.stdout
+    try:
+        fd = old.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (embedded use): leave it
+        return
+    old.flush()
+    raw = _GuardedStdout(fd)
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(raw),
+        encoding=old.encoding,
+        errors="backslashreplace",
+        line_buffering=bool(old.line_buffering) or raw.isatty(),
+    )
+
+
+def _stdout_closed() -> bool:
+    """Whether the process was started with stdout closed (``>&-``): Python then has no ``sys.stdout``."""
+    if sys.stdout is None:
+        return True
+    try:
+        os.fstat(sys.stdout.fileno())
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return False
+    except OSError:
+        return True
+    return False
+
+
+def _stdout_failed(exc: StdoutFailed) -> NoReturn:
+    """
+    End the process after a failed write to stdout: quietly for a closed pipe, else exit 2 naming stdout and the reason.
+
+    Stdout is pointed at the null device first (as Python's documentation of SIGPIPE advises), so
+    flushing it at exit cannot fail again ("Exception ignored ...").
+    """
+    error = exc.error
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    if error.errno == errno.EPIPE:
+        sys.exit(EXIT_BROKEN_PIPE)
+    code = errno.errorcode.get(error.errno or 0, "")
+    reason = f"{error.strerror or type(error).__name__}{f' ({code})' if code else ''}"
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"error: cannot write to stdout: {reason}; what was printed is incomplete\n")
+        sys.stderr.flush()
+    sys.exit(2)
+
+
 def main() -> None:
     """
     Console-script entry point: signals first (SIGTERM ends a command as Ctrl-C does), then the command line.
@@ -748,9 +855,27 @@ def main() -> None:
     Nothing of stacksim runs before this: a signal while Python imports stacksim (a second or
     so on a slow machine) ends the process the operating system's default way, before any file
     is opened. Where SIGINT is ignored (a script's background job), it stays ignored.
+
+    Stdout is checked and guarded: started with stdout closed (``>&-``) is exit 2 before anything
+    runs; a failed write to it (a full disk, an I/O error) is exit 2 with one line naming stdout
+    and the reason; a pipe whose reader has gone (``| head``) ends the command quietly with
+    :data:`EXIT_BROKEN_PIPE`.
     """
     signal.signal(signal.SIGTERM, _on_sigterm)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_sigint)
+    if _stdout_closed():
+        with contextlib.suppress(Exception):
+            sys.stderr.write(
+                "error: stdout is closed (started with >&-); stacksim prints its results there: give it a file or >/dev/null\n"
+            )
+        sys.exit(2)
     _tolerant_streams()
-    app()
+    _guard_stdout()
+    try:
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # what is still buffered: its failure is the command's, not the interpreter's at exit
+    except StdoutFailed as exc:
+        _stdout_failed(exc)

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
+import types
+import typing
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -647,17 +651,8 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
-    """The keys allowed at the table *loc* points into (for unknown-key messages)."""
-    current: Any = model
-    for part in loc[:-1]:
-        fields = getattr(current, "model_fields", None)
-        if fields is None:
-            return ""
-        field = next((f for n, f in fields.items() if part in (n, f.alias)), None)
-        if field is None:
-            return ""
-        current = field.annotation
+def _allowed_keys(current: Any) -> str:
+    """The keys allowed in the table *current* (a model class) describes, for unknown-key messages."""
     fields = getattr(current, "model_fields", None)
     if not fields:
         return ""
@@ -665,25 +660,221 @@ def _allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     return "; allowed keys: " + ", ".join(names)
 
 
-def _problems(exc: ValidationError, model: type[BaseModel], prefix: tuple[int | str, ...] = ()) -> list[tuple[str, str]]:
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = prefix + tuple(err["loc"])
-        if len(loc) > 2 and loc[0] == "faults" and isinstance(loc[1], int) and loc[2] in _FAULT_KINDS:
-            loc = loc[:2] + loc[3:]  # the fault's kind, which pydantic adds to the path, is not a key
-        msg = str(err["msg"])
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            msg = "unknown key" + _allowed(model, tuple(err["loc"]))
-        elif kind == "missing":
-            msg = "required key is missing"
-        elif kind == "value_error":
-            msg = msg.removeprefix("Value error, ")
+def _bare(tp: Any) -> Any:
+    """*tp* without ``Annotated[...]`` and without ``None`` in an optional union."""
+    while True:
+        if typing.get_origin(tp) is Annotated:
+            tp = typing.get_args(tp)[0]
+            continue
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            members = [m for m in typing.get_args(tp) if m is not type(None)]
+            if len(members) == 1:
+                tp = members[0]
+                continue
+        return tp
+
+
+def _union_members(tp: Any) -> tuple[list[Any], str | None] | None:
+    """The members of the union *tp* is (and its discriminator, if tagged by one), or None for any other type."""
+    discriminator = None
+    while typing.get_origin(tp) is Annotated:
+        tp, *meta = typing.get_args(tp)
+        discriminator = next((d for m in meta if isinstance(d := getattr(m, "discriminator", None), str)), discriminator)
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    members = [m for m in typing.get_args(tp) if m is not type(None)]
+    return (members, discriminator) if len(members) > 1 else None
+
+
+def _type_kind(tp: Any) -> str | None:
+    """What TOML value a type takes: ``list``, ``table``, ``bool``, ``int``, ``float`` or ``str`` (None: cannot tell)."""
+    tp = _bare(tp)
+    origin = typing.get_origin(tp) or tp
+    if origin in (list, tuple, set, frozenset):
+        return "list"
+    if origin is dict or (isinstance(origin, type) and issubclass(origin, BaseModel)):
+        return "table"
+    if origin is Literal:
+        return "str" if all(isinstance(a, str) for a in typing.get_args(tp)) else None
+    return {bool: "bool", int: "int", float: "float", str: "str"}.get(origin)
+
+
+def _value_kind(value: object) -> str | None:
+    """The kind (as :func:`_type_kind` names it) of a parsed TOML value."""
+    if isinstance(value, bool):
+        return "bool"
+    for kind, types_ in (("int", int), ("float", float), ("str", str), ("list", list | tuple), ("table", dict)):
+        if isinstance(value, types_):
+            return kind
+    return None
+
+
+def _member(tag: object, members: list[Any], discriminator: str | None) -> Any:
+    """The union member pydantic's path tag *tag* names (``int``, ``list[RunSpec]``, a class or discriminator value), or None."""
+    for m in members:
+        base = _bare(m)
+        if discriminator is not None:
+            field = getattr(base, "model_fields", {}).get(discriminator)
+            if field is not None and tag in typing.get_args(_bare(field.annotation)):
+                return m
+            continue
+        origin = typing.get_origin(base) or base
+        name = "literal" if origin is Literal else getattr(origin, "__name__", None)
+        if isinstance(tag, str) and name is not None and tag.split("[", 1)[0] == name:
+            return m
+    return None
+
+
+_MISSING = object()
+
+
+@dataclass(slots=True)
+class _Walked:
+    """One pydantic error's path, read against the model: the key path as the file spells it, and its union steps."""
+
+    loc: tuple[int | str, ...]
+    table: Any  # the model class of the table holding the last key (for unknown keys), or None
+    unions: list[tuple[tuple[int | str, ...], object, bool | None]]  # (path of the union key, tag, member matches the input?)
+
+
+def _walk(model: type[BaseModel], loc: tuple[int | str, ...], data: object) -> _Walked:
+    """
+    Read pydantic's error path *loc* against *model* and the input *data*.
+
+    Pydantic puts a tag for the union member it tried into the path (``runs.int``,
+    ``runs.list[RunSpec][0]``, a fault's ``kind``); these are not keys: they are taken out, and
+    each is recorded with whether its member takes the kind of value the input holds there.
+    """
+    out: list[int | str] = []
+    unions: list[tuple[tuple[int | str, ...], object, bool | None]] = []
+    tp: Any = model
+    table: Any = model
+    node: object = data
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        union = _union_members(tp) if tp is not None else None
+        if union is not None:
+            members, discriminator = union
+            member = _member(part, members, discriminator)
+            kinds = {_type_kind(m) for m in members}
+            if discriminator is not None or member is None or None in kinds:
+                matches = None  # cannot tell which member the input was meant for: keep its errors
+            else:
+                want = _value_kind(node)
+                if want == "int" and "int" not in kinds:
+                    want = "float"  # an integer where a float is allowed
+                matches = _type_kind(member) == want
+            unions.append((tuple(out), part, matches))
+            tp = member
+            i += 1
+            continue
+        base = _bare(tp) if tp is not None else None
+        origin = typing.get_origin(base) or base
+        fields = getattr(base, "model_fields", None) if isinstance(base, type) else None
+        if fields is not None:
+            table = base
+            field = next((f for n, f in fields.items() if part in (n, f.alias)), None)
+            tp = field.annotation if field is not None else None
+        elif origin in (list, tuple, set, frozenset) and isinstance(part, int):
+            args = [a for a in typing.get_args(base) if a is not Ellipsis]
+            tp = args[0] if len(args) == 1 else args[part] if part < len(args) else None
+        elif origin is dict:
+            kv = typing.get_args(base)
+            tp = kv[1] if len(kv) == 2 else None
         else:
-            shown = err.get("input")
-            if not isinstance(shown, dict | list | tuple):
-                msg += f" (got {describe(shown)})"
-        out.append((_key(loc), msg))
+            tp = None
+        if fields is None:
+            table = None
+        node = (
+            node.get(part, _MISSING)
+            if isinstance(node, dict)
+            else (
+                node[part]
+                if isinstance(node, list | tuple) and isinstance(part, int) and -len(node) <= part < len(node)
+                else _MISSING
+            )
+        )
+        out.append(part)
+        i += 1
+    return _Walked(tuple(out), table, unions)
+
+
+_TYPE_MESSAGES = {
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+    "dict_type": "must be a table",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "set_type": "must be a list",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+}
+"""Pydantic's type errors in the words of a TOML file (pydantic's own name classes: "instance of ScenarioSection")."""
+
+_CLASS_NAMED = re.compile(r" or (?:an )?instance of \w+")
+
+
+def _message(err: Any, table: Any) -> str:
+    """One pydantic error's message as a scenario file's reader needs it: TOML words, TOML values, no class names."""
+    kind = err["type"]
+    msg = str(err["msg"])
+    if kind == "extra_forbidden":
+        return "unknown key" + _allowed_keys(table)
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    ctx = err.get("ctx") or {}
+    key = str(ctx.get("discriminator", "kind")).strip("'")
+    if kind == "union_tag_invalid":
+        return f"{key} = {describe(ctx.get('tag'))} is not one of {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return f"has no {key} key (it says which kind of table this is)"
+    return _TYPE_MESSAGES.get(kind) or _CLASS_NAMED.sub("", msg)
+
+
+def _got(err: Any) -> str:
+    """What a type or range error was given, as `` (got 1.5)`` (empty for a missing or unknown key and a validator's message)."""
+    if err["type"] in ("extra_forbidden", "missing", "value_error", "union_tag_invalid", "union_tag_not_found"):
+        return ""
+    shown = err.get("input", _MISSING)
+    return "" if shown is _MISSING else f" (got {describe(shown)})"
+
+
+def _problems(
+    exc: ValidationError, model: type[BaseModel], prefix: tuple[int | str, ...] = (), data: object = None
+) -> list[tuple[str, str]]:
+    """
+    The (key, problem) pairs of a pydantic *exc* raised validating *data* as *model*, keys as the file spells them.
+
+    Of a union-typed key (``runs``: a number or a list of tables) only the member that takes
+    the kind of value given is reported (a list: the list's errors, not "should be an
+    integer"); when no member takes it, the members' messages are joined with "or".
+    """
+    errors = exc.errors(include_url=False)
+    walked = [_walk(model, tuple(err["loc"]), data) for err in errors]
+    matched: set[tuple[int | str, ...]] = set()  # union keys where some member takes the input's kind
+    for w in walked:
+        matched.update(path for path, _, matches in w.unions if matches)
+    out: list[tuple[str, str]] = []
+    joined: dict[tuple[int | str, ...], list[tuple[str, str]]] = {}  # union keys no member takes: their members' messages
+    for err, w in zip(errors, walked, strict=True):
+        if any(path in matched and matches is False for path, _, matches in w.unions):
+            continue  # the error of a member that does not take this kind of value
+        msg = _message(err, w.table)
+        if w.unions and w.unions[-1][2] is False and w.unions[-1][0] == w.loc:
+            joined.setdefault(w.loc, []).append((msg, _got(err)))
+            continue
+        out.append((_key(prefix + w.loc), msg + _got(err)))
+    for loc, msgs in joined.items():
+        out.append((_key(prefix + loc), ", or ".join(dict.fromkeys(m for m, _ in msgs)) + msgs[0][1]))
     return out
 
 
@@ -828,7 +1019,7 @@ def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(source, _problems(exc, Scenario)) from None
+        raise ScenarioError(source, _problems(exc, Scenario, data=data)) from None
     known = ", ".join(catalog.names())
     for i, name in enumerate(scenario.registry.dump_filters):
         if catalog.get(name) is None:
@@ -848,7 +1039,7 @@ def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog)
         try:
             configs[name] = cls.Config.model_validate(table)
         except ValidationError as exc:
-            problems += _problems(exc, cls.Config, ("filters", name))
+            problems += _problems(exc, cls.Config, ("filters", name), table)
         except BaseException as exc:  # plugin code (a validator) raised: its error, never the process's exit
             problems.append((f'[filters."{name}"]', f"the filter's Config (plugin code) raised {_plugin_exception(exc)}"))
     try:
