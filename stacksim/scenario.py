@@ -16,6 +16,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -651,6 +652,27 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+_T = typing.TypeVar("_T")
+
+
+def _cached(fn: Callable[[Any], _T]) -> Callable[[Any], _T]:
+    """*fn* of one type argument, remembered per type (the walk of 100,000 errors meets a handful of types)."""
+    memo: dict[Any, _T] = {}
+
+    def lookup(tp: Any) -> _T:
+        try:
+            return memo[tp]
+        except KeyError:
+            out = memo[tp] = fn(tp)
+            return out
+        except TypeError:  # an unhashable type argument
+            return fn(tp)
+
+    lookup.__doc__ = fn.__doc__
+    return lookup
+
+
+@_cached
 def _allowed_keys(current: Any) -> str:
     """The keys allowed in the table *current* (a model class) describes, for unknown-key messages."""
     fields = getattr(current, "model_fields", None)
@@ -660,6 +682,17 @@ def _allowed_keys(current: Any) -> str:
     return "; allowed keys: " + ", ".join(names)
 
 
+def _field_map(model: Any) -> dict[str, Any]:
+    """A model's fields by name and by alias."""
+    out: dict[str, Any] = {}
+    for name, f in model.model_fields.items():
+        out[name] = f
+        if f.alias:
+            out[f.alias] = f
+    return out
+
+
+@_cached
 def _bare(tp: Any) -> Any:
     """*tp* without ``Annotated[...]`` and without ``None`` in an optional union."""
     while True:
@@ -674,6 +707,7 @@ def _bare(tp: Any) -> Any:
         return tp
 
 
+@_cached
 def _union_members(tp: Any) -> tuple[list[Any], str | None] | None:
     """The members of the union *tp* is (and its discriminator, if tagged by one), or None for any other type."""
     discriminator = None
@@ -726,6 +760,7 @@ def _member(tag: object, members: list[Any], discriminator: str | None) -> Any:
 
 
 _MISSING = object()
+_FIELDS = _cached(_field_map)
 
 
 @dataclass(slots=True)
@@ -771,10 +806,10 @@ def _walk(model: type[BaseModel], loc: tuple[int | str, ...], data: object) -> _
             continue
         base = _bare(tp) if tp is not None else None
         origin = typing.get_origin(base) or base
-        fields = getattr(base, "model_fields", None) if isinstance(base, type) else None
+        fields = _FIELDS(base) if isinstance(base, type) and issubclass(base, BaseModel) else None
         if fields is not None:
             table = base
-            field = next((f for n, f in fields.items() if part in (n, f.alias)), None)
+            field = fields.get(part) if isinstance(part, str) else None
             tp = field.annotation if field is not None else None
         elif origin in (list, tuple, set, frozenset) and isinstance(part, int):
             args = [a for a in typing.get_args(base) if a is not Ellipsis]

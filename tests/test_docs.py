@@ -214,7 +214,7 @@ def test_every_documented_command_runs(path: Path, tmp_path: Path) -> None:
     """Each command a page shows runs as shown, in order, beside the scenarios and the page's files, and exits as documented."""
     import shutil
 
-    from conftest import stacksim_cli
+    from conftest import invoke_cli  # in this process: a subprocess's start-up per command doubled the test's time
 
     shutil.copytree(ROOT / "scenarios", tmp_path / "scenarios")
     for name, body in files_shown(path).items():
@@ -227,7 +227,7 @@ def test_every_documented_command_runs(path: Path, tmp_path: Path) -> None:
         else:
             assert argv[:3] == ["python3", "-m", "stacksim"], f"{path.name}:{line}: unknown command {argv}"
             args = argv[3:]
-        proc = stacksim_cli(*args, cwd=tmp_path, timeout=240)
+        proc = invoke_cli(*args, cwd=tmp_path)
         assert proc.returncode == code, f"{path.name}:{line}: {shlex.join(argv)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
         assert "Traceback" not in proc.stderr
 
