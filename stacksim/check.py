@@ -9,7 +9,8 @@ against the DriverEntry records, the end of the dump against the bytes that were
 deleting, adding or editing a record breaks a rule. Every test run and ``stacksim check
 TRACE.jsonl`` apply these rules:
 
-``format``           every line is one JSON object with exactly the trace fields, each of its type
+``format``           every line is one JSON object with exactly the trace fields (no key twice in any
+                     of its objects), each of its type
                      (integers 0 to 2**63 - 1, never a bool or a float), null exactly where the event
                      has no such field, at most :data:`MAX_LINE_BYTES` long, UTF-8, ending in a newline;
                      the dump_context's detail has exactly its documented keys and types, a
@@ -395,6 +396,46 @@ def _shape(r: object) -> str | None:
             if detail is None
             else f"is a {event} with a detail: only dump_context and a dump_write that moved its write have one"
         )
+    return None
+
+
+def _key_count(value: object) -> int:
+    """How many keys the objects in *value* (a parsed detail) have, nested ones included."""
+    n = 0
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if type(v) is dict:
+            n += len(v)
+            todo += [x for x in v.values() if type(x) is dict or type(x) is list]
+        elif type(v) is list:
+            todo += [x for x in v if type(x) is dict or type(x) is list]
+    return n
+
+
+class _Repeated(Exception):
+    pass
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _Repeated(k)
+            seen.add(k)
+    return d
+
+
+def _repeated_key(raw: bytes) -> str | None:
+    """The first key that appears twice in one object of the JSON line *raw* (already parsed once), or None."""
+    try:
+        json.loads(raw.decode("utf-8"), object_pairs_hook=_no_repeats)
+    except _Repeated as exc:
+        return str(exc.args[0])
+    except (ValueError, RecursionError):  # pragma: no cover - the line parsed once already
+        return None
     return None
 
 
@@ -931,7 +972,14 @@ class _Checker:
                 return
             assert isinstance(rec, dict)  # _shape says so
             t, seq, layer, event, dump_type = rec["t_ns"], rec["seq"], rec["layer"], rec["event"], rec["dump_type"]
-            dur = rec["dur_ns"]
+            dur, detail = rec["dur_ns"], rec["detail"]
+        # format: no key twice (the parser kept one value); every key is followed by a colon, so as many colons as keys
+        # parsed prove it, and only a line with more (a repeated key, or a colon in a string) is parsed again, exactly
+        if raw is not None and raw.count(b":") != (11 if detail is None else 11 + _key_count(detail)):
+            twice = _repeated_key(raw)
+            if twice is not None:
+                self.bad(line, f"has the key {_short(twice, 40)} twice in one object: each key of a record appears once", raw)
+                return
         r: Record = rec  # type: ignore[assignment]
         self.records += 1
         self.line = line

@@ -955,6 +955,40 @@ def test_a_hang_after_a_length_change_breaks_timing() -> None:
     assert rules_broken(recs) == ["timing"]
 
 
+def test_a_filter_that_claims_it_took_no_time_breaks_timing() -> None:
+    """A filter's dump_write set from 3 us to 0 ns, the next layer still starting 3 us later, leaves a gap: `timing`."""
+    recs = three_runs()
+    find(recs, "delayflt.sys", "dump_write", 2)["dur_ns"] = 0
+    assert rules_broken(recs) == ["timing"]
+    assert messages(recs, "timing") == [
+        "line 22: 'dumpfve.sys''s dump_write starts at 11096943 ns, but 'delayflt.sys''s dump_write before it ended at "
+        "11093943 ns: one layer runs at a time, each step starts when the one before it ends"
+    ]
+
+
+def test_an_idle_second_in_mid_dump_breaks_timing() -> None:
+    """Every record from write 3 on shifted by 1 s leaves one idle second where no layer runs: `timing`, at its start."""
+    recs = three_runs()
+    for r in recs[recs.index(find(recs, "crashdmp", "issue_write", 2)) :]:
+        r["t_ns"] += 10**9
+    assert rules_broken(recs) == ["timing"]
+    assert messages(recs, "timing") == [
+        "line 20: 'crashdmp''s issue_write starts at 1011093943 ns, but 'crashdmp''s write_complete before it ended at "
+        "11093943 ns: one layer runs at a time, each step starts when the one before it ends"
+    ]
+
+
+def test_the_first_write_issued_before_port_init_ended_breaks_timing() -> None:
+    """The first issue_write moved 0.5 ms earlier, while the port was still initialising, overlaps port_init: `timing`."""
+    recs = three_runs()
+    find(recs, "crashdmp", "issue_write")["t_ns"] -= 500_000
+    assert rules_broken(recs) == ["timing"]
+    assert messages(recs, "timing")[0] == (
+        "line 8: 'crashdmp''s issue_write starts at 10510000 ns, but 'miniport''s port_init before it ended at "
+        "11010000 ns: one layer runs at a time, each step starts when the one before it ends"
+    )
+
+
 # -- file_position ---------------------------------------------------------------------------
 
 
@@ -1406,6 +1440,13 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
     "callback-without-status": (record_line(status=None), "null status"),
     "detail-on-a-write": (record_line(detail={}), "only dump_context and a dump_write that moved its write have one"),
     "dump_context-without-detail": (record_line(layer="crashdmp", event="dump_context", status=None), "without a detail"),
+    "repeated-key": (b'{"layer":"evil.sys",' + GOOD_LINE[1:], "has the key 'layer' twice in one object"),
+    "repeated-key-spaced": (GOOD_LINE.replace(b'"event"', b'"layer" :\t"evil.sys", "event"'), "has the key 'layer' twice"),
+    "repeated-key-escaped": (GOOD_LINE.replace(b'"event"', b'"la\\u0079er":"evil.sys","event"'), "has the key 'layer' twice"),
+    "repeated-key-and-colon-in-a-string": (
+        GOOD_LINE.replace(b'"event"', b'"layer" :"evil.sys","event"').replace(b'"crashdump"', b'"crash:dump"'),
+        "has the key 'layer' twice",
+    ),
 }
 
 
@@ -1488,6 +1529,61 @@ def test_a_bad_dump_context_detail_is_a_format_violation() -> None:
     recs = good()
     del find(recs, "crashdmp", "dump_context")["detail"]["dump_bytes"]
     assert any("lacks dump_bytes" in m for m in messages(recs, "format"))
+
+
+def test_a_repeated_key_is_a_format_violation(tmp_path: Path) -> None:
+    """A genuine line with a key written twice (the parser keeps one value) is a `format` violation, not a record."""
+    lines = dumps(good())
+    lines[0] = b'{"layer":"evil.sys",' + lines[0][1:]  # delayflt.sys's driver_entry: its filter is then not loaded
+    count, violations = check_trace_file(str(write_lines(tmp_path / "t.jsonl", lines)))
+    assert [v.rule for v in violations if v.rule == "format"] == ["format"]
+    assert violations[0].message == "line 1 has the key 'layer' twice in one object: each key of a record appears once"
+    assert sorted({v.rule for v in violations}, key=RULES.index) == ["format", "layers", "start_finish", "filter_order"]
+    assert count == len(lines) - 1
+
+
+def test_a_repeated_key_in_the_detail_is_a_format_violation(tmp_path: Path) -> None:
+    """A key written twice inside the dump_context's detail is a `format` violation (the rest then has no dump_context)."""
+    recs = good()
+    lines = dumps(recs)
+    at = recs.index(find(recs, "crashdmp", "dump_context"))
+    lines[at] = lines[at].replace(b'"dump_bytes":', b'"dump_bytes":512,"dump_bytes":', 1)
+    _, violations = check_trace_file(str(write_lines(tmp_path / "t.jsonl", lines)))
+    assert sorted({v.rule for v in violations}, key=RULES.index) == ["format", "structure"]
+    assert violations[0].message == (
+        f"line {at + 1} has the key 'dump_bytes' twice in one object: each key of a record appears once"
+    )
+
+
+def test_a_colon_in_a_string_is_not_a_repeated_key(tmp_path: Path) -> None:
+    """A filter named with a quote and a colon (as ``":`` in the line) passes: only a key really written twice is refused."""
+    recs = good()
+    for r in recs:
+        if r["layer"] == "delayflt.sys":
+            r["layer"] = 'delay":flt.sys'
+    for f in find(recs, "crashdmp", "dump_context")["detail"]["filters"]:
+        f["name"] = 'delay":flt.sys'
+    lines = dumps(recs)
+    assert b'\\":' in lines[0]
+    assert check_trace_file(str(write_lines(tmp_path / "t.jsonl", lines))) == (len(recs), [])
+
+
+def test_a_trace_with_spaces_around_its_separators_passes(tmp_path: Path) -> None:
+    """A genuine trace written with json.dumps's default separators (a space after each comma and colon) passes."""
+    recs = good()
+    path = write_lines(tmp_path / "t.jsonl", [json.dumps(r).encode() for r in recs])
+    assert check_trace_file(str(path)) == (len(recs), [])
+
+
+def test_a_genuine_trace_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The repeated-key rule costs a genuine trace one count of its colons per line: no line of it is parsed a second time."""
+
+    def second_parse(raw: bytes) -> None:
+        raise AssertionError(raw)
+
+    monkeypatch.setattr(check_module, "_repeated_key", second_parse)
+    recs = three_runs()
+    assert check_trace_file(str(write_lines(tmp_path / "t.jsonl", dumps(recs)))) == (len(recs), [])
 
 
 # -- output ------------------------------------------------------------------------------------

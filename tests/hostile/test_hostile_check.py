@@ -2,9 +2,9 @@
 Hostile trace files for ``stacksim check``: refused (exit 2) when they are not a file to read, judged (exit 1) when they are.
 
 A path that is not a regular file (FIFO, device, directory, symlink loop) is refused at once with
-a message naming it. A regular file of any content is read as a trace: garbage, deep nesting and
-huge lines are ``format`` violations, an empty file a ``structure`` violation; never a traceback,
-never unbounded memory, and the output stays short.
+a message naming it. A regular file of any content is read as a trace: garbage, deep nesting,
+huge lines and keys written twice (however disguised) are ``format`` violations, an empty file a
+``structure`` violation; never a traceback, never unbounded memory, and the output stays short.
 """
 
 from __future__ import annotations
@@ -76,6 +76,13 @@ def _genuine(tmp: Path) -> list[bytes]:
     return [json.dumps(r, separators=(",", ":")).encode() for r in trace.records]
 
 
+def _disguised_repeat(tmp: Path) -> bytes:
+    """A genuine trace whose first record names a second layer under an escaped key, spaced, beside colons in a string."""
+    lines = _genuine(tmp)
+    lines[0] = b'{"la\\u0079er" : "evil.sys:::",' + lines[0][1:]
+    return b"\n".join(lines) + b"\n"
+
+
 def _binary(tmp: Path) -> bytes:
     return random.Random(1).randbytes(2**20)
 
@@ -94,6 +101,7 @@ JUDGED: dict[str, tuple[Callable[[Path], bytes], str]] = {
     "huge-integers": (lambda tmp: b'{"t_ns":' + b"9" * 100_000 + b"}\n", "[format] line 1 "),
     "many-garbage-lines": (lambda tmp: b"garbage\n" * 200_000, "… and 199,980 more format violations"),
     "genuine-then-garbage": (lambda tmp: b"\n".join([*_genuine(tmp), b"\x1b[31mred"]) + b"\n", "[format] line 15 is not JSON"),
+    "repeated-key-disguised": (_disguised_repeat, "[format] line 1 has the key 'layer' twice in one object"),
 }
 
 
