@@ -62,18 +62,42 @@ TRACE.jsonl`` apply these rules:
 ``frozen_stack``     after hibernation starts, the crash dump stack loaded at boot records nothing
 ``dump_type``        every record carries the dump type of its stack (before the event and in a crash:
                      crashdump; after the start of hibernation: hibernation)
+``normal_stack``     the normal stack's records (``io_*``) follow its io_context, the trace's first
+                     record, once; a trace of event io has no dump-path record at all
+``io_path``          each normal-stack request goes through the io_context's layers in order (down, the
+                     device, the interrupt, back up), each record starting when the one before it ended,
+                     at one offset and length; requests are numbered in issue order, the first
+                     queue_depth issued at 0, each later one when a request completed; in an io run
+                     every request completes
+``io_queues``        each layer serves one request at a time, in arrival order; at most queue_depth
+                     requests outstanding from the application, storport_queue_depth at the device,
+                     device_parallelism in service there
+``freeze``           a crash during I/O has one io_freeze, at the bugcheck's instant, just before the
+                     bugcheck; no normal-stack record after it, none ends at or after it; its counts
+                     (issued, completed, lost, where) agree with the trace
+``reset``            after a crash during I/O the dump port's port_init names the normal-stack commands
+                     the device held (as many as the freeze lost there, none completed); the first
+                     device command after port_init starts when it ended
+
+The normal stack's records are exempt from the dump path's rules (its serial ``timing``, its
+request numbers, its structure and layers) and judged by their own; ``order`` holds for all of them
+(at the same t_ns the normal stack's come first, among themselves by stage, then request).
 
 It streams: one pass over the file, holding only what the rules need (the state of the request in
-flight, the loaded filters, the disk runs, and the bytes written so far as merged extents), and at
+flight, the loaded filters, the disk runs, the bytes written so far as merged extents, and the
+normal stack's requests on their way, at most its queue depth), and at
 most :data:`SHOWN_PER_RULE` violations per rule ("... and N more" counts the rest).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import reprlib
 from array import array
 from bisect import bisect_right
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -107,6 +131,11 @@ RULES: Final = (
     "filter_order",
     "frozen_stack",
     "dump_type",
+    "normal_stack",
+    "io_path",
+    "io_queues",
+    "freeze",
+    "reset",
 )
 
 FIELDS: Final = ("t_ns", "seq", "layer", "event", "dur_ns", "request", "offset", "length", "dump_type", "status", "detail")
@@ -166,6 +195,25 @@ _INSTANT: Final = frozenset(
     {"bugcheck", "hibernate", "dump_context", "write_failed", "write_complete", "dump_complete", "dump_failed"}
 )
 """Events that take no time (``dur_ns`` 0)."""
+
+_IO_PATH_EVENTS: Final = frozenset({"io_submit", "io_wait", "io_queue", "io_device", "io_interrupt", "io_complete"})
+"""The normal stack's per-request events (each has a request, offset and length)."""
+_IO_EVENTS: Final = _IO_PATH_EVENTS | {"io_context", "io_freeze"}
+"""Every event of the normal stack: exempt from the dump path's rules, judged by their own."""
+_IO_CONTEXT_KEYS: Final = (
+    "event",
+    "pattern",
+    "layers",
+    "block_size",
+    "queue_depth",
+    "storport_queue_depth",
+    "device_parallelism",
+    "bugcheck_ns",
+)
+_IO_FREEZE_KEYS: Final = ("issued", "completed", "lost", "by_layer")
+_KERNEL: Final = "ntoskrnl.exe"
+"""The layer of io_freeze."""
+_OPS: Final = ("read", "write")
 
 # stages of a dump, in the order they happen
 BOOT, EVENT, CHECKED, CONTEXT, STARTED, FINISHING, FLUSHED, ENDED = range(8)
@@ -380,6 +428,8 @@ def _shape(r: object) -> str | None:
         return f"has status {_short(status)}: it is a string of 1 to 64 characters or null"
     if detail is not None and type(detail) is not dict:
         return f"has detail {_short(detail)}: it is an object or null"
+    if event in _IO_EVENTS:
+        return None  # the normal stack's handler judges the rest of its shape (_io_shape), and the record as it stands
     if event in _REQUEST_EVENTS:
         if request is None or offset is None or length is None:
             return f"is a {event} with a null request, offset or length: it has all three"
@@ -390,7 +440,12 @@ def _shape(r: object) -> str | None:
             return f"is a filter's {event} with a null status: a callback's record carries the NTSTATUS it returned"
     elif status is not None and event != "device_write" and event in _EVENT_LAYER:
         return f"is a {event} with a status: only filter callbacks and device_write carry one"
-    if (detail is not None) != (event == "dump_context") and event in _EVENT_LAYER and event != "dump_write":
+    if (
+        (detail is not None) != (event == "dump_context")
+        and event in _EVENT_LAYER
+        and event != "dump_write"
+        and event != "port_init"
+    ):
         return (
             "is a dump_context without a detail object"
             if detail is None
@@ -436,6 +491,28 @@ def _repeated_key(raw: bytes) -> str | None:
         return str(exc.args[0])
     except (ValueError, RecursionError):  # pragma: no cover - the line parsed once already
         return None
+    return None
+
+
+def _io_shape(
+    event: str, request: object, offset: object, length: object, dump_type: object, status: object, detail: object
+) -> str | None:
+    """What is wrong with the shape of a normal-stack record (``format``), or None."""
+    if dump_type is not None or status is not None:
+        return f"is a normal-stack {event} with a dump_type or a status: both are null on the normal stack's records"
+    if event in _IO_PATH_EVENTS:
+        if request is None or offset is None or length is None:
+            return f"is an {event} with a null request, offset or length: it has all three"
+        if event == "io_device":
+            if type(detail) is not dict or detail.keys() != {"op"} or detail["op"] not in _OPS:
+                return f'is an io_device with detail {_short(detail)}: it is {{"op": "read"}} or {{"op": "write"}}'
+        elif detail is not None:
+            return f"is an {event} with a detail: of the per-request records only io_device has one"
+        return None
+    if request is not None or offset is not None or length is not None:
+        return f"is an {event} with a request, offset or length: they are null for it"
+    if type(detail) is not dict:
+        return f"is an {event} without a detail object"
     return None
 
 
@@ -629,6 +706,79 @@ def _parse_context(d: dict[str, Any]) -> tuple[_Context | None, str | None, list
     return ctx, None, problems
 
 
+# -- the normal stack's context --------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _IoContext:
+    """The parts of an io_context detail the rules use."""
+
+    event: str
+    layers: tuple[str, ...]
+    block_size: int
+    queue_depth: int
+    port_depth: int
+    parallelism: int
+    bugcheck: int | None
+    steps: tuple[tuple[str, str], ...]
+    """A request's path, one (event, layer) per service: io_submit down the layers, io_device, io_interrupt at
+    the port driver (the layer above the miniport), io_complete from the port driver up to the first layer."""
+    device_step: int
+
+
+def _parse_io_context(d: dict[str, Any]) -> tuple[_IoContext | None, str | None]:
+    """(context, its format problem)."""
+    if set(d) != set(_IO_CONTEXT_KEYS):
+        missing = [k for k in _IO_CONTEXT_KEYS if k not in d]
+        extra = [_short(k, 40) for k in d if k not in _IO_CONTEXT_KEYS][:5]
+        what = "; ".join(
+            p for p in (missing and "lacks " + ", ".join(missing), extra and "has unknown key(s) " + ", ".join(extra)) if p
+        )
+        return None, f"its detail {what} (an io_context detail has exactly: {', '.join(_IO_CONTEXT_KEYS)})"
+    event, layers, bugcheck = d["event"], d["layers"], d["bugcheck_ns"]
+    if event not in ("io", "crash-during-io"):
+        return None, f'its detail.event is {_short(event)}: it is "io" or "crash-during-io"'
+    if type(d["pattern"]) is not str or not 0 < len(d["pattern"]) <= 64:
+        return None, f"its detail.pattern is {_short(d['pattern'])}: it is a string of 1 to 64 characters"
+    if (
+        type(layers) is not list
+        or not 2 <= len(layers) <= 64
+        or not all(type(x) is str and 0 < len(x) <= 256 and x not in ("device", _KERNEL) for x in layers)
+        or len(set(layers)) != len(layers)
+    ):
+        return None, (
+            f"its detail.layers is {_short(layers)}: it is an array of 2 to 64 distinct layer names, top down to the "
+            f"miniport (not device or {_KERNEL})"
+        )
+    for key in ("block_size", "queue_depth", "storport_queue_depth", "device_parallelism"):
+        if not _int_ok(d[key], 1):
+            return None, f"its detail.{key} is {_short(d[key])}: it is an integer from 1 to 2**63 - 1"
+    if (bugcheck is None) != (event == "io") or (bugcheck is not None and not _int_ok(bugcheck, 1)):
+        return None, (
+            f"its detail.bugcheck_ns is {_short(bugcheck)}: it is null in an io trace and an integer ≥ 1 (the bugcheck's "
+            "time) in a crash-during-io trace"
+        )
+    port = layers[-2]
+    steps = (
+        *(("io_submit", x) for x in layers),
+        ("io_device", "device"),
+        ("io_interrupt", port),
+        *(("io_complete", x) for x in reversed(layers[:-1])),
+    )
+    ctx = _IoContext(
+        event,
+        tuple(layers),
+        d["block_size"],
+        d["queue_depth"],
+        d["storport_queue_depth"],
+        d["device_parallelism"],
+        bugcheck,
+        steps,
+        len(layers),
+    )
+    return ctx, None
+
+
 # -- written extents -------------------------------------------------------------------------
 
 
@@ -750,10 +900,10 @@ _SIGNATURE: Final = {
     event: (
         event in _REQUEST_EVENTS,
         1 if event in _FILTER_EVENTS else 2 if event == "device_write" else 0,
-        1 if event == "dump_context" else 2 if event == "dump_write" else 0,
+        1 if event == "dump_context" else 2 if event in ("dump_write", "port_init") else 0,
     )
     for event in _EVENT_LAYER
-}
+} | {event: (event in _IO_PATH_EVENTS, 0, 1 if event in ("io_device", "io_context", "io_freeze") else 0) for event in _IO_EVENTS}
 """Per event: (has request/offset/length, status 0 null / 1 required / 2 either, detail 0 null / 1 an object / 2 either)."""
 
 
@@ -826,6 +976,37 @@ class _Checker:
         self.last_rec: Record | None = None
         self.last_line = 0
         self.power_until = INT_LIMIT
+        # the normal stack
+        self.io: _IoContext | None = None
+        self.io_only = False
+        """The io_context's event is io: the trace has no dump path at all."""
+        self.io_told = False
+        self.io_reqs: dict[int, list[int]] = {}
+        """Requests on their way: [next step, end of their last record, waited at this step (1; 2 at the device
+        after its io_wait), offset, length]. At most queue_depth of them, plus those the freeze caught."""
+        self.io_broken: set[int] = set()
+        """Requests whose path broke a rule once: the rest of it is not judged again."""
+        self.io_next = 1
+        self.io_completed = 0
+        self.io_done_ends: list[int] = []
+        """A heap of the times recent requests completed (the application's window frees then)."""
+        self.io_dev_ends: list[int] = []
+        """A heap of the times the device finishes the commands it is serving."""
+        self.io_dev_waiting = 0
+        self.io_last_end = -1
+        self.io_prev = (-1, 0, 0)
+        """(t_ns, rank of its stage, request) of the last normal-stack request record: ties go by stage, then request."""
+        self.io_free: list[int] = []
+        """Per step of the path (but the device's): when its layer's last service ended (each is one FIFO server)."""
+        self.io_issues: deque[int] = deque()
+        """Completion times that have not issued their request yet (the closed loop: one new request per completion)."""
+        self.io_early: deque[tuple[int, int, Record]] = deque()
+        """New requests seen before the completion that issues them (a completion routine of 0 ns): (t_ns, line, record)."""
+        self.freeze: tuple[int, Record, int | None, int | None] | None = None
+        """(line, record, its count of requests at the device, its issued count) of the io_freeze."""
+        self.event_line = 0
+        self.reset_end: int | None = None
+        """When the dump port's reset (port_init) ended, until the first device command after it is checked."""
         handlers = {
             "bugcheck": self._event,
             "hibernate": self._event,
@@ -869,7 +1050,11 @@ class _Checker:
         """End of input: the rules that look at the whole trace, then every violation in rule order."""
         if self.need_device:
             self._no_device()
-        if not self.records:
+        if self.io is not None:
+            self._io_finish()
+        if self.io_only:
+            pass  # no dump path: nothing of it is missing
+        elif not self.records:
             self.v("structure", "the trace has no records: no bugcheck or hibernate record, no dump")
         elif self.stage < ENDED:
             self.v("structure", f"the trace ends at line {self.line} without dump_complete or dump_failed (cut short?)")
@@ -988,6 +1173,17 @@ class _Checker:
             self.prev_seq, self.prev_t = seq, t
         else:
             self._order(r, line, seq, t)
+        # the normal stack's records: exempt from the dump path's rules, judged by their own
+        if event in _IO_EVENTS:
+            self._io(r, line)
+            return
+        if self.io_only:
+            self.v(
+                "normal_stack",
+                f"line {line}: {_short(layer)}'s {_short(event)} in a trace of event io, which runs the normal stack alone",
+                (line, r),
+            )
+            return
         # structure
         stage = self.stage
         if stage == ENDED:
@@ -1113,8 +1309,10 @@ class _Checker:
         if self.stage != BOOT:
             self.v("structure", f"line {line}: a second event record ({r['event']}): a trace has exactly one", (line, r))
             return
-        self.stage, self.event = EVENT, event
+        self.stage, self.event, self.event_line = EVENT, event, line
         self.active = "crashdump" if event == "crash" else "hibernation"
+        if self.io is not None:
+            self._frozen_at(r, line)
         if r["t_ns"] < self.clock:
             self.v(
                 "timing",
@@ -1288,6 +1486,7 @@ class _Checker:
             )
 
     def _port_init(self, r: Record, line: int) -> None:
+        self._reset(r, line)
         if self.stage != CONTEXT:
             where = "before the dump_context" if self.stage < CONTEXT else "twice"
             self.v("structure", f"line {line}: port_init {where}", (line, r))
@@ -1780,6 +1979,8 @@ class _Checker:
     def _device_write(self, r: Record, line: int) -> None:
         request, offset, length, t, dur = r["request"], r["offset"], r["length"], r["t_ns"], r["dur_ns"]
         self.device_free = (t + dur, line, r)
+        if self.reset_end is not None:
+            self._after_reset(r, line)
         if not self.need_device or request != self.cur:
             self.v(
                 "device", f"line {line}: the device wrote request {request} without the port's write of it just before", (line, r)
@@ -1831,6 +2032,8 @@ class _Checker:
 
     def _poll_timeout(self, r: Record, line: int) -> None:
         request = r["request"]
+        if self.reset_end is not None:
+            self._after_reset(r, line)
         if not self.need_device or request != self.cur:
             self.v(
                 "device",
@@ -1921,3 +2124,428 @@ class _Checker:
                 f"line {line}: {who} request {request} at {where} {offset}+{length}: not inside one disk run of the target file",
                 (line, r),
             )
+
+    # -- the normal stack ------------------------------------------------------------------
+    def _io(self, r: Record, line: int) -> None:
+        """The rules for one normal-stack record (``format``, ``normal_stack``, ``io_path``, ``io_queues``, ``freeze``)."""
+        event, layer = r["event"], r["layer"]
+        problem = _io_shape(event, r["request"], r["offset"], r["length"], r["dump_type"], r["status"], r["detail"])
+        if problem is not None:
+            self.v("format", f"line {line} {problem}", (line, r))
+            if event in _IO_PATH_EVENTS:
+                if r["request"] is None or r["offset"] is None or r["length"] is None:
+                    return
+            elif type(r["detail"]) is not dict:
+                return  # else the rest of the record is judged as it stands
+        last = self.last_rec
+        if last is not None and last["t_ns"] == r["t_ns"]:
+            self.v(
+                "order",
+                f"line {line}: {_short(layer)}'s {event} after the dump path's {last['event']} at the same instant: "
+                "at the same t_ns the normal stack's records come first",
+                (self.last_line, last),
+                (line, r),
+            )
+        if event == "io_context":
+            self._io_context(r, line)
+            return
+        if event == "io_freeze":
+            self._io_freeze(r, line)
+            return
+        frozen = self.freeze
+        if frozen is not None or self.stage != BOOT:
+            when = (
+                f"the normal stack froze (line {frozen[0]})" if frozen is not None else f"the bugcheck (line {self.event_line})"
+            )
+            self.v(
+                "freeze",
+                f"line {line}: {_short(layer)}'s {event} of request {r['request']} after {when}: nothing of the normal "
+                "stack runs after the bugcheck",
+                (line, r),
+            )
+            return
+        ctx = self.io
+        if ctx is None:
+            if not self.io_told:
+                self.io_told = True
+                self.v("normal_stack", f"line {line}: a normal-stack record without an io_context before it", (line, r))
+            return
+        request = r["request"]
+        if request in self.io_broken:
+            return
+        t = r["t_ns"]
+        end = t + r["dur_ns"]
+        if end > self.io_last_end:
+            self.io_last_end = end
+        st = self.io_reqs.get(request)
+        if st is None:
+            if request != self.io_next:
+                why = "which completed already" if request < self.io_next else f"before request {self.io_next} was issued"
+                self.v("io_path", f"line {line}: {_short(layer)}'s {event} of request {request}, {why}", (line, r))
+                return
+            self.io_next = request + 1
+            ends = self.io_done_ends
+            while ends and ends[0] <= t:
+                heapq.heappop(ends)
+            if len(self.io_reqs) + len(ends) >= ctx.queue_depth:
+                self.v(
+                    "io_queues",
+                    f"line {line}: request {request} is issued at {t} ns with {len(self.io_reqs) + len(ends)} requests "
+                    f"outstanding: the application keeps at most queue_depth = {ctx.queue_depth}",
+                    (line, r),
+                )
+            if r["length"] != ctx.block_size:
+                self.v(
+                    "io_path",
+                    f"line {line}: request {request} is {r['length']} bytes; the workload's block_size is {ctx.block_size}",
+                    (line, r),
+                )
+            self._issued(ctx, r, line, request, t)
+            st = [0, t, 0, r["offset"], r["length"]]
+            self.io_reqs[request] = st
+        elif t != st[1] or r["offset"] != st[3] or r["length"] != st[4]:
+            why = (
+                f"starts at {t} ns, not when its step before ended ({st[1]} ns): a request goes from layer to layer without a gap"
+                if t != st[1]
+                else f"is {r['offset']}+{r['length']}; it was {st[3]}+{st[4]} so far: a request keeps its offset and length"
+            )
+            self.v("io_path", f"line {line}: request {request}'s {_short(layer)} {event} {why}", (line, r))
+        k, sub = st[0], st[2]
+        want_event, want_layer = ctx.steps[k]
+        device = k == ctx.device_step
+        rank = k if k < ctx.device_step or (device and event == "io_queue") else k + 1
+        prev = self.io_prev
+        if t == prev[0] and (rank, request) <= (prev[1], prev[2]):
+            self.v(
+                "order",
+                f"line {line}: request {request}'s {_short(layer)} {event} after request {prev[2]}'s record of a "
+                "stage as late or later in the path, at the same instant: ties go by stage (top down, then back up), "
+                "then request",
+                (line, r),
+            )
+        self.io_prev = (t, rank, request)
+        if event == "io_wait":
+            ok = (layer == "device" and sub < 2) if device else (layer == want_layer and sub == 0)
+            if ok:
+                if device:
+                    self._admit(ctx, r, line, t)
+                    self.io_dev_waiting += 1
+                st[2] = 2 if device else 1
+        elif event == "io_queue":
+            ok = device and sub == 0 and layer == ctx.layers[-2]
+            st[2] = 1
+        else:
+            ok = event == want_event and layer == want_layer
+            if ok and not device:
+                free = self.io_free[k]
+                if t < free or (sub and t != free):
+                    self.v(
+                        "io_queues",
+                        f"line {line}: {_short(layer)} starts request {request} at {t} ns; its service before ended at "
+                        f"{free} ns: a layer serves one request at a time, in arrival order, and a request that waited "
+                        "starts when the one before it ends",
+                        (line, r),
+                    )
+                self.io_free[k] = end
+            if ok:
+                if device:
+                    if sub < 2:
+                        self._admit(ctx, r, line, t)
+                    else:
+                        self.io_dev_waiting -= 1
+                    busy = self.io_dev_ends
+                    while busy and busy[0] <= t:
+                        heapq.heappop(busy)
+                    if len(busy) >= ctx.parallelism:
+                        self.v(
+                            "io_queues",
+                            f"line {line}: the device starts request {request} at {t} ns while serving {len(busy)} "
+                            f"others: it serves at most device_parallelism = {ctx.parallelism} at once",
+                            (line, r),
+                        )
+                    heapq.heappush(busy, end)
+                k += 1
+                if k == len(ctx.steps):  # completed: the application has it
+                    del self.io_reqs[request]
+                    self.io_completed += 1
+                    heapq.heappush(self.io_done_ends, end)
+                    if self.io_early:
+                        self._issue_time(*self.io_early.popleft(), end)
+                    else:
+                        self.io_issues.append(end)
+                    return
+                st[0], st[2] = k, 0
+        if not ok:
+            self.v(
+                "io_path",
+                f"line {line}: request {request}: {_short(layer)}'s {event}, where its path goes on with {want_layer}'s "
+                f"{want_event}{' (after at most one wait there)' if event in ('io_wait', 'io_queue') else ''}",
+                (line, r),
+            )
+            del self.io_reqs[request]
+            self.io_broken.add(request)
+            return
+        st[1] = end
+
+    def _issued(self, ctx: _IoContext, r: Record, line: int, request: int, t: int) -> None:
+        """The ``io_path`` rule for a new request: the first queue_depth at 0, each later one when a request completed."""
+        if request <= ctx.queue_depth:
+            if t:
+                self.v(
+                    "io_path",
+                    f"line {line}: request {request} starts at {t} ns: the application issues its first queue_depth = "
+                    f"{ctx.queue_depth} requests at 0 ns",
+                    (line, r),
+                )
+        elif self.io_issues:
+            self._issue_time(t, line, r, self.io_issues.popleft())
+        else:
+            self.io_early.append((t, line, r))
+
+    def _issue_time(self, t: int, line: int, r: Record, done: int) -> None:
+        if t != done:
+            self.v(
+                "io_path",
+                f"line {line}: request {r['request']} starts at {t} ns, but the completion that issues it came at {done} ns "
+                "(the application issues one request as each completes, in completion order)",
+                (line, r),
+            )
+
+    def _admit(self, ctx: _IoContext, r: Record, line: int, t: int) -> None:
+        """The ``io_queues`` rule as storport admits a request to the device: at most its queue depth outstanding there."""
+        busy = self.io_dev_ends
+        while busy and busy[0] <= t:
+            heapq.heappop(busy)
+        held = len(busy) + self.io_dev_waiting
+        if held >= ctx.port_depth:
+            self.v(
+                "io_queues",
+                f"line {line}: request {r['request']} reaches the device at {t} ns with {held} commands outstanding "
+                f"there: storport keeps at most storport_queue_depth = {ctx.port_depth}",
+                (line, r),
+            )
+
+    def _io_context(self, r: Record, line: int) -> None:
+        if self.io is not None:
+            self.v("normal_stack", f"line {line}: a second io_context: a trace has at most one", (line, r))
+            return
+        if self.records != 1 or r["t_ns"] or r["dur_ns"]:
+            self.v(
+                "normal_stack",
+                f"line {line}: the io_context is not the trace's first record, at 0 ns, lasting 0 ns",
+                (line, r),
+            )
+        ctx, problem = _parse_io_context(r["detail"])
+        if ctx is None:
+            self.v("format", f"line {line}: the io_context {problem}", (line, r))
+            return
+        if r["layer"] != ctx.layers[0]:
+            self.v(
+                "normal_stack",
+                f"line {line}: the io_context is recorded by {_short(r['layer'])}, not by the first of its layers "
+                f"({_short(ctx.layers[0])})",
+                (line, r),
+            )
+        self.io, self.io_only = ctx, ctx.event == "io"
+        self.io_free = [0] * len(ctx.steps)
+
+    def _io_freeze(self, r: Record, line: int) -> None:
+        ctx, t = self.io, r["t_ns"]
+        if ctx is None or ctx.event != "crash-during-io":
+            where = "without an io_context" if ctx is None else "of event io"
+            self.v(
+                "freeze", f"line {line}: an io_freeze in a trace {where}: only a crash during I/O freezes the stack", (line, r)
+            )
+            return
+        if self.freeze is not None:
+            self.v("freeze", f"line {line}: a second io_freeze (the first: line {self.freeze[0]})", (line, r))
+            return
+        if r["layer"] != _KERNEL:
+            self.v("normal_stack", f"line {line}: the io_freeze is recorded by {_short(r['layer'])}, not by {_KERNEL}", (line, r))
+        if self.stage != BOOT:
+            self.v(
+                "freeze",
+                f"line {line}: the io_freeze comes after the bugcheck (line {self.event_line}): the normal stack "
+                "freezes at the bugcheck's instant, before the dump stack runs",
+                (line, r),
+            )
+        if t != ctx.bugcheck or r["dur_ns"]:
+            self.v(
+                "freeze",
+                f"line {line}: the io_freeze at {t} ns lasting {r['dur_ns']} ns: it comes at the io_context's "
+                f"bugcheck_ns ({ctx.bugcheck}) and takes no time",
+                (line, r),
+            )
+        if self.io_last_end >= t:
+            self.v(
+                "freeze",
+                f"line {line}: a normal-stack record ends at {self.io_last_end} ns, not before the freeze at {t} ns: "
+                "what would end at or after the bugcheck never ends",
+                (line, r),
+            )
+        d = r["detail"]
+        by = d.get("by_layer")
+        if (
+            set(d) != set(_IO_FREEZE_KEYS)
+            or not all(_int_ok(d[k]) for k in ("issued", "completed", "lost"))
+            or type(by) is not dict
+            or not all(_int_ok(n, 1) for n in by.values())
+        ):
+            self.v(
+                "format",
+                f"line {line}: the io_freeze's detail is {_short(d)}: it has exactly {', '.join(_IO_FREEZE_KEYS)}: three "
+                "integers and an object of layer → requests (≥ 1)",
+                (line, r),
+            )
+            self.freeze = (line, r, None, None)
+            return
+        issued, completed, lost = d["issued"], d["completed"], d["lost"]
+        self.freeze = (line, r, by.get("device", 0), issued)
+        problems = []
+        if lost != issued - completed:
+            problems.append(f"{lost} requests lost, but {issued} issued − {completed} completed = {issued - completed}")
+        if completed != self.io_completed:
+            problems.append(f"{completed} requests completed, but the trace completes {self.io_completed}")
+        if self.io_next - 1 > issued:
+            problems.append(f"{issued} requests issued, but the trace has request {self.io_next - 1}")
+        if sum(by.values()) != lost:
+            problems.append(f"{lost} requests lost, but its by_layer counts {sum(by.values())}")
+        unknown = [k for k in by if k not in ctx.layers and k != "device"]
+        if unknown:
+            problems.append(f"requests lost in {_short(unknown)}, which are not layers of the normal stack")
+        elif not self.io_broken and not problems:
+            problems += self._lost_where(ctx, by, issued)
+        for p in problems:
+            self.v("freeze", f"line {line}: the io_freeze says {p}", (line, r))
+
+    def _lost_where(self, ctx: _IoContext, by: dict[str, int], issued: int) -> list[str]:
+        """
+        Where the freeze caught each request, from the trace: at the next step of its path (never seen: the first layer).
+
+        A request bound for the device (its last record the miniport's dispatch) was either still in storport's
+        queue or held by the device, so those two layers are judged together.
+        """
+        steps, dev = ctx.steps, ctx.device_step
+        port = ctx.layers[-2]
+        at = Counter(steps[st[0]][1] for st in self.io_reqs.values() if st[0] != dev)
+        at[ctx.layers[0]] += issued - (self.io_next - 1)
+        bound = sum(1 for st in self.io_reqs.values() if st[0] == dev)
+        out = []
+        for layer in dict.fromkeys([*ctx.layers, "device"]):
+            if layer in (port, "device"):
+                continue
+            if by.get(layer, 0) != at[layer]:
+                out.append(f"{by.get(layer, 0)} requests lost in {layer}, but the trace leaves {at[layer]} there")
+        if by.get(port, 0) + by.get("device", 0) != at[port] + bound:
+            out.append(
+                f"{by.get(port, 0) + by.get('device', 0)} requests lost in {port} and the device, but the trace leaves "
+                f"{at[port] + bound} there"
+            )
+        return out
+
+    def _frozen_at(self, r: Record, line: int) -> None:
+        """The ``freeze`` rule at the bugcheck of a trace with a normal stack: the io_freeze came just before, at its time."""
+        frozen = self.freeze
+        if r["event"] != "bugcheck" or self.io_only:
+            return  # a hibernation or a dump record in an io trace: normal_stack says so
+        if frozen is None:
+            self.v(
+                "freeze",
+                f"line {line}: the bugcheck interrupts the normal stack's I/O, but no io_freeze before it says the "
+                "stack froze and what was lost",
+                (line, r),
+            )
+            return
+        t, t_freeze = r["t_ns"], frozen[1]["t_ns"]
+        if t != t_freeze and not (t_freeze < t == self.clock):  # later only when boot ran past the bugcheck's time
+            self.v(
+                "freeze",
+                f"line {line}: the bugcheck at {t} ns, but the normal stack froze at {t_freeze} ns",
+                (frozen[0], frozen[1]),
+                (line, r),
+            )
+
+    def _reset(self, r: Record, line: int) -> None:
+        """The ``reset`` rule at the dump port's port_init: after a crash during I/O it names the commands it dropped."""
+        detail, io = r["detail"], self.io
+        self.reset_end = r["t_ns"] + r["dur_ns"]
+        if io is None or io.event != "crash-during-io":
+            if detail is not None:
+                self.v(
+                    "format",
+                    f"line {line}: a port_init with a detail: only the reset after a crash during I/O has one",
+                    (line, r),
+                )
+            return
+        if detail is None:
+            self.v(
+                "reset",
+                f"line {line}: the port_init after a crash during I/O does not say which of the normal stack's commands "
+                "the reset dropped (its detail is null)",
+                (line, r),
+            )
+            return
+        requests = detail.get("requests")
+        if (
+            detail.keys() != {"dropped", "requests"}
+            or not _int_ok(detail["dropped"])
+            or type(requests) is not list
+            or len(requests) != detail["dropped"]
+            or not all(_int_ok(q, 1) for q in requests)
+            or any(a >= b for a, b in itertools.pairwise(requests))
+        ):
+            self.v(
+                "format",
+                f'line {line}: the port_init\'s detail is {_short(detail)}: it is {{"dropped": n, "requests": [n '
+                "ascending request numbers]}",
+                (line, r),
+            )
+            return
+        done = [q for q in requests if q < self.io_next and q not in self.io_reqs and q not in self.io_broken]
+        if done:
+            self.v(
+                "reset",
+                f"line {line}: the reset drops request {done[0]}, which completed before the bugcheck",
+                (line, r),
+            )
+        frozen = self.freeze
+        if frozen is not None and frozen[2] is not None and frozen[3] is not None:
+            if len(requests) != frozen[2]:
+                self.v(
+                    "reset",
+                    f"line {line}: the reset drops {len(requests)} commands, but the io_freeze (line {frozen[0]}) lost "
+                    f"{frozen[2]} requests at the device",
+                    (frozen[0], frozen[1]),
+                    (line, r),
+                )
+            if requests and requests[-1] > frozen[3]:
+                self.v(
+                    "reset",
+                    f"line {line}: the reset drops request {requests[-1]}, but only {frozen[3]} were issued",
+                    (line, r),
+                )
+
+    def _after_reset(self, r: Record, line: int) -> None:
+        """The ``reset`` rule for the first device command after port_init: it starts once the reset ended."""
+        assert self.reset_end is not None
+        if r["t_ns"] < self.reset_end:
+            self.v(
+                "reset",
+                f"line {line}: the first dump write reaches the device at {r['t_ns']} ns, before the dump port's reset "
+                f"ended at {self.reset_end} ns",
+                (line, r),
+            )
+        self.reset_end = None
+
+    def _io_finish(self) -> None:
+        """End of input: an io run completes every request; a crash during I/O froze the stack."""
+        if self.io_only:
+            if self.io_reqs:
+                first = min(self.io_reqs)
+                self.v(
+                    "io_path",
+                    f"{len(self.io_reqs)} request(s) never complete (the first: request {first}): an io run completes "
+                    "every request it issues",
+                )
+        elif self.freeze is None and self.stage == BOOT:
+            self.v("freeze", "the trace of a crash during I/O has no io_freeze (and no bugcheck)")

@@ -50,7 +50,7 @@ from stacksim._log import configure_logging
 from stacksim._version import __version__
 from stacksim.filters import FilterCatalog, PluginError, read_plugin
 from stacksim.scenario import Scenario, ScenarioError, load_scenario, read_scenario_data, validate_scenario
-from stacksim.simulate import NO_TRACE_YET, RunResult, simulate
+from stacksim.simulate import RunResult, simulate
 from stacksim.summary import print_devices, print_filters, render
 from stacksim.trace import JsonlTrace, TraceSink
 from stacksim.units import INT64_MAX, format_ns
@@ -250,8 +250,6 @@ def run(
         s = load_scenario(scenario, catalog, seed=seed)
     except ScenarioError as exc:
         _fail(str(exc))
-    if trace_out is not None and s.scenario.runs_workload:
-        _fail(f"--trace: {NO_TRACE_YET}")
     result, text = _simulate_to_files(s, catalog, batch=batch, json_out=json_out, trace_out=trace_out)
     if json_out is not None and str(json_out) == "-":
         _print_json(text)

@@ -184,6 +184,9 @@ class DumpPort:
         self.warnings: list[str] = []
         self.last_done_ns = 0
         """When the previous write completed: the issue time of a pipelined write (issued_ns -1)."""
+        self.reset_drops: list[int] | None = None
+        """The normal-stack requests (numbered from 1) the device held at the bugcheck: the reset at ``port_init``
+        drops them; ``None`` when no normal stack ran. The trace's ``port_init`` names them."""
 
     async def run(self, receive: trio.MemoryReceiveChannel[Op], complete: trio.MemorySendChannel[Op]) -> None:
         """The layer's task: serve each operation, then hand it back to the dump driver."""
@@ -202,20 +205,22 @@ class DumpPort:
             if op.kind is write:
                 self._write(op)
             elif op.kind is OpKind.START:
-                self._timed_step("port_init", self.reset_ns)
+                drops = self.reset_drops
+                detail = None if drops is None else {"dropped": len(drops), "requests": drops}
+                self._timed_step("port_init", self.reset_ns, detail)
             elif op.kind is OpKind.FINISH:
                 self._flush(op)
             else:  # pragma: no cover - reads arrive with the resume path
                 op.error = f"{self.image} cannot serve {op.kind.value} yet"
             complete.send_nowait(op)
 
-    def _timed_step(self, event: str, dur: int) -> None:
+    def _timed_step(self, event: str, dur: int, detail: dict[str, object] | None = None) -> None:
         engine = self.engine
         t0 = engine.now_ns
         engine.advance(dur)
         self.stats.record(dur)
         if engine.trace is not None:
-            engine.emit(t0, "miniport", event, dur, dump_type=self.dump_type)
+            engine.emit(t0, "miniport", event, dur, dump_type=self.dump_type, detail=detail)
 
     def _flush(self, op: Op) -> None:
         engine = self.engine

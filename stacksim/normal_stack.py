@@ -32,17 +32,19 @@ split so that the whole-stack figures come out, ``docs/explanation/normal-stack.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Final
+from typing import Any, Final
 
 from stacksim._engine import run
 from stacksim._engine.pipeline import Frozen, NetworkResult, Port, Stage, run_network
 from stacksim.devices import CachedDevice, DeviceBase, build_device, runtime_preset
 from stacksim.metrics import LatencyHistogram, LayerSummary
 from stacksim.scenario import NormalStackSection, Scenario, ScenarioError, WorkloadSection
+from stacksim.trace import HeldRecord
 from stacksim.units import bytes_time_ns
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "build_stack",
     "run_io",
     "run_workload",
+    "trace_records",
     "workload",
 ]
 
@@ -73,6 +76,9 @@ LAYERS: Final = (
 
 READ: Final = "read"
 WRITE: Final = "write"
+
+KERNEL: Final = "ntoskrnl.exe"
+"""The layer of the trace's ``io_freeze`` record: the kernel's bugcheck stops the normal stack."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,3 +436,70 @@ async def run_workload(s: Scenario, stack: NormalStack, *, freeze_at: int | None
         queue_depth=w.queue_depth,
         trace=records,
     )
+
+
+def trace_records(s: Scenario, stack: NormalStack, io: IoResult, *, freeze_at: int | None = None) -> list[HeldRecord]:
+    """
+    The normal stack's trace records (``docs/reference/trace-format.md``), sorted by time, without seq numbers.
+
+    First an ``io_context`` at 0 (the workload and the stack the checker needs), then each
+    completed service of *io*'s trace (*io* ran with ``trace=True``): a layer's dispatch work
+    on the way down is ``io_submit``, its completion routine on the way up ``io_complete``, the
+    interrupt + DPC ``io_interrupt`` (storport.sys), the device's service ``io_device`` (with
+    ``{"op": "read"|"write"}``), a wait for a busy layer or device channel ``io_wait``, and a
+    wait in storport's queue for a slot at the device ``io_queue``. Requests are numbered from 1
+    in issue order (``io.frozen``'s index + 1). With *freeze_at* (the bugcheck), an
+    ``io_freeze`` at that instant ends them: how many requests were issued, completed and lost,
+    and per layer (top down) where the lost ones were.
+    """
+    w = s.workload
+    layers = [s_.name.partition(":")[0] for s_ in stack.submit]
+    out: list[HeldRecord] = [
+        (
+            0,
+            LAYERS[0],
+            "io_context",
+            0,
+            None,
+            None,
+            None,
+            None,
+            None,
+            {
+                "event": s.scenario.event,
+                "pattern": w.pattern,
+                "layers": layers,
+                "block_size": w.block_size,
+                "queue_depth": w.queue_depth,
+                "storport_queue_depth": stack.cfg.storport_queue_depth,
+                "device_parallelism": stack.port.channels,
+                "bugcheck_ns": freeze_at,
+            },
+        )
+    ]
+    ops = [r.op for r in itertools.islice(workload(w, s.scenario.seed), io.issued)]
+    names: dict[tuple[str, str], tuple[str, str]] = {}
+    for name in stack.stage_names():
+        layer, _, path = name.partition(":")
+        if name == stack.port.name:
+            names[name, "queue"] = (layer, "io_queue")
+        else:
+            names[name, "queue"] = (layer, "io_wait")
+            names[name, "service"] = (
+                layer,
+                {"submit": "io_submit", "complete": "io_complete", "interrupt": "io_interrupt"}.get(path, "io_device"),
+            )
+    device = stack.port.device
+    for t, stage, kind, dur, index, offset, length in io.trace:
+        layer, event = names[stage, kind]
+        detail: dict[str, Any] | None = {"op": ops[index]} if stage == device and kind == "service" else None
+        out.append((t, layer, event, dur, index + 1, offset, length, None, None, detail))
+    if freeze_at is not None:
+        order = list(dict.fromkeys(name.partition(":")[0] for name in stack.stage_names()))
+        by_layer = dict.fromkeys(order, 0)
+        for f in io.frozen:
+            by_layer[f.stage.partition(":")[0]] += 1
+        lost = {k: v for k, v in by_layer.items() if v}
+        detail = {"issued": io.issued, "completed": io.completed, "lost": len(io.frozen), "by_layer": lost}
+        out.append((freeze_at, KERNEL, "io_freeze", 0, None, None, None, None, None, detail))
+    return out

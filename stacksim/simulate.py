@@ -21,15 +21,9 @@ from stacksim.filters import FilterCatalog
 from stacksim.machine import assemble
 from stacksim.report import MAX_FAULT_WARNINGS, FilterReport, RunResult, build_result
 from stacksim.scenario import Scenario
-from stacksim.trace import TraceSink
+from stacksim.trace import MergingTrace, TraceSink
 
-__all__ = ["MAX_FAULT_WARNINGS", "NO_TRACE_YET", "FilterReport", "RunResult", "simulate"]
-
-NO_TRACE_YET = (
-    'a trace of event = "io" or "crash-during-io" is not written yet: the trace format and stacksim check know only '
-    "the dump path's records so far; run without --trace (the result JSON has every layer's numbers and the lost requests)"
-)
-"""Why a run that drives the normal stack takes no trace (yet)."""
+__all__ = ["MAX_FAULT_WARNINGS", "FilterReport", "RunResult", "simulate"]
 
 log = structlog.get_logger("stacksim")
 
@@ -50,18 +44,14 @@ def simulate(
     filter declares its cost; the result is identical to request mode (``batch=False``). A
     *trace* has one record per request, so tracing always runs in request mode. *progress*, if
     given, is called as ``progress(bytes written, bytes to write)`` now and then during the
-    writes (for a progress bar).
+    writes (for a progress bar). The trace of an event that drives the normal stack merges its
+    records, computed before the dump runs, into the dump path's (:class:`~stacksim.trace.MergingTrace`).
 
     Request mode keeps several writes in flight when nothing can fail (pipelined request mode,
     ``docs/explanation/engine.md``); if something does, the run is repeated one write at a
     time, so the result is always that of the one-at-a-time run. ``pipeline=False`` runs one
     write at a time from the start (for tests and for debugging a filter).
-
-    Raises:
-        ValueError: a *trace* for an event that drives the normal stack (:data:`NO_TRACE_YET`).
     """
-    if trace is not None and scenario.scenario.runs_workload:
-        raise ValueError(NO_TRACE_YET)
     if not pipeline:
         return _attempt(scenario, catalog, trace, batch, progress, pipeline=False)
     if progress is not None:
@@ -86,6 +76,9 @@ def _attempt(
 ) -> RunResult:
     """One attempt of :func:`simulate`: a fresh machine, its event, its report."""
     ensure_configured()
+    merged = MergingTrace(trace) if trace is not None and scenario.scenario.runs_workload else None
+    if merged is not None:
+        trace = merged
     machine = assemble(scenario, catalog, trace=trace, batch=batch, pipeline=pipeline, progress=progress)
     script = EVENTS[scenario.scenario.event]
 
@@ -94,6 +87,8 @@ def _attempt(
 
     log.debug("run.start", scenario=scenario.scenario.name, seed=scenario.scenario.seed)
     result = build_result(machine, run(main, machine.engine))
+    if merged is not None:
+        merged.close()
     log.debug("run.end", scenario=scenario.scenario.name, status=result.status, dump_time_ns=result.dump_time_ns)
     return result
 

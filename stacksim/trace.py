@@ -8,16 +8,23 @@ sequence number breaks ties between records at the same instant.
 
 Traces are never held in memory in full: :class:`JsonlTrace` writes each record as it comes
 (through a buffered file), :class:`ListTrace` keeps them for tests.
+
+The normal storage stack is the exception to "emitted in time order": its queued network runs
+ahead of the clock and its records are computed, sorted, before the dump path runs. A
+:class:`MergingTrace` holds them and writes each one into the dump path's stream just before the
+first dump-path record that starts after it (the tie rule: at the same ``t_ns`` the normal
+stack's records come first), numbering every record itself.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import IO, Any, Final, Protocol
 
 from stacksim._io import json_safe
 
-__all__ = ["FIELDS", "JsonlTrace", "ListTrace", "TraceSink"]
+__all__ = ["FIELDS", "HeldRecord", "JsonlTrace", "ListTrace", "MergingTrace", "TraceSink"]
 
 FIELDS: Final = ("t_ns", "seq", "layer", "event", "dur_ns", "request", "offset", "length", "dump_type", "status", "detail")
 """The keys of every trace record, in output order."""
@@ -72,3 +79,67 @@ class JsonlTrace:
     def emit(self, *values: Any) -> None:
         """Write one record."""
         self._write(json_safe(self._dumps(dict(zip(FIELDS, values, strict=True)))) + "\n")
+
+
+HeldRecord = tuple[int, str, str, int, int | None, int | None, int | None, str | None, str | None, dict[str, Any] | None]
+"""A record without its ``seq``: the fields of :data:`FIELDS` but the second."""
+
+
+class MergingTrace:
+    """
+    Merges records computed ahead of time (the normal stack's) into the stream of *sink*, in (t_ns, seq) order.
+
+    :meth:`hold` takes records sorted by time; every record emitted afterwards (the dump path's,
+    in time order) is preceded by the held records that start at or before it -- at the same
+    ``t_ns`` the held record goes first -- and :meth:`close` writes the rest. The ``seq`` an
+    emitter passes is ignored: the merged stream is numbered 1, 2, 3, ... here, so it is as
+    deterministic as the two streams it merges.
+    """
+
+    __slots__ = ("_held", "_next", "_seq", "_sink")
+
+    def __init__(self, sink: TraceSink) -> None:
+        self._sink = sink
+        self._held: list[HeldRecord] = []
+        self._next = 0
+        self._seq = 0
+
+    def hold(self, records: Iterable[HeldRecord]) -> None:
+        """Add *records* (sorted by ``t_ns``, none before a record already written) to the held ones."""
+        self._held = self._held[self._next :]
+        self._next = 0
+        self._held.extend(records)
+
+    def _flush(self, until: int) -> None:
+        held, i, sink = self._held, self._next, self._sink
+        while i < len(held) and held[i][0] <= until:
+            r = held[i]
+            self._seq += 1
+            sink.emit(r[0], self._seq, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+            i += 1
+        self._next = i
+
+    def emit(
+        self,
+        t_ns: int,
+        seq: int,
+        layer: str,
+        event: str,
+        dur_ns: int,
+        request: int | None,
+        offset: int | None,
+        length: int | None,
+        dump_type: str | None,
+        status: str | None,
+        detail: dict[str, Any] | None,
+    ) -> None:
+        """Write the held records that start at or before *t_ns*, then this one (renumbered)."""
+        if self._next < len(self._held):
+            self._flush(t_ns)
+        self._seq += 1
+        self._sink.emit(t_ns, self._seq, layer, event, dur_ns, request, offset, length, dump_type, status, detail)
+
+    def close(self) -> None:
+        """Write every record still held (the run is over)."""
+        self._flush(1 << 63)
+        self._held, self._next = [], 0

@@ -6,13 +6,15 @@ Exact: request counts, bytes and simulated times are asserted with ``==``.
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import pytest
-from conftest import make_scenario
+from conftest import make_scenario, run
 
-from stacksim import FilterCatalog, ListTrace, ScenarioError, simulate
+from stacksim import FilterCatalog, JsonlTrace, ListTrace, ScenarioError, simulate
+from stacksim.check import check_records
 from stacksim.cli import result_json
 from stacksim.normal_stack import run_io
 
@@ -115,8 +117,83 @@ def test_an_io_event_takes_no_bugcheck_time() -> None:
         make_scenario(scenario={"event": "io"}, disk=NVME, workload={"requests": 10})
 
 
-def test_a_trace_of_a_normal_stack_event_is_refused_until_the_format_has_its_records() -> None:
-    """simulate() refuses a trace for io events: the trace format has no normal-stack records yet."""
-    s = make_scenario(scenario={"event": "io", "bugcheck_at": None}, disk=NVME, workload={"requests": 10})
-    with pytest.raises(ValueError, match="not written yet"):
-        simulate(s, FilterCatalog(), trace=ListTrace())
+IO = {"scenario": {"event": "io", "bugcheck_at": None}, "disk": NVME}
+CRASH_DURING_IO = {"scenario": {"event": "crash-during-io", "bugcheck_at": "2 ms"}, "disk": NVME}
+MIXED = {"pattern": "mixed", "block_size": "64 KiB", "queue_depth": 32, "duration": "1 s"}
+
+
+def records(trace: ListTrace, *events: str) -> list[dict[str, Any]]:
+    """The records of *trace* whose event is one of *events*."""
+    return [r for r in trace.records if r["event"] in events]
+
+
+def test_a_trace_of_an_io_run_passes_the_checker() -> None:
+    """A traced io run writes the normal stack's records alone, and they pass every rule."""
+    result, trace = run(**IO, workload={"pattern": "random-write", "queue_depth": 8, "requests": 200})
+    assert all(r["event"].startswith("io_") for r in trace.records)
+    assert len(records(trace, "io_device")) == result.io.completed == 200
+
+
+def test_a_trace_of_a_crash_during_io_passes_the_checker() -> None:
+    """A traced crash-during-io run merges the normal stack's records with the dump path's, and passes every rule."""
+    _, trace = run(**CRASH_DURING_IO, workload=MIXED)
+    assert [r["event"] for r in records(trace, "io_context", "io_freeze", "bugcheck")] == ["io_context", "io_freeze", "bugcheck"]
+
+
+def test_the_merged_trace_is_byte_identical_across_ten_runs() -> None:
+    """The same scenario and seed give the byte-identical merged trace, ten times over."""
+    s = make_scenario(**CRASH_DURING_IO, workload=MIXED)
+
+    def trace_text() -> str:
+        out = io.StringIO()
+        simulate(s, FilterCatalog(), trace=JsonlTrace(out))
+        return out.getvalue()
+
+    first = trace_text()
+    assert all(trace_text() == first for _ in range(9))
+
+
+def test_the_freeze_record_counts_the_lost_requests_by_layer() -> None:
+    """The io_freeze at the bugcheck counts the requests issued, completed and lost, per layer as the result does."""
+    result, trace = run(**CRASH_DURING_IO, workload=MIXED)
+    (freeze,) = records(trace, "io_freeze")
+    assert (freeze["t_ns"], freeze["layer"]) == (2_000_000, "ntoskrnl.exe")
+    assert freeze["detail"] == {
+        "issued": result.io.issued,
+        "completed": result.io.completed,
+        "lost": len(result.lost),
+        "by_layer": {layer: v["requests"] for layer, v in result.lost_by_layer().items()},
+    }
+
+
+def test_the_reset_names_the_requests_the_device_held() -> None:
+    """The dump port's port_init lists the normal-stack requests (numbered from 1) the reset dropped at the device."""
+    result, trace = run(**CRASH_DURING_IO, workload={"pattern": "random-read", "queue_depth": 32, "duration": "1 s"})
+    (port_init,) = records(trace, "port_init")
+    dropped = [x.request + 1 for x in result.lost if x.layer == "device"]
+    assert port_init["detail"] == {"dropped": len(dropped), "requests": dropped}
+
+
+def test_no_normal_stack_record_ends_at_or_after_the_bugcheck() -> None:
+    """Every record of the normal stack's requests ends before the bugcheck at 2 ms."""
+    _, trace = run(**CRASH_DURING_IO, workload=MIXED)
+    path = records(trace, "io_submit", "io_wait", "io_queue", "io_device", "io_interrupt", "io_complete")
+    assert max(r["t_ns"] + r["dur_ns"] for r in path) < 2_000_000
+
+
+def test_a_traced_io_run_has_the_result_of_an_untraced_one() -> None:
+    """Tracing changes nothing in the result of an io run."""
+    s = make_scenario(**IO, workload={"queue_depth": 16, "requests": 300})
+    assert simulate(s, FilterCatalog(), trace=ListTrace()).io.as_dict() == simulate(s, FilterCatalog()).io.as_dict()
+
+
+def test_a_trace_of_a_bitlocker_crash_during_io_passes_the_checker() -> None:
+    """With fvevol.sys on the normal stack and dumpfve.sys on the dump stack, the merged trace passes every rule."""
+    _, trace = run(
+        check=False,
+        **CRASH_DURING_IO,
+        workload=MIXED,
+        normal_stack={"bitlocker": True},
+        registry={"DumpFilters": ["dumpfve.sys"]},
+    )
+    assert check_records(trace.records) == []

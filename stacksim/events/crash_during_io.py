@@ -12,6 +12,8 @@
    the controller first, so the commands the device held are dropped [SRC S15; fact sheet §4:
    "controller re-initialised; in-flight runtime I/O lost"]. The device's write cache keeps what
    the runtime writes put in it (ASSUMPTION: the reset drops queued commands, not cached data).
+   In a trace, the freeze is an ``io_freeze`` record at the bugcheck and the reset's
+   ``port_init`` names the normal-stack requests it dropped (``docs/reference/trace-format.md``).
 """
 
 from __future__ import annotations
@@ -19,18 +21,20 @@ from __future__ import annotations
 import trio
 
 from stacksim.events._dump import write_dump
+from stacksim.events._normal import run_normal
 from stacksim.events._run import EventRun
 from stacksim.machine import Machine
-from stacksim.normal_stack import run_workload
 
 __all__ = ["run"]
 
 
 async def run(machine: Machine) -> EventRun:
     """Run the workload until the bugcheck freezes it, then write the crash dump."""
-    assert machine.normal is not None  # assembled for every event that runs a workload
-    s = machine.scenario
     with trio.CancelScope() as normal_stack:
-        io = await run_workload(s, machine.normal, freeze_at=s.scenario.event_at)
+        io = await run_normal(machine, freeze_at=machine.scenario.scenario.event_at)
         normal_stack.cancel()  # the freeze: nothing of the normal stack runs on
+    # what the device held (waiting for a channel or being served) the dump port's reset drops
+    assert machine.normal is not None
+    device = machine.normal.port.device
+    machine.port.reset_drops = [f.index + 1 for f in io.frozen if f.stage == device]
     return EventRun(await write_dump(machine), io)

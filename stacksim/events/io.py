@@ -9,14 +9,13 @@ is written: this is the path a crash dump bypasses, modelled by itself.
 
 from __future__ import annotations
 
+from stacksim.events._normal import run_normal
 from stacksim.events._run import EventRun
 from stacksim.machine import Machine
-from stacksim.normal_stack import run_workload
 
 __all__ = ["run"]
 
 
 async def run(machine: Machine) -> EventRun:
     """Run the workload to its end (``requests`` or ``duration``)."""
-    assert machine.normal is not None  # assembled for every event that runs a workload
-    return EventRun(None, await run_workload(machine.scenario, machine.normal))
+    return EventRun(None, await run_normal(machine))
