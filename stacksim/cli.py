@@ -613,17 +613,35 @@ def validate(scenario: ScenarioArg, plugin: PluginOpt = None) -> None:
 
 
 @app.command()
-def explain(scenario: ScenarioArg, plugin: PluginOpt = None) -> None:
+def explain(
+    scenario: ScenarioArg,
+    mermaid_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--mermaid", help="Also write a Mermaid sequence diagram of the first requests of each path here.", show_default=False
+        ),
+    ] = None,
+    plugin: PluginOpt = None,
+) -> None:
     """Show the normal storage stack and the crash dump stack side by side, with the scenario's numbers."""
     from stacksim.explain import explain as explain_scenario
-    from stacksim.explain import render_explanation
+    from stacksim.explain import mermaid, render_explanation
 
+    _check_outputs([("--mermaid", mermaid_out)], [scenario, *(plugin or [])])
+    if mermaid_out is not None and str(mermaid_out) == "-":
+        _fail("--mermaid -: the diagram goes to a file, not stdout")
     catalog = _catalog(plugin)
     try:
         s = load_scenario(scenario, catalog)
     except ScenarioError as exc:
         _fail(str(exc))
     render_explanation(explain_scenario(s, catalog), Console(highlight=False))
+    if mermaid_out is not None:
+        try:
+            with atomic_writer(mermaid_out, flag="--mermaid") as f:
+                f.write(mermaid(s, catalog))
+        except OutputError as exc:
+            _fail(str(exc))
 
 
 @app.command("devices")

@@ -16,7 +16,7 @@ only a dump filter such as ``dumpfve.sys`` can stand in for it [DOC S6c].
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from rich.console import Console
 from rich.text import Text
@@ -29,7 +29,7 @@ from stacksim.simulate import simulate
 from stacksim.summary import _field, _safe
 from stacksim.units import format_bandwidth, format_bytes, format_ns
 
-__all__ = ["SHORT_RAM", "SHORT_REQUESTS", "Explanation", "explain", "render_explanation"]
+__all__ = ["MERMAID_REQUESTS", "SHORT_RAM", "SHORT_REQUESTS", "Explanation", "explain", "mermaid", "render_explanation"]
 
 SHORT_REQUESTS: Final = 2_000
 """Requests of the short normal-stack run that measures the run-time costs (at most; fewer if the workload has fewer)."""
@@ -240,3 +240,94 @@ def render_explanation(e: Explanation, console: Console) -> None:
         _field(console, "dump path", f"{d.status}: {_safe(d.message)}")
     for w in e.warnings:
         _field(console, "", ("warning:", "yellow"), " " + w)
+
+
+MERMAID_REQUESTS: Final = 2
+"""Requests of each path the Mermaid diagram shows (the first ones: the rest repeat them)."""
+
+
+def mermaid(s: Scenario, catalog: FilterCatalog, requests: int = MERMAID_REQUESTS) -> str:
+    """
+    A Mermaid sequence diagram of the first *requests* of each path, from simulated traces.
+
+    One diagram: the normal stack's first requests through every layer and back (a short ``io``
+    run of the scenario's workload, its trace), a note for the bugcheck, then the crash dump's
+    first writes through crashdmp, each dump filter and the dump port (a short crash run, its
+    trace). Every arrow is one record of a trace, labelled with the request, what it carries and
+    its simulated time.
+    """
+    participants: dict[str, str] = {}
+    lines: list[str] = []
+
+    def who(name: str) -> str:
+        if name not in participants:
+            participants[name] = f"p{len(participants)}"
+        return participants[name]
+
+    def arrow(src: str, dst: str, label: str, reply: bool = False) -> None:
+        lines.append(f"    {who(src)}{'-->>' if reply else '->>'}{who(dst)}: {_mermaid_text(label)}")
+
+    _normal_arrows(s, requests, who, arrow, lines)
+    lines.append(f"    Note over {who('crashdmp.sys')}: bugcheck: the normal stack is bypassed, crashdmp writes the dump")
+    _dump_arrows(s, catalog, requests, arrow)
+    head = ["sequenceDiagram", f"    title {_mermaid_text(s.scenario.name)}: the first requests of each path"]
+    head += [f"    participant {pid} as {_mermaid_text(name)}" for name, pid in participants.items()]
+    return "\n".join([*head, *lines]) + "\n"
+
+
+def _mermaid_text(text: str) -> str:
+    """*text* safe in a Mermaid label: no line breaks, no ``;`` or ``#`` (Mermaid's statement and entity marks)."""
+    return _safe(text, 200).replace(";", ",").replace("#", "no. ").replace("\n", " ")
+
+
+def _normal_arrows(s: Scenario, requests: int, who: Any, arrow: Any, lines: list[str]) -> None:
+    """The normal stack's first *requests*, down and back up, from a short traced ``io`` run."""
+    w = s.workload
+    short = s.model_copy(update={"workload": w.model_copy(update={"requests": requests, "duration": None})})
+    try:
+        io = run_io(short, trace=True)
+    except ScenarioError:  # the default workload's region does not fit a tiny disk
+        return
+    for name in (*LAYERS, f"{s.dump_port.resolved().driver}.sys", "device"):  # top down, as the table shows them
+        who(name)
+    previous: dict[int, str] = {}
+    for t, stage, event, _dur, request, _offset, length in io.trace:
+        if event != "service":
+            continue
+        layer = stage.partition(":")[0]
+        up = stage.endswith((":complete", ":interrupt"))
+        src = previous.get(request, "application")
+        if src != layer:
+            what = "completion" if up else f"{format_bytes(length)} request"
+            arrow(src, layer, f"#{request + 1} {what} at {format_ns(t)}", reply=up)
+        previous[request] = layer
+
+
+def _dump_arrows(s: Scenario, catalog: FilterCatalog, requests: int, arrow: Any) -> None:
+    """The crash dump's first *requests* writes, from a short traced crash run."""
+    from stacksim.trace import ListTrace
+
+    trace = ListTrace()
+    simulate(_short_crash(s), catalog, trace=trace)
+    port = f"dump_{s.dump_port.resolved().driver}.sys"
+    last: str | None = None
+    for r in trace.records:
+        request = r["request"]
+        if request is None or request > requests:
+            continue
+        event, layer = r["event"], r["layer"]
+        label = f"#{request} {format_bytes(r['length'])} at {format_ns(r['t_ns'])}"
+        if event == "issue_write":
+            last = "crashdmp.sys"
+        elif event == "dump_write":
+            assert last is not None
+            arrow(last, f"dump_{layer}", label + " (Dump_Write)")
+            last = f"dump_{layer}"
+        elif event == "miniport_write":
+            assert last is not None
+            arrow(last, port, label + " (polled)")
+            last = port
+        elif event == "device_write":
+            arrow(port, "device", label)
+        elif event == "write_complete":
+            arrow("device", "crashdmp.sys", f"#{request} done at {format_ns(r['t_ns'])}", reply=True)

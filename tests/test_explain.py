@@ -80,3 +80,39 @@ def test_the_dump_filter_stands_in_for_fvevol_with_its_cost() -> None:
     assert fve.stand_in.startswith("dumpfve.sys")
     assert fve.dump_ns == e.dump.layers["dumpfve.sys"].p50_ns
     assert e.warnings == ()
+
+
+def test_the_mermaid_diagram_matches_its_golden_file(tmp_path: Path) -> None:
+    """--mermaid writes the sequence diagram of the first requests of each path, as the golden file has it."""
+    out = tmp_path / "d.mmd"
+    result = CliRunner(env={"COLUMNS": "100"}).invoke(
+        app, ["explain", str(ROOT / "scenarios" / "crash-during-io.toml"), "--mermaid", str(out)]
+    )
+    assert result.exit_code == 0, result.stderr
+    golden = GOLDEN / "explain-crash-during-io.mmd"
+    if os.environ.get("STACKSIM_UPDATE_GOLDEN"):
+        golden.write_text(out.read_text(encoding="utf-8"), encoding="utf-8")
+    assert out.read_text(encoding="utf-8") == golden.read_text(encoding="utf-8")
+
+
+def test_the_mermaid_diagram_shows_both_paths_from_their_traces() -> None:
+    """The diagram has every normal layer and the dump stack's images, and the bugcheck note between the paths."""
+    from stacksim.explain import mermaid
+
+    s = make_scenario(
+        registry={"DumpFilters": ["dumpfve.sys"]}, filters={"dumpfve.sys": {"bitlocker": True}}, disk={"preset": "nvme-pcie4"}
+    )
+    text = mermaid(s, FilterCatalog())
+    assert text.startswith("sequenceDiagram\n")
+    for name in (*LAYERS, "stornvme.sys", "device", "crashdmp.sys", "dump_dumpfve.sys", "dump_stornvme.sys"):
+        assert f" as {name}\n" in text
+    assert text.index("bugcheck") < text.index("(Dump_Write)")
+
+
+def test_mermaid_to_an_input_is_refused(tmp_path: Path) -> None:
+    """--mermaid naming the scenario itself is refused before anything runs (exit 2)."""
+    path = tmp_path / "s.toml"
+    path.write_text((ROOT / "scenarios" / "crash-no-filters.toml").read_text())
+    result = CliRunner().invoke(app, ["explain", str(path), "--mermaid", str(path)])
+    assert result.exit_code == 2
+    assert "input" in result.stderr
