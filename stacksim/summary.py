@@ -163,7 +163,7 @@ def _io_fields(r: RunResult, console: Console) -> None:
     _field(
         console,
         "I/O" if not before else "before",
-        f"{io.completed:,} requests completed in {format_ns(io.end_ns)}{before}: {float(io.iops):,.0f} IOPS, "
+        f"{_count(io.completed, 'request')} completed in {format_ns(io.end_ns)}{before}: {float(io.iops):,.0f} IOPS, "
         f"{format_bandwidth(float(io.throughput))} ({float(io.throughput) / 2**20:,.1f} MiB/s)",
     )
     if h.count:
@@ -176,8 +176,9 @@ def _io_fields(r: RunResult, console: Console) -> None:
     _field(
         console,
         "queues",
-        f"storport: at most {io.storport_max_queue:,} requests waiting (queue depth {io.storport_queue_depth:,}); "
-        f"device: at most {io.device_max_outstanding:,} commands at once ({io.device_parallelism:,} channels)",
+        f"storport: at most {_count(io.storport_max_queue, 'request')} waiting (queue depth {io.storport_queue_depth:,}); "
+        f"device: at most {_count(io.device_max_outstanding, 'command')} outstanding "
+        f"({_count(io.device_parallelism, 'channel')} serving them)",
     )
     rows = []
     for x in io.layers:
@@ -202,15 +203,23 @@ def _io_fields(r: RunResult, console: Console) -> None:
     lost = r.lost_by_layer()
     if r.event == "crash-during-io":
         total = sum(x["requests"] for x in lost.values())
-        where = ", ".join(f"{v['requests']:,} requests {'at the' if k == 'device' else 'in'} {_safe(k)}" for k, v in lost.items())
+        where = ", ".join(
+            f"{_count(v['requests'], 'request')} {'at the' if k == 'device' else 'in'} {_safe(k)}" for k, v in lost.items()
+        )
         dropped = sum(1 for x in r.lost if x.layer == "device")
         _field(
             console,
             "lost",
-            f"{total:,} requests ({format_bytes(sum(x['bytes'] for x in lost.values()))}) in flight at the bugcheck, none "
+            f"{_count(total, 'request')} ({format_bytes(sum(x['bytes'] for x in lost.values()))}) in flight at the bugcheck, "
+            "none "
             f"completes: {where or 'none'}"
-            + (f"; the dump port's reset drops the {dropped:,} requests the device held" if dropped else ""),
+            + (f"; the dump port's reset drops the {_count(dropped, 'request')} the device held" if dropped else ""),
         )
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 request', '2 requests'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _side_by_side(r: RunResult, console: Console) -> None:

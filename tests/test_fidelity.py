@@ -251,7 +251,7 @@ class TestCalibration:
         assert abs(r.io.latency.max - published_ns) <= tolerance * published_ns
 
     def test_bitlocker_costs_what_it_costs_on_the_990_pro(self) -> None:
-        """Software BitLocker's 4K QD1 write penalty: 23.90 − 12.91 = 10.99 µs published, within 2 %."""
+        """Software BitLocker's 4K QD1 write penalty, 23.90 − 12.91 = 10.99 µs, within 2 % (fitted: fvevol_crypto_dispatch)."""
         with_bl, without = calibrated("io-990pro-4k-qd1-write-bitlocker"), calibrated("io-990pro-4k-qd1-write")
         assert with_bl.io is not None
         assert without.io is not None

@@ -9,8 +9,9 @@
    timestamps, :mod:`stacksim._engine.pipeline`); their tasks run in a trio cancel scope that is
    cancelled then, so none of them outlives the bugcheck.
 3. The crash dump stack writes the dump as in :mod:`stacksim.events.crash`. Its dump port resets
-   the controller first, so the commands the device held are dropped [SRC S15; fact sheet §4:
-   "controller re-initialised; in-flight runtime I/O lost"]. The device's write cache keeps what
+   the controller first, so the commands the device held are dropped (INF: storahci's dump-mode
+   HwStorFindAdapter does a full HBA reset [SRC S15]; that stornvme's does the same and that the
+   runtime commands are lost is inferred, fact sheet §4). The device's write cache keeps what
    the runtime writes put in it (ASSUMPTION: the reset drops queued commands, not cached data).
    In a trace, the freeze is an ``io_freeze`` record at the bugcheck and the reset's
    ``port_init`` names the normal-stack requests it dropped (``docs/reference/trace-format.md``).
