@@ -246,20 +246,29 @@ class WriteBackCache:
             self.t = t
 
     def transfer(self, t: int, length: int, media_busy_ns: int = 0) -> int:
-        """Admit *length* bytes starting at *t* (after *media_busy_ns* of non-data media work)."""
+        """
+        Admit *length* bytes starting at *t* (after *media_busy_ns* of non-data media work).
+
+        Commands may overlap (the normal stack's device serves several at once): one that starts
+        before the previous one's end (``t`` < the state's time) shares the one media with it --
+        its data finds room only as the media drains from the state left by the commands before
+        it, so parallel commands never drain faster than ``media_bw`` together. Serial commands
+        (the dump path) never overlap, and for them this is the single-command formula above.
+        """
         self._drain(t)
+        behind = self.t - t if self.t > t else 0  # the media is still busy with earlier commands until self.t
         self.dirty += media_busy_ns * self.media_bw
         need = length * NS
         full = self.capacity * NS
         dur = _ceil_div(need, self.interface_bw)
-        if need > full - self.dirty and (wait := _ceil_div(need - (full - self.dirty), self.media_bw)) >= dur:
+        if need > full - self.dirty and (wait := behind + _ceil_div(need - (full - self.dirty), self.media_bw)) >= dur:
             # The write ended waiting for room: the cache is exactly full when it completes. (The
             # media's drain during the rounding, under 1 ns, is not credited: this keeps the
             # saturated state stationary, which batched mode relies on.)
             dur, self.dirty = wait, full
         else:
-            self.dirty = min(full, max(0, self.dirty + need - dur * self.media_bw))
-        self.t = t + dur
+            self.dirty = min(full, max(0, self.dirty + need - max(0, dur - behind) * self.media_bw))
+        self.t = max(self.t, t + dur)
         return dur
 
     def flush(self, t: int) -> int:

@@ -235,3 +235,11 @@ def test_min_service_is_a_lower_bound_of_every_device() -> None:
         for op, call in (("read", device.read_ns), ("write", device.write_ns)):
             for k in range(20):
                 assert device.min_service_ns(4096, op) <= call(k * 7 * 4096, 4096, k * 1_000), (name, op)
+
+
+def test_parallel_commands_share_the_media() -> None:
+    """Eight channels with no cache still drain at the media's 1 GB/s together, not 8 GB/s (the interface is 5 GB/s)."""
+    disk = {"model": "ssd", "bandwidth": "5 GB/s", "media_bandwidth": "1 GB/s", "cache": 0, "size": "1 TiB"}
+    work = {"pattern": "sequential-write", "block_size": "1 MiB", "queue_depth": 32, "requests": 200}
+    wide = run_io(scenario(work, {"device_parallelism": 8}, disk))
+    assert wide.throughput <= 10**9

@@ -257,3 +257,14 @@ def test_bandwidths_of_every_size_have_a_readable_unit(rate: float, text: str) -
     from stacksim.units import format_bandwidth
 
     assert format_bandwidth(rate) == text
+
+
+def test_a_rate_that_rounds_to_1000_of_its_unit_moves_up_and_big_rates_are_grouped() -> None:
+    """999.96 MB/s is '1.00 GB/s', never '1e+03 MB/s'; 131,072 GB/s has its thousands separator."""
+    from stacksim.units import format_bandwidth
+
+    assert (format_bandwidth(999.96e6), format_bandwidth(999.7), format_bandwidth(131_072e9)) == (
+        "1.00 GB/s",
+        "1 kB/s",
+        "131,072.00 GB/s",
+    )
