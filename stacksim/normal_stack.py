@@ -318,6 +318,10 @@ class IoResult:
         """Completed bytes per second of simulated time."""
         return Fraction(self.bytes_done * 10**9, self.end_ns) if self.end_ns else Fraction(0)
 
+    def layer_order(self) -> list[str]:
+        """The Windows layers, in the order a request meets them (a stage ``ntfs.sys:submit`` is layer ``ntfs.sys``)."""
+        return list(dict.fromkeys(x.name.partition(":")[0] for x in self.layers))
+
     def layer(self, name: str) -> LayerIo:
         """The statistics of the stage called *name*."""
         return next(x for x in self.layers if x.name == name)
@@ -496,8 +500,7 @@ def trace_records(s: Scenario, stack: NormalStack, io: IoResult, *, freeze_at: i
         detail: dict[str, Any] | None = {"op": ops[index]} if stage == device and kind == "service" else None
         out.append((t, layer, event, dur, index + 1, offset, length, None, None, detail))
     if freeze_at is not None:
-        order = list(dict.fromkeys(name.partition(":")[0] for name in stack.stage_names()))
-        by_layer = dict.fromkeys(order, 0)
+        by_layer = dict.fromkeys(io.layer_order(), 0)
         for f in io.frozen:
             by_layer[f.stage.partition(":")[0]] += 1
         lost = {k: v for k, v in by_layer.items() if v}

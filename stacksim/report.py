@@ -23,7 +23,7 @@ from stacksim.machine import Machine
 from stacksim.memory import DumpPlan
 from stacksim.metrics import LayerSummary
 from stacksim.miniport import DumpPort
-from stacksim.normal_stack import IoResult, workload
+from stacksim.normal_stack import IoRequest, IoResult
 from stacksim.scenario import PowerLossFault, Scenario
 from stacksim.units import format_ns
 
@@ -125,12 +125,12 @@ class RunResult:
     def lost_by_layer(self) -> dict[str, dict[str, int]]:
         """Per layer (top down, as a request meets them): how many requests and bytes the bugcheck caught there."""
         out: dict[str, dict[str, int]] = {}
-        order = [] if self.io is None else [x.name.partition(":")[0] for x in self.io.layers]
-        for x in sorted(self.lost, key=lambda x: (order.index(x.layer) if x.layer in order else len(order), x.request)):
+        for x in self.lost:
             entry = out.setdefault(x.layer, {"requests": 0, "bytes": 0})
             entry["requests"] += 1
             entry["bytes"] += x.length
-        return out
+        rank = {layer: k for k, layer in enumerate(self.io.layer_order())} if self.io is not None else {}
+        return dict(sorted(out.items(), key=lambda kv: rank.get(kv[0], len(rank))))
 
     @property
     def bottleneck(self) -> str | None:
@@ -250,7 +250,7 @@ def build_result(m: Machine, ran: EventRun) -> RunResult:
         header_written=driver.header_complete(),
         write_retries=driver.retries,
         io=ran.io,
-        lost=_lost(s, ran.io) if ran.io is not None else (),
+        lost=_lost(ran.io) if ran.io is not None else (),
         replay=_replay(m),
     )
 
@@ -303,7 +303,7 @@ def _io_result(m: Machine, io: IoResult) -> RunResult:
     )
 
 
-def _lost(s: Scenario, io: IoResult) -> tuple[LostRequest, ...]:
+def _lost(io: IoResult) -> tuple[LostRequest, ...]:
     """
     Every request the freeze caught, with its layer and its fate.
 
@@ -312,19 +312,11 @@ def _lost(s: Scenario, io: IoResult) -> tuple[LostRequest, ...]:
     up was done on the device but its completion never reached the application (interrupts
     are off after the bugcheck).
     """
-    if not io.frozen:
-        return ()
-    wanted = {f.index for f in io.frozen}
-    requests = {}
-    for index, req in enumerate(workload(s.workload, s.scenario.seed)):  # the workload is a pure function of the seed
-        if index in wanted:
-            requests[index] = req
-            if len(requests) == len(wanted):
-                break
     out = []
     for f in sorted(io.frozen, key=lambda f: f.index):
         layer, _, path = f.stage.partition(":")
-        req = requests[f.index]
+        req = f.item
+        assert isinstance(req, IoRequest)  # the normal stack's network carries IoRequests
         if layer == "device":
             fate = "held by the device: dropped by the dump port's controller reset"
         elif path == "queue" or path == "submit":

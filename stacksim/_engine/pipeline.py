@@ -106,11 +106,13 @@ ServiceHook = Callable[[str, int, int, int, int, T], None]
 
 @dataclass(frozen=True, slots=True)
 class Frozen:
-    """A request the freeze caught: its index, the stage it was in, and ``queued`` or ``in_service``."""
+    """A request the freeze caught: its index, the stage it was in, ``queued`` or ``in_service``, and the item itself."""
 
     index: int
     stage: str
     state: str
+    item: object = field(default=None, compare=False, repr=False)
+    """The request (what the source issued), so a caller need not regenerate it from its index."""
 
 
 def _check(name: str, dur: object, floor: int) -> int:
@@ -368,13 +370,13 @@ async def _serve(
                 if free - t > longest:
                     longest = free - t
             if start >= horizon:
-                frozen.append(Frozen(index, name, "queued"))
+                frozen.append(Frozen(index, name, "queued", item))
                 add((marker, index, issued, item))
                 continue
             dur = fixed if fixed is not None else _check(name, service(item, start), floor)  # type: ignore[operator]
             free = end = start + dur
             if end >= horizon:  # its service never finishes
-                frozen.append(Frozen(index, name, "in_service"))
+                frozen.append(Frozen(index, name, "in_service", item))
                 add((marker, index, issued, item))
                 continue
             while inside and inside[0] <= t:
@@ -450,7 +452,7 @@ async def _port(
                 while slots and slots[0] <= admit:
                     heapq.heappop(slots)
             if admit >= horizon:
-                frozen.append(Frozen(index, name, "queued"))
+                frozen.append(Frozen(index, name, "queued", item))
                 out.append((_FROZEN, index, issued, item))
                 last_admit = admit
                 continue
@@ -464,7 +466,7 @@ async def _port(
             free = channels[0]
             start = admit if admit > free else free
             if start >= horizon:
-                frozen.append(Frozen(index, device, "queued"))
+                frozen.append(Frozen(index, device, "queued", item))
                 out.append((_FROZEN, index, issued, item))
                 heapq.heappush(slots, horizon)  # it holds its slot past the freeze
                 continue
@@ -475,7 +477,7 @@ async def _port(
             if len(slots) > port.max_outstanding:
                 port.max_outstanding = len(slots)
             if end >= horizon:
-                frozen.append(Frozen(index, device, "in_service"))
+                frozen.append(Frozen(index, device, "in_service", item))
                 out.append((_FROZEN, index, issued, item))
                 continue
             wait(admit - t)
