@@ -6,8 +6,8 @@
    anything at or after the bugcheck (a tie goes to the bugcheck), every request in flight is
    lost in the layer it was in, and none completes later [RE S22: the normal I/O path is
    "completely disabled"]. The stages stop themselves at the freeze (it is computed from their
-   timestamps, :mod:`stacksim._engine.pipeline`); their tasks run in a trio cancel scope that is
-   cancelled then, so none of them outlives the bugcheck.
+   timestamps, :mod:`stacksim._engine.pipeline`, not by cancelling tasks), and the network
+   returns only when every stage's task has ended, so none of them outlives the bugcheck.
 3. The crash dump stack writes the dump as in :mod:`stacksim.events.crash`. Its dump port resets
    the controller first, so the commands the device held are dropped (INF: storahci's dump-mode
    HwStorFindAdapter does a full HBA reset [SRC S15]; that stornvme's does the same and that the
@@ -19,8 +19,6 @@
 
 from __future__ import annotations
 
-import trio
-
 from stacksim.events._dump import write_dump
 from stacksim.events._normal import run_normal
 from stacksim.events._run import EventRun
@@ -31,9 +29,7 @@ __all__ = ["run"]
 
 async def run(machine: Machine) -> EventRun:
     """Run the workload until the bugcheck freezes it, then write the crash dump."""
-    with trio.CancelScope() as normal_stack:
-        io = await run_normal(machine, freeze_at=machine.scenario.scenario.event_at)
-        normal_stack.cancel()  # the freeze: nothing of the normal stack runs on
+    io = await run_normal(machine, freeze_at=machine.scenario.scenario.event_at)  # returns when every stage has stopped
     # what the device held (waiting for a channel or being served) the dump port's reset drops
     assert machine.normal is not None
     device = machine.normal.port.device
