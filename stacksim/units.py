@@ -426,17 +426,13 @@ def format_bandwidth(bytes_per_s: float) -> str:
     >>> format_bandwidth(3e9), format_bandwidth(150e6), format_bandwidth(2_500), format_bandwidth(0.5)
     ('3.00 GB/s', '150 MB/s', '2.5 kB/s', '0.5 B/s')
     """
-    for scale, unit in ((1e6, "MB/s"), (1e3, "kB/s"), (1.0, "B/s")):
-        text = f"{bytes_per_s / scale:.3g}"
-        if bytes_per_s >= scale * 1e3 or (bytes_per_s >= scale and "e" in text):  # 999.96 MB/s rounds to 1e+03: next unit
-            return f"{bytes_per_s / (scale * 1e3):,.2f} GB/s" if scale == 1e6 else _next_up(bytes_per_s, scale)
-        if bytes_per_s >= scale:
-            return f"{text} {unit}"
+    # each unit ends at 999.5 of itself: from there ".3g" would print 1e+03
+    if bytes_per_s >= 999.5e6:
+        return f"{bytes_per_s / 1e9:,.2f} GB/s"
+    if bytes_per_s >= 999.5e3:
+        return f"{bytes_per_s / 1e6:.3g} MB/s"
+    if bytes_per_s >= 999.5:
+        return f"{bytes_per_s / 1e3:.3g} kB/s"
     if bytes_per_s >= 0.01 or bytes_per_s == 0:
         return f"{bytes_per_s:.3g} B/s"
     return "< 0.01 B/s"
-
-
-def _next_up(bytes_per_s: float, scale: float) -> str:
-    """*bytes_per_s* in the unit above *scale* (for a value that rounds up to 1,000 of its own unit)."""
-    return format_bandwidth(max(bytes_per_s, scale * 1e3))
