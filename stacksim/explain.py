@@ -191,20 +191,20 @@ def explain(s: Scenario, catalog: FilterCatalog) -> Explanation:
     return Explanation(s.scenario.name, tuple(rows), io, dump, tuple(warnings))
 
 
-def _short_io(s: Scenario) -> IoResult | None:
-    """The scenario's workload, cut to :data:`SHORT_REQUESTS` requests, through the normal stack (``None`` if it cannot run)."""
+def _short_io(s: Scenario, requests: int = SHORT_REQUESTS, *, trace: bool = False) -> IoResult | None:
+    """The scenario's workload, cut to at most *requests* requests, through the normal stack (``None`` if it cannot run)."""
     w = s.workload
-    limit = min(w.request_limit or SHORT_REQUESTS, SHORT_REQUESTS)
+    limit = min(w.request_limit or requests, requests)
     short = s.model_copy(update={"workload": w.model_copy(update={"requests": limit, "duration": None})})
     try:
-        return run_io(short)
+        return run_io(short, trace=trace)
     except ScenarioError:  # the default workload's region does not fit a tiny disk
         return None
 
 
 def _short_crash(s: Scenario) -> Scenario:
     """The scenario as a crash (whatever its event) with at most :data:`SHORT_RAM` of RAM."""
-    section = s.scenario.model_copy(update={"event": "crash", "hibernate_at": None, "bugcheck_at": s.scenario.bugcheck_at})
+    section = s.scenario.model_copy(update={"event": "crash", "hibernate_at": None})
     memory = s.memory.model_copy(update={"ram": min(s.memory.ram, SHORT_RAM)})
     return s.model_copy(update={"scenario": section, "memory": memory})
 
@@ -267,7 +267,7 @@ def mermaid(s: Scenario, catalog: FilterCatalog, requests: int = MERMAID_REQUEST
     def arrow(src: str, dst: str, label: str, reply: bool = False) -> None:
         lines.append(f"    {who(src)}{'-->>' if reply else '->>'}{who(dst)}: {_mermaid_text(label)}")
 
-    _normal_arrows(s, requests, who, arrow, lines)
+    _normal_arrows(s, requests, who, arrow)
     lines.append(f"    Note over {who('crashdmp.sys')}: bugcheck: the normal stack is bypassed, crashdmp writes the dump")
     _dump_arrows(s, catalog, requests, arrow)
     head = ["sequenceDiagram", f"    title {_mermaid_text(s.scenario.name)}: the first requests of each path"]
@@ -280,13 +280,10 @@ def _mermaid_text(text: str) -> str:
     return _safe(text, 200).replace(";", ",").replace("#", "no. ").replace("\n", " ")
 
 
-def _normal_arrows(s: Scenario, requests: int, who: Any, arrow: Any, lines: list[str]) -> None:
+def _normal_arrows(s: Scenario, requests: int, who: Any, arrow: Any) -> None:
     """The normal stack's first *requests*, down and back up, from a short traced ``io`` run."""
-    w = s.workload
-    short = s.model_copy(update={"workload": w.model_copy(update={"requests": requests, "duration": None})})
-    try:
-        io = run_io(short, trace=True)
-    except ScenarioError:  # the default workload's region does not fit a tiny disk
+    io = _short_io(s, requests, trace=True)
+    if io is None:
         return
     for name in (*LAYERS, f"{s.dump_port.resolved().driver}.sys", "device"):  # top down, as the table shows them
         who(name)
