@@ -131,14 +131,9 @@ def test_too_many_set_options_are_refused(tmp_path: Path) -> None:
 SCENARIO = "scenarios/crash-no-filters.toml"
 
 
-@pytest.mark.parametrize(
-    "args",
-    [["run", SCENARIO], ["run", SCENARIO, "--json", "-"], ["validate", SCENARIO], ["devices", "--json"]],
-    ids=["run", "run-json", "validate", "devices-json"],
-)
-def test_a_full_stdout_is_exit_2_naming_stdout(args: list[str]) -> None:
-    """Stdout on a full device (/dev/full) is exit 2 with one line naming stdout and ENOSPC, no traceback."""
-    r = subprocess.run(
+def _to_full_stdout(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m stacksim ARGS >/dev/full`` (stdout on a device that is always full), from the checkout."""
+    return subprocess.run(
         ["sh", "-c", 'exec "$@" >/dev/full', "sh", sys.executable, "-m", "stacksim", *args],
         stderr=subprocess.PIPE,
         text=True,
@@ -147,6 +142,16 @@ def test_a_full_stdout_is_exit_2_naming_stdout(args: list[str]) -> None:
         cwd=CHECKOUT,
         env={**os.environ, "PYTHONPATH": CHECKOUT},
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["run", SCENARIO], ["run", SCENARIO, "--json", "-"], ["validate", SCENARIO], ["devices", "--json"]],
+    ids=["run", "run-json", "validate", "devices-json"],
+)
+def test_a_full_stdout_is_exit_2_naming_stdout(args: list[str]) -> None:
+    """Stdout on a full device (/dev/full) is exit 2 with one line naming stdout and ENOSPC, no traceback."""
+    r = _to_full_stdout(*args)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [
         "error: cannot write to stdout: No space left on device (ENOSPC); what was printed is incomplete"
@@ -166,14 +171,7 @@ def test_check_to_a_full_stdout_is_exit_2(tmp_path: Path) -> None:
         env=env,
     )
     assert made.returncode == 0
-    r = subprocess.run(
-        ["sh", "-c", 'exec "$@" >/dev/full', "sh", sys.executable, "-m", "stacksim", "check", str(trace)],
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-        timeout=30,
-        env=env,
-    )
+    r = _to_full_stdout("check", str(trace))
     assert r.returncode == 2, r.stderr
     assert "stdout" in r.stderr
     assert "ENOSPC" in r.stderr
