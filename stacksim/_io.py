@@ -433,11 +433,16 @@ def _check_folder(flag: str, name: str, parent: Path) -> None:
         os.unlink(probe)
 
 
+STDOUT_FLAGS: Final = frozenset({"--json"})
+"""The outputs that may be stdout (``-``); every other output is written to a file."""
+
+
 def check_outputs(outputs: Iterable[tuple[str, Path | None]], inputs: Iterable[Path] = ()) -> None:
     """
     Refuse output paths that cannot be written or would destroy something, before anything runs.
 
-    *outputs* are ``(flag, path)`` pairs (``None`` or ``-``: not a file). Each must be in an
+    *outputs* are ``(flag, path)`` pairs (``None``: not asked for; ``-``: stdout, for the flags in
+    :data:`STDOUT_FLAGS` only). Each must be in an
     existing folder where a file can be created, must not exist as anything but a writable
     regular file (a device node, FIFO, socket, folder, read-only or immutable file is refused),
     must not be one of *inputs* (compared by device and inode, so a symlink or hard link to an
@@ -451,8 +456,12 @@ def check_outputs(outputs: Iterable[tuple[str, Path | None]], inputs: Iterable[P
     ins = {ident for p in inputs if (ident := _identity(p)) is not None}
     ins_real = {os.path.realpath(p) for p in inputs}
     for flag, path in outputs:
-        if path is None or str(path) == "-":
+        if path is None:
             continue
+        if str(path) == "-":
+            if flag in STDOUT_FLAGS:
+                continue
+            raise OutputError(f"{flag} -: this output is written to a file, not to stdout; give a file name")
         name = _describe(path)
         try:
             st = os.stat(path)
@@ -466,7 +475,8 @@ def check_outputs(outputs: Iterable[tuple[str, Path | None]], inputs: Iterable[P
             raise OutputError(f"{flag} {name}: is a folder; give a file name")
         if st is not None and not stat.S_ISREG(st.st_mode):
             raise OutputError(
-                f"{flag} {name}: is {_kind(st.st_mode)}; stacksim writes output only to regular files (use - for stdout)"
+                f"{flag} {name}: is {_kind(st.st_mode)}; stacksim writes output only to regular files"
+                + (" (use - for stdout)" if flag in STDOUT_FLAGS else "")
             )
         real = os.path.realpath(path)
         key: tuple[int, int] | str = (st.st_dev, st.st_ino) if st is not None else real

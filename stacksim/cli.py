@@ -118,9 +118,6 @@ def _catalog(plugins: list[Path] | None) -> FilterCatalog:
 
 def _check_outputs(outputs: list[tuple[str, Path | None]], inputs: list[Path]) -> None:
     """Refuse output paths that cannot be written, collide, or are inputs, before anything runs."""
-    for flag, path in outputs:
-        if flag == "--trace" and path is not None and str(path) == "-":
-            _fail("--trace -: traces go to a file, not stdout")
     try:
         check_outputs(outputs, inputs)
     except OutputError as exc:
@@ -628,8 +625,6 @@ def explain(
     from stacksim.explain import mermaid, render_explanation
 
     _check_outputs([("--mermaid", mermaid_out)], [scenario, *(plugin or [])])
-    if mermaid_out is not None and str(mermaid_out) == "-":
-        _fail("--mermaid -: the diagram goes to a file, not stdout")
     catalog = _catalog(plugin)
     try:
         s = load_scenario(scenario, catalog)
