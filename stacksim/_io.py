@@ -461,7 +461,7 @@ def check_outputs(outputs: Iterable[tuple[str, Path | None]], inputs: Iterable[P
         if str(path) == "-":
             if flag in STDOUT_FLAGS:
                 continue
-            raise OutputError(f"{flag} -: this output is written to a file, not to stdout; give a file name")
+            raise OutputError(f"{flag} -: this output goes to a file, not stdout; give a file name")
         name = _describe(path)
         try:
             st = os.stat(path)

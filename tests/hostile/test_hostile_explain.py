@@ -42,7 +42,7 @@ def test_explain_refuses_a_scenario_that_is_not_a_regular_file(work: Path, sourc
 
 @pytest.mark.parametrize(
     ("target", "named"),
-    [("/dev/null", "character device"), ("fifo", "FIFO"), (".", "folder"), ("s.toml", "input"), ("-", "not to stdout")],
+    [("/dev/null", "character device"), ("fifo", "FIFO"), (".", "folder"), ("s.toml", "input"), ("-", "not stdout")],
     ids=["dev-null", "fifo", "folder", "the-scenario", "stdout"],
 )
 def test_mermaid_refuses_a_target_that_is_not_a_new_or_regular_file(work: Path, target: str, named: str) -> None:
@@ -59,7 +59,7 @@ def test_mermaid_refuses_a_target_that_is_not_a_new_or_regular_file(work: Path, 
 def test_an_output_that_is_a_file_is_refused_as_stdout_with_the_same_words(work: Path, flag: str) -> None:
     """Only --json may be stdout: `--trace -` and `--mermaid -` say so alike, and no hint to use - is given for a device."""
     command = "explain" if flag == "--mermaid" else "run"
-    assert_refused(invoke_cli(command, "s.toml", flag, "-", cwd=work), f"{flag} -: this output is written to a file")
+    assert_refused(invoke_cli(command, "s.toml", flag, "-", cwd=work), f"{flag} -: this output goes to a file, not stdout")
     device = invoke_cli(command, "s.toml", flag, "/dev/null", cwd=work)
     assert_refused(device, "character device")
     assert "use - for stdout" not in device.stderr
