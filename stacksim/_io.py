@@ -77,12 +77,14 @@ INPUT_LIMITS: Final[dict[str, int]] = {
     "trace": 64 * 1024 * MiB,
     "sweep": 1024 * MiB,
     "plugin": 4 * MiB,
+    "key": 4096,
 }
 """The largest file accepted for each kind of input, in bytes (``docs/reference/cli.md``).
 
 A scenario is a few kilobytes; 16 MiB leaves room for 100k-run layouts and fault lists. A result
 JSON is small whatever the dump size. A trace is streamed (never held in memory), so its cap only
-stops a runaway input. A sweep results file is read back in full to resume and to sort it."""
+stops a runaway input. A sweep results file is read back in full to resume and to sort it. A key
+file (``--key-file``) is 64 raw bytes or 128 hex digits: 4 KiB leaves room for whitespace."""
 
 
 class InputError(Exception):
