@@ -18,14 +18,15 @@ into the lowest byte). That is exactly what ``cryptography``'s ``modes.XTS(tweak
 one sector, so any XTS implementation can check the bytes.
 
 **Why not one XTS object per sector.** A ``cryptography`` XTS object per 512-byte sector runs at
-about 120 MB/s: the cost is the object, not the AES. :class:`XtsCipher` handles a write of *n*
+10-120 MB/s, depending on the machine: the time goes into building the object, not into AES
+(``benchmarks/bench_xts.py``). :class:`XtsCipher` handles a write of *n*
 consecutive sectors with two ECB calls: one for the *n* initial tweaks ``E_key2(i)``, one for
 all ``32 n`` blocks (in place), with the ``32 n`` masks ``T_j`` XORed in before and after. The
 masks are built with numpy, without a loop over *j* and without a loop over sectors:
 
-1. ``T_b`` for *b* = 0 to 7: both 64-bit words multiplied by ``2**b``, the *b* bits that cross
+1. ``T_b`` for *b* = 0 to 7: both 64-bit words shifted up *b* bits, the *b* bits that cross
    into the high word carried over, the *b* bits that fall off the top folded back in (times
-   0x87, carry-less).
+   0x87, carry-less, from a table of 128 values).
 2. Multiplying by ``alpha^8`` moves a block up one byte and folds the byte that falls off into
    the two lowest bytes. So ``T_{8a+b}`` (*a* = 1, 2, 3) is ``T_b`` moved up *a* bytes: with
    the masks laid out group by group (every sector's blocks 0-7, then every sector's blocks
@@ -35,10 +36,9 @@ masks are built with numpy, without a loop over *j* and without a loop over sect
 3. One copy of 128-byte groups puts the masks back in sector order.
 
 Writes are cut into chunks of at most :data:`CHUNK_SECTORS` sectors, worked in buffers that each
-:class:`XtsCipher` allocates when it first needs them: memory stays a few times the chunk size,
-whatever the size of the write or the dump. A write of fewer than :data:`BULK_MIN_SECTORS`
-sectors uses one ``cryptography`` XTS object per sector, which is faster at that size.
-``benchmarks/bench_xts.py`` measures all of this against the ECB limit.
+:class:`XtsCipher` allocates when it first needs them: memory stays a few times the chunk size
+(about 2.3 MiB), whatever the size of the write or the dump. ``benchmarks/bench_xts.py``
+measures all of this against the ECB limit (``docs/explanation/performance.md``).
 
 The seed-derived key (:func:`derive_key`) is for simulation only: anyone who knows the scenario
 knows the key.
@@ -52,19 +52,20 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeAlias, final
+from typing import Final, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from stacksim._io import InputError, read_input, shorten, terminal_safe
 from stacksim.requests import SECTOR_SIZE
 
 __all__ = [
-    "BULK_MIN_SECTORS",
     "CHUNK_SECTORS",
     "KEY_BYTES",
+    "KEY_FILE_FORMS",
+    "KEY_LABEL",
     "MAX_SECTOR",
     "XtsCipher",
     "derive_key",
@@ -78,69 +79,70 @@ MAX_SECTOR: Final = 2**64
 """One past the last sector number ``plain64`` can express: a write must end at or before it."""
 
 CHUNK_SECTORS: Final = 1024
-"""Sectors worked at once (512 KiB): large enough that numpy's per-call cost is small, small enough to stay near the cache."""
-
-BULK_MIN_SECTORS: Final = 16
-"""Below this many sectors (8 KiB) a ``cryptography`` XTS object per sector is faster than the bulk path."""
+"""Sectors worked at once (512 KiB): numpy's cost per call is small against it, and the buffers stay near the cache."""
 
 BLOCKS: Final = SECTOR_SIZE // 16
 """AES blocks per sector (32)."""
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
-"""What :class:`XtsCipher` reads from (``out=`` buffers must be writable)."""
+"""What :class:`XtsCipher` reads (an ``out`` buffer must be writable)."""
 
 _U64 = np.uint64
 _U32 = np.uint32
 _Words: TypeAlias = npt.NDArray[np.uint64]
 _Words32: TypeAlias = npt.NDArray[np.uint32]
 _Bytes: TypeAlias = npt.NDArray[np.uint8]
-
-_TOP_SHIFT: Final = np.array([24, 16, 8], dtype=_U32)[:, None]
-"""A block's top 32 bits shifted right by these keep its top a = 1, 2, 3 bytes."""
-
-_V16: Final = np.dtype("V16")
-_V128: Final = np.dtype("V128")
-
-
-def _shift_rows(rows: npt.NDArray[np.unsignedinteger[Any]]) -> None:
-    """``rows[b] = rows[0] << b`` for b = 1..7, in three shifts (rows 1, 2-3, 4-7 from the rows before)."""
-    for k in (1, 2, 4):
-        np.left_shift(rows[:k], k, out=rows[k : 2 * k])
+_Opaque: TypeAlias = npt.NDArray[np.void]
 
 
 def _fold(x: _Words32, out: _Words32, tmp: _Words32) -> None:
-    """*out* = carry-less *x* times 0x87 (x ^ x<<1 ^ x<<2 ^ x<<7): what bits that fall off the top add at the bottom."""
-    np.left_shift(x, 1, out=out)
+    """*out* = *x* times 0x87, carry-less (x ^ x<<1 ^ x<<2 ^ x<<7): what bits that fall off the top add at the bottom."""
+    np.left_shift(x, _U32(1), out=out)
     np.bitwise_xor(out, x, out=out)
-    np.left_shift(x, 2, out=tmp)
+    np.left_shift(x, _U32(2), out=tmp)
     np.bitwise_xor(out, tmp, out=out)
-    np.left_shift(x, 7, out=tmp)
+    np.left_shift(x, _U32(7), out=tmp)
     np.bitwise_xor(out, tmp, out=out)
+
+
+def _fold_table() -> _Words32:
+    """The fold of every 7-bit value: at most 7 bits fall off a block shifted up 0 to 7 bits."""
+    bits = np.arange(128, dtype=_U32)
+    out = np.empty_like(bits)
+    _fold(bits, out, np.empty_like(bits))
+    return out
+
+
+_FOLD7: Final = _fold_table()
+
+_TOP_SHIFT: Final = np.array([24, 16, 8], dtype=_U32)[:, None]
+"""A block's top 32-bit word shifted right by these keeps its top a = 1, 2, 3 bytes."""
 
 
 @final
 class _Scratch:
-    """The buffers for one chunk of up to *capacity* sectors, allocated once and reused."""
+    """The buffers for chunks of up to *capacity* sectors, allocated once and reused (names as in :class:`_Views`)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.sectors = np.zeros((capacity, 2), dtype=_U64)  # the tweaks' plaintext: high words stay 0
+        self.sectors = np.zeros((capacity, 2), dtype=_U64)  # the tweaks' plaintext; the high words stay 0
         self.count = np.arange(capacity, dtype=_U64)
-        self.initial = np.zeros(capacity * 16 + 16, dtype=np.uint8)  # E_key2(i); ECB wants 15 spare bytes
-        self.crossing = np.zeros((2, 8, capacity), dtype=_U32)
-        self.fold8 = np.zeros((2, 8, capacity), dtype=_U32)
-        self.by_b = np.zeros((8, capacity, 2), dtype=_U64)
-        self.first = np.zeros(16 + capacity * 128, dtype=np.uint8)  # 16 zero bytes, then T_0..T_7 per sector
-        self.groups = np.zeros((4, capacity * 128), dtype=np.uint8)
+        self.initial = np.zeros(capacity * 16 + 16, dtype=np.uint8)  # ECB output wants 15 spare bytes
+        # Flat buffers: each chunk's views are contiguous prefixes, which numpy walks in one loop.
+        self.z = np.zeros(capacity * 32, dtype=_U64)
+        self.fold = np.zeros(capacity * 8, dtype=_U32)
+        self.first = np.zeros(16 + capacity * 128, dtype=np.uint8)  # 16 zero bytes, then T_0..T_7 of each sector
+        self.groups = np.zeros(capacity * SECTOR_SIZE, dtype=np.uint8)
         self.top = np.zeros(capacity * 8, dtype=_U32)
-        self.fell = np.zeros((3, capacity * 8), dtype=_U32)
-        self.fix = np.zeros((2, 3, capacity * 8), dtype=_U32)
+        self.fell = np.zeros(capacity * 24, dtype=_U32)
+        self.fix = np.zeros(capacity * 24, dtype=_U32)
+        self.fix_tmp = np.zeros(capacity * 24, dtype=_U32)
         self.masks = np.zeros(capacity * SECTOR_SIZE, dtype=np.uint8)
         self.work = np.zeros(capacity * SECTOR_SIZE + 16, dtype=np.uint8)
         self._views: dict[int, _Views] = {}
 
     def views(self, n: int) -> _Views:
-        """The arrays for a chunk of *n* sectors (cached: a dump writes the same few sizes again and again)."""
+        """The arrays for a chunk of *n* sectors, cached (a dump writes the same few sizes over and over)."""
         views = self._views.get(n)
         if views is None:
             if len(self._views) >= 8:
@@ -152,33 +154,32 @@ class _Scratch:
 @final
 @dataclass(frozen=True, slots=True)
 class _Views:
-    """Views of a :class:`_Scratch` for exactly *n* sectors (names as in the module docstring)."""
+    """Views of a :class:`_Scratch` for a chunk of exactly *n* sectors; T is E_key2(sector), T_j its block-j mask."""
 
     n: int
-    sectors: _Words  # (n, 2): sector number, 0
-    sector_low: _Words  # (n,): the low words of *sectors*
+    sector_low: _Words  # (n,): the sector numbers, the low words of the tweaks' plaintext
     count: _Words  # (n,): 0 .. n-1
-    sector_bytes: memoryview
+    sector_bytes: memoryview  # the tweaks' plaintext, (sector, 0) per sector
     initial_out: memoryview
-    initial: _Words  # (n, 2): T = E_key2(i)
-    crossing: _Words32  # (2, 8, n): each word's top byte << b >> 8: the top b bits (that cross, that fall off)
-    fold8: _Words32  # (2, 8, n): [0] scratch, [1] fold of the bits that fell off
-    by_b: _Words  # (8, n, 2): T_b, block b of every sector
-    by_b32: _Words32  # (8, n, 4)
-    first_v16: npt.NDArray[np.void]  # (n, 8): T_0..T_7 in sector order
-    by_b_v16: npt.NDArray[np.void]  # (8, n)
-    first_bytes: _Bytes  # (n * 128,)
-    shifted: tuple[_Bytes, ...]  # 3 x (n * 128,): first_bytes moved up 1, 2, 3 bytes (16 zero bytes precede)
-    groups: _Bytes  # (4, n * 128)
-    low_words: _Words32  # (3, 8n): the low 32-bit word of every block of groups 1-3
-    top32: _Words32  # (8n,) strided: the top 32-bit word of T_0..T_7
-    top: _Words32  # (8n,)
-    fell: _Words32  # (3, 8n): the top a bytes of T_b
-    fix: _Words32  # (3, 8n)
+    initial: _Words  # (n, 2): T
+    z: _Words  # (2, 8, n, 2): [0, b] = T_b's words; [1, b] = the top byte of each word of T, shifted up b bits
+    by_b: _Words  # (8, n, 2): z[0], T_b for b = 0..7, block b of every sector
+    by_b32: _Words32  # (8, n, 4): by_b as 32-bit words
+    crossing: _Words  # (8, n, 2): z[1], then >> 8: the top b bits of each word, which cross or fall off
+    fold: _Words32  # (8, n): the fold of the bits that fall off
+    by_b_v16: _Opaque  # (8, n): by_b, one 16-byte item per block
+    first_v16: _Opaque  # (n, 8): T_0..T_7 in sector order
+    windows: _Bytes  # (4, 128 n), read-only: row a is T_0..T_7 of every sector, moved up a bytes
+    groups: _Bytes  # (4, 128 n): group a holds T_8a..T_8a+7 of every sector
+    top32: _Words32  # (8 n,): the top 32-bit word of T_0..T_7 (strided)
+    top: _Words32  # (8 n,): a contiguous copy
+    fell: _Words32  # (3, 8 n): the top a bytes of T_0..T_7, a = 1, 2, 3: what a move up a bytes pushes out
+    fix: _Words32  # (3, 8 n): what each block's low word of groups 1-3 gets XORed with
     fix_tmp: _Words32
-    groups_v128: npt.NDArray[np.void]  # (4, n)
-    masks_v128: npt.NDArray[np.void]  # (n, 4)
-    masks: _Words  # (64 n,)
+    low_words: _Words32  # (3, 8 n): the low 32-bit word of every block of groups 1-3 (strided)
+    groups_v128: _Opaque  # (4, n): one 128-byte item per group and sector
+    masks_v128: _Opaque  # (n, 4)
+    masks: _Words  # (64 n,): T_0..T_31 of every sector, in sector order
     work: _Words  # (64 n,)
     work_in: memoryview
     work_out: memoryview
@@ -186,34 +187,33 @@ class _Views:
     @classmethod
     def make(cls, s: _Scratch, n: int) -> _Views:
         """Cut the views for *n* sectors out of *s*."""
-        g = s.groups[:, : n * 128]
+        z = s.z[: 32 * n].reshape(2, 8, n, 2)
         first = s.first[: 16 + n * 128]
-        by_b = s.by_b[:, :n]
+        groups = s.groups[: n * SECTOR_SIZE].reshape(4, n * 128)
         return cls(
             n=n,
-            sectors=s.sectors[:n],
             sector_low=s.sectors[:n, 0],
             count=s.count[:n],
             sector_bytes=s.sectors[:n].data.cast("B"),
             initial_out=s.initial[: n * 16 + 16].data,
             initial=s.initial[: n * 16].view(_U64).reshape(n, 2),
-            crossing=s.crossing[:, :, :n],
-            fold8=s.fold8[:, :, :n],
-            by_b=by_b,
-            by_b32=by_b.view(_U32),
-            first_v16=first[16:].view(_V16).reshape(n, 8),
-            by_b_v16=by_b.view(_V16)[:, :, 0],
-            first_bytes=first[16:],
-            shifted=tuple(first[16 - a : 16 - a + n * 128] for a in (1, 2, 3)),
-            groups=g,
-            low_words=g[1:].view(_U32)[:, 0::4],
+            z=z,
+            by_b=z[0],
+            by_b32=z[0].view(_U32),
+            crossing=z[1],
+            fold=s.fold[: 8 * n].reshape(8, n),
+            by_b_v16=z[0].view("V16")[:, :, 0],
+            first_v16=first[16:].view("V16").reshape(n, 8),
+            windows=np.lib.stride_tricks.as_strided(first[16:], shape=(4, n * 128), strides=(-1, 1), writeable=False),
+            groups=groups,
             top32=first[16:].view(_U32)[3::4],
             top=s.top[: 8 * n],
-            fell=s.fell[:, : 8 * n],
-            fix=s.fix[0, :, : 8 * n],
-            fix_tmp=s.fix[1, :, : 8 * n],
-            groups_v128=g.view(_V128),
-            masks_v128=s.masks[: n * SECTOR_SIZE].view(_V128).reshape(n, 4),
+            fell=s.fell[: 24 * n].reshape(3, 8 * n),
+            fix=s.fix[: 24 * n].reshape(3, 8 * n),
+            fix_tmp=s.fix_tmp[: 24 * n].reshape(3, 8 * n),
+            low_words=groups[1:].view(_U32)[:, 0::4],
+            groups_v128=groups.view("V128"),
+            masks_v128=s.masks[: n * SECTOR_SIZE].view("V128").reshape(n, 4),
             masks=s.masks[: n * SECTOR_SIZE].view(_U64),
             work=s.work[: n * SECTOR_SIZE].view(_U64),
             work_in=s.work[: n * SECTOR_SIZE].data,
@@ -226,8 +226,8 @@ class XtsCipher:
     """
     AES-256-XTS (``aes-xts-plain64``) for writes of whole sectors.
 
-    Not thread-safe: each instance works in its own buffers (one per filter, allocated in
-    DriverEntry, as a real dump filter allocates its own).
+    Not thread-safe: each instance works in its own buffers, as each dump filter does in the
+    buffer it allocated in DriverEntry.
 
     Args:
         key: 64 bytes, key1 (data) then key2 (tweak); the halves must differ.
@@ -242,35 +242,32 @@ class XtsCipher:
             raise ValueError(f"an AES-256-XTS key is {KEY_BYTES} bytes, not {len(key)}")
         if key[:32] == key[32:]:
             raise ValueError("the two halves of an XTS key (key1 for the data, key2 for the tweak) must differ")
-        self._key = key
         self._tweak = Cipher(algorithms.AES(key[32:]), modes.ECB()).encryptor()
         self._forward = Cipher(algorithms.AES(key[:32]), modes.ECB()).encryptor()
         self._backward = Cipher(algorithms.AES(key[:32]), modes.ECB()).decryptor()
         self._scratch: _Scratch | None = None
 
     def encrypt(self, data: Buffer, first_sector: int) -> bytes:
-        """The ciphertext of *data*, whole sectors of which the first is sector *first_sector* of the partition."""
+        """The ciphertext of *data*: whole sectors, the first of which is sector *first_sector* of the partition."""
         return self._run(data, first_sector, encrypt=True)
 
     def decrypt(self, data: Buffer, first_sector: int) -> bytes:
-        """The plaintext of *data*, whole sectors of which the first is sector *first_sector* of the partition."""
+        """The plaintext of *data*: whole sectors, the first of which is sector *first_sector* of the partition."""
         return self._run(data, first_sector, encrypt=False)
 
     def encrypt_into(self, data: Buffer, first_sector: int, out: bytearray | memoryview) -> None:
-        """:meth:`encrypt` into *out*: as long as *data*, and *data* itself (in place) or not overlapping it."""
+        """:meth:`encrypt` into *out*: as long as *data*, and either *data* itself (in place) or not overlapping it."""
         self._run_into(data, first_sector, out, encrypt=True)
 
     def decrypt_into(self, data: Buffer, first_sector: int, out: bytearray | memoryview) -> None:
-        """:meth:`decrypt` into *out*: as long as *data*, and *data* itself (in place) or not overlapping it."""
+        """:meth:`decrypt` into *out*: as long as *data*, and either *data* itself (in place) or not overlapping it."""
         self._run_into(data, first_sector, out, encrypt=False)
 
     def _run(self, data: Buffer, first_sector: int, *, encrypt: bool) -> bytes:
         src = memoryview(data).cast("B")
-        n, first_sector = _check_write(len(src), first_sector)
-        if n < BULK_MIN_SECTORS:
-            return b"".join(self._per_sector(src, first_sector, encrypt=encrypt))
+        _, first_sector = _check_write(len(src), first_sector)
         parts = []
-        for _words, v in self._bulk(np.frombuffer(src, dtype=_U64), first_sector, encrypt=encrypt):
+        for _, v in self._chunks(np.frombuffer(src, dtype=_U64), first_sector, encrypt=encrypt):
             np.bitwise_xor(v.work, v.masks, out=v.work)
             parts.append(bytes(v.work_in))
         return b"".join(parts)
@@ -278,32 +275,21 @@ class XtsCipher:
     def _run_into(self, data: Buffer, first_sector: int, out: bytearray | memoryview, *, encrypt: bool) -> None:
         src = memoryview(data).cast("B")
         dst = memoryview(out).cast("B")
-        n, first_sector = _check_write(len(src), first_sector)
+        _, first_sector = _check_write(len(src), first_sector)
         if dst.readonly or len(dst) != len(src):
             raise ValueError(f"out must be a writable buffer of {len(src):,} bytes, the length of the data")
         src_words = np.frombuffer(src, dtype=_U64)
         dst_words = np.frombuffer(dst, dtype=_U64)
         if np.may_share_memory(src_words, dst_words) and src_words.ctypes.data != dst_words.ctypes.data:
             raise ValueError("out overlaps the data without being the same buffer")
-        if n < BULK_MIN_SECTORS:
-            for k, sector in enumerate(self._per_sector(src, first_sector, encrypt=encrypt)):
-                dst[k * SECTOR_SIZE : (k + 1) * SECTOR_SIZE] = sector
-            return
-        for words, v in self._bulk(src_words, first_sector, encrypt=encrypt):
+        for words, v in self._chunks(src_words, first_sector, encrypt=encrypt):
             np.bitwise_xor(v.work, v.masks, out=dst_words[words])
 
-    def _per_sector(self, src: memoryview, first_sector: int, *, encrypt: bool) -> Iterator[bytes]:
-        """Each sector through its own ``cryptography`` XTS object: the reference, and the fast way for a few sectors."""
-        for k in range(len(src) // SECTOR_SIZE):
-            cipher = Cipher(algorithms.AES(self._key), modes.XTS((first_sector + k).to_bytes(16, "little")))
-            context: CipherContext = cipher.encryptor() if encrypt else cipher.decryptor()
-            yield context.update(src[k * SECTOR_SIZE : (k + 1) * SECTOR_SIZE])
-
-    def _bulk(self, src: _Words, first_sector: int, *, encrypt: bool) -> Iterator[tuple[slice, _Views]]:
+    def _chunks(self, src: _Words, first_sector: int, *, encrypt: bool) -> Iterator[tuple[slice, _Views]]:
         """
         Chunk by chunk: the chunk's words in *src*, and views whose ``work`` holds AES(data xor masks).
 
-        The caller XORs ``masks`` into ``work`` once more (into its output) before the next chunk.
+        The caller XORs ``masks`` into ``work`` once more, into its output, before asking for the next chunk.
         """
         if self._scratch is None:
             self._scratch = _Scratch(CHUNK_SECTORS)
@@ -321,22 +307,20 @@ class XtsCipher:
         """Fill ``v.masks`` with T_0..T_31 of sectors *first_sector* .. *first_sector* + n - 1 (module docstring, steps 1-3)."""
         np.add(v.count, _U64(first_sector), out=v.sector_low)
         self._tweak.update_into(v.sector_bytes, v.initial_out)
-        # 1. T_b = T shifted up b bits in both words; the top b bits of the low word cross into
-        #    the high word, the top b bits of the high word fall off and come back folded.
+        # 1. T_b = T with both words shifted up b bits; the top b bits of the low word cross into
+        #    the high word, and the top b bits of the high word fall off and come back folded.
         np.copyto(v.by_b[0], v.initial)
-        _shift_rows(v.by_b)
-        np.right_shift(v.initial.T, 56, out=v.crossing[:, 0], casting="unsafe")
-        _shift_rows(v.crossing.transpose(1, 0, 2))
-        np.right_shift(v.crossing, 8, out=v.crossing)
-        _fold(v.crossing[1], v.fold8[1], v.fold8[0])
-        np.bitwise_xor(v.by_b32[:, :, 0], v.fold8[1], out=v.by_b32[:, :, 0])
-        np.bitwise_or(v.by_b32[:, :, 2], v.crossing[0], out=v.by_b32[:, :, 2])
+        np.right_shift(v.initial, _U64(56), out=v.crossing[0])
+        for k in (1, 2, 4):
+            np.left_shift(v.z[:, :k], _U64(k), out=v.z[:, k : 2 * k])  # rows 1, 2-3, 4-7 from the rows before
+        np.right_shift(v.crossing, _U64(8), out=v.crossing)
+        np.take(_FOLD7, v.crossing[:, :, 1], out=v.fold, mode="clip")
+        np.bitwise_xor(v.by_b32[:, :, 0], v.fold, out=v.by_b32[:, :, 0])
+        np.bitwise_or(v.by_b[:, :, 1], v.crossing[:, :, 0], out=v.by_b[:, :, 1])
         np.copyto(v.first_v16, v.by_b_v16.T)
-        # 2. Groups 1-3 are group 0 moved up 1, 2, 3 bytes; each block's low bytes then hold the
-        #    top bytes of the block before, to be replaced by the fold of its own top bytes.
-        np.copyto(v.groups[0], v.first_bytes)
-        for a, moved in enumerate(v.shifted, start=1):
-            np.copyto(v.groups[a], moved)
+        # 2. Group a is group 0 moved up a bytes. Each block's low a bytes then hold the top a bytes
+        #    of the block before (or zeros), to be replaced by the fold of its own top a bytes.
+        np.copyto(v.groups, v.windows)
         np.copyto(v.top, v.top32)
         np.right_shift(v.top[None], _TOP_SHIFT, out=v.fell)
         _fold(v.fell, v.fix, v.fix_tmp)
@@ -403,7 +387,9 @@ def read_key_file(path: str | Path) -> bytes:
     The AES-256-XTS key in the file at *path* (``--key-file``): 64 raw bytes or 128 hex digits.
 
     The file is read as every input is (``stacksim._io.read_input``: a regular file, at most
-    ``INPUT_LIMITS["key"]`` bytes). Its contents are never shown, not even in an error.
+    ``INPUT_LIMITS["key"]`` bytes). Hex is 128 digits of either case with any whitespace before
+    and after them; a 64-byte file made only of hex digits and whitespace is read as hex (and
+    refused: 64 digits are a 256-bit key). Its contents are never shown, not even in an error.
 
     Raises:
         InputError: naming the file, what is wrong and what is allowed.
