@@ -1037,6 +1037,44 @@ def _time_limit_problem(s: Scenario, layout: FileLayout) -> tuple[str, str] | No
     )
 
 
+def _workload_time_problem(s: Scenario) -> tuple[str, str] | None:
+    """
+    A problem when an ``event = "io"`` run could pass :data:`~stacksim.units.INT64_MAX` ns.
+
+    One request brings at most :meth:`~stacksim.normal_stack.NormalStack.worst_request_ns` of
+    work and the stack is work-conserving, so *n* requests end within *n* times that; a
+    ``duration`` ends issuing, and the at most ``queue_depth`` requests then in flight end
+    within ``queue_depth`` times it. (A ``crash-during-io`` run stops at ``bugcheck_at``.)
+    """
+    if s.scenario.event != "io":
+        return None
+    from stacksim.normal_stack import _ops, build_runtime_device, build_stack  # normal_stack imports this module
+
+    w = s.workload
+    device, parallelism = build_runtime_device(s)
+    try:
+        each = build_stack(s, device, parallelism).worst_request_ns(_ops(w), w.block_size)
+    except ScenarioError:  # the region does not fit the disk: reported by its own check
+        return None
+    bounds = {}
+    limit = w.request_limit
+    if limit is not None or w.duration is None:
+        bounds["[workload] requests"] = (limit or MAX_IO_REQUESTS) * each
+    if w.duration is not None:
+        bounds["[workload] duration"] = w.duration + w.queue_depth * each
+        if limit is None:
+            bounds["[workload] requests"] = MAX_IO_REQUESTS * each
+    key = min(bounds, key=lambda k: bounds[k])
+    if bounds[key] <= INT64_MAX:
+        return None
+    return (
+        key,
+        f"the workload could run past the simulated-time limit of 2^63 - 1 ns (about 292 years): requests of "
+        f"{w.block_size:,} bytes take up to {format_ns(each)} each through the stack and the device; "
+        "issue fewer requests, smaller blocks or use a faster disk",
+    )
+
+
 def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog) -> Scenario:
     """
     Validate parsed TOML *data*; raise :class:`ScenarioError` listing every problem.
@@ -1082,7 +1120,7 @@ def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog)
     except LayoutError as exc:
         problems += exc.problems
     else:
-        if (limit := _time_limit_problem(scenario, layout)) is not None:
+        if (limit := _time_limit_problem(scenario, layout) or _workload_time_problem(scenario)) is not None:
             problems.append(limit)
     if problems:
         raise ScenarioError(source, problems)
