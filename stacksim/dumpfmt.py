@@ -78,6 +78,8 @@ __all__ = [
     "PageSource",
     "PageSpan",
     "ParsedDump",
+    "bitmap_bits",
+    "dump_parts",
     "header_bytes_needed",
     "parse_dump_header",
     "synthetic_header_fields",
@@ -551,6 +553,39 @@ class FilePart(NamedTuple):
     length: int
 
 
+def bitmap_bits(runs: Sequence[tuple[int, int]]) -> int:
+    """Bits in the bitmap of a dump of a machine with these *runs*: the highest run end, in whole ULONGs [RE S42 reads them]."""
+    return _round_up(max(b + c for b, c in runs), 32)
+
+
+def dump_parts(
+    kind: DumpKind, runs: Sequence[tuple[int, int]], page_count: int, secondary_bytes: int = 0
+) -> tuple[FilePart, ...]:
+    """
+    The parts of a *kind* dump holding *page_count* pages, by arithmetic alone (no bitmap is built).
+
+    What :attr:`CrashDumpFile.parts` gives for the same dump; timing mode can plan with it for any
+    size of RAM. *secondary_bytes* is rounded up to whole pages; a small dump has none.
+    """
+    if kind == "small":
+        return (FilePart("header", 0, HEADER64_SIZE), FilePart("body", HEADER64_SIZE, SMALL_DUMP_SIZE - HEADER64_SIZE))
+    first_page = _first_page_offset(bitmap_bits(runs))
+    body = page_count * PAGE_SIZE
+    parts = [
+        FilePart("header", 0, HEADER64_SIZE),
+        FilePart("bitmap", HEADER64_SIZE, first_page - HEADER64_SIZE),
+        FilePart("body", first_page, body),
+    ]
+    if secondary_bytes:
+        parts.append(FilePart("secondary", first_page + body, _round_up(secondary_bytes, PAGE_SIZE)))
+    return tuple(parts)
+
+
+def _first_page_offset(nbits: int) -> int:
+    """The header, then the summary header and an *nbits*-bit bitmap in whole pages."""
+    return HEADER64_SIZE + _round_up(SUMMARY_HEADER_SIZE + -(-nbits // 8), PAGE_SIZE)
+
+
 SECONDARY_TAG: Final = int.from_bytes(b"2NDDATA\0", "little")
 """Secondary-data filler: 16-byte records of this tag and the record's index (ASSUMPTION, module docstring)."""
 
@@ -604,14 +639,14 @@ class CrashDumpFile:
         else:
             self.dump_type = DUMP_TYPE_BITMAP_FULL
             pages = self._present_pages(kind, present)
-            first_page = HEADER64_SIZE + _round_up(SUMMARY_HEADER_SIZE + len(pages.bits), PAGE_SIZE)
+            first_page = _first_page_offset(pages.nbits)
             self._summary = _summary_bytes(_BITMAP_SIGNATURE[kind], pages, first_page)
             self._index = _SpanIndex(*pages.spans(), first_page)
             self.size = first_page + self._index.pages * PAGE_SIZE + self.secondary_bytes
         self._header = _header_bytes(self.dump_type, self.runs, header, required_dump_space=self.size)
 
     def _present_pages(self, kind: DumpKind, present: PageSet | None) -> PageSet:
-        nbits = _round_up(max(b + c for b, c in self.runs), 32)  # whole ULONGs: volatility reads them [RE S42]
+        nbits = bitmap_bits(self.runs)
         in_runs = PageSet.from_runs(self.runs, nbits)
         if kind == "complete":
             if present is not None:
@@ -643,17 +678,7 @@ class CrashDumpFile:
     @property
     def parts(self) -> tuple[FilePart, ...]:
         """The file's parts in file order: header, bitmap (bitmap kinds), body, secondary (if any)."""
-        if self.kind == "small":
-            return (FilePart("header", 0, HEADER64_SIZE), FilePart("body", HEADER64_SIZE, SMALL_DUMP_SIZE - HEADER64_SIZE))
-        body = self.page_count * PAGE_SIZE
-        parts = [
-            FilePart("header", 0, HEADER64_SIZE),
-            FilePart("bitmap", HEADER64_SIZE, self.first_page_offset - HEADER64_SIZE),
-            FilePart("body", self.first_page_offset, body),
-        ]
-        if self.secondary_bytes:
-            parts.append(FilePart("secondary", self.first_page_offset + body, self.secondary_bytes))
-        return tuple(parts)
+        return dump_parts(self.kind, self.runs, self.page_count, self.secondary_bytes)
 
     def plan(self) -> DumpPlan:
         """The same parts as a :class:`stacksim.memory.DumpPlan` (what the dump driver writes)."""

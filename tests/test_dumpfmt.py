@@ -29,6 +29,7 @@ from stacksim.dumpfmt import (
     DumpFormatError,
     PageSet,
     PageSpan,
+    dump_parts,
     header_bytes_needed,
     parse_dump_header,
     synthetic_header_fields,
@@ -490,6 +491,17 @@ class TestAgreesWithMemoryPlan:
         """Small: header and 56 KiB of body, exactly memory.py's plan."""
         plan = self.memory_plan(3, 0)
         assert self.sizes(build("small").plan()) == self.sizes(plan)
+
+    def test_dump_parts_is_the_files_layout_by_arithmetic(self) -> None:
+        """dump_parts gives each kind's parts from the page count alone, exactly as the built file has them."""
+        for kind in ("complete", "active", "kernel", "automatic", "small"):
+            dump = build(kind)
+            assert dump_parts(kind, RUNS, dump.page_count, SECONDARY) == dump.parts  # type: ignore[arg-type]
+
+    def test_dump_parts_of_the_largest_machine(self) -> None:
+        """For 4 PiB of RAM (2^40 pages) the bitmap part is 128 GiB + 4 KiB, computed without building a bitmap."""
+        parts = dump_parts("complete", ((0, 2**40),), 2**40)
+        assert [tuple(p) for p in parts[:2]] == [("header", 0, 8192), ("bitmap", 8192, 2**37 + PAGE)]
 
     def test_plan_places_parts_where_the_file_has_them(self) -> None:
         """CrashDumpFile.plan() is a DumpPlan whose placed offsets are the file's part offsets."""
