@@ -17,6 +17,7 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     filters/       ntdddump interface, the filter host, built-in filters, plugins
     miniport       dump port + miniport (polled, one request outstanding)
     devices        device models                      layout     target file -> disk runs
+    dumpfmt        the crash dump file: DUMP_HEADER64, bitmap, pages (on memory)
     memory         dump contents and sizes            requests   Mdl, DumpRequest, NTSTATUS
     faults         fault plans (device, filter, power loss)
     metrics        streaming weighted histograms      trace      JSONL event records
