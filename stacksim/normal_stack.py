@@ -348,7 +348,7 @@ class IoResult:
             "device_parallelism": self.device_parallelism,
             "device_max_outstanding": self.device_max_outstanding,
             "layers": [x.as_dict() for x in self.layers],
-            "frozen": [{"request": f.index, "stage": f.stage, "state": f.state} for f in self.frozen],
+            "frozen": [{"request": f.index + 1, "stage": f.stage, "state": f.state} for f in self.frozen],
         }
 
 
