@@ -387,7 +387,7 @@ class IoResult:
             "device_parallelism": self.device_parallelism,
             "device_max_outstanding": self.device_max_outstanding,
             "layers": [x.as_dict() for x in self.layers],
-            "frozen": [{"request": f.index, "stage": f.stage, "state": f.state} for f in self.frozen],
+            "frozen": [{"request": f.index + 1, "stage": f.stage, "state": f.state} for f in self.frozen],
         }
 
 
@@ -500,6 +500,12 @@ def trace_records(s: Scenario, stack: NormalStack, io: IoResult, *, freeze_at: i
     """
     w = s.workload
     layers = [s_.name.partition(":")[0] for s_ in stack.submit]
+    kinds = _ops(w)
+    stages = (*stack.submit, *stack.complete)  # every stage but the device's: each costs the same per request of one op
+    costs = {
+        op: [x.service if isinstance(x.service, int) else x.service(IoRequest(op, 0, w.block_size), 0) for x in stages]
+        for op in kinds
+    }
     out: list[HeldRecord] = [
         (
             0,
@@ -514,11 +520,20 @@ def trace_records(s: Scenario, stack: NormalStack, io: IoResult, *, freeze_at: i
             {
                 "event": s.scenario.event,
                 "pattern": w.pattern,
+                "ops": list(kinds),
                 "layers": layers,
                 "block_size": w.block_size,
+                "region_offset": w.region_offset,
+                "region_size": w.region_size,
+                "sector_size": 512,  # [workload] offsets and sizes are whole 512-byte sectors
+                "disk_size": stack.device.size,
                 "queue_depth": w.queue_depth,
                 "storport_queue_depth": stack.cfg.storport_queue_depth,
                 "device_parallelism": stack.port.channels,
+                "service_ns": costs,
+                "issued": io.issued,
+                "completed": io.completed,
+                "lost": len(io.frozen),
                 "bugcheck_ns": freeze_at,
             },
         )

@@ -62,6 +62,7 @@ class LostRequest:
     """A normal-stack request the bugcheck caught in flight: where it was, and what became of it."""
 
     request: int
+    """Its request number, 1 = the workload's first (as in the trace)."""
     layer: str
     stage: str
     state: str
@@ -362,7 +363,7 @@ def _lost(io: IoResult) -> tuple[LostRequest, ...]:
             fate = "never reached the device"
         else:
             fate = "done on the device; its completion never reached the application"
-        out.append(LostRequest(f.index, layer, f.stage, f.state, req.op, req.offset, req.length, fate))
+        out.append(LostRequest(f.index + 1, layer, f.stage, f.state, req.op, req.offset, req.length, fate))
     return tuple(out)
 
 

@@ -224,8 +224,17 @@ def test_the_reset_names_the_requests_the_device_held() -> None:
     """The dump port's port_init lists the normal-stack requests (numbered from 1) the reset dropped at the device."""
     result, trace = run(**CRASH_DURING_IO, workload={"pattern": "random-read", "queue_depth": 32, "duration": "1 s"})
     (port_init,) = records(trace, "port_init")
-    dropped = [x.request + 1 for x in result.lost if x.layer == "device"]
+    dropped = [x.request for x in result.lost if x.layer == "device"]
     assert port_init["detail"] == {"dropped": len(dropped), "requests": dropped}
+
+
+def test_the_result_numbers_lost_requests_as_the_trace_does() -> None:
+    """lost_requests and io.frozen name each request by its trace number (from 1): the issued ones the trace never finishes."""
+    result, trace = run(**CRASH_DURING_IO, workload=MIXED)
+    finished = {r["request"] for r in records(trace, "io_complete") if r["layer"] == "application"}
+    unfinished = sorted(set(range(1, result.io.issued + 1)) - finished)
+    d = result.as_dict()
+    assert [x["request"] for x in d["lost_requests"]] == [f["request"] for f in d["io"]["frozen"]] == unfinished
 
 
 def test_no_normal_stack_record_ends_at_or_after_the_bugcheck() -> None:
