@@ -120,6 +120,16 @@ class TestMemoryMap:
         with pytest.raises(ValueError, match="hole"):
             self.MAP.index_of(pfn)
 
+    def test_indices_of_is_index_of_for_an_array(self) -> None:
+        """indices_of maps an array of PFNs (any order) to their indices."""
+        pfns = np.array([101, 1, 14, 10, 3], dtype=np.uint64)
+        assert self.MAP.indices_of(pfns).tolist() == [self.MAP.index_of(int(p)) for p in pfns]
+
+    def test_indices_of_a_hole_is_refused(self) -> None:
+        """indices_of names the first PFN that is in a hole."""
+        with pytest.raises(ValueError, match="PFN 0x0 is in a hole"):
+            self.MAP.indices_of(np.array([1, 0, 4], dtype=np.uint64))
+
     def test_an_index_past_the_end_is_refused(self) -> None:
         """pfn_at and pfns refuse indices beyond the map."""
         with pytest.raises(IndexError):
@@ -344,9 +354,19 @@ class TestContents:
         assert a.read_pages(0x200, 8)[32:] != b.read_pages(0x200, 8)[32:]
 
     def test_a_page_is_the_same_however_it_is_read(self) -> None:
-        """Reading 300 pages at once gives the bytes of 300 reads of one page (block boundaries change nothing)."""
+        """Reading 1,100 pages at once gives the bytes of 1,100 reads of one page (block boundaries change nothing)."""
         pm = physical(ram="64 MiB")
-        assert pm.read_pages(0x100, 300) == b"".join(pm.read_pages(0x100 + i, 1) for i in range(300))
+        assert pm.read_pages(0x100, 1100) == b"".join(pm.read_pages(0x100 + i, 1) for i in range(1100))
+
+    def test_a_long_read_is_the_same_in_pieces(self) -> None:
+        """read_pages of 2,500 pages equals read_pages_into of one 2,500-page buffer and of 7-page pieces."""
+        pm = physical(ram="64 MiB")
+        whole = bytearray(2500 * 4096)
+        pm.read_pages_into(0x200, whole)
+        pieces = bytearray(2500 * 4096)
+        for i in range(0, 2500, 7):
+            pm.read_pages_into(0x200 + i, memoryview(pieces)[i * 4096 : min(i + 7, 2500) * 4096])
+        assert pm.read_pages(0x200, 2500) == bytes(whole) == bytes(pieces)
 
     def test_read_pages_into_fills_a_buffer_with_the_same_bytes(self) -> None:
         """read_pages_into writes what read_pages returns into the caller's buffer."""
@@ -385,6 +405,33 @@ class TestContents:
             ratios.append(len(data) / len(zlib.compress(data, 6)))
         assert ratios == sorted(ratios, reverse=True)
         assert ratios[-1] < 1.01
+
+    def test_pages_by_pfn_are_the_pages(self) -> None:
+        """read_pfns_into of scattered PFNs, in any order, gives each PFN's page in that order."""
+        pm = physical(ram="64 MiB")
+        pfns = np.array([0x3000, 0x1, 0x9E, 0x100, 0x2FFF, 0x1234] * 200, dtype=np.uint64)
+        buffer = bytearray(pfns.size * 4096)
+        pm.read_pfns_into(pfns, buffer)
+        assert bytes(buffer) == b"".join(pm.read_pages(int(p), 1) for p in pfns)
+
+    def test_the_kernel_pages_by_pfn_are_a_kernel_dump_body(self) -> None:
+        """The kernel pages read by PFN, in bitmap order, have exactly the kernel class in their markers."""
+        pm = physical(ram="64 MiB")
+        pfns = np.concatenate(list(pm.pfns_of({PageClass.KERNEL})))
+        buffer = bytearray(pfns.size * 4096)
+        pm.read_pfns_into(pfns, buffer)
+        assert np.array_equal(find_markers(buffer, step=4096), pfns)
+        assert set(buffer[16::4096]) == {PageClass.KERNEL}
+
+    def test_a_pfn_in_a_hole_cannot_be_read_by_pfn(self) -> None:
+        """read_pfns_into refuses a PFN that is not RAM, naming it."""
+        with pytest.raises(ValueError, match="PFN 0xa0 is in a hole"):
+            physical(ram="64 MiB").read_pfns_into(np.array([0x100, 0xA0], dtype=np.uint64), bytearray(8192))
+
+    def test_the_buffer_must_hold_the_pfns(self) -> None:
+        """read_pfns_into needs a buffer of exactly one page per PFN."""
+        with pytest.raises(ValueError, match="does not hold 2 pages"):
+            physical(ram="64 MiB").read_pfns_into(np.array([0x100, 0x101], dtype=np.uint64), bytearray(4096))
 
     def test_a_read_must_stay_in_one_run(self) -> None:
         """Pages that run past the end of their run are refused, naming the run."""
