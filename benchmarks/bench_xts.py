@@ -104,7 +104,7 @@ def breakdown(reps: int) -> dict[str, float]:
     best = dict.fromkeys(steps, float("inf"))
     for _ in range(reps):
         for name, call in steps.items():
-            best[name] = min(best[name], cpu_seconds(call, 20))
+            best[name] = min(best[name], cpu_seconds(call, 100))
     return {name: seconds / v.n * 1e9 for name, seconds in best.items()}
 
 

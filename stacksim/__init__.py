@@ -3,7 +3,7 @@ stacksim: simulate the Windows crash-dump and hibernation I/O path in virtual ti
 
 Layering (each layer imports only the layers below it, never the reverse, never skipping):
 
-    cli            command line: run, sweep, replay, check, validate, devices, filters
+    cli            command line: run, sweep, replay, check, validate, explain, memory, devices, filters
     summary        what the terminal shows: the run summary, the device and filter tables
     sweep          grids of runs on an Executor (process pool, Dask)
     check          invariant checker over trace files (imports nothing from the simulator)
@@ -17,7 +17,9 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     filters/       ntdddump interface, the filter host, built-in filters, plugins
     miniport       dump port + miniport (polled, one request outstanding)
     devices        device models                      layout     target file -> disk runs
+    dumpfmt        the crash dump file: DUMP_HEADER64, bitmap, pages (on memory)
     memory         dump contents and sizes            requests   Mdl, DumpRequest, NTSTATUS
+    physmem        simulated physical memory for data mode: memory map, page classes, page bytes, markers
     faults         fault plans (device, filter, power loss)
     metrics        streaming weighted histograms      trace      JSONL event records
     units          quantities with units

@@ -13,11 +13,11 @@ cannot take is an :class:`InputError`, not a traceback: an integer beyond Python
 conversion limit (named with its line), nesting deep enough to exhaust the recursion limit, NaN
 and infinities in JSON, and any nesting deeper than :data:`MAX_DEPTH` levels.
 
-**Writing** (:func:`check_outputs`, :func:`atomic_writer`, :func:`open_append`): outputs are
-checked before anything runs: each must be in an existing folder where a file can be created,
-must not exist as anything but a writable regular file (a device node, FIFO, socket, directory,
-read-only or immutable file is refused: stdout is written with ``-``), must not be one of the
-run's inputs, and no two outputs may name the same file. An output replaces its target only
+**Writing** (:func:`check_outputs`, :func:`atomic_writer`, :func:`atomic_binary_writer`,
+:func:`open_append`): outputs are checked before anything runs: each must be in an existing
+folder where a file can be created, must not exist as anything but a writable regular file (a
+device node, FIFO, socket, directory, read-only or immutable file is refused: stdout is written
+with ``-``), must not be one of the run's inputs, and no two outputs may name the same file. An output replaces its target only
 when the whole file was written (a temporary file beside it, renamed at the end; removed on any
 exception, Ctrl-C and SIGTERM included). A resumable output (a sweep's results) is appended in
 place, opened so that a FIFO or device is refused without blocking.
@@ -54,6 +54,7 @@ __all__ = [
     "CappedReader",
     "InputError",
     "OutputError",
+    "atomic_binary_writer",
     "atomic_writer",
     "check_depth",
     "check_outputs",
@@ -509,6 +510,35 @@ def atomic_writer(path: str | Path, *, flag: str = "output") -> Iterator[IO[str]
         OutputError: the target is not a regular file, its folder cannot be written, the disk
             is full, or the rename fails.
     """
+    with _replacing(path, flag) as fd, os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
+        yield stream
+
+
+@contextlib.contextmanager
+def atomic_binary_writer(path: str | Path, *, flag: str = "output") -> Iterator[BinaryIO]:
+    """
+    Yield a binary stream whose contents replace *path* only if the block finishes, as :func:`atomic_writer` does.
+
+    The stream is the temporary file itself, so it seeks and truncates: a seek past the end
+    followed by a write leaves a hole, which file systems that support sparse files do not
+    allocate (``stacksim memory`` writes physical memory this way, holes as gaps).
+
+    Raises:
+        OutputError: as :func:`atomic_writer`.
+    """
+    with _replacing(path, flag) as fd, os.fdopen(fd, "wb") as stream:
+        yield stream
+
+
+@contextlib.contextmanager
+def _replacing(path: str | Path, flag: str) -> Iterator[int]:
+    """
+    The descriptor of a temporary file beside *path* that is renamed over *path* if the block finishes.
+
+    The block must close the descriptor (the writers wrap it in a stream). On any exception the
+    temporary file is removed; an OSError that is the output's fault (:data:`_WRITE_ERRNOS`)
+    becomes an :class:`OutputError` naming *flag* and *path*.
+    """
     target = Path(os.path.realpath(path))
     name = _describe(path)
     try:
@@ -526,8 +556,7 @@ def atomic_writer(path: str | Path, *, flag: str = "output") -> Iterator[IO[str]
     _TEMPORARIES.add(tmp)
     try:
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
-                yield stream
+            yield fd
         except OSError as exc:
             if exc.errno not in _WRITE_ERRNOS:
                 raise

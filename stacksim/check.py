@@ -66,15 +66,23 @@ TRACE.jsonl`` apply these rules:
                      record, once; a trace of event io has no dump-path record at all
 ``io_path``          each normal-stack request goes through the io_context's layers in order (down, the
                      device, the interrupt, back up), each record starting when the one before it ended,
-                     at one offset and length; requests are numbered in issue order, the first
-                     queue_depth issued at 0, each later one when a request completed; in an io run
-                     every request completes
+                     at one offset and length; requests are numbered 1, 2, 3, ... in issue order (a
+                     number missing is said once), the first queue_depth issued at 0, each later one
+                     when a request completed; in an io run every request completes
 ``io_queues``        each layer serves one request at a time, in arrival order; at most queue_depth
                      requests outstanding from the application, storport_queue_depth at the device,
                      device_parallelism in service there
+``io_workload``      each request is one the io_context's workload issues: an op its pattern and ops
+                     issue, a sector-aligned whole block of its region on the disk (sequential-write:
+                     request n at block n - 1, wrapping at the region's end), its number at most the
+                     context's issued count; the counts add up (completed + lost = issued, lost 0 in an
+                     io run), and an io trace has every request from 1 to issued
+``io_costs``         each layer's service of a request lasts what the io_context's service_ns says for
+                     that step and the request's op (an op all its services fit: fvevol.sys with
+                     BitLocker costs a write more on the way down, a read on the way up)
 ``freeze``           a crash during I/O has one io_freeze, at the bugcheck's instant, just before the
                      bugcheck; no normal-stack record after it, none ends at or after it; its counts
-                     (issued, completed, lost, where) agree with the trace
+                     (issued, completed, lost, where) agree with the trace and the io_context
 ``reset``            after a crash during I/O the dump port's port_init names the normal-stack commands
                      the device held (as many as the freeze lost there, none completed); the first
                      device command after port_init starts when it ended
@@ -134,6 +142,8 @@ RULES: Final = (
     "normal_stack",
     "io_path",
     "io_queues",
+    "io_workload",
+    "io_costs",
     "freeze",
     "reset",
 )
@@ -203,17 +213,35 @@ _IO_EVENTS: Final = _IO_PATH_EVENTS | {"io_context", "io_freeze"}
 _IO_CONTEXT_KEYS: Final = (
     "event",
     "pattern",
+    "ops",
     "layers",
     "block_size",
+    "region_offset",
+    "region_size",
+    "sector_size",
+    "disk_size",
     "queue_depth",
     "storport_queue_depth",
     "device_parallelism",
+    "service_ns",
+    "issued",
+    "completed",
+    "lost",
     "bugcheck_ns",
 )
 _IO_FREEZE_KEYS: Final = ("issued", "completed", "lost", "by_layer")
 _KERNEL: Final = "ntoskrnl.exe"
 """The layer of io_freeze."""
 _OPS: Final = ("read", "write")
+_PATTERN_OPS: Final = {
+    "sequential-write": ("write",),
+    "random-write": ("write",),
+    "random-read": ("read",),
+    "mixed": _OPS,
+}
+"""The operations each workload pattern issues (``mixed``: either, as its read_fraction draws them)."""
+_OP_BIT: Final = {"read": 1, "write": 2}
+"""Each op's bit in a request's mask of the ops its services so far fit."""
 
 # stages of a dump, in the order they happen
 BOOT, EVENT, CHECKED, CONTEXT, STARTED, FINISHING, FLUSHED, ENDED = range(8)
@@ -714,11 +742,25 @@ class _IoContext:
     """The parts of an io_context detail the rules use."""
 
     event: str
+    pattern: str
+    ops: frozenset[str]
     layers: tuple[str, ...]
     block_size: int
+    region_offset: int
+    region_blocks: int
+    """Whole blocks in the region: request offsets are region_offset + k × block_size, k below this."""
+    sector: int
+    disk_size: int
     queue_depth: int
     port_depth: int
     parallelism: int
+    costs: dict[str, tuple[int, ...]]
+    """Per op, the service time of each step of the path (the device's step: -1, its time is the device's own)."""
+    fit: tuple[dict[int, int], ...]
+    """Per step, service time → the mask of the ops (_OP_BIT) that cost that much there."""
+    issued: int
+    completed: int
+    lost: int
     bugcheck: int | None
     steps: tuple[tuple[str, str], ...]
     """A request's path, one (event, layer) per service: io_submit down the layers, io_device, io_interrupt at
@@ -726,38 +768,99 @@ class _IoContext:
     device_step: int
 
 
-def _parse_io_context(d: dict[str, Any]) -> tuple[_IoContext | None, str | None]:
-    """(context, its format problem)."""
+def _parse_io_context(d: dict[str, Any]) -> tuple[_IoContext | None, str | None, list[str]]:
+    """(context, its format problem, its io_workload problems: a workload it cannot have issued)."""
     if set(d) != set(_IO_CONTEXT_KEYS):
         missing = [k for k in _IO_CONTEXT_KEYS if k not in d]
         extra = [_short(k, 40) for k in d if k not in _IO_CONTEXT_KEYS][:5]
         what = "; ".join(
             p for p in (missing and "lacks " + ", ".join(missing), extra and "has unknown key(s) " + ", ".join(extra)) if p
         )
-        return None, f"its detail {what} (an io_context detail has exactly: {', '.join(_IO_CONTEXT_KEYS)})"
-    event, layers, bugcheck = d["event"], d["layers"], d["bugcheck_ns"]
+        return None, f"its detail {what} (an io_context detail has exactly: {', '.join(_IO_CONTEXT_KEYS)})", []
+    event, pattern, ops, layers, bugcheck = d["event"], d["pattern"], d["ops"], d["layers"], d["bugcheck_ns"]
     if event not in ("io", "crash-during-io"):
-        return None, f'its detail.event is {_short(event)}: it is "io" or "crash-during-io"'
-    if type(d["pattern"]) is not str or not 0 < len(d["pattern"]) <= 64:
-        return None, f"its detail.pattern is {_short(d['pattern'])}: it is a string of 1 to 64 characters"
+        return None, f'its detail.event is {_short(event)}: it is "io" or "crash-during-io"', []
+    if pattern not in _PATTERN_OPS:
+        return None, f"its detail.pattern is {_short(pattern)}: it is one of {', '.join(_PATTERN_OPS)}", []
+    if type(ops) is not list or not ops or len(set(ops)) != len(ops) or not all(op in _OPS for op in ops):
+        return None, f'its detail.ops is {_short(ops)}: it is a non-empty array of distinct "read" and "write"', []
     if (
         type(layers) is not list
         or not 2 <= len(layers) <= 64
         or not all(type(x) is str and 0 < len(x) <= 256 and x not in ("device", _KERNEL) for x in layers)
         or len(set(layers)) != len(layers)
     ):
-        return None, (
+        return (
+            None,
             f"its detail.layers is {_short(layers)}: it is an array of 2 to 64 distinct layer names, top down to the "
-            f"miniport (not device or {_KERNEL})"
+            f"miniport (not device or {_KERNEL})",
+            [],
         )
-    for key in ("block_size", "queue_depth", "storport_queue_depth", "device_parallelism"):
-        if not _int_ok(d[key], 1):
-            return None, f"its detail.{key} is {_short(d[key])}: it is an integer from 1 to 2**63 - 1"
+    for key, low in (
+        ("block_size", 1),
+        ("region_offset", 0),
+        ("region_size", 1),
+        ("sector_size", 1),
+        ("disk_size", 1),
+        ("queue_depth", 1),
+        ("storport_queue_depth", 1),
+        ("device_parallelism", 1),
+        ("issued", 1),
+        ("completed", 0),
+        ("lost", 0),
+    ):
+        if not _int_ok(d[key], low):
+            why = " (a workload issues at least one request: its first queue_depth at 0 ns)" if key == "issued" else ""
+            return None, f"its detail.{key} is {_short(d[key])}: it is an integer from {low} to 2**63 - 1{why}", []
+    sector = d["sector_size"]
+    if sector < 512 or sector & (sector - 1):
+        return None, f"its detail.sector_size is {sector}: it is a power of two, at least 512", []
     if (bugcheck is None) != (event == "io") or (bugcheck is not None and not _int_ok(bugcheck, 1)):
-        return None, (
+        return (
+            None,
             f"its detail.bugcheck_ns is {_short(bugcheck)}: it is null in an io trace and an integer ≥ 1 (the bugcheck's "
-            "time) in a crash-during-io trace"
+            "time) in a crash-during-io trace",
+            [],
         )
+    n = 2 * len(layers)  # every step but the device's: io_submit at each layer, io_interrupt, io_complete up to the first
+    costs, service = {}, d["service_ns"]
+    if type(service) is not dict or set(service) != set(ops):
+        return None, f"its detail.service_ns is {_short(service)}: it is an object with one key per op of its ops", []
+    for op in ops:
+        c = service[op]
+        if type(c) is not list or len(c) != n or not all(_int_ok(x) for x in c):
+            return (
+                None,
+                f"its detail.service_ns.{op} is {_short(c)}: it is an array of {n} integers (ns), the service time of "
+                "each step of the path but the device's",
+                [],
+            )
+        costs[op] = (*c[: len(layers)], -1, *c[len(layers) :])
+    fit: list[dict[int, int]] = [{} for _ in range(n + 1)]
+    for op in ops:
+        for k, cost in enumerate(costs[op]):
+            if cost >= 0:
+                fit[k][cost] = fit[k].get(cost, 0) | _OP_BIT[op]
+    block, region_offset, region_size, disk = d["block_size"], d["region_offset"], d["region_size"], d["disk_size"]
+    issued, completed, lost = d["issued"], d["completed"], d["lost"]
+    problems = []
+    allowed = _PATTERN_OPS[pattern]
+    if not set(ops) <= set(allowed):
+        problems.append(f"its ops are {_short(ops)}, but pattern {pattern} issues only {' and '.join(allowed)}s")
+    for key, value in (("block_size", block), ("region_offset", region_offset), ("region_size", region_size)):
+        if value % sector:
+            problems.append(f"its {key} = {value:,} bytes is not a whole number of its {sector}-byte sectors")
+    if block > region_size:
+        problems.append(f"its block_size = {block:,} bytes is larger than its region_size = {region_size:,} bytes")
+    if region_offset + region_size > disk:
+        problems.append(
+            f"its region {region_offset:,}+{region_size:,} ends at byte {region_offset + region_size:,}, past the "
+            f"{disk:,}-byte disk"
+        )
+    if completed + lost != issued:
+        problems.append(f"it counts {completed} completed + {lost} lost requests, but {issued} issued")
+    elif event == "io" and lost:
+        problems.append(f"it counts {lost} lost requests in an io run, where every request completes")
     port = layers[-2]
     steps = (
         *(("io_submit", x) for x in layers),
@@ -767,16 +870,27 @@ def _parse_io_context(d: dict[str, Any]) -> tuple[_IoContext | None, str | None]
     )
     ctx = _IoContext(
         event,
+        pattern,
+        frozenset(ops),
         tuple(layers),
-        d["block_size"],
+        block,
+        region_offset,
+        region_size // block,
+        sector,
+        disk,
         d["queue_depth"],
         d["storport_queue_depth"],
         d["device_parallelism"],
+        costs,
+        tuple(fit),
+        issued,
+        completed,
+        lost,
         bugcheck,
         steps,
         len(layers),
     )
-    return ctx, None
+    return ctx, None, problems
 
 
 # -- written extents -------------------------------------------------------------------------
@@ -983,10 +1097,19 @@ class _Checker:
         self.io_told = False
         self.io_reqs: dict[int, list[int]] = {}
         """Requests on their way: [next step, end of their last record, waited at this step (1; 2 at the device
-        after its io_wait), offset, length]. At most queue_depth of them, plus those the freeze caught."""
+        after its io_wait), offset, length, the ops its services so far cost what they cost for (a mask of _OPS
+        bits; 0 once io_costs found it wrong), the line of the first service that ruled an op out]. At most
+        queue_depth of them, plus those the freeze caught."""
+        self.io_line = 0
+        self.io_rec: Record = {}
+        """The io_context's line and record (the evidence of a count it gives that the trace does not bear out)."""
         self.io_broken: set[int] = set()
         """Requests whose path broke a rule once: the rest of it is not judged again."""
         self.io_next = 1
+        self.io_max = 0
+        """The highest request number of any normal-stack request record."""
+        self.io_gap = 0
+        """The first request number missing from the trace's numbering (0: none), once io_path said so."""
         self.io_completed = 0
         self.io_done_ends: list[int] = []
         """A heap of the times recent requests completed (the application's window frees then)."""
@@ -2171,6 +2294,8 @@ class _Checker:
                 self.v("normal_stack", f"line {line}: a normal-stack record without an io_context before it", (line, r))
             return
         request = r["request"]
+        if request > self.io_max:
+            self.io_max = request
         if request in self.io_broken:
             return
         t = r["t_ns"]
@@ -2179,9 +2304,20 @@ class _Checker:
             self.io_last_end = end
         st = self.io_reqs.get(request)
         if st is None:
-            if request != self.io_next:
-                why = "which completed already" if request < self.io_next else f"before request {self.io_next} was issued"
-                self.v("io_path", f"line {line}: {_short(layer)}'s {event} of request {request}, {why}", (line, r))
+            if request < self.io_next:
+                self.v(
+                    "io_path", f"line {line}: {_short(layer)}'s {event} of request {request}, which completed already", (line, r)
+                )
+                return
+            if request > self.io_next:
+                if self.io_gap != self.io_next:  # a gap: said once; the requests after it are not judged
+                    self.io_gap = self.io_next
+                    self.v(
+                        "io_path",
+                        f"line {line}: {_short(layer)}'s {event} of request {request}, but request {self.io_next} never "
+                        "appeared before it: requests are numbered 1, 2, 3, … in issue order (its records deleted?)",
+                        (line, r),
+                    )
                 return
             self.io_next = request + 1
             ends = self.io_done_ends
@@ -2201,7 +2337,8 @@ class _Checker:
                     (line, r),
                 )
             self._issued(ctx, r, line, request, t)
-            st = [0, t, 0, r["offset"], r["length"]]
+            self._workload(ctx, r, line, request)
+            st = [0, t, 0, r["offset"], r["length"], sum(_OP_BIT[op] for op in ctx.ops), 0, 0]
             self.io_reqs[request] = st
         elif t != st[1] or r["offset"] != st[3] or r["length"] != st[4]:
             why = (
@@ -2236,6 +2373,11 @@ class _Checker:
             st[2] = 1
         else:
             ok = event == want_event and layer == want_layer
+            if ok and st[5]:
+                if device:
+                    self._op(ctx, st, r, line)
+                elif ctx.fit[k].get(r["dur_ns"], 0) & st[5] != st[5]:  # io_costs: not what one of its ops costs
+                    self._cost(ctx, st, r, line, k)
             if ok and not device:
                 free = self.io_free[k]
                 if t < free or (sub and t != free):
@@ -2311,6 +2453,99 @@ class _Checker:
                 (line, r),
             )
 
+    def _workload(self, ctx: _IoContext, r: Record, line: int, request: int) -> None:
+        """The ``io_workload`` rule for a new request: one the context counts, at a whole block of its region."""
+        if request > ctx.issued:
+            self.v(
+                "io_workload",
+                f"line {line}: request {request}, but the io_context (line {self.io_line}) says {ctx.issued} requests "
+                "were issued",
+                (line, r),
+            )
+        off, block = r["offset"], ctx.block_size
+        rel = off - ctx.region_offset
+        if off % ctx.sector:
+            why = f"is not sector aligned (not a multiple of the io_context's {ctx.sector}-byte sector_size)"
+        elif off + r["length"] > ctx.disk_size:
+            why = f"ends at byte {off + r['length']:,}, past the end of the disk (the io_context's disk_size, {ctx.disk_size:,})"
+        elif rel < 0 or rel % block or rel // block >= ctx.region_blocks:
+            end = ctx.region_offset + ctx.region_blocks * block
+            why = (
+                f"is not a whole {block:,}-byte block of the workload's region, bytes {ctx.region_offset:,} to {end:,} "
+                "(the io_context's region_offset, region_size and block_size)"
+            )
+        elif ctx.pattern == "sequential-write" and rel // block != (request - 1) % ctx.region_blocks:
+            want = ctx.region_offset + (request - 1) % ctx.region_blocks * block
+            why = (
+                f"is not where a sequential-write puts request {request}: at {want:,} (each request the next block of "
+                "the region, from its start, wrapping at its end)"
+            )
+        else:
+            return
+        self.v("io_workload", f"line {line}: request {request} at offset {off:,} {why}", (line, r))
+
+    def _op(self, ctx: _IoContext, st: list[int], r: Record, line: int) -> None:
+        """At the device: its op is one the workload issues and the one the request's services so far cost what they do for."""
+        detail, request = r["detail"], r["request"]
+        op = detail.get("op") if type(detail) is dict else None
+        if op not in _OPS:
+            return  # format says so
+        allowed = _PATTERN_OPS[ctx.pattern]
+        if op not in allowed or op not in ctx.ops:
+            what = (
+                f"the io_context's pattern {ctx.pattern} issues only {allowed[0]}s"
+                if op not in allowed
+                else f"the workload issues only {sorted(ctx.ops)[0]}s (the io_context's ops)"
+            )
+            self.v("io_workload", f"line {line}: request {request}'s io_device is a {op}, but {what}", (line, r))
+            return
+        if st[5] & _OP_BIT[op]:
+            st[5] = _OP_BIT[op]
+            return
+        other = next(o for o in ctx.ops if st[5] & _OP_BIT[o])
+        k = st[7]
+        event, layer = ctx.steps[k]
+        self.v(
+            "io_costs",
+            f"line {line}: request {request}'s io_device is a {op}, but its {layer} {event} (line {st[6]}) lasted "
+            f"{ctx.costs[other][k]:,} ns, what a {other} costs there; a {op} costs {ctx.costs[op][k]:,} ns "
+            "(the io_context's service_ns)",
+            (line, r),
+        )
+        st[5] = 0
+
+    def _cost(self, ctx: _IoContext, st: list[int], r: Record, line: int, k: int) -> None:
+        """
+        The ``io_costs`` rule for a service that does not last what step *k* costs for every op the request's mask allows.
+
+        If it lasts what one of them costs, the request is of that op (the mask narrows); else it breaks the rule.
+        """
+        mask, dur = st[5], r["dur_ns"]
+        fits = ctx.fit[k].get(dur, 0) & mask
+        if fits:  # fewer ops than before: the first service that tells them apart
+            st[5], st[6], st[7] = fits, line, k
+            return
+        event, layer = ctx.steps[k]
+        ops = [op for op in _OPS if mask & _OP_BIT[op]]
+        if len({ctx.costs[op][k] for op in ops}) == 1:
+            costs = f"{ctx.costs[ops[0]][k]:,} ns for a {' or a '.join(ops)}"
+        else:
+            costs = " and ".join(f"{ctx.costs[op][k]:,} ns for a {op}" for op in ops)
+        if mask == sum(_OP_BIT[op] for op in ctx.ops):
+            why = ""
+        elif k > ctx.device_step:
+            why = f" (the request is a {ops[0]}, as its io_device says)"
+        else:
+            event0, layer0 = ctx.steps[st[7]]
+            why = f" (the request is a {ops[0]}: its {layer0} {event0}, line {st[6]}, cost what only a {ops[0]} costs)"
+        self.v(
+            "io_costs",
+            f"line {line}: request {r['request']}'s {layer} {event} lasts {dur:,} ns, but it costs {costs} there{why}: "
+            "each layer spends the same on every request of one op (the io_context's service_ns)",
+            (line, r),
+        )
+        st[5] = 0
+
     def _admit(self, ctx: _IoContext, r: Record, line: int, t: int) -> None:
         """The ``io_queues`` rule as storport admits a request to the device: at most its queue depth outstanding there."""
         busy = self.io_dev_ends
@@ -2335,10 +2570,12 @@ class _Checker:
                 f"line {line}: the io_context is not the trace's first record, at 0 ns, lasting 0 ns",
                 (line, r),
             )
-        ctx, problem = _parse_io_context(r["detail"])
+        ctx, problem, problems = _parse_io_context(r["detail"])
         if ctx is None:
             self.v("format", f"line {line}: the io_context {problem}", (line, r))
             return
+        for p in problems:
+            self.v("io_workload", f"line {line}: the io_context says a workload no run issues: {p}", (line, r))
         if r["layer"] != ctx.layers[0]:
             self.v(
                 "normal_stack",
@@ -2346,7 +2583,7 @@ class _Checker:
                 f"({_short(ctx.layers[0])})",
                 (line, r),
             )
-        self.io, self.io_only = ctx, ctx.event == "io"
+        self.io, self.io_only, self.io_line, self.io_rec = ctx, ctx.event == "io", line, r
         self.io_free = [0] * len(ctx.steps)
 
     def _io_freeze(self, r: Record, line: int) -> None:
@@ -2402,6 +2639,11 @@ class _Checker:
         issued, completed, lost = d["issued"], d["completed"], d["lost"]
         self.freeze = (line, r, by.get("device", 0), issued)
         problems = []
+        if (issued, completed, lost) != (ctx.issued, ctx.completed, ctx.lost):
+            problems.append(
+                f"{issued} requests issued, {completed} completed, {lost} lost, but the io_context (line {self.io_line}) "
+                f"counts {ctx.issued}, {ctx.completed}, {ctx.lost}"
+            )
         if lost != issued - completed:
             problems.append(f"{lost} requests lost, but {issued} issued − {completed} completed = {issued - completed}")
         if completed != self.io_completed:
@@ -2537,6 +2779,31 @@ class _Checker:
             )
         self.reset_end = None
 
+    def _io_counted(self) -> None:
+        """The ``io_workload`` rule at the end of an io run: the trace has every request its io_context counts."""
+        ctx, last = self.io, self.io_max
+        assert ctx is not None
+        if last < ctx.issued:
+            seen = f"ends after request {last}" if last else "has none of them"
+            gone = (
+                f"request {ctx.issued} never appears"
+                if last + 1 == ctx.issued
+                else f"requests {last + 1} to {ctx.issued} never appear"
+            )
+            self.v(
+                "io_workload",
+                f"line {self.io_line}: the io_context says {ctx.issued} requests were issued, but the trace {seen}: "
+                f"{gone} (deleted?)",
+                (self.io_line, self.io_rec),
+            )
+        elif not self.io_reqs and not self.io_broken and not self.io_gap and self.io_completed != ctx.completed:
+            self.v(
+                "io_workload",
+                f"line {self.io_line}: the io_context says {ctx.completed} requests completed, but the trace completes "
+                f"{self.io_completed}",
+                (self.io_line, self.io_rec),
+            )
+
     def _io_finish(self) -> None:
         """End of input: an io run completes every request; a crash during I/O froze the stack."""
         if self.io_only:
@@ -2547,5 +2814,6 @@ class _Checker:
                     f"{len(self.io_reqs)} request(s) never complete (the first: request {first}): an io run completes "
                     "every request it issues",
                 )
+            self._io_counted()
         elif self.freeze is None and self.stage == BOOT:
             self.v("freeze", "the trace of a crash during I/O has no io_freeze (and no bugcheck)")

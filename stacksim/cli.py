@@ -1,5 +1,7 @@
 """
-The ``stacksim`` command: ``run``, ``sweep``, ``replay``, ``check``, ``validate``, ``devices``, ``filters``.
+The ``stacksim`` command: ``run``, ``sweep``, ``replay``, ``check``, ``validate``, ``explain``, ``memory`` and more.
+
+``devices`` and ``filters`` list what a scenario may name.
 
 Exit status: 0 when the simulation produced a result (whatever the simulated dump's status),
 2 for bad input (scenario, result file, flags, plugins, output paths) with a one-paragraph
@@ -37,6 +39,7 @@ from stacksim._io import (
     MAX_DEPTH,
     InputError,
     OutputError,
+    atomic_binary_writer,
     atomic_writer,
     check_outputs,
     decode_text,
@@ -637,6 +640,55 @@ def explain(
                 f.write(mermaid(s, catalog))
         except OutputError as exc:
             _fail(str(exc))
+
+
+@app.command()
+def memory(
+    scenario: ScenarioArg,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Write physical memory here: a sparse file in which byte p is physical address p."),
+    ],
+    classes_out: Annotated[
+        Path | None,
+        typer.Option("--classes", help="Also write the page-class map here (JSON, run-length encoded).", show_default=False),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", min=0, max=INT64_MAX, help="Override the scenario's seed (0 to 2^63 - 1).", show_default=False),
+    ] = None,
+    plugin: PluginOpt = None,
+) -> None:
+    """Write the scenario's simulated physical memory (data mode's page contents) to a file."""
+    from stacksim import physmem
+    from stacksim.units import format_bytes
+
+    _check_outputs([("--out", out), ("--classes", classes_out)], [scenario, *(plugin or [])])
+    catalog = _catalog(plugin)
+    try:
+        s = load_scenario(scenario, catalog, seed=seed)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    problem = physmem.data_mode_problem(s.memory)
+    if problem is not None:
+        _fail(ScenarioError(str(scenario), [problem]).render())
+    ram = physmem.PhysicalMemory.from_scenario(s)
+    try:
+        with contextlib.ExitStack() as stack:
+            image = stack.enter_context(atomic_binary_writer(out, flag="--out"))
+            classes = stack.enter_context(atomic_writer(classes_out, flag="--classes")) if classes_out is not None else None
+            physmem.write_image(ram, image)
+            if classes is not None:
+                physmem.write_classes(ram, classes)
+    except OutputError as exc:
+        _fail(f"{exc}; no output file was written")
+    runs = len(ram.map.runs)
+    typer.echo(
+        f"{_shown(out)}: {format_bytes(s.memory.ram)} of RAM ({ram.map.total_pages:,} pages) in {runs} run{'s' * (runs != 1)}; "
+        f"a sparse file of {ram.map.max_pfn * 4096:,} bytes in which byte p is physical address p"
+    )
+    counts = ", ".join(f"{c.label} {n:,}" for c, n in ram.class_counts().items())
+    typer.echo(f"pages by class (seed {ram.seed}): {counts}" + (f"; map in {_shown(classes_out)}" if classes_out else ""))
 
 
 @app.command("devices")

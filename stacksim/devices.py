@@ -108,6 +108,23 @@ class DeviceBase:
         """
         raise NotImplementedError
 
+    def worst_read_ns(self, length: int, longest: int) -> int:
+        """An upper bound on the service time of one read of *length* bytes, whatever the state (default: a write's)."""
+        return self.worst_write_ns(length, longest)
+
+    def save_state(self) -> tuple[object, ...]:
+        """
+        The state commands change (cache fill, head position, throttle), as a value :meth:`restore_state` takes back.
+
+        The normal stack uses it to undo a command the dump port's reset drops: a dropped
+        command leaves the device as if it had never been sent (ASSUMPTION,
+        ``docs/explanation/normal-stack.md``).
+        """
+        return ()
+
+    def restore_state(self, state: tuple[object, ...]) -> None:
+        """Put back a state :meth:`save_state` returned."""
+
     # -- batched mode -----------------------------------------------------------------------
     def write_run_ns(self, disk_offset: int, length: int, count: int, now_ns: int, gap_ns: int) -> list[tuple[int, int]]:
         """
@@ -351,6 +368,18 @@ class CachedDevice(DeviceBase):
         c = self.cache
         return self.latency_ns + max(transfer_ns(length, c.interface_bw), transfer_ns(length, c.media_bw))
 
+    def worst_read_ns(self, length: int, longest: int) -> int:
+        """Reads do not depend on the state: ``read latency + length / read bandwidth``."""
+        return self.read_latency_ns + transfer_ns(length, self.read_bandwidth)
+
+    def save_state(self) -> tuple[object, ...]:
+        """The write cache's fill and time."""
+        return self.cache.dirty, self.cache.t
+
+    def restore_state(self, state: tuple[object, ...]) -> None:
+        """Put back the write cache's fill and time."""
+        self.cache.dirty, self.cache.t = state  # type: ignore[assignment]
+
     def _state(self, t: int, next_offset: int) -> object:
         return self.cache.dirty_at(t + self.latency_ns)
 
@@ -458,6 +487,20 @@ class HddDevice(DeviceBase):
         media = transfer_ns(length, slowest) + self.seek_ns + self.half_rotation_ns
         return self.latency_ns + max(transfer_ns(length, self.cache.interface_bw), media)
 
+    def worst_read_ns(self, length: int, longest: int) -> int:
+        """``latency`` + a seek, half a rotation and the transfer at the slowest zone's rate."""
+        return self.latency_ns + self.seek_ns + self.half_rotation_ns + transfer_ns(length, min(self.outer, self.inner))
+
+    def save_state(self) -> tuple[object, ...]:
+        """The cache's fill, time and media rate, the head position and the seek count."""
+        c = self.cache
+        return c.dirty, c.t, c.media_bw, self.head, self.seeks
+
+    def restore_state(self, state: tuple[object, ...]) -> None:
+        """Put back the cache, the head and the seek count."""
+        c = self.cache
+        c.dirty, c.t, c.media_bw, self.head, self.seeks = state  # type: ignore[assignment]
+
     def _state(self, t: int, next_offset: int) -> object:
         return (self.zone(next_offset), next_offset == self.head, self.cache.dirty_at(t + self.latency_ns))
 
@@ -535,6 +578,14 @@ class VirtualDisk(DeviceBase):
     def worst_write_ns(self, length: int, longest: int) -> int:
         """The budget of the longest previous command, then ``latency + length / bandwidth``."""
         return self._budget(longest) + self.latency_ns + transfer_ns(length, self.bandwidth)
+
+    def save_state(self) -> tuple[object, ...]:
+        """When the throttle lets the next command start."""
+        return (self.next_allowed,)
+
+    def restore_state(self, state: tuple[object, ...]) -> None:
+        """Put back the throttle."""
+        (self.next_allowed,) = state  # type: ignore[assignment]
 
     def _state(self, t: int, next_offset: int) -> object:
         return max(0, self.next_allowed - t)

@@ -79,6 +79,7 @@ def explain(s: Scenario, catalog: FilterCatalog) -> Explanation:
         else "bypassed; nothing needs to stand in (BitLocker is off)"
     )
     fve_cost = n.fvevol_submit + n.fvevol_complete
+    storport = n.storport_submit + n.storport_complete
     crypto = " + crypto" if n.bitlocker else ""
 
     def measured(*stages: str) -> int | None:
@@ -152,8 +153,8 @@ def explain(s: Scenario, catalog: FilterCatalog) -> Explanation:
         ),
         Row(
             "storport.sys",
-            f"queue depth {n.storport_queue_depth:,}; interrupt + DPC {format_ns(n.isr + n.dpc)}: "
-            f"{format_ns(n.storport_submit + n.storport_complete)}",
+            f"queue depth {n.storport_queue_depth:,}; dispatch + completion {format_ns(storport)}, "
+            f"interrupt + DPC {format_ns(n.isr + n.dpc)}: {format_ns(storport + n.isr + n.dpc)}",
             pair("storport.sys", ("storport.sys:queue", "storport.sys:interrupt")),
             "dump_storport.sys: polled, one request at a time (queue depth 1), interrupts and DPCs off",
             None,
@@ -228,13 +229,15 @@ def render_explanation(e: Explanation, console: Console) -> None:
             f"p50 {format_ns(h.percentile(50))} per request ({e.io.completed:,} requests)",
         )
     d = e.dump
-    if d.write_requests and d.dump_time_ns:
+    if d.write_requests and d.dump_time_ns and d.write_latency.busy_ns:
+        writing = d.bytes_written * 10**9 / d.write_latency.busy_ns
+        once = format_ns(d.dump_time_ns - d.write_latency.busy_ns)
         _field(
             console,
             "dump path",
-            f"{format_bandwidth(d.throughput_bytes_per_s)} polled at queue depth 1, p50 {format_ns(d.write_latency.p50_ns)} "
+            f"{format_bandwidth(writing)} while writing, polled at queue depth 1, p50 {format_ns(d.write_latency.p50_ns)} "
             f"per write of ≤ {format_bytes(d.max_pages_per_write * 4096)} ({d.write_requests:,} writes of a "
-            f"{format_bytes(d.bytes_written)} dump)",
+            f"{format_bytes(d.bytes_written)} dump; {once} more went once to the controller reset, start-up and the final flush)",
         )
     elif d.status != "ok":
         _field(console, "dump path", f"{d.status}: {_safe(d.message)}")

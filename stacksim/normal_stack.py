@@ -44,7 +44,7 @@ from stacksim._engine import run
 from stacksim._engine.pipeline import Frozen, NetworkResult, Port, Stage, run_network
 from stacksim.devices import CachedDevice, DeviceBase, build_device, runtime_preset
 from stacksim.metrics import LatencyHistogram, LayerSummary
-from stacksim.scenario import NormalStackSection, Scenario, ScenarioError, WorkloadSection
+from stacksim.scenario import MAX_IO_REQUESTS, NormalStackSection, Scenario, ScenarioError, WorkloadSection
 from stacksim.trace import HeldRecord
 from stacksim.units import bytes_time_ns
 
@@ -99,16 +99,18 @@ def workload(w: WorkloadSection, seed: int) -> Iterator[IoRequest]:
     """
     The requests of ``[workload]`` in issue order; randomness only from ``random.Random(seed)``.
 
-    Offsets are whole blocks inside the region: sequential writes walk it from the start and
+    A ``duration`` without ``requests`` still issues at most :data:`~stacksim.scenario.MAX_IO_REQUESTS`
+    (the result says when that cap, not the duration, ended the run). Offsets are whole blocks
+    inside the region: sequential writes walk it from the start and
     wrap around; random ones draw a block uniformly; ``mixed`` draws the operation first
     (a read with probability ``read_fraction``), then the block.
     """
     rng = random.Random(seed)
     blocks = w.region_size // w.block_size
     base, size = w.region_offset, w.block_size
-    limit = w.request_limit
+    limit = w.request_limit if w.request_limit is not None else MAX_IO_REQUESTS
     i = 0
-    while limit is None or i < limit:
+    while i < limit:
         if w.pattern == "sequential-write":
             yield IoRequest(WRITE, base + (i % blocks) * size, size)
         elif w.pattern == "random-write":
@@ -130,21 +132,36 @@ def _ops(w: WorkloadSection) -> tuple[str, ...]:
 
 
 class _DeviceService:
-    """The miniport's hand-off to the device: the model's service time, command starts spaced by the host link."""
+    """
+    The miniport's hand-off to the device: the model's service time, command starts spaced by the host link.
 
-    __slots__ = ("device", "next_start")
+    With :attr:`freeze_at` set (the bugcheck), a command that would not complete before it is
+    one the dump port's reset drops: the device is put back to its state before the command, so
+    a dropped command charges no cache fill, head movement or throttle budget to the dump that
+    follows (ASSUMPTION: the reset aborts it as if it had never been sent;
+    ``docs/explanation/normal-stack.md``).
+    """
+
+    __slots__ = ("device", "freeze_at", "next_start")
 
     def __init__(self, device: DeviceBase) -> None:
         self.device = device
         self.next_start = 0
+        self.freeze_at: int | None = None
 
     def __call__(self, req: IoRequest, start: int) -> int:
         begin = start if start > self.next_start else self.next_start
         device = self.device
         self.next_start = begin + device.link_ns(req.length, req.op)
+        freeze = self.freeze_at
+        saved = device.save_state() if freeze is not None else ()
         if req.op == READ:
-            return begin - start + device.read_ns(req.offset, req.length, begin)
-        return begin - start + device.write_ns(req.offset, req.length, begin)
+            dur = begin - start + device.read_ns(req.offset, req.length, begin)
+        else:
+            dur = begin - start + device.write_ns(req.offset, req.length, begin)
+        if freeze is not None and start + dur >= freeze:  # a tie goes to the bugcheck, as in the engine
+            device.restore_state(saved)
+        return dur
 
 
 class NormalStack:
@@ -198,12 +215,13 @@ class NormalStack:
             stage("storport.sys:submit", c.storport_submit),
             stage(f"{miniport}:submit", c.miniport_submit),
         ]
+        self.device_service = _DeviceService(device)
         self.port = Port[IoRequest](
             "storport.sys:queue",
             "device",
             c.storport_queue_depth,
             parallelism,
-            _DeviceService(device),
+            self.device_service,
             min(device.min_service_ns(block_size, op) for op in ops),
         )
         self.complete = [
@@ -217,6 +235,24 @@ class NormalStack:
             stage("ntfs.sys:complete", c.ntfs_complete),
             stage("application:complete", c.application_complete),
         ]
+
+    def worst_request_ns(self, ops: tuple[str, ...], block_size: int) -> int:
+        """
+        An upper bound on the work one request of *block_size* bytes brings: every stage's cost, the link and the device's worst.
+
+        The network is work-conserving (while a request is anywhere, some stage or the device is
+        busy with one), so *n* requests take at most *n* times this -- the bound validation uses
+        to keep every reported time below 2^63 ns.
+        """
+        sample = [IoRequest(op, 0, block_size) for op in ops]
+        stages = 0
+        for st in self.submit + self.complete:
+            svc = st.service
+            stages += svc if isinstance(svc, int) else max(svc(r, 0) for r in sample)
+        d = self.device
+        worst = {READ: d.worst_read_ns, WRITE: d.worst_write_ns}
+        device = max(d.link_ns(block_size, op) + worst[op](block_size, block_size) for op in ops)
+        return stages + device
 
     def stage_names(self) -> list[str]:
         """Every stage, in the order a request meets them (the trace's layer rank)."""
@@ -306,6 +342,8 @@ class IoResult:
     storport_queue_depth: int
     queue_depth: int = 1
     """The workload's queue depth: requests the application keeps outstanding."""
+    capped: bool = False
+    """A ``duration`` workload stopped issuing at :data:`~stacksim.scenario.MAX_IO_REQUESTS`, before its duration."""
     trace: list[TraceRecord] = field(default_factory=list)
 
     @property
@@ -343,12 +381,13 @@ class IoResult:
                 "max_ns": h.max,
             },
             "queue_depth": self.queue_depth,
+            "stopped_at_request_cap": self.capped,
             "storport_queue_depth": self.storport_queue_depth,
             "storport_max_queue": self.storport_max_queue,
             "device_parallelism": self.device_parallelism,
             "device_max_outstanding": self.device_max_outstanding,
             "layers": [x.as_dict() for x in self.layers],
-            "frozen": [{"request": f.index, "stage": f.stage, "state": f.state} for f in self.frozen],
+            "frozen": [{"request": f.index + 1, "stage": f.stage, "state": f.state} for f in self.frozen],
         }
 
 
@@ -414,6 +453,7 @@ async def run_workload(s: Scenario, stack: NormalStack, *, freeze_at: int | None
             if end > start or stage != stack.port.name:
                 records.append((start, stage, "service", end - start, index, req.offset, req.length))
 
+    stack.device_service.freeze_at = freeze_at
     result: NetworkResult = await run_network(
         stack.submit,
         stack.port,
@@ -439,6 +479,7 @@ async def run_workload(s: Scenario, stack: NormalStack, *, freeze_at: int | None
         device_parallelism=stack.port.channels,
         storport_queue_depth=s.normal_stack.storport_queue_depth,
         queue_depth=w.queue_depth,
+        capped=w.requests is None and result.issued >= MAX_IO_REQUESTS,
         trace=records,
     )
 
@@ -459,6 +500,12 @@ def trace_records(s: Scenario, stack: NormalStack, io: IoResult, *, freeze_at: i
     """
     w = s.workload
     layers = [s_.name.partition(":")[0] for s_ in stack.submit]
+    kinds = _ops(w)
+    stages = (*stack.submit, *stack.complete)  # every stage but the device's: each costs the same per request of one op
+    costs = {
+        op: [x.service if isinstance(x.service, int) else x.service(IoRequest(op, 0, w.block_size), 0) for x in stages]
+        for op in kinds
+    }
     out: list[HeldRecord] = [
         (
             0,
@@ -473,11 +520,20 @@ def trace_records(s: Scenario, stack: NormalStack, io: IoResult, *, freeze_at: i
             {
                 "event": s.scenario.event,
                 "pattern": w.pattern,
+                "ops": list(kinds),
                 "layers": layers,
                 "block_size": w.block_size,
+                "region_offset": w.region_offset,
+                "region_size": w.region_size,
+                "sector_size": 512,  # [workload] offsets and sizes are whole 512-byte sectors
+                "disk_size": stack.device.size,
                 "queue_depth": w.queue_depth,
                 "storport_queue_depth": stack.cfg.storport_queue_depth,
                 "device_parallelism": stack.port.channels,
+                "service_ns": costs,
+                "issued": io.issued,
+                "completed": io.completed,
+                "lost": len(io.frozen),
                 "bugcheck_ns": freeze_at,
             },
         )

@@ -62,6 +62,7 @@ class LostRequest:
     """A normal-stack request the bugcheck caught in flight: where it was, and what became of it."""
 
     request: int
+    """Its request number, 1 = the workload's first (as in the trace)."""
     layer: str
     stage: str
     state: str
@@ -193,6 +194,41 @@ class RunResult:
         }
 
 
+def _scenario_warnings(m: Machine) -> list[str]:
+    """
+    What the scenario asks for that this run cannot honour or that no real system would do.
+
+    A ``[workload]`` or ``[normal_stack]`` on an event that runs no workload is ignored; a
+    workload that writes into the disk runs of the dump's target file would overwrite the page
+    file (or dump file, or hiberfile), which the file system never lets an application do.
+    """
+    s = m.scenario
+    out = []
+    if not s.scenario.runs_workload:
+        for key in ("workload", "normal_stack"):
+            if key in s.source_data:
+                out.append(
+                    f'[{key}] is ignored by this run: event = "{s.scenario.event}" runs no workload (use event = "io" or '
+                    '"crash-during-io"; stacksim explain shows the normal stack beside the dump path)'
+                )
+        return out
+    w = s.workload
+    if w.pattern == "random-read":
+        return out
+    start, end = w.region_offset, w.region_offset + w.region_size
+    base = m.layout.partition_offset
+    hits = [r for r in m.layout.runs if base + r.offset < end and start < base + r.offset + r.length]
+    if hits:
+        first = hits[0]
+        target = {"pagefile": "page file", "dedicated": "dedicated dump file"}.get(m.layout.target, m.layout.target)
+        out.append(
+            f"[workload] region ({start:,} to {end:,} bytes on the disk) overlaps {len(hits):,} disk run(s) of the "
+            f"{target} (the first at {base + first.offset:,} bytes): the workload writes into the file the dump "
+            "goes to, which the file system never lets an application do"
+        )
+    return out
+
+
 def build_result(m: Machine, ran: EventRun) -> RunResult:
     """The result of the run the machine *m* just made (*ran*: what the event script ran)."""
     if ran.driver is None:
@@ -206,6 +242,7 @@ def build_result(m: Machine, ran: EventRun) -> RunResult:
     warnings = [w for layer in active for w in layer.warnings] + port.warnings
     dump_time = out.done_ns - out.event_ns if out.done_ns else 0
     warnings += _unfired(s, plan, layout, port, active, mppw * 4096, out.status, dump_time)
+    warnings += _scenario_warnings(m)
     layers: dict[str, LayerSummary] = {DUMP_DRIVER_LAYER: driver.stats.summary()}
     for layer in active:
         layers[layer.name] = layer.stats.summary()
@@ -279,6 +316,8 @@ def _io_result(m: Machine, io: IoResult) -> RunResult:
     message = (
         f"workload done: {done} ({w.pattern}, {w.block_size:,} bytes each, queue depth {w.queue_depth}) in {format_ns(io.end_ns)}"
     )
+    if io.capped:
+        message += f"; it stopped at the cap of {io.issued:,} requests, before its duration"
     return RunResult(
         scenario=s.scenario.name,
         event=s.scenario.event,
@@ -291,13 +330,14 @@ def _io_result(m: Machine, io: IoResult) -> RunResult:
         bytes_written=0,
         write_requests=0,
         dump_bytes=0,
-        max_pages_per_write=m.max_pages_per_write,
+        max_pages_per_write=0,  # no dump: the dump port never ran
         parts={},
         layers={},
         write_latency=LayerSummary(0, 0, 0, 0, 0),
         filters=(),
         images=(),
         target="none",
+        warnings=tuple(_scenario_warnings(m)),
         io=io,
         replay=_replay(m),
     )
@@ -323,7 +363,7 @@ def _lost(io: IoResult) -> tuple[LostRequest, ...]:
             fate = "never reached the device"
         else:
             fate = "done on the device; its completion never reached the application"
-        out.append(LostRequest(f.index, layer, f.stage, f.state, req.op, req.offset, req.length, fate))
+        out.append(LostRequest(f.index + 1, layer, f.stage, f.state, req.op, req.offset, req.length, fate))
     return tuple(out)
 
 

@@ -31,6 +31,7 @@ from stacksim.filters.dumpfve import DumpFveConfig
 from stacksim.layout import MAX_RUNS, FileLayout, LayoutError, build_layout
 from stacksim.memory import DumpPlan, plan_crash_dump, plan_hibernation
 from stacksim.miniport import DEFAULT_PORT, PORT_PRESETS, PortPreset
+from stacksim.physmem import runs_problem
 from stacksim.registry import CrashControl
 from stacksim.requests import PAGE_SIZE
 from stacksim.units import (
@@ -123,6 +124,10 @@ class MemorySection(BaseModel):
     file_cache_fraction: Share = Fraction(1, 4)
     guest_fraction: Share = Fraction(0)
     secondary_data: Bytes = Field(default=0, le=256 * 2**20)
+    map: Literal["realistic", "runs"] | None = None
+    """The physical memory map: a typical PC's (default) or ``runs`` (:mod:`stacksim.physmem`)."""
+    runs: tuple[tuple[int, int], ...] | None = None
+    """Explicit memory runs ``[base_page, page_count]``, PFNs ascending."""
 
     @field_validator("ram")
     @classmethod
@@ -133,10 +138,45 @@ class MemorySection(BaseModel):
             raise ValueError(f"ram = {ram:,} bytes is more than 4 PiB (2^52 bytes), the most x86-64 physical addresses reach")
         return ram
 
+    @field_validator("runs", mode="before")
+    @classmethod
+    def _runs(cls, value: object) -> object:
+        shape = "runs is a list of [base_page, page_count] pairs of integers, e.g. [[1, 158], [256, 16226]]"
+        if value is None:
+            return value
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{describe(value)}: {shape}")
+        runs = []
+        for i, run in enumerate(value):
+            if not (isinstance(run, list | tuple) and len(run) == 2 and all(type(v) is int for v in run)):
+                raise ValueError(f"runs[{i}] is {describe(run)}; {shape}")
+            runs.append((run[0], run[1]))
+        problem = runs_problem(runs)
+        if problem is not None:
+            raise ValueError(problem)
+        return tuple(runs)
+
     @model_validator(mode="after")
     def _shares(self) -> MemorySection:
         if self.free_fraction + self.file_cache_fraction + self.guest_fraction >= 1:
             raise ValueError("free_fraction + file_cache_fraction + guest_fraction must leave some memory (sum < 1)")
+        if self.kernel_fraction > self.active_fraction:
+            raise ValueError(
+                f"kernel_fraction = {self.kernel_fraction} is more than the active share "
+                f"1 - free_fraction - file_cache_fraction - guest_fraction = {self.active_fraction}: "
+                "kernel memory is part of an active dump; lower kernel_fraction or the other three"
+            )
+        if self.map == "runs" and self.runs is None:
+            raise ValueError('map = "runs" needs runs = [[base_page, page_count], ...]')
+        if self.map == "realistic" and self.runs is not None:
+            raise ValueError('map = "realistic" and runs describe the memory map twice; give one or the other')
+        if self.runs is not None:
+            pages = sum(count for _base, count in self.runs)
+            if pages * PAGE_SIZE != self.ram:
+                raise ValueError(
+                    f"runs hold {pages:,} pages ({format_bytes(pages * PAGE_SIZE)}) but ram = {self.ram:,} bytes; "
+                    f"the runs' pages × 4096 must equal ram: set ram = {pages * PAGE_SIZE} or change the runs"
+                )
         return self
 
     @property
@@ -1037,6 +1077,44 @@ def _time_limit_problem(s: Scenario, layout: FileLayout) -> tuple[str, str] | No
     )
 
 
+def _workload_time_problem(s: Scenario) -> tuple[str, str] | None:
+    """
+    A problem when an ``event = "io"`` run could pass :data:`~stacksim.units.INT64_MAX` ns.
+
+    One request brings at most :meth:`~stacksim.normal_stack.NormalStack.worst_request_ns` of
+    work and the stack is work-conserving, so *n* requests end within *n* times that; a
+    ``duration`` ends issuing, and the at most ``queue_depth`` requests then in flight end
+    within ``queue_depth`` times it. (A ``crash-during-io`` run stops at ``bugcheck_at``.)
+    """
+    if s.scenario.event != "io":
+        return None
+    from stacksim.normal_stack import _ops, build_runtime_device, build_stack  # normal_stack imports this module
+
+    w = s.workload
+    device, parallelism = build_runtime_device(s)
+    try:
+        each = build_stack(s, device, parallelism).worst_request_ns(_ops(w), w.block_size)
+    except ScenarioError:  # the region does not fit the disk: reported by its own check
+        return None
+    bounds = {}
+    limit = w.request_limit
+    if limit is not None or w.duration is None:
+        bounds["[workload] requests"] = (limit or MAX_IO_REQUESTS) * each
+    if w.duration is not None:
+        bounds["[workload] duration"] = w.duration + w.queue_depth * each
+        if limit is None:
+            bounds["[workload] requests"] = MAX_IO_REQUESTS * each
+    key = min(bounds, key=lambda k: bounds[k])
+    if bounds[key] <= INT64_MAX:
+        return None
+    return (
+        key,
+        f"the workload could run past the simulated-time limit of 2^63 - 1 ns (about 292 years): requests of "
+        f"{w.block_size:,} bytes take up to {format_ns(each)} each through the stack and the device; "
+        "issue fewer requests, smaller blocks or use a faster disk",
+    )
+
+
 def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog) -> Scenario:
     """
     Validate parsed TOML *data*; raise :class:`ScenarioError` listing every problem.
@@ -1082,7 +1160,7 @@ def validate_scenario(data: dict[str, Any], source: str, catalog: FilterCatalog)
     except LayoutError as exc:
         problems += exc.problems
     else:
-        if (limit := _time_limit_problem(scenario, layout)) is not None:
+        if (limit := _time_limit_problem(scenario, layout) or _workload_time_problem(scenario)) is not None:
             problems.append(limit)
     if problems:
         raise ScenarioError(source, problems)

@@ -4,7 +4,7 @@ AES-256-XTS over whole writes, in dm-crypt's ``aes-xts-plain64`` convention.
 This is the cipher ``dumpfve.sys`` applies to every page of a data-mode dump, and the one
 ``stacksim extract`` undoes (``docs/reference/encryption.md``).
 
-**The convention** [IEEE 1619 S56; dm-crypt S57]. The data unit is one 512-byte sector. The
+**The convention** [IEEE 1619 S67; dm-crypt S68]. The data unit is one 512-byte sector. The
 tweak of a sector is its number relative to the start of the partition, as a 128-bit
 little-endian integer (``plain64``: the sector number in the low 64 bits, zeros above). The
 64-byte key is *key1* (the data key, bytes 0-31) followed by *key2* (the tweak key, bytes

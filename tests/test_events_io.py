@@ -78,6 +78,60 @@ def test_commands_the_device_held_are_dropped_by_the_reset() -> None:
     assert {x.fate for x in at_device} == {"held by the device: dropped by the dump port's controller reset"}
 
 
+@pytest.mark.parametrize("preset", ["azure-premium-p10", "nvme-pcie4", "hdd-7200"])
+def test_commands_the_reset_drops_leave_the_device_as_if_never_sent(preset: str) -> None:
+    """A bugcheck before any command completes: the dump takes as long as after an idle disk (no throttle, cache, head cost)."""
+    disk = {"preset": preset}
+    workload = {"pattern": "random-write", "block_size": "1 MiB", "queue_depth": 32, "duration": "1 s"}
+    s = make_scenario(scenario={"event": "crash-during-io", "bugcheck_at": "12 us"}, disk=disk, workload=workload)
+    r = simulate(s, FilterCatalog())
+    assert r.io.completed == 0
+    assert any(x.layer == "device" for x in r.lost)
+    plain = simulate(make_scenario(scenario={"bugcheck_at": "12 us"}, disk=disk), FilterCatalog())
+    assert (r.dump_time_ns, r.status) == (plain.dump_time_ns, plain.status)
+
+
+def test_a_duration_workload_stops_at_the_request_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A duration longer than the cap allows issues exactly the cap's requests, and the result says the cap ended it."""
+    monkeypatch.setattr("stacksim.normal_stack.MAX_IO_REQUESTS", 100)
+    r = io_run(workload={"queue_depth": 4, "duration": "1 s"})
+    assert (r.io.issued, r.io.completed, r.io.capped) == (100, 100, True)
+    assert r.message.endswith("; it stopped at the cap of 100 requests, before its duration")
+
+
+def test_an_io_result_carries_no_dump_port_figures() -> None:
+    """No dump ran: the io result's dump-only numbers are zero."""
+    r = io_run(workload={"requests": 10})
+    assert (r.max_pages_per_write, r.dump_bytes, r.write_requests) == (0, 0, 0)
+
+
+def test_mean_in_flight_counts_the_frozen_requests_until_the_bugcheck() -> None:
+    """32 requests are always in flight until the bugcheck, so the stages' mean in flight add up to exactly 32."""
+    r = crash_during_io({"pattern": "random-write", "queue_depth": 32, "duration": "1 s"}, bugcheck_at="1 ms")
+    assert sum(x.residence_ns for x in r.io.layers) == 32 * 1_000_000
+    assert sum(x.mean_in_flight for x in r.io.layers) == 32
+
+
+def test_a_workload_writing_into_the_page_file_is_warned_about() -> None:
+    """A write region over the page file's disk runs gives a warning naming the overlap."""
+    r = io_run(workload={"region_size": "200 GiB", "requests": 10})
+    head = "[workload] region (1,048,576 to 214,749,413,376 bytes on the disk) overlaps 1 disk run(s) of the page file"
+    assert any(w.startswith(head) for w in r.warnings)
+
+
+def test_a_read_only_workload_over_the_page_file_is_not_warned_about() -> None:
+    """Reads never change the page file: no overlap warning."""
+    r = io_run(workload={"pattern": "random-read", "region_size": "200 GiB", "requests": 10})
+    assert r.warnings == ()
+
+
+def test_a_workload_on_a_crash_event_is_reported_ignored() -> None:
+    """A [workload] table on event = "crash" is named in the warnings as ignored."""
+    s = make_scenario(workload={"requests": 10})
+    r = simulate(s, FilterCatalog())
+    assert any(w.startswith('[workload] is ignored by this run: event = "crash" runs no workload') for w in r.warnings)
+
+
 def test_a_read_only_workload_leaves_the_dump_as_a_plain_crash_writes_it() -> None:
     """Reads never touch the write cache: the dump after the freeze takes exactly as long as a crash without I/O."""
     r = crash_during_io({"pattern": "random-read", "queue_depth": 32, "duration": "1 s"})
@@ -170,8 +224,17 @@ def test_the_reset_names_the_requests_the_device_held() -> None:
     """The dump port's port_init lists the normal-stack requests (numbered from 1) the reset dropped at the device."""
     result, trace = run(**CRASH_DURING_IO, workload={"pattern": "random-read", "queue_depth": 32, "duration": "1 s"})
     (port_init,) = records(trace, "port_init")
-    dropped = [x.request + 1 for x in result.lost if x.layer == "device"]
+    dropped = [x.request for x in result.lost if x.layer == "device"]
     assert port_init["detail"] == {"dropped": len(dropped), "requests": dropped}
+
+
+def test_the_result_numbers_lost_requests_as_the_trace_does() -> None:
+    """lost_requests and io.frozen name each request by its trace number (from 1): the issued ones the trace never finishes."""
+    result, trace = run(**CRASH_DURING_IO, workload=MIXED)
+    finished = {r["request"] for r in records(trace, "io_complete") if r["layer"] == "application"}
+    unfinished = sorted(set(range(1, result.io.issued + 1)) - finished)
+    d = result.as_dict()
+    assert [x["request"] for x in d["lost_requests"]] == [f["request"] for f in d["io"]["frozen"]] == unfinished
 
 
 def test_no_normal_stack_record_ends_at_or_after_the_bugcheck() -> None:

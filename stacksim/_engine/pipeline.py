@@ -145,7 +145,11 @@ class Stage(Generic[T]):
     max_wait_ns: int = field(init=False, default=0)
     """The longest such wait."""
     residence_ns: int = field(init=False, default=0)
-    """Σ (departure − arrival) over requests that left: the integral of requests in flight over time."""
+    """
+    Σ (departure − arrival) over requests that left, plus (freeze − arrival) for those a freeze caught in it.
+
+    The integral of requests in flight over time.
+    """
     max_in_flight: int = field(init=False, default=0)
     """Most requests in this stage (queued or in service) at any instant."""
 
@@ -254,6 +258,8 @@ async def run_network(
         if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
             raise group.exceptions[0] from None
         raise
+    if freeze_at is None and result.frozen:  # validation bounds every run below 2^63 ns: this is a guard, never a result
+        raise OverflowError(f"request {result.frozen[0].index} would end past 2^63 ns of simulated time")
     if freeze_at is not None and result.frozen:
         result.end_ns = freeze_at
     result.frozen.sort(key=lambda f: f.index)
@@ -370,17 +376,20 @@ async def _serve(
                 if free - t > longest:
                     longest = free - t
             if start >= horizon:
-                frozen.append(Frozen(index, name, "queued", item))
-                add((marker, index, issued, item))
-                continue
-            dur = fixed if fixed is not None else _check(name, service(item, start), floor)  # type: ignore[operator]
-            free = end = start + dur
-            if end >= horizon:  # its service never finishes
-                frozen.append(Frozen(index, name, "in_service", item))
-                add((marker, index, issued, item))
-                continue
+                end, state = horizon, "queued"
+            else:
+                dur = fixed if fixed is not None else _check(name, service(item, start), floor)  # type: ignore[operator]
+                free = end = start + dur
+                state = "in_service"
             while inside and inside[0] <= t:
                 leave()
+            if end >= horizon:  # it never leaves: it counts as in the stage until the freeze
+                enter(horizon)
+                peak = max(peak, len(inside))
+                residence += horizon - t
+                frozen.append(Frozen(index, name, state, item))
+                add((marker, index, issued, item))
+                continue
             enter(end)
             if len(inside) > peak:
                 peak = len(inside)
@@ -454,6 +463,7 @@ async def _port(
             if admit >= horizon:
                 frozen.append(Frozen(index, name, "queued", item))
                 out.append((_FROZEN, index, issued, item))
+                port.queue_residence_ns += horizon - t  # in storport's queue until the freeze
                 last_admit = admit
                 continue
             last_admit = admit
@@ -469,6 +479,8 @@ async def _port(
                 frozen.append(Frozen(index, device, "queued", item))
                 out.append((_FROZEN, index, issued, item))
                 heapq.heappush(slots, horizon)  # it holds its slot past the freeze
+                port.queue_residence_ns += admit - t
+                port.device_residence_ns += horizon - admit  # held by the device until the freeze
                 continue
             dur = _check(device, service(item, start), floor)
             end = start + dur
@@ -479,6 +491,8 @@ async def _port(
             if end >= horizon:
                 frozen.append(Frozen(index, device, "in_service", item))
                 out.append((_FROZEN, index, issued, item))
+                port.queue_residence_ns += admit - t
+                port.device_residence_ns += horizon - admit
                 continue
             wait(admit - t)
             record(dur)

@@ -70,6 +70,16 @@ CASES: dict[str, tuple[str, str]] = {
         '[registry]\nCrashDumpEnabled = 1\n[memory]\nram = "4 PiB"\n[disk]\nsize = "1 EiB"\n',
         "[engine] watchdog",
     ),
+    "workload-past-292-years": (
+        '[scenario]\nevent = "io"\n[disk]\nbandwidth = "1 B/s"\n'
+        '[workload]\npattern = "sequential-write"\nblock_size = "1 GiB"\nregion_size = "16 GiB"\nrequests = 9\n',
+        "[workload] requests",
+    ),
+    "workload-duration-past-292-years": (
+        '[scenario]\nevent = "io"\n[disk]\nbandwidth = "1 B/s"\n'
+        '[workload]\nblock_size = "1 GiB"\nregion_size = "16 GiB"\nqueue_depth = 9\nduration = "1 s"\n',
+        "[workload] duration",
+    ),
     # units are exact
     "size-in-gigabits": ('[disk]\nsize = "8 Gb"\n', "[disk] size"),
     "lower-case-rate": ('[disk]\nbandwidth = "6 gb/s"\n', "[disk] bandwidth"),
