@@ -32,7 +32,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 import trio
@@ -79,6 +79,14 @@ def probe_positions(count: int) -> list[int]:
     if count and out[-1] != count - 1:
         out.append(count - 1)
     return out
+
+
+class DumpContents(Protocol):
+    """Data mode: the dump file's bytes by file position -- what crashdmp puts in each write's MDL."""
+
+    def read(self, file_offset: int, length: int) -> bytes:
+        """The *length* bytes of the dump file at *file_offset*."""
+        ...
 
 
 @dataclass(slots=True)
@@ -129,6 +137,10 @@ class DumpDriver:
             they can outlast the dump port's timeout: ``DumpPort.may_time_out``), or None.
         disk_size: the disk's capacity in bytes (for the trace's ``dump_context``).
         port_timeout_ns: the dump port's command timeout (for the trace's ``dump_context``).
+        contents: data mode: the dump file's bytes (:class:`DumpContents`); each write's MDL
+            carries the bytes at its file position. ``None``: timing mode, MDLs carry no bytes.
+            Data mode writes one request at a time (no batching, no pipelining): the same
+            simulated times, since both are exact.
     """
 
     def __init__(
@@ -158,6 +170,7 @@ class DumpDriver:
         unbatchable: Callable[[int], str | None] | None = None,
         disk_size: int = 0,
         port_timeout_ns: int = 0,
+        contents: DumpContents | None = None,
     ) -> None:
         self.engine = engine
         self.event = event
@@ -183,6 +196,9 @@ class DumpDriver:
         self.unbatchable = unbatchable
         self.disk_size = disk_size
         self.port_timeout_ns = port_timeout_ns
+        self.contents = contents
+        if contents is not None:
+            self.batch = self.pipeline = False
         self.power_loss_at: int | None = None
         self.retries = 0
         self.part_done: dict[str, int] = {}
@@ -316,6 +332,7 @@ class DumpDriver:
         fault_offsets = sorted(f.at_offset for f in self.device_faults if f.at_offset is not None)
         number = 0
         for part, file_pos in self.plan.placed():
+            pos = file_pos  # the file position of the run's first write
             for offset, length, count in self.layout.map_runs(file_pos, part.bytes, self.max_chunk):
                 # The declarations are asked in every mode: a broken one fails a run the same way batched or not.
                 costs = [layer.write_cost(length) for layer in loaded]
@@ -334,17 +351,18 @@ class DumpDriver:
                     hit.update(special_list[lo:hi])
                     ok = await self._write_batched(part.name, number + 1, offset, length, count, sorted(hit), loaded)
                 else:
-                    ok = await self._write_requests(part.name, number + 1, offset, length, count)
+                    ok = await self._write_requests(part.name, number + 1, offset, length, count, pos)
                 if not ok:
                     return False
                 number += count
+                pos += count * length
         return True
 
-    async def _write_requests(self, part: str, first: int, offset: int, length: int, count: int) -> bool:
-        """Request mode for *count* writes: pipelined when allowed, else one at a time."""
+    async def _write_requests(self, part: str, first: int, offset: int, length: int, count: int, file_pos: int) -> bool:
+        """Request mode for *count* writes from *file_pos* in the file: pipelined when allowed, else one at a time."""
         if self.pipeline and count > 1:
             return await self._write_pipelined(part, first, offset, length, count)
-        return await self._write_each(part, first, offset, length, count)
+        return await self._write_each(part, first, offset, length, count, file_pos)
 
     async def _write_pipelined(self, part: str, first: int, offset: int, length: int, count: int) -> bool:
         """
@@ -484,8 +502,8 @@ class DumpDriver:
             self.progress(self.outcome.bytes_written, self.plan.total_bytes)
         return True
 
-    async def _write_each(self, part: str, first: int, offset: int, length: int, count: int) -> bool:
-        """Request mode: each write is its own message, issued when the previous one completed."""
+    async def _write_each(self, part: str, first: int, offset: int, length: int, count: int, file_pos: int = 0) -> bool:
+        """Request mode: each write is its own message, issued when the previous one completed (its bytes in data mode)."""
         engine = self.engine
         out = self.outcome
         stats = self.stats
@@ -497,14 +515,17 @@ class DumpDriver:
         dump_type = self.dump_type
         record = stats.record
         progress = self.progress
+        contents = self.contents
         for number in range(first, first + count):
             t0 = engine.now_ns
             attempt = 0
+            data = None if contents is None else contents.read(file_pos + (number - first) * length, length)
             while True:
                 issued = engine.now_ns
                 engine.now_ns = issued + per_request
                 record(per_request)
-                request = DumpRequest(number, offset, Mdl(LAYER, length), part, issued, upstream_ns=per_request, attempt=attempt)
+                mdl = Mdl(LAYER, length, None if data is None else bytearray(data))  # a retry hands down the same pages
+                request = DumpRequest(number, offset, mdl, part, issued, upstream_ns=per_request, attempt=attempt)
                 if trace:
                     engine.emit(issued, LAYER, "issue_write", per_request, number, offset, length, dump_type)
                 send(Op(OpKind.WRITE, request))

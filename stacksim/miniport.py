@@ -38,6 +38,7 @@ from stacksim.units import format_bytes, format_ns, format_ns_pair
 
 if TYPE_CHECKING:
     from stacksim.devices import DeviceBase
+    from stacksim.diskimage import DiskImage
     from stacksim.layout import FileLayout
 
 __all__ = ["DEFAULT_PORT", "PORT_PRESETS", "DumpPort", "PortPreset", "max_pages_per_write"]
@@ -143,6 +144,7 @@ class DumpPort:
         dump_type: ``crashdump`` or ``hibernation`` (for trace records).
         faults: device faults to inject (:mod:`stacksim.faults`).
         timeout_ns: how long the port polls a command that does not complete before failing it.
+        disk_image: data mode: where each completed write's bytes go (:class:`~stacksim.diskimage.DiskImage`).
     """
 
     def __init__(
@@ -158,8 +160,10 @@ class DumpPort:
         dump_type: str,
         faults: list[DeviceFault] | None = None,
         timeout_ns: int = 10 * 10**9,
+        disk_image: DiskImage | None = None,
     ) -> None:
         self.engine = engine
+        self.disk_image = disk_image
         self.device = device
         self.layout = layout
         self.max_transfer = max_transfer
@@ -370,6 +374,12 @@ class DumpPort:
             op.fault, op.retryable = "io_error", True
         else:
             self.bytes_written += length
+        cut = engine.trace_until_ns  # a power loss: a write the device had not completed by then never lands
+        if self.disk_image is not None and (cut is None or engine.now_ns <= cut):
+            # the device did the work (a device_error fault reports it afterwards)
+            data = request.mdl.data
+            assert data is not None  # the filter host checks every MDL of a data-mode run carries its bytes
+            self.disk_image.write(disk_offset, data)
         if engine.trace is not None:
             engine.emit(t0, "miniport", "miniport_write", overhead, request.number, offset, length, self.dump_type)
             engine.emit(t1, "device", "device_write", service, request.number, disk_offset, length, self.dump_type, status)

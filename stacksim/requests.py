@@ -88,7 +88,7 @@ class Mdl:
 
     __slots__ = ("data", "length", "owner", "writes")
 
-    def __init__(self, owner: str, length: int, data: bytearray | None = None) -> None:
+    def __init__(self, owner: str, length: int, data: bytearray | memoryview | None = None) -> None:
         self.owner = owner
         self.length = length
         self.data = data

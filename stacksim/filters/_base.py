@@ -90,6 +90,10 @@ class FilterExtension:
     partition_offset: int
     dump_data: Any = None
     flags: int = 0
+    volume_key: bytes | None = None
+    """Not in ntdddump's FILTER_EXTENSION: stands for the key material BitLocker's fvevol.sys hands its dump
+    filter when the stack loads (INF, ``docs/reference/encryption.md``). Set in data mode only: the 64-byte
+    AES-256-XTS key of the dump volume, for filters that encrypt (``dumpfve.sys``)."""
 
 
 class NoConfig(BaseModel):

@@ -299,6 +299,8 @@ class FilterLayer:
                 else:
                     mdl_in = request.mdl
                     writes_in, length_in, offset_in = mdl_in.writes, mdl_in.length, request.offset
+                    data_in = mdl_in.data  # data mode: the caller's bytes, and a copy to compare them with after the call
+                    snapshot = bytes(data_in) if data_in is not None and kind is write else None
                     number, upstream_in = request.number, request.upstream_ns
                     if self.faults:
                         status, dur, error, fault = await self._call(event, number, callback, ext, request)
@@ -326,6 +328,8 @@ class FilterLayer:
                             # Contents in flight: a filter reusing its buffer for the next write would
                             # overwrite what the layers below have not read yet (one at a time, it can't).
                             engine.spoil(f"{name} handed down a buffer with contents while writes were in flight")
+                        if error is None and snapshot is not None:
+                            error = self._check_bytes(request, mdl_in, data_in, snapshot)
                         if self.probing and error is None:
                             self._compare(request, status, dur, offset_in)
                 engine.now_ns += dur
@@ -598,6 +602,29 @@ class FilterLayer:
             hung = self.engine.watchdog_expired(self.name, event, number, dur)
             return NtStatus.UNSUCCESSFUL, hung.waited_ns, str(hung), "hung"
         return status, dur, error, fault
+
+    def _check_bytes(self, request: Any, mdl_in: Mdl, data_in: Any, snapshot: bytes) -> str | None:
+        """
+        Data mode, after ``dump_write``: the caller's buffer must hold its bytes, and the MDL handed down its own.
+
+        Compared byte for byte, so a change is caught whatever the filter used to make it (the
+        MDL's API, the buffer itself, a memoryview, ctypes). ``request`` passed
+        :meth:`_check_request` already: its MDL is an :class:`Mdl` of the original length.
+        """
+        number = request.number
+        if mdl_in.data is not data_in or data_in != snapshot:
+            return (
+                f"dump_write changed the bytes of the buffer it was given (request #{number}, owned by {mdl_in.owner}); "
+                "a dump filter must not write into the caller's buffer: copy into a buffer of its own (ntdddump DUMP_WRITE)"
+            )
+        data = request.mdl.data
+        if not isinstance(data, bytes | bytearray | memoryview) or len(data) != request.mdl.length:
+            held = f"{len(data):,} bytes" if isinstance(data, bytes | bytearray | memoryview) else _short(data)
+            return (
+                f"dump_write handed down request #{number} with an MDL of {request.mdl.length:,} bytes whose buffer holds {held}; "
+                "in data mode every MDL must carry exactly its length in bytes"
+            )
+        return None
 
     def _check_request(self, event: str, request: Any, mdl_in: Any, before: tuple[int, int, int, int]) -> str | None:
         """

@@ -15,7 +15,13 @@ What is modelled:
   read-capable dumpfve is also critical (fact sheet §1.5 [DOC header + INF]).
 * ``dump_write``: copies the pages into its own buffer, encrypts them there and repoints the MDL
   (the MDL-swap technique of real encryption filters [SRC S24, S26]); the caller's buffer is
-  never touched and the size never changes.
+  never touched and the size never changes. In data mode the bytes are really encrypted: the
+  buffer of ``MaxPagesPerWrite`` × 4 KiB is allocated in ``driver_entry``, and the cipher is
+  AES-256-XTS with 512-byte data units whose tweak is the sector number relative to the start of
+  the partition (``aes-xts-plain64``; :mod:`stacksim.xts`, ``docs/reference/encryption.md``), the
+  key the one BitLocker hands the filter (:attr:`FilterExtension.volume_key`). This is not
+  BitLocker's on-disk format (its metadata and key hierarchy are not modelled, ASSUMPTION):
+  stacksim uses the documented dm-crypt convention so that independent tools can decrypt the image.
 * Cost (assumption, no published figure): ``per_call`` (default 1 µs) plus ``per_byte`` (default
   0.3 ns/B ≈ 3.3 GB/s: AES-XTS with AES-NI on one core plus the copy). Real figures depend on
   the CPU and on whether hardware AES is usable in crash mode (VeraCrypt disables it for 32-bit
@@ -36,8 +42,9 @@ from stacksim.filters._base import (
     FilterInitializationData,
 )
 from stacksim.filters._params import Nanoseconds, PicosecondsPerByte
-from stacksim.requests import PAGE_SIZE, DumpRequest, Mdl, NtStatus
+from stacksim.requests import PAGE_SIZE, SECTOR_SIZE, DumpRequest, Mdl, NtStatus
 from stacksim.units import bytes_time_ns
+from stacksim.xts import XtsCipher
 
 __all__ = ["DumpFve"]
 
@@ -72,6 +79,10 @@ class DumpFve(DumpFilter):
         init.flags = DUMP_FILTER_FLAG_SYSTEM_SUPPORT_READ
         self._buffer_bytes = init.max_pages_per_write * PAGE_SIZE
         self._mdls: dict[int, Mdl] = {}
+        self._cipher: XtsCipher | None = None
+        if extension.volume_key is not None:  # data mode: the real buffer and the volume's key, now -- never at crash time
+            self._cipher = XtsCipher(extension.volume_key)
+            self._buffer = bytearray(self._buffer_bytes)
         return NtStatus.SUCCESS
 
     def _crypt(self, length: int) -> None:
@@ -89,11 +100,22 @@ class DumpFve(DumpFilter):
         self._crypt(length)
         mdl = self._mdls.get(length)
         if mdl is None:
-            mdl = self._mdls[length] = Mdl(self.service_name, length)
+            data = memoryview(self._buffer)[:length] if self._cipher is not None else None
+            mdl = self._mdls[length] = Mdl(self.service_name, length, data)
+        pages = request.mdl.data
+        if pages is not None:
+            if self._cipher is None or mdl.data is None:  # bytes but no key: a data-mode run always hands one over
+                return NtStatus.ENCRYPTION_FAILED
+            own = mdl.data
+            own[:] = pages  # copy the caller's pages into the filter's own buffer ...
+            own[:] = self._cipher.encrypt(own, request.offset // SECTOR_SIZE)  # ... and encrypt them there
         request.mdl = mdl
         return NtStatus.SUCCESS
 
     async def dump_read(self, extension: FilterExtension, request: DumpRequest) -> int:
         """Decrypt the pages just read, in place (Dump_Read may modify the contents [DOC S9])."""
         self._crypt(request.length)
+        pages = request.mdl.data
+        if pages is not None and self._cipher is not None:
+            pages[:] = self._cipher.decrypt(pages, request.offset // SECTOR_SIZE)
         return NtStatus.SUCCESS

@@ -1,0 +1,70 @@
+"""
+The disk image of a data-mode run: a sparse file in which byte *d* is disk byte *d*.
+
+In data mode (``stacksim run SCENARIO --data --image disk.img``) the miniport writes every
+write's bytes here at its disk offset -- the partition offset plus the partition-relative
+``DiskByteOffset`` the filters saw -- when the device completes it. Nothing else is written: the
+file is as long as the disk and every byte no write reached is a hole (it reads as zero and
+takes no space on file systems with sparse files), so a 1 TB disk holding a 64 MiB dump takes
+64 MiB. A write the device never completed (a timeout, a power loss before it) leaves nothing.
+
+The file is an output like every other: it is written to a temporary file beside the target and
+renamed over it only when the run ends (:func:`stacksim._io.atomic_binary_writer`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import BinaryIO, Final
+
+__all__ = ["SCAN_CHUNK", "DiskImage"]
+
+SCAN_CHUNK: Final = 4 * 2**20
+"""Bytes read at a time when the image is read back (memory stays bounded by this)."""
+
+
+class DiskImage:
+    """
+    A sparse disk image over an open, writable binary file, *size* bytes long.
+
+    Args:
+        stream: the (temporary) file; it is truncated to *size* at once, which allocates nothing.
+        size: the disk's capacity in bytes.
+    """
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self.stream = stream
+        self.size = size
+        self.fd = stream.fileno()
+        self.bytes_written = 0
+        """Bytes the miniport wrote (a byte written twice counts twice)."""
+        stream.truncate(size)
+
+    def write(self, disk_offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Put *data* at *disk_offset* (inside the disk: the miniport has checked it)."""
+        assert 0 <= disk_offset and disk_offset + len(data) <= self.size
+        view = memoryview(data)
+        while view:  # pwrite may write less than asked (a signal, a quota): write the rest
+            n = os.pwrite(self.fd, view, disk_offset)
+            view, disk_offset = view[n:], disk_offset + n
+        self.bytes_written += len(data)
+
+    def read(self, disk_offset: int, length: int) -> bytes:
+        """The *length* bytes at *disk_offset* (holes read as zero)."""
+        out = bytearray()
+        while len(out) < length:
+            chunk = os.pread(self.fd, length - len(out), disk_offset + len(out))
+            if not chunk:
+                out += bytes(length - len(out))  # past the end of the file: the disk reads zero there
+                break
+            out += chunk
+        return bytes(out)
+
+    def chunks(self, disk_offset: int, length: int, chunk: int = SCAN_CHUNK) -> Iterator[tuple[int, bytes]]:
+        """``(disk offset, bytes)`` of the range in pieces of at most *chunk* bytes, in order."""
+        end = disk_offset + length
+        while disk_offset < end:
+            n = min(chunk, end - disk_offset)
+            yield disk_offset, self.read(disk_offset, n)
+            disk_offset += n
