@@ -146,6 +146,8 @@ def _simulate_to_files(
     json_out: Path | None,
     trace_out: Path | None,
     traced: bool | None = None,
+    image: Path | None = None,
+    key: tuple[bytes, str] | None = None,
 ) -> tuple[RunResult, str]:
     """
     Run *s*, streaming the trace and writing the result JSON atomically; return the result and its JSON.
@@ -153,6 +155,8 @@ def _simulate_to_files(
     *traced* (for replay) is whether the result must be that of a traced run: ``True`` without
     *trace_out* runs with a trace that is thrown away; ``False`` with *trace_out* runs twice,
     once traced for the file and once as recorded for the result. ``None``: traced iff *trace_out*.
+    With *image* (and *key*: the volume key and where it came from) the run is in data mode and
+    writes the disk image there, atomically like the other outputs.
     """
     try:
         with contextlib.ExitStack() as stack:
@@ -164,7 +168,12 @@ def _simulate_to_files(
                 trace = None
             elif traced and trace is None:
                 trace = _DiscardTrace()
-            result = simulate(s, catalog, trace=trace, batch=batch, progress=_progress_bar(stack))
+            mode = None
+            if image is not None:
+                assert key is not None
+                disk = stack.enter_context(atomic_binary_writer(image, flag="--image"))
+                mode = DataMode(DiskImage(disk, s.disk.resolved()[3]), *key)
+            result = simulate(s, catalog, trace=trace, batch=batch, progress=_progress_bar(stack), data=mode)
             text = result_json(result)
             if json_out is not None and str(json_out) != "-":
                 with atomic_writer(json_out, flag="--json") as f:
@@ -180,6 +189,18 @@ def _simulate_to_files(
             raise
         _fail(f"{_interrupted()}; no output file was written", code=1)
     return result, text
+
+
+def _volume_key(s: Scenario, key_file: Path | None) -> tuple[bytes, str]:
+    """The data-mode volume key: read from *key_file*, else derived from the seed (``docs/reference/encryption.md``)."""
+    from stacksim.xts import derive_key, read_key_file
+
+    if key_file is None:
+        return derive_key(s.scenario.seed), "derived from the seed"
+    try:
+        return read_key_file(key_file), f"key file {key_file.name}"
+    except InputError as exc:
+        _fail(str(exc))
 
 
 def _progress_bar(stack: contextlib.ExitStack) -> Callable[[int, int], None] | None:
@@ -239,18 +260,38 @@ def run(
         typer.Option("--batch/--no-batch", help="Batched mode (default) or request mode: one message per write; same results."),
     ] = True,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error (stderr).")] = "warning",
+    data: Annotated[
+        bool, typer.Option("--data", help="Data mode: real bytes through every layer onto a disk image (needs --image).")
+    ] = False,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Data mode: write the disk image (sparse) here.", show_default=False)
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", help="Data mode: the 64-byte AES-256-XTS volume key (default: derived from the seed).", show_default=False),
+    ] = None,
 ) -> None:
     """Run a scenario and print where the time went."""
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         _fail(f"--log-level {log_level!r}: allowed values are debug, info, warning, error")
+    if data != (image is not None):
+        _fail("--data and --image go together: --data --image disk.img writes the disk image of a data-mode run")
+    if key_file is not None and not data:
+        _fail("--key-file is for data mode: add --data --image disk.img")
     configure_logging(log_level.lower())
-    _check_outputs([("--json", json_out), ("--trace", trace_out)], [scenario, *(plugin or [])])
+    inputs = [scenario, *(plugin or []), *([key_file] if key_file is not None else [])]
+    _check_outputs([("--json", json_out), ("--trace", trace_out), ("--image", image)], inputs)
     catalog = _catalog(plugin)
     try:
         s = load_scenario(scenario, catalog, seed=seed)
     except ScenarioError as exc:
         _fail(str(exc))
-    result, text = _simulate_to_files(s, catalog, batch=batch, json_out=json_out, trace_out=trace_out)
+    key = None
+    if data:
+        if (problem := data_mode_problem(s)) is not None:
+            _fail(ScenarioError(str(scenario), [problem]).render())
+        key = _volume_key(s, key_file)
+    result, text = _simulate_to_files(s, catalog, batch=batch, json_out=json_out, trace_out=trace_out, image=image, key=key)
     if json_out is not None and str(json_out) == "-":
         _print_json(text)
     else:

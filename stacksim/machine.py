@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stacksim._engine import Engine
+from stacksim.datamode import DataMode, DumpBytes, dump_bytes
 from stacksim.devices import DeviceBase, build_device
 from stacksim.faults import DeviceFault, FaultPlan, FilterFault
 from stacksim.filters import DiskGeometry, DumpType, FilterCatalog, FilterExtension
@@ -70,6 +71,10 @@ class Machine:
     batch: bool
     pipeline: bool
     progress: Callable[[int, int], None] | None
+    data: DataMode | None = None
+    """Data mode: the disk image and the volume key (``None``: timing mode, no bytes)."""
+    contents: DumpBytes | None = None
+    """Data mode: the dump file's bytes, which crashdmp hands down write by write."""
 
     @property
     def active(self) -> list[FilterLayer]:
@@ -90,8 +95,15 @@ def assemble(
     batch: bool = True,
     pipeline: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    data: DataMode | None = None,
 ) -> Machine:
-    """The machine for one run of *scenario* (validated: every filter name is in *catalog*)."""
+    """
+    The machine for one run of *scenario* (validated: every filter name is in *catalog*).
+
+    With *data* the machine runs in data mode (:mod:`stacksim.datamode`): the dump's bytes are
+    built from the simulated memory, every filter's extension carries the volume key, and the
+    dump port writes each completed write into the disk image.
+    """
     s = scenario
     plan = s.dump_plan()
     dump_type = DumpType.HIBERNATION if s.scenario.event == "hibernate" else DumpType.CRASHDUMP
@@ -127,6 +139,7 @@ def assemble(
         dump_type=dump_type.label,
         faults=faults.device,
         timeout_ns=s.dump_port.timeout,
+        disk_image=data.image if data is not None else None,
     )
     geometry = DiskGeometry(cylinders=disk_size // (255 * 63 * 512))
 
@@ -136,6 +149,7 @@ def assemble(
             cls = catalog.get(name)
             assert cls is not None  # validate_scenario checked every name
             ext = FilterExtension(kind, VOLUME_NAME, geometry, disk_size, s.layout.partition_offset)
+            ext.volume_key = data.key if data is not None else None
             layer = FilterLayer(engine, cls, s.filter_configs[name], ext, mppw)
             layer.faults = list(faults.filters.get(name, []))
             out.append(layer)
@@ -162,6 +176,8 @@ def assemble(
         batch=batch,
         pipeline=pipeline,
         progress=progress,
+        data=data,
+        contents=dump_bytes(s, full_plan) if data is not None else None,
     )
 
 

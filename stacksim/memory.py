@@ -5,6 +5,12 @@ Sources (fact sheet §5.1, Microsoft Learn "Varieties of kernel-mode dump files"
 and volatility3's crash-dump layer [RE S42]):
 
 * **Header**: 2 pages (8 KiB) on 64-bit Windows ('PAGE' + 'DU64'), written first [RE S42; DOC S14].
+* **Bitmap** (every kind but small): Windows writes complete, active, kernel and automatic dumps
+  as bitmap dumps (``DumpType`` 5): after the header, a 0x38-byte summary header ('SDMP' or
+  'FDMP') and one bit per page frame up to the highest page of RAM (in whole 32-bit words),
+  padded to whole pages; the pages it marks follow [RE S56, S57; DOC S58;
+  ``docs/reference/dump-format.md``]. Its size depends on the highest physical address, not on
+  the dump's size: 64 KiB per 2 GiB of address space.
 * **Complete** (``CrashDumpEnabled = 1``): all physical memory used by Windows, plus secondary
   data that bugcheck callbacks add (up to 256 MiB) [DOC S39-S41].
 * **Active** (``CrashDumpEnabled = 1`` and ``FilterPages = 1``): complete minus free, zeroed,
@@ -30,13 +36,26 @@ from typing import Final
 
 from stacksim.requests import PAGE_SIZE
 
-__all__ = ["CRASH_DUMP_TYPES", "HEADER_BYTES", "SMALL_DUMP_BYTES", "DumpPart", "DumpPlan", "plan_crash_dump", "plan_hibernation"]
+__all__ = [
+    "CRASH_DUMP_TYPES",
+    "HEADER_BYTES",
+    "SMALL_DUMP_BYTES",
+    "SUMMARY_HEADER_BYTES",
+    "DumpPart",
+    "DumpPlan",
+    "bitmap_part_bytes",
+    "plan_crash_dump",
+    "plan_hibernation",
+]
 
 HEADER_BYTES: Final = 2 * PAGE_SIZE
 """64-bit crash dump header: two pages [RE S42]."""
 
 SMALL_DUMP_BYTES: Final = 64 * 1024
 """A small memory dump is exactly 64 KiB [DOC S39]."""
+
+SUMMARY_HEADER_BYTES: Final = 0x38
+"""The bitmap dump's summary header before the bitmap ('SDMP'/'FDMP', ``_SUMMARY_DUMP``) [RE S56, S57]."""
 
 CRASH_DUMP_TYPES: Final = {0: "none", 1: "complete", 2: "kernel", 3: "small", 7: "automatic"}
 """``CrashDumpEnabled`` values and their names; ``FilterPages = 1`` turns complete into active."""
@@ -89,6 +108,12 @@ def _pages(n: Fraction | int) -> int:
     return int(pages) * PAGE_SIZE
 
 
+def bitmap_part_bytes(top_pfn: int) -> int:
+    """The summary header and bitmap of a machine whose highest page frame is *top_pfn* − 1, in whole pages."""
+    bits = -(-top_pfn // 32) * 32
+    return _pages(SUMMARY_HEADER_BYTES + bits // 8)
+
+
 def plan_crash_dump(
     crash_dump_enabled: int,
     filter_pages: int,
@@ -97,8 +122,13 @@ def plan_crash_dump(
     kernel_fraction: Fraction,
     active_fraction: Fraction,
     secondary: int,
+    top_pfn: int,
 ) -> DumpPlan:
-    """The parts of a crash dump of the configured type (see the module docstring)."""
+    """
+    The parts of a crash dump of the configured type (see the module docstring).
+
+    *top_pfn* is one past the highest page frame of RAM (``MemoryMap.max_pfn``): it sizes the bitmap.
+    """
     kind = CRASH_DUMP_TYPES[crash_dump_enabled]
     if kind == "none":
         return DumpPlan("none", ())
@@ -112,7 +142,7 @@ def plan_crash_dump(
             body = ram
     else:  # kernel, automatic
         body = _pages(ram * kernel_fraction)
-    parts = [header, DumpPart("body", body)]
+    parts = [header, DumpPart("bitmap", bitmap_part_bytes(top_pfn)), DumpPart("body", body)]
     if secondary:
         parts.append(DumpPart("secondary", _pages(secondary)))
     return DumpPlan(kind, tuple(parts))

@@ -369,6 +369,7 @@ def _body_pages(section: MemorySection, crash_dump_enabled: int, filter_pages: i
         kernel_fraction=section.kernel_fraction,
         active_fraction=section.active_fraction,
         secondary=0,
+        top_pfn=memory_map(section).max_pfn,
     )
     body = next(p for p in plan.parts if p.name == "body")
     return body.bytes // PAGE_SIZE

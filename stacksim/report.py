@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stacksim._version import __version__
+from stacksim.datamode import leak_check
 from stacksim.dump_driver import LAYER as DUMP_DRIVER_LAYER
 from stacksim.dump_driver import DumpDriver
 from stacksim.events import EventRun
@@ -122,6 +123,8 @@ class RunResult:
     """The normal stack's I/O (``io`` and ``crash-during-io``; before the bugcheck for the latter)."""
     lost: tuple[LostRequest, ...] = ()
     """``crash-during-io``: every request the bugcheck caught in flight, in request order."""
+    data: dict[str, Any] | None = None
+    """Data mode: the disk image and what the leak check found on it (:mod:`stacksim.datamode`); else ``None``."""
 
     def lost_by_layer(self) -> dict[str, dict[str, int]]:
         """Per layer (top down, as a request meets them): how many requests and bytes the bugcheck caught there."""
@@ -190,8 +193,18 @@ class RunResult:
             "io": self.io.as_dict() if self.io is not None else None,
             "lost": self.lost_by_layer(),
             "lost_requests": [x.as_dict() for x in self.lost],
+            "data": self.data,
             "replay": self.replay,
         }
+
+
+def _data(m: Machine) -> dict[str, Any] | None:
+    """Data mode: the image's numbers and the leak check over the dump's extent on it."""
+    if m.data is None or m.contents is None:
+        return None
+    extent = min(m.plan.total_bytes, m.layout.size)
+    leak = leak_check(m.data.image, m.layout, extent, m.contents.body_pages)
+    return {"key": m.data.key_source, "image_bytes_written": m.data.image.bytes_written, **leak.as_dict()}
 
 
 def _scenario_warnings(m: Machine) -> list[str]:
@@ -288,6 +301,7 @@ def build_result(m: Machine, ran: EventRun) -> RunResult:
         write_retries=driver.retries,
         io=ran.io,
         lost=_lost(ran.io) if ran.io is not None else (),
+        data=_data(m),
         replay=_replay(m),
     )
 

@@ -31,7 +31,7 @@ from stacksim.filters.dumpfve import DumpFveConfig
 from stacksim.layout import MAX_RUNS, FileLayout, LayoutError, build_layout
 from stacksim.memory import DumpPlan, plan_crash_dump, plan_hibernation
 from stacksim.miniport import DEFAULT_PORT, PORT_PRESETS, PortPreset
-from stacksim.physmem import runs_problem
+from stacksim.physmem import memory_map, runs_problem
 from stacksim.registry import CrashControl
 from stacksim.requests import PAGE_SIZE
 from stacksim.units import (
@@ -87,9 +87,16 @@ class ScenarioSection(BaseModel):
     seed: int = Field(default=0, ge=0, le=INT64_MAX)
     bugcheck_at: Nanoseconds | None = None
     hibernate_at: Nanoseconds | None = None
+    bugcheck_code: int = Field(default=0xE2, ge=0, le=0xFFFF_FFFF)
+    """The bug check code in the dump header (default 0xE2 MANUALLY_INITIATED_CRASH [DOC S64])."""
+    bugcheck_parameters: list[Annotated[int, Field(ge=0, le=2**64 - 1)]] = Field(default=[0, 0, 0, 0], min_length=4, max_length=4)
+    """Its four parameters (0xE2 has none: all zero [DOC S64])."""
 
     @model_validator(mode="after")
     def _event_time(self) -> ScenarioSection:
+        for key in ("bugcheck_code", "bugcheck_parameters"):
+            if key in self.model_fields_set and not self.crashes:
+                raise ValueError(f'{key} is for event = "crash" or "crash-during-io"; event = "{self.event}" does not crash')
         if self.event != "hibernate" and self.hibernate_at is not None:
             raise ValueError(f'hibernate_at is for event = "hibernate"; event = "{self.event}" does not hibernate')
         if self.event in ("hibernate", "io") and self.bugcheck_at is not None:
@@ -556,6 +563,7 @@ class Scenario(BaseModel):
             kernel_fraction=self.memory.kernel_fraction,
             active_fraction=self.memory.active_fraction,
             secondary=self.memory.secondary_data,
+            top_pfn=memory_map(self.memory).max_pfn,
         )
 
     def file_layout(self) -> FileLayout:

@@ -16,11 +16,12 @@ import structlog
 
 from stacksim._engine import SpeculationFailed, run
 from stacksim._log import ensure_configured
+from stacksim.datamode import DataMode, data_mode_problem
 from stacksim.events import EVENTS, EventRun
 from stacksim.filters import FilterCatalog
 from stacksim.machine import assemble
 from stacksim.report import MAX_FAULT_WARNINGS, FilterReport, RunResult, build_result
-from stacksim.scenario import Scenario
+from stacksim.scenario import Scenario, ScenarioError
 from stacksim.trace import MergingTrace, TraceSink
 
 __all__ = ["MAX_FAULT_WARNINGS", "FilterReport", "RunResult", "simulate"]
@@ -36,6 +37,7 @@ def simulate(
     batch: bool = True,
     progress: Callable[[int, int], None] | None = None,
     pipeline: bool = True,
+    data: DataMode | None = None,
 ) -> RunResult:
     """
     Run *scenario* in virtual time and return its result. Deterministic for a given scenario.
@@ -51,9 +53,15 @@ def simulate(
     ``docs/explanation/engine.md``); if something does, the run is repeated one write at a
     time, so the result is always that of the one-at-a-time run. ``pipeline=False`` runs one
     write at a time from the start (for tests and for debugging a filter).
+
+    With *data* the run is in data mode (:mod:`stacksim.datamode`): real bytes through every
+    layer onto *data*'s disk image, one write at a time (same simulated times); the result's
+    ``data`` says what the leak check found on the image.
     """
-    if not pipeline:
-        return _attempt(scenario, catalog, trace, batch, progress, pipeline=False)
+    if data is not None and (problem := data_mode_problem(scenario)) is not None:
+        raise ScenarioError("scenario " + scenario.scenario.name, [problem])
+    if not pipeline or data is not None:
+        return _attempt(scenario, catalog, trace, batch, progress, pipeline=False, data=data)
     if progress is not None:
         progress = _never_backwards(progress)  # a repeated run starts again from zero
     try:
@@ -73,13 +81,14 @@ def _attempt(
     progress: Callable[[int, int], None] | None,
     *,
     pipeline: bool,
+    data: DataMode | None = None,
 ) -> RunResult:
     """One attempt of :func:`simulate`: a fresh machine, its event, its report."""
     ensure_configured()
     merged = MergingTrace(trace) if trace is not None and scenario.scenario.runs_workload else None
     if merged is not None:
         trace = merged
-    machine = assemble(scenario, catalog, trace=trace, batch=batch, pipeline=pipeline, progress=progress)
+    machine = assemble(scenario, catalog, trace=trace, batch=batch, pipeline=pipeline, progress=progress, data=data)
     script = EVENTS[scenario.scenario.event]
 
     async def main() -> EventRun:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from stacksim.memory import plan_crash_dump, plan_hibernation
+from stacksim.memory import bitmap_part_bytes, plan_crash_dump, plan_hibernation
 
 GiB = 2**30
-ARGS = {"kernel_fraction": Fraction(1, 3), "active_fraction": Fraction(1, 2), "secondary": 0}
+ARGS = {"kernel_fraction": Fraction(1, 3), "active_fraction": Fraction(1, 2), "secondary": 0, "top_pfn": 8 * GiB // 4096}
+BITMAP = 8192 + 65536  # the summary header and 2 Mi bits, padded to whole pages
 
 
 def parts(plan: object) -> list[tuple[str, int]]:
@@ -15,15 +16,15 @@ def parts(plan: object) -> list[tuple[str, int]]:
 
 
 def test_complete_is_header_plus_ram() -> None:
-    """A complete dump is a 2-page header followed by all of RAM."""
-    assert parts(plan_crash_dump(1, 0, 8 * GiB, **ARGS)) == [("header", 8192), ("body", 8 * GiB)]
+    """A complete dump is a 2-page header and the bitmap, followed by all of RAM."""
+    assert parts(plan_crash_dump(1, 0, 8 * GiB, **ARGS)) == [("header", 8192), ("bitmap", BITMAP), ("body", 8 * GiB)]
 
 
 def test_active_filters_pages() -> None:
     """FilterPages = 1 turns a complete dump into an active dump of active_fraction of RAM."""
     plan = plan_crash_dump(1, 1, 8 * GiB, **ARGS)
     assert plan.kind == "active"
-    assert parts(plan) == [("header", 8192), ("body", 4 * GiB)]
+    assert parts(plan) == [("header", 8192), ("bitmap", BITMAP), ("body", 4 * GiB)]
 
 
 def test_kernel_and_automatic_are_a_third_page_rounded() -> None:
@@ -42,8 +43,15 @@ def test_small_dump_is_exactly_64_kib() -> None:
 
 def test_secondary_data_follows_the_body() -> None:
     """Secondary data is written after the body."""
-    plan = plan_crash_dump(1, 0, GiB, kernel_fraction=Fraction(1, 3), active_fraction=Fraction(1, 2), secondary=1_000_000)
+    plan = plan_crash_dump(1, 0, GiB, **{**ARGS, "secondary": 1_000_000})
     assert parts(plan)[-1] == ("secondary", 1_003_520)
+
+
+def test_the_bitmap_covers_the_address_space_not_the_dump() -> None:
+    """The bitmap part holds one bit per page frame up to the highest one, in 32-bit words, after a 0x38-byte header."""
+    assert bitmap_part_bytes(8 * GiB // 4096) == BITMAP
+    assert bitmap_part_bytes(1) == 4096  # 0x38 + 4 bytes: one page
+    assert bitmap_part_bytes(32 * 8 * (4096 - 0x38) // 32) == 4096  # exactly fills the first page
 
 
 def test_hibernation_image() -> None:

@@ -1,0 +1,158 @@
+"""
+Data mode: real bytes through the dump stack, onto a disk image, and the leak check after it.
+
+``stacksim run SCENARIO --data --image disk.img`` runs the same simulation as timing mode (the
+same simulated times: the byte path costs no simulated time of its own) with one difference:
+every write's MDL carries the bytes of the dump file at the write's file position. They come
+from :class:`DumpBytes` -- the 64-bit crash dump (:mod:`stacksim.dumpfmt`) of the simulated
+physical memory (:mod:`stacksim.physmem`) -- pass through every filter (``dumpfve.sys``
+encrypts them into its own buffer), and the miniport writes them into a sparse disk image
+(:mod:`stacksim.diskimage`).
+
+After the run, :func:`leak_check` reads the dump's extent back from the image and counts the
+page markers it finds in plaintext: with a working encryption filter there are none; without one
+every dump page's marker is there.
+
+Data mode is for crash dumps (``crash`` and ``crash-during-io``); the hiberfile's contents
+(compression, resume) are not built yet, and ``io`` writes no dump. The normal stack's writes of a
+``crash-during-io`` run carry no bytes (its region of the image stays empty).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from stacksim.diskimage import DiskImage
+
+if TYPE_CHECKING:
+    from stacksim.dumpfmt import CrashDumpFile
+    from stacksim.layout import FileLayout
+    from stacksim.memory import DumpPlan
+    from stacksim.scenario import Scenario
+
+__all__ = ["READ_AHEAD", "DataMode", "DumpBytes", "LeakReport", "data_mode_problem", "dump_bytes", "leak_check"]
+
+READ_AHEAD: Final = 4 * 2**20
+"""Bytes of the dump file generated at a time (the page generator's fixed cost per call is ~100 µs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataMode:
+    """What a data-mode run takes from its caller: where the disk image goes, and the volume's key."""
+
+    image: DiskImage
+    key: bytes
+    """The 64-byte AES-256-XTS key of the dump volume (``docs/reference/encryption.md``)."""
+    key_source: str
+    """Where the key came from, for the result: ``derived from the seed`` or ``key file NAME``."""
+
+
+def data_mode_problem(s: Scenario) -> tuple[str, str] | None:
+    """``(key, problem)`` when *s* cannot run in data mode; None when it can."""
+    from stacksim.physmem import data_mode_problem as memory_problem
+
+    if s.scenario.event not in ("crash", "crash-during-io"):
+        what = "writes no dump" if s.scenario.event == "io" else "writes a hiberfile, whose contents are not modelled yet"
+        return "[scenario] event", f'data mode writes crash dumps (event = "crash" or "crash-during-io"); event = "{s.scenario.event}" {what}'
+    return memory_problem(s.memory)
+
+
+def dump_bytes(s: Scenario, plan: DumpPlan) -> DumpBytes:
+    """The bytes of the crash dump *plan* describes, for scenario *s* (its memory, seed and bugcheck)."""
+    from stacksim.dumpfmt import CrashDumpFile, PageSet, bitmap_bits, synthetic_header_fields
+    from stacksim.physmem import PageClass, PhysicalMemory
+
+    memory = PhysicalMemory.from_scenario(s)
+    runs = memory.map.runs
+    kind = plan.kind
+    wanted = {"kernel": {PageClass.KERNEL}, "automatic": {PageClass.KERNEL}, "active": {PageClass.KERNEL, PageClass.USER}}
+    present = None
+    dtb = None
+    if kind in wanted:
+        present = PageSet.from_pfns(memory.pfns_of(wanted[kind]), bitmap_bits(runs))
+        kernel = next(memory.pfns_of({PageClass.KERNEL}), None)
+        dtb = int(kernel[0]) if kernel is not None else None  # the page tables are kernel memory: in every dump
+    header = synthetic_header_fields(
+        s.scenario.seed,
+        runs,
+        bugcheck_code=s.scenario.bugcheck_code,
+        bugcheck_parameters=(s.scenario.bugcheck_parameters[0], *s.scenario.bugcheck_parameters[1:4]),  # type: ignore[arg-type]
+        crash_time_ns=s.scenario.event_at,
+        dtb_pfn=dtb,
+    )
+    secondary = next((p.bytes for p in plan.parts if p.name == "secondary"), 0)
+    dump = CrashDumpFile(kind, runs, header, memory, present=present, secondary_bytes=secondary)  # type: ignore[arg-type]
+    assert [(p.name, p.bytes) for p in dump.plan().parts] == [(p.name, p.bytes) for p in plan.parts], "timing and data plans differ"
+    return DumpBytes(dump)
+
+
+class DumpBytes:
+    """
+    The dump file's bytes by file position, generated :data:`READ_AHEAD` bytes at a time.
+
+    crashdmp writes the file in order, one ``MaxPagesPerWrite`` piece at a time; generating each
+    piece alone would pay the page generator's fixed cost per write, so a window of the file is
+    generated at once and the writes are cut from it.
+    """
+
+    def __init__(self, dump: CrashDumpFile) -> None:
+        self.dump = dump
+        self._start = 0
+        self._window = b""
+
+    @property
+    def body_pages(self) -> int:
+        """Physical pages the dump holds."""
+        return self.dump.page_count
+
+    def read(self, file_offset: int, length: int) -> bytes:
+        """The *length* bytes of the dump file at *file_offset*."""
+        start = self._start
+        if not (start <= file_offset and file_offset + length <= start + len(self._window)):
+            n = max(length, min(READ_AHEAD, self.dump.size - file_offset))
+            self._start, self._window = file_offset, self.dump.read(file_offset, n)
+            start = file_offset
+        return self._window[file_offset - start : file_offset - start + length]
+
+
+@dataclass(frozen=True, slots=True)
+class LeakReport:
+    """What the leak check found on the disk image."""
+
+    dump_pages: int
+    """Physical pages in the dump (its body)."""
+    plaintext_pages_on_disk: int
+    """Dump pages whose marker (magic + PFN) the image holds in plaintext."""
+    scanned_bytes: int
+    """Bytes of the image read: the dump file's extent on the disk."""
+
+    def as_dict(self) -> dict[str, int]:
+        """The JSON object."""
+        return {
+            "dump_pages": self.dump_pages,
+            "plaintext_pages_on_disk": self.plaintext_pages_on_disk,
+            "scanned_bytes": self.scanned_bytes,
+        }
+
+
+def leak_check(image: DiskImage, layout: FileLayout, file_bytes: int, dump_pages: int) -> LeakReport:
+    """
+    Count the distinct page markers in plaintext in the first *file_bytes* of the target file on *image*.
+
+    The file's disk runs are read back in bounded chunks (:data:`stacksim.diskimage.SCAN_CHUNK`)
+    and searched at every 512-byte boundary (a page on the disk starts on a sector).
+    """
+    import numpy as np
+
+    from stacksim.physmem import find_markers
+
+    found: list[object] = []
+    scanned = 0
+    base = layout.partition_offset
+    for offset, length, count in layout.map_runs(0, file_bytes, 2**62):
+        for _, data in image.chunks(base + offset, length * count):
+            found.append(find_markers(data))
+            scanned += len(data)
+    distinct = int(np.unique(np.concatenate(found)).size) if found else 0  # type: ignore[call-overload]
+    return LeakReport(dump_pages, distinct, scanned)
