@@ -51,6 +51,8 @@ from stacksim._io import (
 )
 from stacksim._log import configure_logging
 from stacksim._version import __version__
+from stacksim.datamode import DataMode, data_mode_problem
+from stacksim.diskimage import DiskImage
 from stacksim.filters import FilterCatalog, PluginError, read_plugin
 from stacksim.scenario import Scenario, ScenarioError, load_scenario, read_scenario_data, validate_scenario
 from stacksim.simulate import RunResult, simulate
@@ -268,7 +270,9 @@ def run(
     ] = None,
     key_file: Annotated[
         Path | None,
-        typer.Option("--key-file", help="Data mode: the 64-byte AES-256-XTS volume key (default: derived from the seed).", show_default=False),
+        typer.Option(
+            "--key-file", help="Data mode: the 64-byte AES-256-XTS volume key (default: from the seed).", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Run a scenario and print where the time went."""

@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Final
 from stacksim.diskimage import DiskImage
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from stacksim.dumpfmt import CrashDumpFile
     from stacksim.layout import FileLayout
     from stacksim.memory import DumpPlan
@@ -54,7 +57,8 @@ def data_mode_problem(s: Scenario) -> tuple[str, str] | None:
 
     if s.scenario.event not in ("crash", "crash-during-io"):
         what = "writes no dump" if s.scenario.event == "io" else "writes a hiberfile, whose contents are not modelled yet"
-        return "[scenario] event", f'data mode writes crash dumps (event = "crash" or "crash-during-io"); event = "{s.scenario.event}" {what}'
+        allowed = 'data mode writes crash dumps (event = "crash" or "crash-during-io")'
+        return "[scenario] event", f'{allowed}; event = "{s.scenario.event}" {what}'
     return memory_problem(s.memory)
 
 
@@ -83,7 +87,8 @@ def dump_bytes(s: Scenario, plan: DumpPlan) -> DumpBytes:
     )
     secondary = next((p.bytes for p in plan.parts if p.name == "secondary"), 0)
     dump = CrashDumpFile(kind, runs, header, memory, present=present, secondary_bytes=secondary)  # type: ignore[arg-type]
-    assert [(p.name, p.bytes) for p in dump.plan().parts] == [(p.name, p.bytes) for p in plan.parts], "timing and data plans differ"
+    sizes = [(p.name, p.bytes) for p in plan.parts]
+    assert [(p.name, p.bytes) for p in dump.plan().parts] == sizes, "the timing plan and the file's layout differ"
     return DumpBytes(dump)
 
 
@@ -147,12 +152,12 @@ def leak_check(image: DiskImage, layout: FileLayout, file_bytes: int, dump_pages
 
     from stacksim.physmem import find_markers
 
-    found: list[object] = []
+    found: list[npt.NDArray[np.uint64]] = []
     scanned = 0
     base = layout.partition_offset
     for offset, length, count in layout.map_runs(0, file_bytes, 2**62):
         for _, data in image.chunks(base + offset, length * count):
             found.append(find_markers(data))
             scanned += len(data)
-    distinct = int(np.unique(np.concatenate(found)).size) if found else 0  # type: ignore[call-overload]
+    distinct = int(np.unique(np.concatenate(found)).size) if found else 0
     return LeakReport(dump_pages, distinct, scanned)

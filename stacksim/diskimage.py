@@ -43,7 +43,8 @@ class DiskImage:
 
     def write(self, disk_offset: int, data: bytes | bytearray | memoryview) -> None:
         """Put *data* at *disk_offset* (inside the disk: the miniport has checked it)."""
-        assert 0 <= disk_offset and disk_offset + len(data) <= self.size
+        assert disk_offset >= 0
+        assert disk_offset + len(data) <= self.size
         view = memoryview(data)
         while view:  # pwrite may write less than asked (a signal, a quota): write the rest
             n = os.pwrite(self.fd, view, disk_offset)

@@ -436,7 +436,8 @@ class DumpDriver:
                 if rest is False:
                     return False
                 if rest is not True:  # a filter broke its declaration: the rest goes in request mode
-                    return await self._write_requests(part, rest, offset + (rest - first) * length, length, last - rest)
+                    at = offset + (rest - first) * length
+                    return await self._write_requests(part, rest, at, length, last - rest, 0)  # no bytes: data mode never batches
             if special < last and not await self._write_each(part, special, offset + (special - first) * length, length, 1):
                 return False
             n = special + 1

@@ -8,7 +8,7 @@ from stacksim.memory import bitmap_part_bytes, plan_crash_dump, plan_hibernation
 
 GiB = 2**30
 ARGS = {"kernel_fraction": Fraction(1, 3), "active_fraction": Fraction(1, 2), "secondary": 0, "top_pfn": 8 * GiB // 4096}
-BITMAP = 8192 + 65536  # the summary header and 2 Mi bits, padded to whole pages
+BITMAP = 65 * 4096  # the 0x38-byte summary header and 2 Mi bits (256 KiB), padded to whole pages
 
 
 def parts(plan: object) -> list[tuple[str, int]]:

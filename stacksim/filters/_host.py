@@ -328,7 +328,7 @@ class FilterLayer:
                             # Contents in flight: a filter reusing its buffer for the next write would
                             # overwrite what the layers below have not read yet (one at a time, it can't).
                             engine.spoil(f"{name} handed down a buffer with contents while writes were in flight")
-                        if error is None and snapshot is not None:
+                        if error is None and snapshot is not None and data_in is not None:
                             error = self._check_bytes(request, mdl_in, data_in, snapshot)
                         if self.probing and error is None:
                             self._compare(request, status, dur, offset_in)
@@ -603,7 +603,7 @@ class FilterLayer:
             return NtStatus.UNSUCCESSFUL, hung.waited_ns, str(hung), "hung"
         return status, dur, error, fault
 
-    def _check_bytes(self, request: Any, mdl_in: Mdl, data_in: Any, snapshot: bytes) -> str | None:
+    def _check_bytes(self, request: Any, mdl_in: Mdl, data_in: bytearray | memoryview, snapshot: bytes) -> str | None:
         """
         Data mode, after ``dump_write``: the caller's buffer must hold its bytes, and the MDL handed down its own.
 
@@ -612,7 +612,7 @@ class FilterLayer:
         :meth:`_check_request` already: its MDL is an :class:`Mdl` of the original length.
         """
         number = request.number
-        if mdl_in.data is not data_in or data_in != snapshot:
+        if mdl_in.data is not data_in or data_in != snapshot:  # type: ignore[comparison-overlap]
             return (
                 f"dump_write changed the bytes of the buffer it was given (request #{number}, owned by {mdl_in.owner}); "
                 "a dump filter must not write into the caller's buffer: copy into a buffer of its own (ntdddump DUMP_WRITE)"
@@ -621,8 +621,8 @@ class FilterLayer:
         if not isinstance(data, bytes | bytearray | memoryview) or len(data) != request.mdl.length:
             held = f"{len(data):,} bytes" if isinstance(data, bytes | bytearray | memoryview) else _short(data)
             return (
-                f"dump_write handed down request #{number} with an MDL of {request.mdl.length:,} bytes whose buffer holds {held}; "
-                "in data mode every MDL must carry exactly its length in bytes"
+                f"dump_write handed down request #{number} with an MDL of {request.mdl.length:,} bytes whose buffer "
+                f"holds {held}; in data mode every MDL must carry exactly its length in bytes"
             )
         return None
 

@@ -108,7 +108,7 @@ class DumpFve(DumpFilter):
                 return NtStatus.ENCRYPTION_FAILED
             own = mdl.data
             own[:] = pages  # copy the caller's pages into the filter's own buffer ...
-            own[:] = self._cipher.encrypt(own, request.offset // SECTOR_SIZE)  # ... and encrypt them there
+            self._cipher.encrypt_into(own, request.offset // SECTOR_SIZE, own)  # ... and encrypt them there
         request.mdl = mdl
         return NtStatus.SUCCESS
 
@@ -117,5 +117,5 @@ class DumpFve(DumpFilter):
         self._crypt(request.length)
         pages = request.mdl.data
         if pages is not None and self._cipher is not None:
-            pages[:] = self._cipher.decrypt(pages, request.offset // SECTOR_SIZE)
+            self._cipher.decrypt_into(pages, request.offset // SECTOR_SIZE, pages)
         return NtStatus.SUCCESS
