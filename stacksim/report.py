@@ -296,7 +296,8 @@ def build_result(m: Machine, ran: EventRun) -> RunResult:
         target=layout.target,
         warnings=tuple(warnings),
         batched_messages=driver.batched_messages,
-        request_mode_reasons=_request_mode_reasons(batch, trace is not None, plan_faults, driver),
+        request_mode_reasons=(("data mode",) if m.data is not None else ())
+        + _request_mode_reasons(batch, trace is not None, plan_faults, driver),
         header_written=driver.header_complete(),
         write_retries=driver.retries,
         io=ran.io,

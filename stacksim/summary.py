@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -256,6 +256,8 @@ def _run_fields(r: RunResult, console: Console) -> None:
     else:
         _field(console, "written", f"nothing of the {format_bytes(r.dump_bytes)} dump ({parts})")
     _field(console, "path", " → ".join(_safe(i) for i in r.images) + f" → disk ({r.target})")
+    if r.data is not None:
+        _data_field(r.data, console)
     if r.request_mode_reasons:
         reasons = "; ".join(readable(_safe(x)) for x in r.request_mode_reasons)
         _field(console, "engine", "request mode, one message per write: " + reasons)
@@ -264,6 +266,19 @@ def _run_fields(r: RunResult, console: Console) -> None:
     if r.bottleneck and r.dump_time_ns:
         _field(console, "bottleneck", bottleneck_line(r))
     _side_by_side(r, console)
+
+
+def _data_field(d: dict[str, Any], console: Console) -> None:
+    """Data mode: what reached the image, and the leak check (plaintext pages in yellow)."""
+    leaked, pages = d["plaintext_pages_on_disk"], d["dump_pages"]
+    found = f"{leaked:,} of {pages:,} dump pages found in plaintext on the disk"
+    _field(
+        console,
+        "data",
+        f"{format_bytes(d['image_bytes_written'])} written to the image; leak check: ",
+        (found, "yellow") if leaked else found,
+        f" ({format_bytes(d['scanned_bytes'])} scanned; volume key {_safe(d['key'])})",
+    )
 
 
 def bottleneck_line(r: RunResult) -> str:
