@@ -11,6 +11,8 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     report         RunResult: what a run did, built after the event
     events/        one short script per [scenario] event (crash, hibernate)
     machine        the machine, assembled once: engine, device, layout, dump port, stacks
+    datamode       data mode: the dump's bytes (dumpfmt over physmem), the leak check
+    diskimage      the sparse disk image the miniport writes in data mode
     scenario       TOML schema and validation          registry   CrashControl values
     normal_stack   the runtime stack (ntfs … storport, interrupts) on the queued-network engine
     dump_driver    crashdmp: stacks, Dump_Start, writes, Dump_Finish
@@ -20,6 +22,7 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     dumpfmt        the crash dump file: DUMP_HEADER64, bitmap, pages (on memory)
     memory         dump contents and sizes            requests   Mdl, DumpRequest, NTSTATUS
     physmem        simulated physical memory for data mode: memory map, page classes, page bytes, markers
+    xts            AES-256-XTS for whole writes (dumpfve.sys in data mode; aes-xts-plain64)
     faults         fault plans (device, filter, power loss)
     metrics        streaming weighted histograms      trace      JSONL event records
     units          quantities with units
@@ -35,6 +38,8 @@ from __future__ import annotations
 
 from stacksim._engine import Engine, SimTime, WatchdogExpired, now_ns, spend
 from stacksim._version import __version__
+from stacksim.datamode import DataMode
+from stacksim.diskimage import DiskImage
 from stacksim.filters import (
     DUMP_FILTER_CRITICAL,
     DUMP_FILTER_FLAG_SYSTEM_SUPPORT_READ,
@@ -62,7 +67,9 @@ __all__ = [
     "DUMP_FILTER_MINOR_VERSION",
     "PAGE_SIZE",
     "SECTOR_SIZE",
+    "DataMode",
     "DiskGeometry",
+    "DiskImage",
     "DumpFilter",
     "DumpRequest",
     "DumpType",

@@ -30,7 +30,7 @@ What is modelled:
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -44,7 +44,9 @@ from stacksim.filters._base import (
 from stacksim.filters._params import Nanoseconds, PicosecondsPerByte
 from stacksim.requests import PAGE_SIZE, SECTOR_SIZE, DumpRequest, Mdl, NtStatus
 from stacksim.units import bytes_time_ns
-from stacksim.xts import XtsCipher
+
+if TYPE_CHECKING:
+    from stacksim.xts import XtsCipher
 
 __all__ = ["DumpFve"]
 
@@ -81,6 +83,8 @@ class DumpFve(DumpFilter):
         self._mdls: dict[int, Mdl] = {}
         self._cipher: XtsCipher | None = None
         if extension.volume_key is not None:  # data mode: the real buffer and the volume's key, now -- never at crash time
+            from stacksim.xts import XtsCipher  # numpy and cryptography: only in data mode
+
             self._cipher = XtsCipher(extension.volume_key)
             self._buffer = bytearray(self._buffer_bytes)
         return NtStatus.SUCCESS
