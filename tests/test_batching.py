@@ -38,7 +38,7 @@ def test_complete_dump_through_three_filters_is_identical_and_batched() -> None:
     # The 4096 body writes: writes 0, 1, 3, 7, ..., 2047 and 4095 of the run are really called
     # (probe_positions); each of the 10 gaps of two or more writes between them is one message.
     assert batched["batched_messages"] == 10
-    assert batched["write_requests"] == 4097
+    assert batched["write_requests"] == 1 + 1 + 4096  # header, bitmap (3 pages), body
 
 
 def test_a_fault_at_one_request_splits_the_run() -> None:
@@ -50,7 +50,8 @@ def test_a_fault_at_one_request_splits_the_run() -> None:
     )
     assert without_mode(batched) == without_mode(single)
     assert batched["filters"][0]["errors"] == {"dump_write": 1}
-    # Body writes 2..499 and 501..1025 are two sampled runs: 7 and 8 messages between their samples.
+    # Body writes 3..499 and 501..1026 (after the header and the bitmap) are two sampled runs:
+    # 7 and 8 messages between their samples.
     assert batched["batched_messages"] == 7 + 8
 
 
@@ -82,7 +83,7 @@ def test_filter_without_cost_model_gets_request_mode() -> None:
     catalog.add(Plain, "test")
     batched, single = both(catalog, registry={"CrashDumpEnabled": 1, "DumpFilters": ["plain.sys"]}, memory={"ram": "1 MiB"})
     assert without_mode(batched) == without_mode(single)
-    assert calls == list(range(1, 18)) * 2
+    assert calls == list(range(1, 1 + 1 + 16 + 1)) * 2  # header, bitmap, 16 body writes; in both modes
     assert batched["batched_messages"] == 0
     assert batched["request_mode_reasons"] == [
         "plain.sys declares no write_cost, so its dump_write is called for every write "
@@ -158,25 +159,25 @@ def liar(**behaviour: int) -> FilterCatalog:
     ],
 )
 def test_a_filter_that_breaks_its_declaration_falls_back_to_request_mode(behaviour: dict[str, int], broke: str) -> None:
-    """A filter whose dump_write disagrees with write_cost is caught at the first body write: request mode's result."""
+    """A filter whose dump_write disagrees with write_cost is caught at the first body write (#3): request mode's result."""
     batched, single = both(
         liar(**behaviour), registry={"CrashDumpEnabled": 1, "DumpFilters": ["liar.sys"]}, memory={"ram": "4 MiB"}
     )
     assert without_mode(batched) == without_mode(single)
     assert batched["batched_messages"] == 0
     assert batched["request_mode_reasons"] == [
-        f"liar.sys declares write_cost = 1000 ns for 65536-byte writes, but its dump_write on request #2 {broke}; "
+        f"liar.sys declares write_cost = 1000 ns for 65536-byte writes, but its dump_write on request #3 {broke}; "
         "its dump_write is called for every later write"
     ]
 
 
 def test_a_filter_that_changes_later_is_caught_by_a_later_sample() -> None:
-    """A filter that keeps its declaration for 100 writes and then doubles its cost is caught at sample 128 (write 2 + 127)."""
+    """A filter that keeps its declaration for 100 writes and then doubles its cost is caught at sample 128 (write 3 + 127)."""
     batched, _ = both(
         liar(spends=2_000, after=100), registry={"CrashDumpEnabled": 1, "DumpFilters": ["liar.sys"]}, memory={"ram": "16 MiB"}
     )
     assert batched["request_mode_reasons"] == [
-        "liar.sys declares write_cost = 1000 ns for 65536-byte writes, but its dump_write on request #129 took 2 µs "
+        "liar.sys declares write_cost = 1000 ns for 65536-byte writes, but its dump_write on request #130 took 2 µs "
         "(2000 ns); its dump_write is called for every later write"
     ]
 

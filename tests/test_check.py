@@ -101,17 +101,17 @@ THREE_RUNS: dict[str, Any] = {
     "filters": {"delayflt.sys": {"per_call": "3 us", "start": "10 us", "finish": "10 us"}},
     "layout": {
         "runs": [
-            {"offset": 2**30, "length": 40 * 1024},
+            {"offset": 2**30, "length": 44 * 1024},
             {"offset": 2**31, "length": 96 * 1024},
             {"offset": 3 * 2**30, "length": 2**20},
         ]
     },
 }
-"""A complete dump (8 KiB header, 256 KiB body) through two filters into three disk runs of 40 KiB, 96 KiB and 1 MiB."""
+"""A complete dump (8 KiB header, 4 KiB bitmap, 256 KiB body) through two filters into disk runs of 44 KiB, 96 KiB and 1 MiB."""
 
 
 def three_runs() -> Records:
-    """A valid trace of THREE_RUNS: six writes (8 + 32, 64 + 32, 64 + 64 KiB, cut at each run's end), 896 KiB unused."""
+    """A valid trace of THREE_RUNS: seven writes (8 + 4 + 32, 64 + 32, 64 + 64 KiB, cut at each run's end), 896 KiB unused."""
     _, trace = run(**THREE_RUNS)
     return trace.records
 
@@ -973,9 +973,11 @@ def test_a_filter_that_claims_it_took_no_time_breaks_timing() -> None:
     recs = three_runs()
     find(recs, "delayflt.sys", "dump_write", 2)["dur_ns"] = 0
     assert rules_broken(recs) == ["timing"]
+    # request 3 is issued when the bitmap's write completes: port init ends at 11,010,000 ns, the header's write
+    # takes 3,000 + 3,458 + 5,000 + 22,731 ns and the bitmap's 3,000 + 2,229 + 5,000 + 21,366 ns -> 11,075,784 ns
     assert messages(recs, "timing") == [
-        "line 22: 'dumpfve.sys''s dump_write starts at 11096943 ns, but 'delayflt.sys''s dump_write before it ended at "
-        "11093943 ns: one layer runs at a time, each step starts when the one before it ends"
+        "line 22: 'dumpfve.sys''s dump_write starts at 11078784 ns, but 'delayflt.sys''s dump_write before it ended at "
+        "11075784 ns: one layer runs at a time, each step starts when the one before it ends"
     ]
 
 
@@ -985,9 +987,9 @@ def test_an_idle_second_in_mid_dump_breaks_timing() -> None:
     for r in recs[recs.index(find(recs, "crashdmp", "issue_write", 2)) :]:
         r["t_ns"] += 10**9
     assert rules_broken(recs) == ["timing"]
-    assert messages(recs, "timing") == [
-        "line 20: 'crashdmp''s issue_write starts at 1011093943 ns, but 'crashdmp''s write_complete before it ended at "
-        "11093943 ns: one layer runs at a time, each step starts when the one before it ends"
+    assert messages(recs, "timing") == [  # write 2 (the bitmap) completes at 11,075,784 ns, as above
+        "line 20: 'crashdmp''s issue_write starts at 1011075784 ns, but 'crashdmp''s write_complete before it ended at "
+        "11075784 ns: one layer runs at a time, each step starts when the one before it ends"
     ]
 
 
@@ -1006,20 +1008,20 @@ def test_the_first_write_issued_before_port_init_ended_breaks_timing() -> None:
 
 
 def test_two_writes_swapped_break_file_position() -> None:
-    """Requests 5 and 6 (both 64 KiB in the last run) written in each other's place break `file_position` alone."""
+    """Requests 6 and 7 (both 64 KiB in the last run) written in each other's place break `file_position` alone."""
     recs = three_runs()
-    five, six = find(recs, "crashdmp", "issue_write", 4)["offset"], find(recs, "crashdmp", "issue_write", 5)["offset"]
-    move(move(recs, 5, six), 6, five)
+    six, seven = find(recs, "crashdmp", "issue_write", 5)["offset"], find(recs, "crashdmp", "issue_write", 6)["offset"]
+    move(move(recs, 6, seven), 7, six)
     assert rules_broken(recs) == ["file_position"]
 
 
 def test_a_write_moved_into_unused_space_breaks_file_position() -> None:
     """The last write put at 512 KiB into the last run (inside the file, overlapping nothing) breaks `file_position` alone."""
     recs = three_runs()
-    move(recs, 6, 3 * 2**30 + 512 * 1024)
+    move(recs, 7, 3 * 2**30 + 512 * 1024)
     assert rules_broken(recs) == ["file_position"]
     assert any(
-        "request 6 is 3221749760+65536, but the dump goes on with part 'body'" in m for m in messages(recs, "file_position")
+        "request 7 is 3221749760+65536, but the dump goes on with part 'body'" in m for m in messages(recs, "file_position")
     )
 
 
@@ -1027,71 +1029,71 @@ def test_the_header_written_last_breaks_file_position() -> None:
     """The header's write moved after the body's (renumbered and retimed by a careful forger) breaks `file_position` alone."""
     recs = three_runs()
     header = of_request(recs, 1)
-    body_end = recs.index(find(recs, "crashdmp", "write_complete", 5)) + 1
+    body_end = recs.index(find(recs, "crashdmp", "write_complete", 6)) + 1
     recs = [*[r for r in recs[:body_end] if r["request"] != 1], *header, *recs[body_end:]]
     for r in recs:
         if r["request"] is not None:
-            r["request"] = 6 if r in header else r["request"] - 1
+            r["request"] = 7 if r in header else r["request"] - 1
     assert rules_broken(retime(renumber(recs))) == ["file_position"]
 
 
 def test_a_write_longer_than_max_pages_per_write_breaks_file_position() -> None:
-    """Requests 5 and 6 merged into one 128 KiB write (over 16 pages) break `file_position` (and `placement` at the port)."""
+    """Requests 6 and 7 merged into one 128 KiB write (over 16 pages) break `file_position` (and `placement` at the port)."""
     recs = three_runs()
-    recs = [r for r in recs if r["request"] != 6]
-    for r in of_request(recs, 5):
+    recs = [r for r in recs if r["request"] != 7]
+    for r in of_request(recs, 6):
         r["length"] *= 2
     assert rules_broken(retime(renumber(recs))) == ["file_position", "placement"]
-    assert any("request 5 is 3221225472+131072" in m and "for 65536 bytes" in m for m in messages(recs, "file_position"))
+    assert any("request 6 is 3221225472+131072" in m and "for 65536 bytes" in m for m in messages(recs, "file_position"))
 
 
 def test_a_write_shorter_than_max_pages_per_write_allows_breaks_file_position() -> None:
-    """Each write is as long as MaxPagesPerWrite, the run and the part allow: request 5 cut in two breaks `file_position`."""
+    """Each write is as long as MaxPagesPerWrite, the run and the part allow: request 6 cut in two breaks `file_position`."""
     recs = three_runs()
-    five = of_request(recs, 5)
-    second = copy.deepcopy(five)
-    for r in five:
+    six = of_request(recs, 6)
+    second = copy.deepcopy(six)
+    for r in six:
         r["length"] //= 2
     for r in second:
         r["length"] //= 2
         r["offset"] += r["length"]
-    at = recs.index(five[-1]) + 1
+    at = recs.index(six[-1]) + 1
     recs[at:at] = second
     for r in recs[at:]:
         if r["request"] is not None and r not in second:
             r["request"] += 1
     for r in second:
-        r["request"] = 6
+        r["request"] = 7
     find(recs, "crashdmp", "dump_context")["detail"]["dump_bytes"] = sum(r["length"] for r in recs if r["event"] == "issue_write")
     assert rules_broken(retime(renumber(recs))) == ["file_position"]
 
 
 def test_a_write_issued_after_the_whole_dump_breaks_file_position() -> None:
-    """A seventh write (into the unused end of the last run) after the whole dump breaks `file_position` (and `outcome`)."""
+    """An eighth write (into the unused end of the last run) after the whole dump breaks `file_position` (and `outcome`)."""
     recs = three_runs()
-    last = of_request(recs, 6)
+    last = of_request(recs, 7)
     extra = copy.deepcopy(last)
     for r in extra:
-        r["request"] = 7
+        r["request"] = 8
         r["offset"] += 65536
     at = recs.index(last[-1]) + 1
     recs[at:at] = extra
     assert rules_broken(retime(renumber(recs))) == ["file_position", "outcome"]
-    assert any("request 7 is issued after the whole dump" in m for m in messages(recs, "file_position"))
+    assert any("request 8 is issued after the whole dump" in m for m in messages(recs, "file_position"))
 
 
 # -- handoff ---------------------------------------------------------------------------------
 
 
 def test_a_filter_that_moves_a_write_without_saying_so_breaks_handoff() -> None:
-    """delayflt.sys hands request 6 down 4 KiB further than it was handed, with no detail.moved_from: `handoff`."""
+    """delayflt.sys hands request 7 down 4 KiB further than it was handed, with no detail.moved_from: `handoff`."""
     recs = three_runs()
-    for r in of_request(recs, 6):
+    for r in of_request(recs, 7):
         if r["layer"] != "crashdmp" or r["event"] == "write_complete":
             r["offset"] += 4096
     assert rules_broken(recs) == ["handoff"]
     assert any(
-        "'delayflt.sys' hands request 6 down at 3221295104, but it was handed 3221291008" in m for m in messages(recs, "handoff")
+        "'delayflt.sys' hands request 7 down at 3221295104, but it was handed 3221291008" in m for m in messages(recs, "handoff")
     )
 
 
@@ -1171,7 +1173,7 @@ def test_a_dump_that_does_not_fit_its_file_and_goes_on_breaks_outcome() -> None:
 def test_a_dump_finished_before_every_part_was_issued_breaks_structure() -> None:
     """Without the last write (retimed), dump_finish comes before the whole dump was issued: `structure` (and `outcome`)."""
     recs = three_runs()
-    recs = [r for r in recs if r["request"] != 6]
+    recs = [r for r in recs if r["request"] != 7]
     assert rules_broken(retime(renumber(recs))) == ["structure", "outcome"]
     assert any("65,536 bytes of it, from part 'body' on, were never issued" in m for m in messages(recs, "structure"))
 

@@ -60,7 +60,7 @@ def test_run_writes_result_json(small: Path, tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert {"status", "dump_time_ns", "bytes_written", "write_requests", "max_pages_per_write", "layers"} <= set(result)
     assert set(result["layers"]["dumpfve.sys"]) == {"calls", "busy_ns", "p50_ns", "p99_ns", "max_ns"}
-    assert result["write_requests"] == 1 + 32
+    assert result["write_requests"] == 1 + 1 + 32  # header, bitmap, body
 
 
 def test_json_to_stdout(small: Path) -> None:
@@ -155,7 +155,7 @@ def test_plugin_file_provides_a_filter(small: Path, tmp_path: Path) -> None:
     assert invoke("run", str(scenario))[0] == 2
     code, out, _ = invoke("run", str(scenario), "--plugin", str(plugin), "--json", "-")
     assert code == 0
-    assert json.loads(out)["layers"]["myflt.sys"]["busy_ns"] == 33 * 7000
+    assert json.loads(out)["layers"]["myflt.sys"]["busy_ns"] == (1 + 1 + 32) * 7000  # header, bitmap, body writes
     code, out, _ = invoke("run", str(scenario), "--plugin", str(plugin))
     assert code == 0
     assert "engine      request mode, one message per write: myflt.sys declares no write_cost" in " ".join(out.split("\n"))

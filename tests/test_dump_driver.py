@@ -39,12 +39,18 @@ def test_small_dump_timeline_without_filters() -> None:
 def test_closed_form_without_filters() -> None:
     """Dump time = requests × (overhead + latency + ⌈bytes/bandwidth⌉) + reset + flush, to the ns."""
     result, _ = run(registry={"CrashDumpEnabled": 1}, memory={"ram": "64 MiB"})
-    requests = 1 + 64 * 2**20 // 65536
+    bitmap = 4096  # 56-byte summary header + 16,482 bits (PFNs up to 64 MiB + the 1 MiB hole) in one page
+    requests = 1 + 1 + 64 * 2**20 // 65536  # header, bitmap, body
     expected = (
-        1 * MS + 200 * US + (5 * US + 20 * US) * requests + transfer_ns(8192, 3 * 10**9) + 1024 * transfer_ns(65536, 3 * 10**9)
+        1 * MS
+        + 200 * US
+        + (5 * US + 20 * US) * requests
+        + transfer_ns(8192, 3 * 10**9)
+        + transfer_ns(bitmap, 3 * 10**9)
+        + 1024 * transfer_ns(65536, 3 * 10**9)
     )
     assert (result.write_requests, result.dump_time_ns) == (requests, expected)
-    assert result.bytes_written == 64 * 2**20 + 8192
+    assert result.bytes_written == 8192 + bitmap + 64 * 2**20
     assert result.layers["device"].busy_ns + result.layers["miniport"].busy_ns == expected
 
 
@@ -66,7 +72,7 @@ def test_each_filter_adds_exactly_its_cost_per_request() -> None:
         filters={"delayflt.sys": {"per_call": "2 us"}, "delay2.sys": {"per_call": "1 us", "per_byte": "0.5 ns"}},
     )
     requests = base.write_requests
-    extra2 = requests * 1 * US + (8192 + 1024 * 65536) // 2
+    extra2 = requests * 1 * US + (8192 + 4096 + 1024 * 65536) // 2  # header, bitmap, body
     assert result.dump_time_ns - base.dump_time_ns == requests * 2 * US + extra2
     assert result.layers["delayflt.sys"].busy_ns == requests * 2 * US
     assert result.layers["delay2.sys"].busy_ns == extra2
@@ -122,15 +128,17 @@ def test_trace_is_sorted_by_time_then_seq() -> None:
 
 
 def test_writes_are_header_first_and_sequential() -> None:
-    """The header is written first, then the body, at consecutive partition offsets."""
+    """The header is written first, then the bitmap, then the body, at consecutive partition offsets."""
     _, trace = run(registry={"CrashDumpEnabled": 1}, memory={"ram": "256 KiB"}, layout={"file_offset": "1 GiB"})
     writes = [(r["offset"], r["length"]) for r in trace.records if r["event"] == "issue_write"]
+    body = 2**30 + 8192 + 4096  # after the header and the one-page bitmap
     assert writes == [
         (2**30, 8192),
-        (2**30 + 8192, 65536),
-        (2**30 + 8192 + 65536, 65536),
-        (2**30 + 8192 + 131072, 65536),
-        (2**30 + 8192 + 196608, 65536),
+        (2**30 + 8192, 4096),
+        (body, 65536),
+        (body + 65536, 65536),
+        (body + 131072, 65536),
+        (body + 196608, 65536),
     ]
 
 
@@ -180,9 +188,10 @@ def test_bottleneck_is_the_busiest_layer() -> None:
         filters={"delayflt.sys": {"per_call": "100 us"}},
     )
     d = result.as_dict()
+    writes = 1 + 1 + 16  # header, bitmap, body
     assert d["bottleneck"] == "delayflt.sys"
-    assert d["dump_time_without_bottleneck_ns"] == result.dump_time_ns - 17 * 100_000
-    assert d["bottleneck_share_percent"] == round(100 * 17 * 100_000 / result.dump_time_ns, 1)
+    assert d["dump_time_without_bottleneck_ns"] == result.dump_time_ns - writes * 100_000
+    assert d["bottleneck_share_percent"] == round(100 * writes * 100_000 / result.dump_time_ns, 1)
 
 
 def test_progress_is_reported_every_4096_writes_in_request_mode() -> None:
@@ -197,8 +206,8 @@ def test_progress_is_reported_every_4096_writes_in_request_mode() -> None:
     calls: list[tuple[int, int]] = []
     result = simulate(s, catalog, batch=False, progress=lambda done, total: calls.append((done, total)))
     assert PROGRESS_EVERY == 4096
-    header = 8192
-    assert calls == [(header + (k * 4096 - 1) * 65536, result.dump_bytes) for k in (1, 2)]
+    header, bitmap = 8192, 24576  # the bitmap of 640 MiB (163,938 PFNs) is 6 pages: one write
+    assert calls == [(header + bitmap + (k * 4096 - 2) * 65536, result.dump_bytes) for k in (1, 2)]
     assert result.as_dict() == simulate(s, catalog, batch=False).as_dict()
 
 

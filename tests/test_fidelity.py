@@ -30,7 +30,7 @@ class TestLayout:
             layout={"runs": 7, "partition_size": "1 TiB"},
         )
         assert result.status == "ok"
-        size = 3 * 2**20 + 8192
+        size = 8192 + 4096 + 3 * 2**20  # header, bitmap, body
         per_run = math.ceil(math.ceil(size / 7) / 4096) * 4096  # a seventh, rounded up to pages
         stride = ((2**40 - 2**30) // 7) // 4096 * 4096
         runs = [(2**30 + i * stride, min(per_run, size - i * per_run)) for i in range(7)]
@@ -67,7 +67,7 @@ class TestLayout:
         result, _ = run(registry={"CrashDumpEnabled": 1}, memory={"ram": "64 MiB"}, layout={"size": "32 MiB"})
         assert result.status == "file_too_small"
         assert result.bytes_written == 0
-        assert "holds 33,554,432 bytes but the complete dump needs 67,117,056" in result.message
+        assert "holds 33,554,432 bytes but the complete dump needs 67,121,152" in result.message  # 8 KiB + 4 KiB + 64 MiB
         assert "Event 49" in result.message
 
     def test_automatic_dump_mentions_page_file_growth(self) -> None:
@@ -83,7 +83,7 @@ class TestLayout:
         )
         assert result.status == "truncated"
         assert result.bytes_written == 32 * 2**20
-        assert result.parts == {"header": 8192, "body": 67108864}
+        assert result.parts == {"header": 8192, "bitmap": 4096, "body": 67108864}
 
     def test_too_small_hiberfile_fails_hibernation(self) -> None:
         """A hiberfile too small for the image: hibernation fails with bug check 0xA0 / 0xB."""
@@ -108,9 +108,10 @@ class TestHddZoneCrossing:
     No cache, no latency or per-request costs: every write costs its transfer at the zone's rate
     (100 MB/s outer, 50 MB/s inner), plus 8 ms + 4,166,666 ns when it does not start where the
     previous one ended. The file starts 31 MiB into the disk: the header (8 KiB, a seek), the
-    body's 64 writes of 64 KiB (16 start in the outer zone, the 16th straddles the boundary, 48
-    in the inner one; one batched message) and the secondary data (4 KiB, contiguous with the
-    body: no seek if the head is where the batched run left it).
+    bitmap (4 KiB, contiguous, in the outer zone), the body's 64 writes of 64 KiB (16 start in the
+    outer zone, the 16th straddles the boundary, 48 in the inner one; one batched message) and the
+    secondary data (4 KiB, contiguous with the body: no seek if the head is where the batched run
+    left it).
     """
 
     SECTIONS: ClassVar[dict[str, Any]] = {
@@ -133,10 +134,10 @@ class TestHddZoneCrossing:
         },
         "layout": {"file_offset": "30 MiB"},
     }
-    EXPECTED_NS = (8_000_000 + 4_166_666 + 81_920) + 16 * 655_360 + 48 * 1_310_720 + 81_920
+    EXPECTED_NS = (8_000_000 + 4_166_666 + 81_920) + 40_960 + 16 * 655_360 + 48 * 1_310_720 + 81_920
 
     def test_request_mode_charges_each_write_its_zone(self) -> None:
-        """One write at a time: one seek, 16 writes at the outer rate, 48 and the secondary data at the inner one."""
+        """One write at a time: one seek, the bitmap and 16 writes at the outer rate, 48 and the secondary data at the inner."""
         catalog = FilterCatalog()
         result = simulate(make_scenario(catalog, **self.SECTIONS), catalog, batch=False)
         assert result.dump_time_ns == self.EXPECTED_NS
@@ -208,9 +209,9 @@ class TestSizing:
         assert result.parts["body"] == 41943040  # 40 % of 100 MiB
 
     def test_parts_are_reported(self) -> None:
-        """The result shows the bytes of each part: header, body, secondary data."""
+        """The result shows the bytes of each part in write order: header, bitmap, body, secondary data."""
         result, _ = run(registry={"CrashDumpEnabled": 1}, memory={"ram": "1 MiB", "secondary_data": "1 MiB"})
-        assert result.parts == {"header": 8192, "body": 2**20, "secondary": 2**20}
+        assert list(result.parts.items()) == [("header", 8192), ("bitmap", 4096), ("body", 2**20), ("secondary", 2**20)]
 
 
 def calibrated(name: str) -> Any:

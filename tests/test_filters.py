@@ -783,20 +783,20 @@ class TestHungCalls:
         )
 
     def test_a_cost_only_the_body_writes_exceed_is_hung_at_the_first_body_write(self) -> None:
-        """per_byte makes a 64 KiB write (not the 8 KiB header) exceed the watchdog: hung at request 2, in both modes."""
+        """per_byte makes a 64 KiB write (not the 8 KiB header or 4 KiB bitmap) exceed the watchdog: hung at #3 in both modes."""
         catalog = FilterCatalog()
         s = make_scenario(
             catalog,
             registry={"CrashDumpEnabled": 1, "DumpFilters": ["delayflt.sys"]},
             memory={"ram": "16 MiB"},
-            filters={"delayflt.sys": {"per_byte": "10 ns"}},  # 8 KiB: 81.9 us; 64 KiB: 655 us
+            filters={"delayflt.sys": {"per_byte": "10 ns"}},  # 8 KiB: 81.9 us; 4 KiB: 41 us; 64 KiB: 655 us
             engine={"watchdog": "500 us"},
         )
         batched, single = (simulate(s, catalog, batch=b).as_dict() for b in (True, False))
         assert without_mode(batched) == without_mode(single)
         assert batched["status"] == "hung"
-        assert batched["write_requests"] == 1
-        assert "dump_write on request #2" in batched["message"]
+        assert batched["write_requests"] == 1 + 1  # header, bitmap
+        assert "dump_write on request #3" in batched["message"]
 
     def test_driver_entry_that_spends_past_the_watchdog_is_a_failed_load(self) -> None:
         """A DriverEntry charging more than the watchdog is cut at it and counts as failed: critical, the stack fails."""

@@ -211,8 +211,8 @@ def test_a_target_file_too_small_prints_what_the_dump_would_have_been() -> None:
     """file_too_small names both sizes with units and prints no zero-filled table."""
     lines = summary(result_of(**NO_WRITE["file_too_small"]), 100)
     text = " ".join(x.strip() for x in lines)
-    assert "holds 1,048,576 bytes but the complete dump needs 67,117,056 bytes" in text
-    assert "written     nothing of the 64.0 MiB dump (header 8 KiB · body 64 MiB)" in lines
+    assert "holds 1,048,576 bytes but the complete dump needs 67,121,152 bytes" in text  # 8 KiB + 4 KiB + 64 MiB
+    assert "written     nothing of the 64.0 MiB dump (header 8 KiB · bitmap 4 KiB · body 64 MiB)" in lines
     assert not any("│" in x for x in lines)
 
 
