@@ -3,8 +3,10 @@ stacksim: simulate the Windows crash-dump and hibernation I/O path in virtual ti
 
 Layering (each layer imports only the layers below it, never the reverse, never skipping):
 
-    cli            command line: run, sweep, replay, check, validate, explain, memory, devices, filters
-    summary        what the terminal shows: the run summary, the device and filter tables
+    cli            command line: run, sweep, replay, check, validate, explain, memory, inspect, extract,
+                   devices, filters
+    summary        what the terminal shows: the run summary, the device and filter tables, inspect's findings
+    extract        after the reboot: a data-mode image's dump read back, decrypted, checked (inspect, extract)
     sweep          grids of runs on an Executor (process pool, Dask)
     check          invariant checker over trace files (imports nothing from the simulator)
     simulate       one run: assemble the machine, run the event's script, report

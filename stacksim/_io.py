@@ -79,13 +79,17 @@ INPUT_LIMITS: Final[dict[str, int]] = {
     "sweep": 1024 * MiB,
     "plugin": 4 * MiB,
     "key": 4096,
+    "image": 2**60,
 }
 """The largest file accepted for each kind of input, in bytes (``docs/reference/cli.md``).
 
 A scenario is a few kilobytes; 16 MiB leaves room for 100k-run layouts and fault lists. A result
 JSON is small whatever the dump size. A trace is streamed (never held in memory), so its cap only
 stops a runaway input. A sweep results file is read back in full to resume and to sort it. A key
-file (``--key-file``) is 64 raw bytes or 128 hex digits: 4 KiB leaves room for whitespace."""
+file (``--key-file``) is 64 raw bytes or 128 hex digits: 4 KiB leaves room for whitespace. A disk
+image (``extract``, ``inspect``) is as large as the simulated disk and sparse; it is never read
+whole, only where the target file's runs lie, and its cap is the largest size a scenario takes
+(the commands also require it to be exactly the recorded disk's size)."""
 
 
 class InputError(Exception):
@@ -203,8 +207,36 @@ class CappedReader:
             raise self._more()
         return data
 
+    @property
+    def size(self) -> int:
+        """The file's size when it was opened, in bytes: what the stream delivers."""
+        return self._size
+
     def read(self, n: int = -1) -> bytes:
         return self._take(self._stream.read, n)
+
+    def pread_into(self, buffer: bytearray | memoryview, offset: int) -> None:
+        """
+        Fill *buffer* with the file's bytes from *offset* (random access; the stream's position stays).
+
+        The range must lie inside the size reported at open. A file that ends sooner (it shrank
+        since) or a read error is an :class:`InputError` naming the file.
+        """
+        view = memoryview(buffer).cast("B")
+        if offset < 0 or offset + len(view) > self._size:
+            raise ValueError(f"bytes {offset:,} ... {offset + len(view):,} are outside the {self._size:,}-byte file")
+        fd = self._stream.fileno()
+        while view:
+            try:
+                n = os.preadv(fd, [view], offset)
+            except OSError as exc:
+                raise self._failed(exc) from None
+            if n == 0:
+                raise InputError(
+                    f"{self._name}: the {self._what} file ends at byte {offset:,}, but was {self._size:,} bytes when opened; "
+                    "stacksim reads only regular files of a fixed size"
+                )
+            view, offset = view[n:], offset + n
 
     def __iter__(self) -> Iterator[bytes]:
         while True:

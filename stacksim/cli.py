@@ -1,6 +1,8 @@
 """
 The ``stacksim`` command: ``run``, ``sweep``, ``replay``, ``check``, ``validate``, ``explain``, ``memory`` and more.
 
+``extract`` and ``inspect`` read a data-mode disk image back, as the boot after the crash would.
+
 ``devices`` and ``filters`` list what a scenario may name.
 
 Exit status: 0 when the simulation produced a result (whatever the simulated dump's status),
@@ -26,7 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import trio
 import typer
@@ -59,6 +61,9 @@ from stacksim.simulate import RunResult, simulate
 from stacksim.summary import print_devices, print_filters, render
 from stacksim.trace import JsonlTrace, TraceSink
 from stacksim.units import INT64_MAX, format_ns
+
+if TYPE_CHECKING:
+    from stacksim.extract import Located
 
 __all__ = ["app", "main"]
 
@@ -431,15 +436,7 @@ def replay(
     old_text, old, record = _read_result(result_file)
     name = _shown(result_file)
     catalog = _replay_catalog(name, record, plugin or [])
-    try:
-        s = validate_scenario(record.scenario, f"{result_file} (replay)", catalog)
-    except ScenarioError as exc:
-        _fail(str(exc))
-    if s.scenario.seed != record.seed:
-        _fail(
-            f"{name}: replay.seed is {record.seed}, but the recorded scenario's seed is {s.scenario.seed}; "
-            "the record is inconsistent"
-        )
+    s = _recorded_scenario(result_file, record, catalog)
     new, new_text = _simulate_to_files(
         s, catalog, batch=record.batch, json_out=json_out, trace_out=trace_out, traced=record.traced
     )
@@ -564,7 +561,21 @@ def _json_type(value: object) -> str:
     return {dict: "object", list: "list", str: "string", int: "integer", float: "number"}.get(type(value), type(value).__name__)
 
 
-def _replay_catalog(name: str, record: _ReplayRecord, given: list[Path]) -> FilterCatalog:
+def _recorded_scenario(result_file: Path, record: _ReplayRecord, catalog: FilterCatalog) -> Scenario:
+    """The scenario a result records, validated again as ``replay`` validates it (and its seed held against the record's)."""
+    try:
+        s = validate_scenario(record.scenario, f"{result_file} (replay)", catalog)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    if s.scenario.seed != record.seed:
+        _fail(
+            f"{_shown(result_file)}: replay.seed is {record.seed}, but the recorded scenario's seed is {s.scenario.seed}; "
+            "the record is inconsistent"
+        )
+    return s
+
+
+def _replay_catalog(name: str, record: _ReplayRecord, given: list[Path], *, stand_ins: bool = False) -> FilterCatalog:
     """
     The filters a recorded run used, nothing else: every ``--plugin`` file is hashed before it runs.
 
@@ -572,6 +583,10 @@ def _replay_catalog(name: str, record: _ReplayRecord, given: list[Path]) -> Filt
     plugin filter the run used and no ``--plugin`` provides is refused with the file to pass.
     Nothing named in the result is ever imported. Entry-point filters (installed packages, which
     every stacksim command imports) are loaded and compared with their recorded SHA-256.
+
+    With *stand_ins* (``extract``, ``inspect``: they validate the scenario but run no filter),
+    each plugin-file filter the run used is a :func:`stacksim.extract.stand_in_filter` instead:
+    no plugin file is read or run, and its configuration is taken as recorded.
     """
     catalog = FilterCatalog()
     try:
@@ -579,6 +594,15 @@ def _replay_catalog(name: str, record: _ReplayRecord, given: list[Path]) -> Filt
         files = [read_plugin(p) for p in given]
     except PluginError as exc:
         _fail(str(exc))
+    if stand_ins:
+        from stacksim.extract import stand_in_filter
+
+        for p in record.plugins:
+            if p.file is not None and catalog.get(p.service_name) is None:
+                try:
+                    catalog.add(stand_in_filter(p.service_name), f"{p.origin} (stand-in: not run)", sha256=p.sha256)
+                except PluginError as exc:
+                    _fail(f"{name}: {exc}")
     recorded = {p.sha256: p for p in record.plugins if p.file is not None and p.sha256 is not None}
     loaded: set[str] = set()
     for f in files:
@@ -602,7 +626,7 @@ def _replay_catalog(name: str, record: _ReplayRecord, given: list[Path]) -> Filt
         loaded.add(f.sha256)
     for p in record.plugins:
         service = _shown(p.service_name, 60)
-        if p.file is not None and p.sha256 not in loaded:
+        if p.file is not None and p.sha256 not in loaded and not stand_ins:
             _fail(
                 f"{name}: the run used filter '{service}' from plugin {_shown(p.file, 60)} (SHA-256 {(p.sha256 or '?')[:16]}…); "
                 f"replay runs no file named in a result: pass it again with --plugin PATH/{_shown(p.file, 60)}"
@@ -734,6 +758,111 @@ def memory(
     )
     counts = ", ".join(f"{c.label} {n:,}" for c, n in ram.class_counts().items())
     typer.echo(f"pages by class (seed {ram.seed}): {counts}" + (f"; map in {_shown(classes_out)}" if classes_out else ""))
+
+
+ImageArg = Annotated[Path, typer.Argument(help="Disk image written by `stacksim run --data --image`.", show_default=False)]
+ResultOpt = Annotated[
+    Path, typer.Option("--result", help="The result JSON of that run (`stacksim run --json`): it names the layout.")
+]
+KeyFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="The 64-byte volume key (default: the one the result names, if derived from the seed).",
+        show_default=False,
+    ),
+]
+
+
+@contextlib.contextmanager
+def _located_dump(image: Path, result_file: Path, key_file: Path | None) -> Iterator[Located]:
+    """
+    The dump at the start of the target file on *image*, as the result names it; exit 2 on any bad input.
+
+    The result is read and its scenario re-validated as ``replay`` does (no plugin is run:
+    plugin filters are stand-ins), every key used is checked against that scenario, then the
+    image is opened (a regular file of the recorded disk's size) and only the file's runs are read.
+    """
+    from stacksim.extract import ExtractError, locate, open_disk_file, recorded_run
+    from stacksim.xts import read_key_file
+
+    _, old, record = _read_result(result_file)
+    name = _shown(result_file)
+    s = _recorded_scenario(result_file, record, _replay_catalog(name, record, [], stand_ins=True))
+    try:
+        run = recorded_run(old, s, name)
+        key = read_key_file(key_file) if key_file is not None else None
+        with open_disk_file(image, run) as file:
+            yield locate(file, run, key, f"key file {key_file.name}" if key_file is not None else None)
+    except (InputError, ExtractError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def extract(
+    image: ImageArg,
+    result_file: ResultOpt,
+    out: Annotated[Path, typer.Option("--out", help="Write the dump here (MEMORY.DMP): exactly RequiredDumpSpace bytes.")],
+    key_file: KeyFileOpt = None,
+    allow_torn: Annotated[
+        bool,
+        typer.Option("--allow-torn", help="Write a torn dump too (missing parts read as zeros); it still needs a dump header."),
+    ] = False,
+) -> None:
+    """Read the crash dump back out of a data-mode disk image, decrypt it, and write MEMORY.DMP (what the next boot does)."""
+    from stacksim.extract import ExtractError, refusal, survey
+    from stacksim.summary import print_extracted
+
+    configure_logging("warning")
+    _check_outputs([("--out", out)], [image, result_file, *([key_file] if key_file is not None else [])])
+    with _located_dump(image, result_file, key_file) as found:
+        why = refusal(found, allow_torn=allow_torn)
+        if why is not None:
+            _fail(f"{_shown(image)}: {why}; no output file was written")
+        try:
+            with atomic_binary_writer(out, flag="--out") as stream:
+                done = survey(found, stream)
+                why = refusal(done, allow_torn=allow_torn)
+                if why is not None:
+                    raise ExtractError(f"{_shown(image)}: {why}; no output file was written")
+        except OutputError as exc:
+            _fail(f"{exc}; no output file was written")
+        except (InputError, ExtractError) as exc:
+            _fail(str(exc))
+    print_extracted(done, _shown(out), Console(highlight=False))
+
+
+@app.command()
+def inspect(
+    image: ImageArg,
+    result_file: ResultOpt,
+    key_file: KeyFileOpt = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the findings as JSON here ('-' for stdout).", show_default=False)
+    ] = None,
+) -> None:
+    """Say what is on a data-mode disk image: the dump header, its type, complete or torn, encrypted or plaintext."""
+    from stacksim.extract import ExtractError, survey
+    from stacksim.summary import render_survey
+
+    configure_logging("warning")
+    _check_outputs([("--json", json_out)], [image, result_file, *([key_file] if key_file is not None else [])])
+    with _located_dump(image, result_file, key_file) as found:
+        try:
+            found_all = survey(found)
+        except (InputError, ExtractError) as exc:
+            _fail(str(exc))
+    text = json_safe(json.dumps(found_all.as_dict(), indent=2, ensure_ascii=False)) + "\n"
+    if json_out is not None and str(json_out) == "-":
+        _print_json(text)
+        return
+    if json_out is not None:
+        try:
+            with atomic_writer(json_out, flag="--json") as f:
+                f.write(text)
+        except OutputError as exc:
+            _fail(f"{exc}; no output file was written")
+    render_survey(found_all, Console(highlight=False))
 
 
 @app.command("devices")

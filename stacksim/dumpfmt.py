@@ -828,6 +828,23 @@ class ParsedDump:
         """File offset of physical page *pfn*, or None if the dump does not hold it."""
         return self._index.file_offset_of(pfn)
 
+    def pfns_at(self, first: int, count: int) -> npt.NDArray[np.int64]:
+        """
+        The PFNs of the dump's pages *first* ... *first* + *count* − 1, counted in file order from the first page.
+
+        Page *k* sits at file offset ``first_page_offset + k × 4096``; one vectorised lookup, whatever *count*.
+
+        Raises:
+            ValueError: the pages are not all in the dump.
+        """
+        if first < 0 or count < 0 or first + count > self.page_count:
+            raise ValueError(f"pages {first:,} ... {first + count - 1:,} are not among the dump's {self.page_count:,} pages")
+        index = self._index
+        k = np.arange(first, first + count, dtype=np.int64)
+        run = np.searchsorted(index.file_pages, k, side="right") - 1
+        pfns: npt.NDArray[np.int64] = index.starts[run] + k - index.file_pages[run]
+        return pfns
+
 
 def header_bytes_needed(prefix: bytes) -> int:
     """

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -35,7 +35,10 @@ from stacksim.filters import FilterCatalog
 from stacksim.simulate import RunResult
 from stacksim.units import format_bandwidth, format_bytes, format_ns
 
-__all__ = ["print_devices", "print_filters", "readable", "render"]
+if TYPE_CHECKING:
+    from stacksim.extract import Survey
+
+__all__ = ["print_devices", "print_extracted", "print_filters", "readable", "render", "render_survey"]
 
 LABEL_WIDTH: Final = 12
 """Summary labels ("status", "dump time", ...) are padded to this many columns; values start after them."""
@@ -49,7 +52,7 @@ _UNITS: Final = (
     *("B", "kB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB", "PiB"),
     *("bytes", "byte", "writes", "write", "pages", "page", "calls", "call", "records", "record"),
     *("requests", "request", "retries", "retry", "points", "IOPS", "%", "×", "rpm", "zones"),
-    *("commands", "command", "channels", "channel"),
+    *("commands", "command", "channels", "channel", "runs", "run", "sectors", "sector"),
 )
 """Words that, after a number, are its unit or say what it counts: the space before them never breaks."""
 _NUMBER_UNIT = re.compile(r"(?<=\d) (?=(?:" + "|".join(re.escape(u) for u in _UNITS) + r")(?![\w/]))")
@@ -462,3 +465,109 @@ def print_filters(catalog: FilterCatalog, console: Console) -> None:
         params = list(cls.Config.model_fields) or ["-"]
         rows.append([[_safe(name, 200)], [_safe(catalog.origin(name), 500)], params])
     _print_table(console, ("service name", "from", "parameters"), rows, title="Dump filters", folding=(0, 1), comma_at_break=True)
+
+
+# -- after the reboot: stacksim inspect and stacksim extract ----------------------------------------
+
+
+def _header_text(s: Survey) -> str:
+    """What the header says, in one phrase: type, signature, kind, pages."""
+    from stacksim.extract import dump_kind
+
+    h = s.located.header
+    assert h is not None
+    sig = f" '{h.signature.decode('latin-1')}'" if h.signature else ""
+    pages = f" of {_count(h.page_count, 'page')} ({format_bytes(h.page_count * 4096)})" if h.page_count else ""
+    return f"DumpType {h.dump_type}{sig}, a {dump_kind(h)} dump{pages}"
+
+
+def _bugcheck_text(s: Survey) -> str:
+    h = s.located.header
+    assert h is not None
+    return f"0x{h.bugcheck_code:08X} (" + ", ".join(f"0x{p:X}" for p in h.bugcheck_parameters) + ")"
+
+
+def render_survey(s: Survey, console: Console) -> None:
+    """Print what ``stacksim inspect`` found on the disk image: every number with its unit, within the console width."""
+    loc, run, h = s.located, s.located.run, s.located.header
+    lay = run.layout
+    _field(console, "", f"stacksim {__version__} · inspect ", (loc.file.name, "bold"), f" · result {run.name}")
+    _field(
+        console,
+        "file",
+        f"{lay.target}: {format_bytes(lay.size)} ({lay.size:,} bytes) in {_count(len(lay.runs), 'run')}, the first at partition "
+        f"offset {lay.runs[0].offset:,} bytes; the partition starts {lay.partition_offset:,} bytes into the "
+        f"{format_bytes(run.disk_size)} disk",
+    )
+    if h is None:
+        _field(console, "header", ("not found", "red"), f": {loc.header_problem}")
+    else:
+        _field(
+            console,
+            "header",
+            ("found", "green"),
+            f": {_header_text(s)}, RequiredDumpSpace {h.required_dump_space:,} bytes; the memory map: "
+            f"{_count(len(h.runs), 'run')}",
+        )
+        _field(console, "bugcheck", _bugcheck_text(s))
+    _field(console, "encryption", *_encryption_parts(s))
+    for mismatch in loc.mismatches:
+        _field(console, "", ("not this run's dump:", "red"), f" {mismatch}")
+    torn = s.torn
+    if not torn and h is not None and s.bytes_present is not None and s.pages_present is not None:
+        _field(
+            console,
+            "dump",
+            ("complete", "green"),
+            f": {s.bytes_present:,} of {h.required_dump_space:,} bytes (RequiredDumpSpace) and "
+            f"{s.pages_present:,} of {_count(h.page_count, 'page')} present",
+        )
+    else:
+        _field(console, "dump", ("torn", "red"), ": " + "; ".join(torn))
+    _field(console, "run", (_safe(run.status, 40), "green" if run.status == "ok" else "red"), ": " + readable(_safe(run.message)))
+
+
+def _encryption_parts(s: Survey) -> list[str | tuple[str, str]]:
+    """The encryption line: the verdict, then what the disk shows before and after decryption."""
+    loc = s.located
+    raw = f"on the disk {'the' if loc.raw_signature else 'no'} 'PAGE' 'DU64' signature and {_count(s.raw_markers, 'page marker')}"
+    if loc.encryption == "encrypted":
+        return [
+            ("encrypted", "green"),
+            f" with AES-256-XTS (aes-xts-plain64), key {_safe(loc.key_label or '?', 200)}: {raw}; decrypted, the signature "
+            f"and {_count(s.decrypted_markers or 0, 'page marker')}; {_count(s.unwritten_sectors or 0, 'sector')} never written",
+        ]
+    if loc.encryption == "plaintext":
+        note = "dumpfve.sys did not load" if not loc.run.encrypted else "yet the result says dumpfve.sys encrypted it"
+        if loc.key_given:
+            note += "; the key given is not needed: the dump is not encrypted"
+        return [("plaintext", "yellow"), f": {raw} ({note})"]
+    return [(loc.encryption, "red"), f": {raw}"]
+
+
+def print_extracted(s: Survey, out: str, console: Console) -> None:
+    """Print what ``stacksim extract`` wrote: the file, the dump in it, where it came from and how."""
+    loc, run, h = s.located, s.located.run, s.located.header
+    assert h is not None
+    _field(
+        console,
+        "",
+        (out, "bold"),
+        f": {h.required_dump_space:,} bytes ({format_bytes(h.required_dump_space)}), {_header_text(s)}; "
+        f"bugcheck {_bugcheck_text(s)}",
+    )
+    how = (
+        f"decrypted with AES-256-XTS (aes-xts-plain64), key {_safe(loc.key_label or '?', 200)}"
+        if loc.decrypting
+        else "plaintext (not encrypted)"
+    )
+    _field(
+        console,
+        "",
+        f"from {loc.file.name}: the {run.layout.target}'s {_count(len(run.layout.runs), 'run')} from partition offset "
+        f"{run.layout.runs[0].offset:,} bytes, {how}",
+    )
+    torn = s.torn
+    if torn:
+        reasons = "; ".join(torn)
+        _field(console, "", ("torn, written anyway (--allow-torn):", "yellow"), f" {reasons}; what is missing reads as zeros")

@@ -362,6 +362,21 @@ class TestParse:
             None,
         )
 
+    def test_pfns_at_lists_the_pages_in_file_order(self) -> None:
+        """pfns_at(k, n) gives the PFNs of the dump's pages k ... k + n - 1: the spans laid end to end."""
+        dump = build("kernel")
+        parsed = parse_dump_header(dump.read(0, dump.first_page_offset))
+        in_order = [s.pfn + i for s in dump.spans() for i in range(s.pages)]
+        assert parsed.pfns_at(0, parsed.page_count).tolist() == in_order
+        assert parsed.pfns_at(5, 40).tolist() == in_order[5:45]
+
+    def test_pfns_at_refuses_pages_past_the_end(self) -> None:
+        """Asking for a page the dump does not have is a ValueError, not a wrong PFN."""
+        dump = build("kernel")
+        parsed = parse_dump_header(dump.read(0, dump.first_page_offset))
+        with pytest.raises(ValueError, match="not among the dump's"):
+            parsed.pfns_at(parsed.page_count - 1, 2)
+
     def test_small_dump_has_no_pages(self) -> None:
         """A small dump reads back as DumpType 4 with its runs and no pages."""
         parsed = parse_dump_header(build("small").header_bytes)
