@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from stacksim.filters import FilterCatalog
+from stacksim.layout import TARGET_NAMES
 from stacksim.normal_stack import LAYERS, IoResult, run_io
 from stacksim.report import RunResult
 from stacksim.scenario import Scenario, ScenarioError
@@ -58,6 +59,8 @@ class Explanation:
     io: IoResult | None
     dump: RunResult
     warnings: tuple[str, ...]
+    dump_caveat: str | None = None
+    """Why the short crash run's rate is not the whole dump's (a write cache it fits in, runs it does not cross)."""
 
 
 def explain(s: Scenario, catalog: FilterCatalog) -> Explanation:
@@ -189,7 +192,28 @@ def explain(s: Scenario, catalog: FilterCatalog) -> Explanation:
             f"{encrypting[0]} encrypts the dump although BitLocker is off at run time ([normal_stack] bitlocker = false): "
             "the normal path above writes plaintext; set bitlocker = true there to compare like with like"
         )
-    return Explanation(s.scenario.name, tuple(rows), io, dump, tuple(warnings))
+    return Explanation(s.scenario.name, tuple(rows), io, dump, tuple(warnings), _dump_caveat(s, dump))
+
+
+def _dump_caveat(s: Scenario, short: RunResult) -> str | None:
+    """What the short crash run cannot show of the whole dump: a write cache it fits in, target-file runs past it."""
+    if short.dump_bytes >= s.dump_plan().total_bytes:
+        return None  # the short run is the whole dump
+    reasons = []
+    cache = s.disk.resolved()[2].get("cache", 0)
+    whole = s.dump_plan().total_bytes
+    if short.bytes_written <= cache < whole:
+        reasons.append(f"they fit in the device's {format_bytes(cache)} write cache, the whole {format_bytes(whole)} does not")
+    runs = len(s.file_layout().runs)
+    if runs > 1:
+        reasons.append(f"the whole dump crosses the {TARGET_NAMES[s.file_layout().target]}'s {runs:,} disk runs")
+    if not reasons:
+        return None
+    return (
+        f"the rate of the first {format_bytes(short.bytes_written)} only: "
+        + "; ".join(reasons)
+        + "; stacksim run gives the whole dump's"
+    )
 
 
 def _short_io(s: Scenario, requests: int = SHORT_REQUESTS, *, trace: bool = False) -> IoResult | None:
@@ -239,6 +263,8 @@ def render_explanation(e: Explanation, console: Console) -> None:
             f"per write of ≤ {format_bytes(d.max_pages_per_write * 4096)} ({d.write_requests:,} writes of a "
             f"{format_bytes(d.bytes_written)} dump; {once} more went once to the controller reset, start-up and the final flush)",
         )
+        if e.dump_caveat is not None:
+            _field(console, "", ("caution:", "yellow"), " " + e.dump_caveat)
     elif d.status != "ok":
         _field(console, "dump path", f"{d.status}: {_safe(d.message)}")
     for w in e.warnings:

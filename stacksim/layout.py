@@ -17,6 +17,7 @@ import bisect
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from stacksim.requests import SECTOR_SIZE
 
@@ -24,6 +25,9 @@ __all__ = ["MAX_RUNS", "DiskRun", "FileLayout", "LayoutError", "build_layout"]
 
 MAX_RUNS = 1_000_000
 """Most disk runs a target file may have (``[layout] runs``): a guard against runaway input (ASSUMPTION)."""
+
+TARGET_NAMES: Final = {"pagefile": "page file", "dedicated": "dedicated dump file", "hiberfile": "hiberfile"}
+"""How prose names each ``target`` (``pagefile`` is the key the files and results use)."""
 
 PAGE = 4096
 

@@ -61,6 +61,7 @@ __all__ = [
     "run_workload",
     "trace_records",
     "workload",
+    "workload_ops",
 ]
 
 LAYERS: Final = (
@@ -74,6 +75,10 @@ LAYERS: Final = (
     "storport.sys",
 )
 """The layers above the miniport, top down (the miniport is named by ``[dump_port] driver``)."""
+
+MAX_TRACED_REQUESTS: Final = 100_000
+"""Most requests a traced workload may issue: a trace's records are sorted after the run, so they are held in
+memory (about 7 KB per request; ASSUMPTION: a guard until traces stream, 100,000 requests ≈ 0.7 GB)."""
 
 READ: Final = "read"
 WRITE: Final = "write"
@@ -123,7 +128,8 @@ def workload(w: WorkloadSection, seed: int) -> Iterator[IoRequest]:
         i += 1
 
 
-def _ops(w: WorkloadSection) -> tuple[str, ...]:
+def workload_ops(w: WorkloadSection) -> tuple[str, ...]:
+    """The operations ``[workload]`` issues: ``("read",)``, ``("write",)`` or both (``mixed`` with a share of each)."""
     if w.pattern == "random-read":
         return (READ,)
     if w.pattern == "mixed":
@@ -262,7 +268,9 @@ class NormalStack:
         """Per-stage statistics, in the order a request meets them."""
         out = [LayerIo.of_stage(s, end_ns) for s in self.submit]
         p = self.port
-        out.append(LayerIo(p.name, p.waits.count, 0, p.waits.total, p.queue_residence_ns, p.max_queue, end_ns, None))
+        out.append(
+            LayerIo(p.name, p.waits.count, 0, p.waits.total, p.queue_residence_ns, p.max_queue, end_ns, None, p.queue_frozen_ns)
+        )
         d = p.device_stats
         out.append(
             LayerIo(
@@ -274,6 +282,7 @@ class NormalStack:
                 p.max_outstanding,
                 end_ns,
                 d.summary(),
+                p.device_frozen_ns,
             )
         )
         out += [LayerIo.of_stage(s, end_ns) for s in self.complete]
@@ -285,10 +294,12 @@ class LayerIo:
     """
     One stage's statistics over an I/O run (ns).
 
-    ``residence_ns`` is Σ (departure − arrival) over the requests that passed: the integral of
-    the requests in the stage over time, so ``mean_in_flight = residence_ns / end_ns`` and,
-    by Little's law, that equals ``throughput × mean latency`` = ``(calls / end_ns) ×
-    (residence_ns / calls)`` -- exact as fractions.
+    ``residence_ns`` is Σ (departure − arrival) over the requests that passed: with no freeze it
+    is the integral of the requests in the stage over time, so ``mean_in_flight = residence_ns /
+    end_ns`` and, by Little's law, that equals ``throughput × mean latency`` = ``(calls / end_ns)
+    × (residence_ns / calls)`` -- exact as fractions. ``frozen_residence_ns`` is the time the
+    requests a bugcheck caught spent in the stage until it: it counts in ``mean_in_flight`` (they
+    were in the stage) but not in the mean time per request (they never left).
     """
 
     name: str
@@ -299,17 +310,28 @@ class LayerIo:
     max_in_flight: int
     end_ns: int
     service: LayerSummary | None
+    frozen_residence_ns: int = 0
 
     @classmethod
     def of_stage(cls, stage: Stage[IoRequest], end_ns: int) -> LayerIo:
         """The statistics a pipeline stage kept."""
         st = stage.stats
-        return cls(stage.name, st.calls, st.busy_ns, stage.wait_ns, stage.residence_ns, stage.max_in_flight, end_ns, st.summary())
+        return cls(
+            stage.name,
+            st.calls,
+            st.busy_ns,
+            stage.wait_ns,
+            stage.residence_ns,
+            stage.max_in_flight,
+            end_ns,
+            st.summary(),
+            stage.frozen_residence_ns,
+        )
 
     @property
     def mean_in_flight(self) -> Fraction:
         """Time-averaged requests in the stage over the run."""
-        return Fraction(self.residence_ns, self.end_ns) if self.end_ns else Fraction(0)
+        return Fraction(self.residence_ns + self.frozen_residence_ns, self.end_ns) if self.end_ns else Fraction(0)
 
     def as_dict(self) -> dict[str, object]:
         """The JSON object for this stage."""
@@ -319,6 +341,7 @@ class LayerIo:
             "busy_ns": self.busy_ns,
             "wait_ns": self.wait_ns,
             "residence_ns": self.residence_ns,
+            "frozen_residence_ns": self.frozen_residence_ns,
             "mean_in_flight": round(float(self.mean_in_flight), 6),
             "max_in_flight": self.max_in_flight,
             "service": self.service.as_dict() if self.service is not None else None,
@@ -437,7 +460,7 @@ def build_stack(s: Scenario, device: DeviceBase, parallelism: int) -> NormalStac
     if w.region_offset + w.region_size > device.size:  # validated when [workload] is given; its defaults are not
         raise ScenarioError("", [("[workload] region_size", f"the default region ends past the {device.size:,}-byte disk")])
     miniport = f"{s.dump_port.resolved().driver}.sys"
-    return NormalStack(s.normal_stack, miniport, device, parallelism, _ops(w), w.block_size)
+    return NormalStack(s.normal_stack, miniport, device, parallelism, workload_ops(w), w.block_size)
 
 
 async def run_workload(s: Scenario, stack: NormalStack, *, freeze_at: int | None = None, trace: bool = False) -> IoResult:
@@ -448,6 +471,17 @@ async def run_workload(s: Scenario, stack: NormalStack, *, freeze_at: int | None
     if trace:
 
         def hook(stage: str, index: int, arrival: int, start: int, end: int, req: IoRequest) -> None:
+            if index >= MAX_TRACED_REQUESTS:
+                raise ScenarioError(
+                    f"scenario {s.scenario.name}",
+                    [
+                        (
+                            "[workload] requests",
+                            f"a traced workload may issue at most {MAX_TRACED_REQUESTS:,} requests (its records are held in "
+                            "memory to be sorted, about 7 KB each); set requests lower or run without --trace",
+                        )
+                    ],
+                )
             if start > arrival:
                 records.append((arrival, stage, "queue", start - arrival, index, req.offset, req.length))
             if end > start or stage != stack.port.name:
@@ -500,7 +534,7 @@ def trace_records(s: Scenario, stack: NormalStack, io: IoResult, *, freeze_at: i
     """
     w = s.workload
     layers = [s_.name.partition(":")[0] for s_ in stack.submit]
-    kinds = _ops(w)
+    kinds = workload_ops(w)
     stages = (*stack.submit, *stack.complete)  # every stage but the device's: each costs the same per request of one op
     costs = {
         op: [x.service if isinstance(x.service, int) else x.service(IoRequest(op, 0, w.block_size), 0) for x in stages]

@@ -19,12 +19,12 @@ from stacksim.dump_driver import DumpDriver
 from stacksim.events import EventRun
 from stacksim.faults import FaultPlan
 from stacksim.filters._host import FilterLayer
-from stacksim.layout import FileLayout
+from stacksim.layout import TARGET_NAMES, FileLayout
 from stacksim.machine import Machine
 from stacksim.memory import DumpPlan
 from stacksim.metrics import LayerSummary
 from stacksim.miniport import DumpPort
-from stacksim.normal_stack import IoRequest, IoResult
+from stacksim.normal_stack import WRITE, IoRequest, IoResult, workload_ops
 from stacksim.scenario import PowerLossFault, Scenario
 from stacksim.units import format_ns
 
@@ -225,15 +225,19 @@ def _scenario_warnings(m: Machine) -> list[str]:
                     '"crash-during-io"; stacksim explain shows the normal stack beside the dump path)'
                 )
         return out
+    if s.scenario.event == "io":
+        for key in ("registry", "memory", "hibernation", "filters", "dump_driver", "faults"):
+            if key in s.source_data:
+                out.append(f'[{key}] is ignored by this run: event = "io" writes no dump (use event = "crash-during-io")')
     w = s.workload
-    if w.pattern == "random-read":
+    if m.normal is not None and WRITE not in workload_ops(w):
         return out
     start, end = w.region_offset, w.region_offset + w.region_size
     base = m.layout.partition_offset
     hits = [r for r in m.layout.runs if base + r.offset < end and start < base + r.offset + r.length]
     if hits:
         first = hits[0]
-        target = {"pagefile": "page file", "dedicated": "dedicated dump file"}.get(m.layout.target, m.layout.target)
+        target = TARGET_NAMES[m.layout.target]
         out.append(
             f"[workload] region ({start:,} to {end:,} bytes on the disk) overlaps {len(hits):,} disk run(s) of the "
             f"{target} (the first at {base + first.offset:,} bytes): the workload writes into the file the dump "
@@ -256,6 +260,12 @@ def build_result(m: Machine, ran: EventRun) -> RunResult:
     dump_time = out.done_ns - out.event_ns if out.done_ns else 0
     warnings += _unfired(s, plan, layout, port, active, mppw * 4096, out.status, dump_time)
     warnings += _scenario_warnings(m)
+    io = ran.io
+    if io is not None and not io.frozen and io.issued:
+        warnings.append(
+            f"the workload ended at {format_ns(io.end_ns)}, before the bugcheck at {format_ns(out.event_ns)}: "
+            "nothing was in flight, so nothing was lost (raise its requests or duration, or bring the bugcheck forward)"
+        )
     layers: dict[str, LayerSummary] = {DUMP_DRIVER_LAYER: driver.stats.summary()}
     for layer in active:
         layers[layer.name] = layer.stats.summary()

@@ -1096,12 +1096,12 @@ def _workload_time_problem(s: Scenario) -> tuple[str, str] | None:
     """
     if s.scenario.event != "io":
         return None
-    from stacksim.normal_stack import _ops, build_runtime_device, build_stack  # normal_stack imports this module
+    from stacksim.normal_stack import build_runtime_device, build_stack, workload_ops  # normal_stack imports this module
 
     w = s.workload
     device, parallelism = build_runtime_device(s)
     try:
-        each = build_stack(s, device, parallelism).worst_request_ns(_ops(w), w.block_size)
+        each = build_stack(s, device, parallelism).worst_request_ns(workload_ops(w), w.block_size)
     except ScenarioError:  # the region does not fit the disk: reported by its own check
         return None
     bounds = {}

@@ -108,7 +108,7 @@ def test_an_io_result_carries_no_dump_port_figures() -> None:
 def test_mean_in_flight_counts_the_frozen_requests_until_the_bugcheck() -> None:
     """32 requests are always in flight until the bugcheck, so the stages' mean in flight add up to exactly 32."""
     r = crash_during_io({"pattern": "random-write", "queue_depth": 32, "duration": "1 s"}, bugcheck_at="1 ms")
-    assert sum(x.residence_ns for x in r.io.layers) == 32 * 1_000_000
+    assert sum(x.residence_ns + x.frozen_residence_ns for x in r.io.layers) == 32 * 1_000_000
     assert sum(x.mean_in_flight for x in r.io.layers) == 32
 
 
@@ -122,7 +122,7 @@ def test_a_workload_writing_into_the_page_file_is_warned_about() -> None:
 def test_a_read_only_workload_over_the_page_file_is_not_warned_about() -> None:
     """Reads never change the page file: no overlap warning."""
     r = io_run(workload={"pattern": "random-read", "region_size": "200 GiB", "requests": 10})
-    assert r.warnings == ()
+    assert not [w for w in r.warnings if w.startswith("[workload] region")]
 
 
 def test_a_workload_on_a_crash_event_is_reported_ignored() -> None:
@@ -130,6 +130,33 @@ def test_a_workload_on_a_crash_event_is_reported_ignored() -> None:
     s = make_scenario(workload={"requests": 10})
     r = simulate(s, FilterCatalog())
     assert any(w.startswith('[workload] is ignored by this run: event = "crash" runs no workload') for w in r.warnings)
+
+
+def test_a_traced_workload_is_capped_before_its_records_outgrow_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A traced run that would issue more than the cap ends with a scenario error naming [workload] requests."""
+    monkeypatch.setattr("stacksim.normal_stack.MAX_TRACED_REQUESTS", 50)
+    s = make_scenario(scenario={"event": "io", "bugcheck_at": None}, disk=NVME, workload={"queue_depth": 4, "requests": 100})
+    with pytest.raises(ScenarioError, match=r"\[workload\] requests: a traced workload may issue at most 50 requests"):
+        simulate(s, FilterCatalog(), trace=ListTrace())
+
+
+def test_a_mixed_workload_that_only_reads_is_not_warned_about_the_page_file() -> None:
+    """read_fraction = 1: no write reaches the page file's runs, so no overlap warning."""
+    r = io_run(workload={"pattern": "mixed", "read_fraction": 1, "region_size": "200 GiB", "requests": 10})
+    assert not [w for w in r.warnings if w.startswith("[workload] region")]
+
+
+def test_a_dump_section_on_an_io_event_is_reported_ignored() -> None:
+    """[memory] on event = "io" writes no dump: named in the warnings as ignored."""
+    r = io_run(memory={"ram": "1 GiB"}, workload={"requests": 10})
+    assert any(w.startswith('[memory] is ignored by this run: event = "io" writes no dump') for w in r.warnings)
+
+
+def test_a_workload_that_ends_before_the_bugcheck_is_warned_about() -> None:
+    """Nothing in flight at the bugcheck: the warnings say the workload ended first and nothing was lost."""
+    r = crash_during_io({"requests": 5}, bugcheck_at="1 s")
+    assert r.lost == ()
+    assert any(w.startswith("the workload ended at ") and "before the bugcheck at 1 s" in w for w in r.warnings)
 
 
 def test_a_read_only_workload_leaves_the_dump_as_a_plain_crash_writes_it() -> None:

@@ -9,7 +9,7 @@ import pytest
 from test_pipeline import reference
 
 from stacksim.filters import FilterCatalog
-from stacksim.normal_stack import IoRequest, NormalStack, TraceRecord, _ops, build_runtime_device, run_io, workload
+from stacksim.normal_stack import IoRequest, NormalStack, TraceRecord, build_runtime_device, run_io, workload, workload_ops
 from stacksim.scenario import Scenario, ScenarioError, validate_scenario
 from stacksim.units import bytes_time_ns, transfer_ns
 
@@ -139,7 +139,7 @@ class TestQueues:
         s = scenario({"pattern": "mixed", "queue_depth": 12, "requests": 300}, {"storport_queue_depth": 6})
         r = run_io(s, trace=True)
         device, parallelism = build_runtime_device(s)
-        stack = NormalStack(s.normal_stack, "stornvme.sys", device, parallelism, _ops(s.workload), 4096)
+        stack = NormalStack(s.normal_stack, "stornvme.sys", device, parallelism, workload_ops(s.workload), 4096)
         items = list(workload(s.workload, s.scenario.seed))
 
         def on(fn: Any) -> Any:

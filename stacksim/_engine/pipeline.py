@@ -145,11 +145,9 @@ class Stage(Generic[T]):
     max_wait_ns: int = field(init=False, default=0)
     """The longest such wait."""
     residence_ns: int = field(init=False, default=0)
-    """
-    Σ (departure − arrival) over requests that left, plus (freeze − arrival) for those a freeze caught in it.
-
-    The integral of requests in flight over time.
-    """
+    """Σ (departure − arrival) over requests that left: with :attr:`frozen_residence_ns`, the integral of requests in flight."""
+    frozen_residence_ns: int = field(init=False, default=0)
+    """Σ (freeze − arrival) over the requests a freeze caught in this stage (they never left)."""
     max_in_flight: int = field(init=False, default=0)
     """Most requests in this stage (queued or in service) at any instant."""
 
@@ -190,6 +188,10 @@ class Port(Generic[T]):
     """Σ (admission − arrival): the integral of requests waiting in the port's queue over time."""
     device_residence_ns: int = field(init=False, default=0)
     """Σ (completion − admission): the integral of commands outstanding at the device over time."""
+    queue_frozen_ns: int = field(init=False, default=0)
+    """Σ time requests a freeze caught spent in the port's queue until the freeze."""
+    device_frozen_ns: int = field(init=False, default=0)
+    """Σ time commands a freeze caught spent at the device (waiting for a channel or served) until the freeze."""
     max_queue: int = field(init=False, default=0)
     """Most requests waiting in the port's queue at any instant."""
     max_outstanding: int = field(init=False, default=0)
@@ -361,7 +363,7 @@ async def _serve(
     async for batch in inbox:
         out: list[Message[T]] = []
         add = out.append
-        residence = waited = served = 0
+        residence = frozen_residence = waited = served = 0
         longest = stage.max_wait_ns
         for msg in batch:
             t, index, issued, item = msg
@@ -386,7 +388,7 @@ async def _serve(
             if end >= horizon:  # it never leaves: it counts as in the stage until the freeze
                 enter(horizon)
                 peak = max(peak, len(inside))
-                residence += horizon - t
+                frozen_residence += horizon - t
                 frozen.append(Frozen(index, name, state, item))
                 add((marker, index, issued, item))
                 continue
@@ -404,6 +406,7 @@ async def _serve(
         if served:
             record(fixed, served)  # type: ignore[arg-type]
         stage.residence_ns += residence
+        stage.frozen_residence_ns += frozen_residence
         stage.wait_ns += waited
         stage.max_wait_ns = longest
         stage.max_in_flight = peak
@@ -463,7 +466,12 @@ async def _port(
             if admit >= horizon:
                 frozen.append(Frozen(index, name, "queued", item))
                 out.append((_FROZEN, index, issued, item))
-                port.queue_residence_ns += horizon - t  # in storport's queue until the freeze
+                port.queue_frozen_ns += horizon - t  # in storport's queue until the freeze
+                while waiting and waiting[0] <= t:
+                    waiting.popleft()
+                waiting.append(horizon)
+                if len(waiting) > port.max_queue:
+                    port.max_queue = len(waiting)
                 last_admit = admit
                 continue
             last_admit = admit
@@ -479,8 +487,10 @@ async def _port(
                 frozen.append(Frozen(index, device, "queued", item))
                 out.append((_FROZEN, index, issued, item))
                 heapq.heappush(slots, horizon)  # it holds its slot past the freeze
-                port.queue_residence_ns += admit - t
-                port.device_residence_ns += horizon - admit  # held by the device until the freeze
+                if len(slots) > port.max_outstanding:
+                    port.max_outstanding = len(slots)
+                port.queue_frozen_ns += admit - t
+                port.device_frozen_ns += horizon - admit  # held by the device until the freeze
                 continue
             dur = _check(device, service(item, start), floor)
             end = start + dur
@@ -491,8 +501,8 @@ async def _port(
             if end >= horizon:
                 frozen.append(Frozen(index, device, "in_service", item))
                 out.append((_FROZEN, index, issued, item))
-                port.queue_residence_ns += admit - t
-                port.device_residence_ns += horizon - admit
+                port.queue_frozen_ns += admit - t
+                port.device_frozen_ns += horizon - admit
                 continue
             wait(admit - t)
             record(dur)
