@@ -43,14 +43,15 @@ class DiskImage:
         stream.truncate(size)
 
     def write(self, disk_offset: int, data: bytes | bytearray | memoryview) -> None:
-        """Put *data* at *disk_offset* (inside the disk: the miniport has checked it)."""
+        """Put *data* (a contiguous buffer: the filter host has checked it) at *disk_offset* (inside the disk)."""
+        view = memoryview(data).cast("B")  # bytes, whatever the view's item size
+        size = len(view)
         assert disk_offset >= 0
-        assert disk_offset + len(data) <= self.size
-        view = memoryview(data)
+        assert disk_offset + size <= self.size
         while view:  # pwrite may write less than asked (a signal, a quota): write the rest
             n = os.pwrite(self.fd, view, disk_offset)
             view, disk_offset = view[n:], disk_offset + n
-        self.bytes_written += len(data)
+        self.bytes_written += size
 
     def read(self, disk_offset: int, length: int) -> bytes:
         """The *length* bytes at *disk_offset* (holes read as zero)."""

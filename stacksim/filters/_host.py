@@ -644,13 +644,19 @@ class FilterLayer:
                 "a dump filter must not write into the caller's buffer: copy into a buffer of its own (ntdddump DUMP_WRITE)"
             )
         data = request.mdl.data
-        if not isinstance(data, bytes | bytearray | memoryview) or len(data) != request.mdl.length:
-            held = f"{len(data):,} bytes" if isinstance(data, bytes | bytearray | memoryview) else _short(data)
-            return (
-                f"dump_write handed down request #{number} with an MDL of {request.mdl.length:,} bytes whose buffer "
-                f"holds {held}; in data mode every MDL must carry exactly its length in bytes"
-            )
-        return None
+        if isinstance(data, memoryview) and not data.c_contiguous:  # (the port writes it with one pwrite)
+            held = f"{data.nbytes:,} bytes that are not contiguous in memory"
+        elif isinstance(data, bytes | bytearray | memoryview):
+            size = data.nbytes if isinstance(data, memoryview) else len(data)  # a view of 8-byte items holds 8 per item
+            if size == request.mdl.length:
+                return None
+            held = f"{size:,} bytes"
+        else:
+            held = _short(data)
+        return (
+            f"dump_write handed down request #{number} with an MDL of {request.mdl.length:,} bytes whose buffer "
+            f"holds {held}; in data mode every MDL must carry exactly its length in bytes, in one contiguous buffer"
+        )
 
     def _check_request(self, event: str, request: Any, mdl_in: Any, before: tuple[int, int, int, int]) -> str | None:
         """
