@@ -4,8 +4,8 @@ Data-mode benchmark: a complete dump through ``dumpfve.sys`` beside the machine'
 The scenario: a complete crash dump (``CrashDumpEnabled = 1``) of 1 GiB of RAM (the realistic
 memory map, seed 1), ``DumpFilters = ["dumpfve.sys"]``, the ``nvme-pcie3`` disk preset and the
 default dump port (64 KiB writes); then the same with 1 MiB writes (``max_transfer = "1 MiB"`` and
-``common_buffer = "512 KiB"``: a write is limited by both, ``stacksim.miniport.max_pages_per_write``). Rows, side by
-side in one run, each repeated and interleaved with the others:
+``common_buffer = "512 KiB"``: a write is limited by both, ``stacksim.miniport.max_pages_per_write``).
+Rows, side by side in one run, each repeated and interleaved with the others:
 
 * **limit** (a bare loop, no simulation): generate the RAM's page bytes with
   ``PhysicalMemory.read_pages_into`` in 4 MiB windows, run each write-sized piece through one
@@ -16,9 +16,17 @@ side in one run, each repeated and interleaved with the others:
   ``simulate()`` alone (no process start-up, no scenario parsing): the dump file's bytes (header,
   bitmap, pages), the filter host's checks, ``dumpfve.sys``'s AES-256-XTS, the miniport's
   ``pwrite``, and the leak check that reads the dump back from the image.
-* **timing mode, request mode**: ``simulate(scenario, batch=False)`` without bytes: the
-  simulation's own cost per write, for context.
+* **timing mode, one write at a time**: ``simulate(scenario, batch=False, pipeline=False)``
+  without bytes: the simulation's own cost as data mode runs it (data mode never pipelines).
+* **timing mode, request mode**: ``simulate(scenario, batch=False)``: pipelined, for context.
 * **timing mode, batched**: ``simulate(scenario)``: what ``stacksim run`` does without ``--data``.
+
+Then, for each write size, one more run of the limit and of data mode with their steps wrapped in
+CPU timers (``time.process_time`` around ``read_pages_into``, the ECB or ``XtsCipher``'s mask window
+and ``encrypt_into``, ``pwrite`` / ``DiskImage.write``, the host's byte check, the leak check): where
+the time goes, in µs per write. "The rest" is data mode's total minus those steps: the simulation
+one write at a time (the last line gives it alone), crashdmp's copy into its buffer, and glue. The
+wrappers add about 1 µs per call, so that run is a little slower than the table's.
 
 Each file is deleted after its row (before its dirty pages reach the disk). Every figure is the
 best of the repetitions, in wall seconds and in CPU seconds of this process (``time.process_time``,
@@ -28,8 +36,18 @@ each row over its own bytes (the dump file is the RAM plus 12 KiB of header and 
 
 Run on demand, not in the test suite:
 
-    PYTHONPATH=. python3 benchmarks/bench_data.py            # 1 GiB, 3 repetitions (~1-2 minutes)
+    PYTHONPATH=. python3 benchmarks/bench_data.py            # 1 GiB, 3 repetitions (~3-5 minutes)
     PYTHONPATH=. python3 benchmarks/bench_data.py --quick    # 256 MiB, 2 repetitions
+
+Results on the project machine (2 shared cores; ``docs/explanation/performance.md`` has a full run
+and reads it): in CPU time, data mode reached 0.29-0.32x the limit at 64 KiB writes and
+0.37-0.53x at 1 MiB writes, depending on the load (before this benchmark's changes to data mode:
+0.18-0.20x and 0.30-0.37x). At 1 GiB the limit took 1.7-2.1 CPU seconds, data mode 5.6-6.8 s
+(64 KiB) and 3.9-4.7 s (1 MiB). What limits it, per 64 KiB write: the simulation one write at a
+time (about 60 us alone, 150 us with crashdmp's copy, glue and cold caches), the XTS tweak masks
+(about 80 us) and the XOR passes around the ECB; at 1 MiB the masks, the XORs, crashdmp's copy
+and the host's comparison are each a pass over memory the bare loop does not make. 0.5x at 64 KiB
+would take XTS in compiled code and data mode in pipelined request mode (performance.md).
 """
 
 from __future__ import annotations
@@ -38,18 +56,20 @@ import argparse
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from stacksim import FilterCatalog, simulate, validate_scenario
+from stacksim import FilterCatalog, report, simulate, validate_scenario
 from stacksim.datamode import DataMode
 from stacksim.diskimage import DiskImage
+from stacksim.filters._host import FilterLayer
 from stacksim.physmem import PhysicalMemory
 from stacksim.scenario import Scenario
-from stacksim.xts import derive_key
+from stacksim.xts import XtsCipher, derive_key
 
 WINDOW = 4 * 2**20
 """Bytes of pages the bare loop generates at a time (what bench_physmem calls bulk)."""
@@ -57,6 +77,8 @@ PORTS: tuple[dict[str, str], ...] = ({}, {"max_transfer": "1 MiB", "common_buffe
 """The two ports: the default (64 KiB writes), and one that moves 1 MiB per write."""
 GOAL = 0.5
 """The issue's goal: data mode at half the limit or more."""
+LIMIT = "limit: generate + ECB + pwrite"
+DATA = "data mode (dumpfve.sys)"
 
 
 @dataclass(frozen=True)
@@ -88,12 +110,34 @@ def timed(call: Callable[[], int]) -> Sample:
     return Sample(nbytes, time.perf_counter() - t0, time.process_time() - c0)
 
 
-def bare_loop(s: Scenario, write: int, folder: str) -> Sample:
-    """The limit: generate, ECB-encrypt and pwrite the RAM's pages, *write* bytes at a time."""
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def clocked(call: F, label: str, spent: dict[str, float] | None) -> F:
+    """*call* itself, or (with *spent*) a wrapper adding its CPU seconds to ``spent[label]``."""
+    if spent is None:
+        return call
+    spent.setdefault(label, 0.0)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.process_time()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            spent[label] += time.process_time() - t0
+
+    return wrapper  # type: ignore[return-value]
+
+
+def bare_loop(s: Scenario, write: int, folder: str, spent: dict[str, float] | None = None) -> Sample:
+    """The limit: generate, ECB-encrypt and pwrite the RAM's pages, *write* bytes at a time (*spent*: per step)."""
     memory = PhysicalMemory.from_scenario(s)
     ecb = Cipher(algorithms.AES(derive_key(s.scenario.seed)[:32]), modes.ECB()).encryptor()
     window = bytearray(WINDOW)
     out = bytearray(write + 16)  # update_into wants room for a block more
+    generate = clocked(memory.read_pages_into, "generate the page bytes", spent)
+    encrypt = clocked(ecb.update_into, "AES (ECB; XTS: the rest of encrypt_into)", spent)
+    put = clocked(os.pwrite, "pwrite", spent)
     with tempfile.TemporaryFile(dir=folder) as f:
         fd = f.fileno()
         os.ftruncate(fd, s.disk.resolved()[3])
@@ -103,13 +147,12 @@ def bare_loop(s: Scenario, write: int, folder: str) -> Sample:
             for base, count in memory.map.runs:
                 for offset in range(0, count, WINDOW // 4096):
                     view = memoryview(window)[: min(WINDOW // 4096, count - offset) * 4096]
-                    memory.read_pages_into(base + offset, view)
+                    generate(base + offset, view)
                     for i in range(0, len(view), write):
-                        piece = view[i : i + write]
-                        n = ecb.update_into(piece, out)
+                        n = encrypt(view[i : i + write], out)
                         done = 0
                         while done < n:
-                            done += os.pwrite(fd, memoryview(out)[done:n], position + done)
+                            done += put(fd, memoryview(out)[done:n], position + done)
                         position += n
             return memory.map.total_pages * 4096
 
@@ -132,11 +175,52 @@ def data_mode(s: Scenario, folder: str) -> Sample:
         return timed(run)
 
 
-def timing_mode(s: Scenario, *, batch: bool) -> Sample:
-    """Timing mode (no bytes), request mode or batched."""
+STAGES: tuple[tuple[str, object, str], ...] = (
+    ("generate the page bytes", PhysicalMemory, "read_pages_into"),
+    ("XTS masks (a window of 2,048 sectors at a time)", XtsCipher, "_fill_window"),
+    ("AES (ECB; XTS: the rest of encrypt_into)", XtsCipher, "encrypt_into"),
+    ("pwrite", DiskImage, "write"),
+    ("the host's byte check after dump_write", FilterLayer, "_check_bytes"),
+    ("the leak check (the image mapped and scanned)", report, "leak_check"),
+)
+"""What the data-mode breakdown times: (label, owner, attribute), wrapped for one run."""
+
+
+@contextmanager
+def stages_clocked() -> Iterator[dict[str, float]]:
+    """CPU seconds of each of :data:`STAGES` while the block runs (each wrapped, then restored)."""
+    spent: dict[str, float] = {}
+    saved = [(owner, name, getattr(owner, name)) for _, owner, name in STAGES]
+    for (label, owner, name), (_, _, real) in zip(STAGES, saved, strict=True):
+        setattr(owner, name, clocked(real, label, spent))
+    try:
+        yield spent
+    finally:
+        for owner, name, real in saved:
+            setattr(owner, name, real)
+
+
+def breakdown(s: Scenario, folder: str) -> tuple[dict[str, float], dict[str, float], int]:
+    """CPU seconds per step of one instrumented run of the limit and of data mode, and the number of writes."""
+    write = s.dump_port.resolved().max_pages_per_write * 4096
+    limit: dict[str, float] = {}
+    limit["total"] = bare_loop(s, write, folder, limit).cpu
+    with stages_clocked() as data:
+        total = data_mode(s, folder).cpu
+    masks = data.get(STAGES[1][0], 0.0)
+    data[STAGES[2][0]] -= masks  # encrypt_into includes the masks it built
+    data["the rest: the simulation one write at a time, crashdmp's copy, glue"] = total - sum(data.values())
+    data["total"] = total
+    strict = timing_mode(s, batch=False, pipeline=False).cpu
+    data["(timing mode, one write at a time: the simulation alone)"] = strict
+    return limit, data, simulate(s, FilterCatalog()).write_requests
+
+
+def timing_mode(s: Scenario, *, batch: bool, pipeline: bool = True) -> Sample:
+    """Timing mode (no bytes): batched, request mode (pipelined), or one write at a time as data mode runs."""
 
     def run() -> int:
-        result = simulate(s, FilterCatalog(), batch=batch)
+        result = simulate(s, FilterCatalog(), batch=batch, pipeline=pipeline)
         assert result.status == "ok", result.status
         return result.dump_bytes
 
@@ -147,8 +231,9 @@ def measure(s: Scenario, reps: int, folder: str) -> dict[str, Sample]:
     """Best wall and best CPU seconds of each row over *reps* interleaved repetitions."""
     write = s.dump_port.resolved().max_pages_per_write * 4096
     rows: dict[str, Callable[[], Sample]] = {
-        "limit: generate + ECB + pwrite": lambda: bare_loop(s, write, folder),
-        "data mode (dumpfve.sys)": lambda: data_mode(s, folder),
+        LIMIT: lambda: bare_loop(s, write, folder),
+        DATA: lambda: data_mode(s, folder),
+        "timing mode, one write at a time (as data mode)": lambda: timing_mode(s, batch=False, pipeline=False),
         "timing mode, request mode": lambda: timing_mode(s, batch=False),
         "timing mode, batched": lambda: timing_mode(s, batch=True),
     }
@@ -159,6 +244,33 @@ def measure(s: Scenario, reps: int, folder: str) -> dict[str, Sample]:
             old = best.get(name)
             best[name] = got if old is None else Sample(got.nbytes, min(old.wall, got.wall), min(old.cpu, got.cpu))
     return best
+
+
+def print_table(best: dict[str, Sample]) -> float:
+    """The rows and their ratios to the limit; returns data mode's ratio in CPU time."""
+    limit = best[LIMIT]
+    print("| row | bytes | wall s | CPU s | MB/s (wall) | MB/s (CPU) | ÷ limit (wall) | ÷ limit (CPU) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, got in best.items():
+        wall, cpu = got.nbytes / got.wall / 1e6, got.nbytes / got.cpu / 1e6
+        ratio_wall = wall / (limit.nbytes / limit.wall / 1e6)
+        ratio_cpu = cpu / (limit.nbytes / limit.cpu / 1e6)
+        print(
+            f"| {name} | {got.nbytes:,} | {got.wall:.2f} | {got.cpu:.2f} | {wall:,.0f} | {cpu:,.0f} | "
+            f"{ratio_wall:.2f} | {ratio_cpu:.2f} |"
+        )
+    data = best[DATA]
+    return (data.nbytes / data.cpu) / (limit.nbytes / limit.cpu)
+
+
+def print_breakdown(limit: dict[str, float], data: dict[str, float], writes: int) -> None:
+    """The two instrumented runs, in µs of CPU per write."""
+    print(f"\nwhere the CPU time goes, µs per write ({writes:,} writes), one instrumented run of each:\n")
+    print("| step | limit | data mode |")
+    print("|---|---|---|")
+    for label in dict.fromkeys([*(label for label, _, _ in STAGES), *data]):
+        shown = [f"{d[label] / writes * 1e6:,.0f}" if label in d else "" for d in (limit, data)]
+        print(f"| {label} | {shown[0]} | {shown[1]} |")
 
 
 def main() -> None:
@@ -178,24 +290,12 @@ def main() -> None:
     for port in PORTS:
         s = scenario(ram, port)
         write = s.dump_port.resolved().max_pages_per_write * 4096
-        best = measure(s, reps, folder)
-        limit = best["limit: generate + ECB + pwrite"]
         keys = ", ".join(f'{k} = "{v}"' for k, v in port.items()) or "the default port"
         print(f"\n{write // 1024:,} KiB writes ({keys}):\n")
-        print("| row | bytes | wall s | CPU s | MB/s (wall) | MB/s (CPU) | ÷ limit (wall) | ÷ limit (CPU) |")
-        print("|---|---|---|---|---|---|---|---|")
-        for name, got in best.items():
-            wall, cpu = got.nbytes / got.wall / 1e6, got.nbytes / got.cpu / 1e6
-            ratio_wall = wall / (limit.nbytes / limit.wall / 1e6)
-            ratio_cpu = cpu / (limit.nbytes / limit.cpu / 1e6)
-            print(
-                f"| {name} | {got.nbytes:,} | {got.wall:.2f} | {got.cpu:.2f} | {wall:,.0f} | {cpu:,.0f} | "
-                f"{ratio_wall:.2f} | {ratio_cpu:.2f} |"
-            )
-        data = best["data mode (dumpfve.sys)"]
-        ratio = (data.nbytes / data.cpu) / (limit.nbytes / limit.cpu)
+        ratio = print_table(measure(s, reps, folder))
         verdict = "meets" if ratio >= GOAL else "misses"
         print(f"\ndata mode ÷ limit = {ratio:.2f} (CPU): {verdict} the goal of {GOAL}")
+        print_breakdown(*breakdown(s, folder))
 
 
 if __name__ == "__main__":
