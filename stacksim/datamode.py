@@ -98,27 +98,37 @@ class DumpBytes:
 
     crashdmp writes the file in order, one ``MaxPagesPerWrite`` piece at a time; generating each
     piece alone would pay the page generator's fixed cost per write, so a window of the file is
-    generated at once and the writes are cut from it.
+    generated at once (straight into one buffer, reused: :meth:`CrashDumpFile.read_into`) and
+    the writes are cut from it.
     """
 
     def __init__(self, dump: CrashDumpFile) -> None:
         self.dump = dump
         self._start = 0
-        self._window = b""
+        self._filled = 0
+        self._window = bytearray()
 
     @property
     def body_pages(self) -> int:
         """Physical pages the dump holds."""
         return self.dump.page_count
 
-    def read(self, file_offset: int, length: int) -> bytes:
-        """The *length* bytes of the dump file at *file_offset*."""
+    def read(self, file_offset: int, length: int) -> memoryview:
+        """
+        The *length* bytes of the dump file at *file_offset*: a read-only view, valid until the next call.
+
+        (The window it points into is generated again when a read falls outside it.)
+        """
         start = self._start
-        if not (start <= file_offset and file_offset + length <= start + len(self._window)):
+        if not (start <= file_offset and file_offset + length <= start + self._filled):
             n = max(length, min(READ_AHEAD, self.dump.size - file_offset))
-            self._start, self._window = file_offset, self.dump.read(file_offset, n)
+            if len(self._window) < n:
+                self._window = bytearray(n)  # a write longer than READ_AHEAD gets a window of its own size
+            self._start, self._filled = file_offset, 0  # (nothing valid while it is being generated)
+            self.dump.read_into(file_offset, memoryview(self._window)[:n])
+            self._filled = n
             start = file_offset
-        return self._window[file_offset - start : file_offset - start + length]
+        return memoryview(self._window)[file_offset - start : file_offset - start + length].toreadonly()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +155,9 @@ def leak_check(image: DiskImage, layout: FileLayout, file_bytes: int, dump_pages
     """
     Count the distinct page markers in plaintext in the first *file_bytes* of the target file on *image*.
 
-    The file's disk runs are read back in bounded chunks (:data:`stacksim.diskimage.SCAN_CHUNK`)
-    and searched at every 512-byte boundary (a page on the disk starts on a sector).
+    The file's disk runs are mapped back in bounded pieces (:data:`stacksim.diskimage.SCAN_CHUNK`,
+    :meth:`~stacksim.diskimage.DiskImage.views`) and searched at every 512-byte boundary (a page
+    on the disk starts on a sector).
     """
     import numpy as np
 
@@ -156,7 +167,7 @@ def leak_check(image: DiskImage, layout: FileLayout, file_bytes: int, dump_pages
     scanned = 0
     base = layout.partition_offset
     for offset, length, count in layout.map_runs(0, file_bytes, 2**62):
-        for _, data in image.chunks(base + offset, length * count):
+        for _, data in image.views(base + offset, length * count):
             found.append(find_markers(data))
             scanned += len(data)
     distinct = int(np.unique(np.concatenate(found)).size) if found else 0

@@ -84,8 +84,8 @@ def probe_positions(count: int) -> list[int]:
 class DumpContents(Protocol):
     """Data mode: the dump file's bytes by file position -- what crashdmp puts in each write's MDL."""
 
-    def read(self, file_offset: int, length: int) -> bytes:
-        """The *length* bytes of the dump file at *file_offset*."""
+    def read(self, file_offset: int, length: int) -> bytes | bytearray | memoryview:
+        """The *length* bytes of the dump file at *file_offset* (a view may be valid only until the next call)."""
         ...
 
 
@@ -197,6 +197,7 @@ class DumpDriver:
         self.disk_size = disk_size
         self.port_timeout_ns = port_timeout_ns
         self.contents = contents
+        self._buffers: dict[int, bytearray] = {}
         if contents is not None:
             self.batch = self.pipeline = False
         self.power_loss_at: int | None = None
@@ -517,6 +518,7 @@ class DumpDriver:
         record = stats.record
         progress = self.progress
         contents = self.contents
+        buffer = None if contents is None else self._buffer(length)
         for number in range(first, first + count):
             t0 = engine.now_ns
             attempt = 0
@@ -525,7 +527,10 @@ class DumpDriver:
                 issued = engine.now_ns
                 engine.now_ns = issued + per_request
                 record(per_request)
-                mdl = Mdl(LAYER, length, None if data is None else bytearray(data))  # a retry hands down the same pages
+                mdl = Mdl(LAYER, length, buffer)
+                if buffer is not None and data is not None:  # crashdmp's buffer, reused; a retry hands down the same pages
+                    buffer[:] = data
+                    mdl._reference = data  # what the host compares the buffer with after dump_write (read-only)
                 request = DumpRequest(number, offset, mdl, part, issued, upstream_ns=per_request, attempt=attempt)
                 if trace:
                     engine.emit(issued, LAYER, "issue_write", per_request, number, offset, length, dump_type)
@@ -556,6 +561,15 @@ class DumpDriver:
                 progress(out.bytes_written, self.plan.total_bytes)
             offset += length
         return True
+
+    def _buffer(self, length: int) -> bytearray:
+        """Data mode: crashdmp's buffer for writes of *length* bytes, allocated once (a dump has a few write sizes)."""
+        buffers = self._buffers
+        if length not in buffers:
+            if len(buffers) >= 4:
+                buffers.clear()
+            buffers[length] = bytearray(length)
+        return buffers[length]
 
     async def _send(self, op: Op) -> bool:
         """Send a control operation down the stack and wait for it to come back."""

@@ -404,7 +404,13 @@ def _first_pfn_at_or_after(runs: Sequence[tuple[int, int]], pfn: int) -> int:
 
 
 class PageSource(Protocol):
-    """Where the dump's page contents come from (``stacksim.physmem`` builds the real one)."""
+    """
+    Where the dump's page contents come from (``stacksim.physmem`` builds the real one).
+
+    A source may also have ``read_pages_into(pfn, buffer)``, filling a writable buffer of whole
+    pages with the pages from *pfn* on (as :class:`stacksim.physmem.PhysicalMemory` does):
+    :meth:`CrashDumpFile.read_into` then generates pages straight into its caller's buffer.
+    """
 
     def read_pages(self, pfn: int, count: int) -> bytes:
         """The contents of physical pages *pfn* ... *pfn* + *count* − 1: exactly *count* × 4096 bytes."""
@@ -699,6 +705,48 @@ class CrashDumpFile:
             if lo < hi:
                 out.append(self._read_part(name, lo - start, hi - lo))
         return b"".join(out)
+
+    def read_into(self, file_offset: int, out: bytearray | memoryview) -> None:
+        """
+        :meth:`read` of ``len(out)`` bytes into the writable buffer *out*, without building them in between.
+
+        Whole pages of the body go straight from the page source into *out*
+        (``read_pages_into``, when the source has it: see :class:`PageSource`); the header, the
+        bitmap, secondary data and pages cut by the range's ends are copied in.
+        """
+        view = memoryview(out).cast("B")
+        length = len(view)
+        if view.readonly:
+            raise TypeError("out is read-only")
+        if file_offset < 0 or file_offset + length > self.size:
+            raise ValueError(f"bytes {file_offset} ... {file_offset + length} are outside the {self.size}-byte dump")
+        end = file_offset + length
+        for name, start, size in self.parts:
+            lo, hi = max(file_offset, start), min(end, start + size)
+            if lo >= hi:
+                continue
+            target = view[lo - file_offset : hi - file_offset]
+            if name == "body" and self.kind != "small":
+                self._body_into(lo - start, target)
+            else:
+                target[:] = self._read_part(name, lo - start, hi - lo)
+
+    def _body_into(self, offset: int, target: memoryview) -> None:
+        """The body's bytes from *offset* into *target*: whole pages generated in place, the cut ends copied."""
+        into = getattr(self._source, "read_pages_into", None)
+        first, stop = -(-offset // PAGE_SIZE), (offset + len(target)) // PAGE_SIZE
+        if into is None or first >= stop:
+            target[:] = self._read_part("body", offset, len(target))
+            return
+        head = first * PAGE_SIZE - offset
+        if head:
+            target[:head] = self._read_part("body", offset, head)
+        at = head
+        for pfn, count in self._index.pieces(first, stop):
+            into(pfn, target[at : at + count * PAGE_SIZE])
+            at += count * PAGE_SIZE
+        if at < len(target):
+            target[at:] = self._read_part("body", stop * PAGE_SIZE, len(target) - at)
 
     def _read_part(self, name: str, offset: int, length: int) -> bytes:
         if name == "header":

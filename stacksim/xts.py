@@ -37,8 +37,16 @@ masks are built with numpy, without a loop over *j* and without a loop over sect
 
 Writes are cut into chunks of at most :data:`CHUNK_SECTORS` sectors, worked in buffers that each
 :class:`XtsCipher` allocates when it first needs them: memory stays a few times the chunk size
-(about 2.3 MiB), whatever the size of the write or the dump. ``benchmarks/bench_xts.py``
+(about 2.8 MiB), whatever the size of the write or the dump. ``benchmarks/bench_xts.py``
 measures all of this against the ECB limit (``docs/explanation/performance.md``).
+
+**The mask window.** Building masks costs about 25 numpy calls, 60-100 µs, however few sectors
+they are for: at a 64 KiB write (128 sectors) that fixed cost was nearly all of the cipher's time.
+The masks depend only on the sector numbers and key2, so they are computed for
+:data:`MASK_WINDOW_SECTORS` sectors at a time, in chunks of :data:`CHUNK_SECTORS`, and each write
+takes its slice: a write that starts where the one before it ended (a dump is written in
+ascending order) gets the masks of the window's next sectors ahead of it; any other write gets
+masks for its own sectors only. The bytes are the same either way.
 
 The seed-derived key (:func:`derive_key`) is for simulation only: anyone who knows the scenario
 knows the key.
@@ -66,6 +74,7 @@ __all__ = [
     "KEY_BYTES",
     "KEY_FILE_FORMS",
     "KEY_LABEL",
+    "MASK_WINDOW_SECTORS",
     "MAX_SECTOR",
     "XtsCipher",
     "derive_key",
@@ -81,8 +90,13 @@ MAX_SECTOR: Final = 2**64
 CHUNK_SECTORS: Final = 1024
 """Sectors worked at once (512 KiB): numpy's cost per call is small against it, and the buffers stay near the cache."""
 
+MASK_WINDOW_SECTORS: Final = 2 * CHUNK_SECTORS
+"""Sectors whose masks are kept (1 MiB of masks): computed ahead for writes in ascending order (module docstring)."""
+
 BLOCKS: Final = SECTOR_SIZE // 16
 """AES blocks per sector (32)."""
+WORDS: Final = SECTOR_SIZE // 8
+"""64-bit words per sector (64)."""
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
 """What :class:`XtsCipher` reads (an ``out`` buffer must be writable)."""
@@ -121,7 +135,11 @@ _TOP_SHIFT: Final = np.array([24, 16, 8], dtype=_U32)[:, None]
 
 @final
 class _Scratch:
-    """The buffers for chunks of up to *capacity* sectors, allocated once and reused (names as in :class:`_Views`)."""
+    """
+    The buffers for chunks of up to *capacity* sectors, allocated once and reused (names as in :class:`_Views`).
+
+    ``masks`` is the mask window: T_0..T_31 of :data:`MASK_WINDOW_SECTORS` consecutive sectors.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -137,9 +155,11 @@ class _Scratch:
         self.fell = np.zeros(capacity * 24, dtype=_U32)
         self.fix = np.zeros(capacity * 24, dtype=_U32)
         self.fix_tmp = np.zeros(capacity * 24, dtype=_U32)
-        self.masks = np.zeros(capacity * SECTOR_SIZE, dtype=np.uint8)
-        self.work = np.zeros(capacity * SECTOR_SIZE + 16, dtype=np.uint8)
+        self.masks = np.zeros(MASK_WINDOW_SECTORS * SECTOR_SIZE, dtype=np.uint8)
+        self.mask_words = self.masks.view(_U64)
+        self.work = np.zeros(capacity * SECTOR_SIZE + 16, dtype=np.uint8)  # ECB output wants 15 spare bytes
         self._views: dict[int, _Views] = {}
+        self._work: dict[int, tuple[_Words, memoryview, memoryview]] = {}
 
     def views(self, n: int) -> _Views:
         """The arrays for a chunk of *n* sectors, cached (a dump writes the same few sizes over and over)."""
@@ -149,6 +169,20 @@ class _Scratch:
                 self._views.clear()
             views = self._views[n] = _Views.make(self, n)
         return views
+
+    def work_views(self, n: int) -> tuple[_Words, memoryview, memoryview]:
+        """The work buffer for a chunk of *n* sectors: its words, the ECB's input and its output (15 bytes longer), cached."""
+        views = self._work.get(n)
+        if views is None:
+            if len(self._work) >= 8:
+                self._work.clear()
+            size = n * SECTOR_SIZE
+            views = self._work[n] = (self.work[:size].view(_U64), self.work[:size].data, self.work[: size + 16].data)
+        return views
+
+    def window_v128(self, start: int, n: int) -> _Opaque:
+        """Window sectors *start* .. *start* + *n* - 1 as (n, 4) items of 128 bytes: where :meth:`XtsCipher._masks` puts masks."""
+        return self.masks[start * SECTOR_SIZE : (start + n) * SECTOR_SIZE].view("V128").reshape(n, 4)
 
 
 @final
@@ -178,11 +212,6 @@ class _Views:
     fix_tmp: _Words32
     low_words: _Words32  # (3, 8 n): the low 32-bit word of every block of groups 1-3 (strided)
     groups_v128: _Opaque  # (4, n): one 128-byte item per group and sector
-    masks_v128: _Opaque  # (n, 4)
-    masks: _Words  # (64 n,): T_0..T_31 of every sector, in sector order
-    work: _Words  # (64 n,)
-    work_in: memoryview
-    work_out: memoryview
 
     @classmethod
     def make(cls, s: _Scratch, n: int) -> _Views:
@@ -213,11 +242,6 @@ class _Views:
             fix_tmp=s.fix_tmp[: 24 * n].reshape(3, 8 * n),
             low_words=groups[1:].view(_U32)[:, 0::4],
             groups_v128=groups.view("V128"),
-            masks_v128=s.masks[: n * SECTOR_SIZE].view("V128").reshape(n, 4),
-            masks=s.masks[: n * SECTOR_SIZE].view(_U64),
-            work=s.work[: n * SECTOR_SIZE].view(_U64),
-            work_in=s.work[: n * SECTOR_SIZE].data,
-            work_out=s.work[: n * SECTOR_SIZE + 16].data,
         )
 
 
@@ -246,6 +270,12 @@ class XtsCipher:
         self._forward = Cipher(algorithms.AES(key[:32]), modes.ECB()).encryptor()
         self._backward = Cipher(algorithms.AES(key[:32]), modes.ECB()).decryptor()
         self._scratch: _Scratch | None = None
+        self._window_first = 0
+        """The first sector of the mask window (``_Scratch.masks``) ..."""
+        self._window_sectors = 0
+        """... and how many sectors' masks it holds (0: none yet)."""
+        self._next: int | None = None
+        """The sector after the last write: a write that starts there gets masks ahead of it."""
 
     def encrypt(self, data: Buffer, first_sector: int) -> bytes:
         """The ciphertext of *data*: whole sectors, the first of which is sector *first_sector* of the partition."""
@@ -267,9 +297,9 @@ class XtsCipher:
         src = memoryview(data).cast("B")
         _, first_sector = _check_write(len(src), first_sector)
         parts = []
-        for _, v in self._chunks(np.frombuffer(src, dtype=_U64), first_sector, encrypt=encrypt):
-            np.bitwise_xor(v.work, v.masks, out=v.work)
-            parts.append(bytes(v.work_in))
+        for _, work, masks in self._chunks(np.frombuffer(src, dtype=_U64), first_sector, encrypt=encrypt):
+            np.bitwise_xor(work, masks, out=work)
+            parts.append(work.tobytes())
         return b"".join(parts)
 
     def _run_into(self, data: Buffer, first_sector: int, out: bytearray | memoryview, *, encrypt: bool) -> None:
@@ -282,29 +312,51 @@ class XtsCipher:
         dst_words = np.frombuffer(dst, dtype=_U64)
         if np.may_share_memory(src_words, dst_words) and src_words.ctypes.data != dst_words.ctypes.data:
             raise ValueError("out overlaps the data without being the same buffer")
-        for words, v in self._chunks(src_words, first_sector, encrypt=encrypt):
-            np.bitwise_xor(v.work, v.masks, out=dst_words[words])
+        for words, work, masks in self._chunks(src_words, first_sector, encrypt=encrypt):
+            np.bitwise_xor(work, masks, out=dst_words[words])
 
-    def _chunks(self, src: _Words, first_sector: int, *, encrypt: bool) -> Iterator[tuple[slice, _Views]]:
+    def _chunks(self, src: _Words, first_sector: int, *, encrypt: bool) -> Iterator[tuple[slice, _Words, _Words]]:
         """
-        Chunk by chunk: the chunk's words in *src*, and views whose ``work`` holds AES(data xor masks).
+        Chunk by chunk: the chunk's words in *src*, the work buffer holding AES(data xor masks), and the masks.
 
-        The caller XORs ``masks`` into ``work`` once more, into its output, before asking for the next chunk.
+        The caller XORs the masks into the work buffer once more, into its output, before asking for the next chunk.
         """
         if self._scratch is None:
             self._scratch = _Scratch(CHUNK_SECTORS)
+        scratch = self._scratch
         cipher = self._forward if encrypt else self._backward
-        n = len(src) // (BLOCKS * 2)
+        n = len(src) // WORDS
+        ahead = first_sector == self._next
+        self._next = first_sector + n
         for start in range(0, n, CHUNK_SECTORS):
-            v = self._scratch.views(min(CHUNK_SECTORS, n - start))
-            words = slice(start * BLOCKS * 2, (start + v.n) * BLOCKS * 2)
-            self._masks(v, first_sector + start)
-            np.bitwise_xor(src[words], v.masks, out=v.work)
-            cipher.update_into(v.work_in, v.work_out)
-            yield words, v
+            count = min(CHUNK_SECTORS, n - start)
+            at = first_sector + start - self._window_first
+            if at < 0 or at + count > self._window_sectors:
+                self._fill_window(first_sector + start, MASK_WINDOW_SECTORS if ahead else n - start)
+                at = 0
+            work, work_in, work_out = scratch.work_views(count)
+            words = slice(start * WORDS, (start + count) * WORDS)
+            masks = scratch.mask_words[at * WORDS : (at + count) * WORDS]
+            np.bitwise_xor(src[words], masks, out=work)
+            cipher.update_into(work_in, work_out)
+            yield words, work, masks
 
-    def _masks(self, v: _Views, first_sector: int) -> None:
-        """Fill ``v.masks`` with T_0..T_31 of sectors *first_sector* .. *first_sector* + n - 1 (module docstring, steps 1-3)."""
+    def _fill_window(self, first_sector: int, n: int) -> None:
+        """Put the masks of up to *n* sectors from *first_sector* into the window (at most its size; sectors stay below 2**64)."""
+        assert self._scratch is not None
+        n = min(n, MASK_WINDOW_SECTORS, MAX_SECTOR - first_sector)
+        self._window_sectors = 0  # (nothing valid while it is being filled)
+        for start in range(0, n, CHUNK_SECTORS):
+            count = min(CHUNK_SECTORS, n - start)
+            self._masks(self._scratch.views(count), first_sector + start, self._scratch.window_v128(start, count))
+        self._window_first, self._window_sectors = first_sector, n
+
+    def _masks(self, v: _Views, first_sector: int, out: _Opaque) -> None:
+        """
+        Fill *out* with T_0..T_31 of sectors *first_sector* .. *first_sector* + n - 1 (module docstring, steps 1-3).
+
+        *out* is (n, 4) items of 128 bytes: :meth:`_Scratch.window_v128`.
+        """
         np.add(v.count, _U64(first_sector), out=v.sector_low)
         self._tweak.update_into(v.sector_bytes, v.initial_out)
         # 1. T_b = T with both words shifted up b bits; the top b bits of the low word cross into
@@ -327,7 +379,7 @@ class XtsCipher:
         np.bitwise_xor(v.fix[:, 1:], v.fell[:, :-1], out=v.fix[:, 1:])
         np.bitwise_xor(v.low_words, v.fix, out=v.low_words)
         # 3. Back to sector order.
-        np.copyto(v.masks_v128, v.groups_v128.T)
+        np.copyto(out, v.groups_v128.T)
 
 
 def _check_write(length: int, first_sector: int) -> tuple[int, int]:

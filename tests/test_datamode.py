@@ -218,6 +218,76 @@ def test_a_filter_that_hands_down_an_mdl_without_bytes_is_reported(image: Any) -
     assert "empty.sys: dump_write handed down request #1 with an MDL of 8,192 bytes whose buffer holds None" in r.message
 
 
+class _Strider(DumpFilter):
+    """Hands down a buffer of the right length that is every other byte of a larger one (not contiguous)."""
+
+    service_name: ClassVar[str] = "stride.sys"
+
+    async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+        data = request.mdl.data
+        if data is not None:
+            spread = bytearray(2 * request.length)
+            spread[::2] = data
+            request.mdl = Mdl(self.service_name, request.length, memoryview(spread)[::2])
+        return 0
+
+
+class _Words(DumpFilter):
+    """Hands down a copy of the pages as a view of 8-byte words (as many bytes, an eighth as many items)."""
+
+    service_name: ClassVar[str] = "words.sys"
+
+    async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+        data = request.mdl.data
+        if data is not None:
+            request.mdl = Mdl(self.service_name, request.length, memoryview(bytearray(data)).cast("Q"))
+        return 0
+
+
+def run_chain(image: Any, *classes: type[DumpFilter], names: tuple[str, ...] = ()) -> Any:
+    """A data-mode complete dump of 16 MiB through the filters *names* (built-ins) and *classes*, in that order."""
+    catalog = FilterCatalog()
+    for cls in classes:
+        catalog.add(cls, "test")
+    filters = [*names, *(c.service_name for c in classes)]
+    s = make_scenario(catalog, registry={"DumpFilters": filters, "CrashDumpEnabled": 1}, memory={"ram": RAM})
+    return simulate(s, catalog, data=image())
+
+
+def test_a_filter_that_writes_into_an_upper_filters_buffer_is_reported_by_name(image: Any) -> None:
+    """Below dumpfve.sys the caller's buffer is dumpfve's own (a memoryview): changing it is a violation all the same."""
+    r = run_chain(image, _Scribbler, names=("dumpfve.sys",))
+    assert r.status == "filter_violation"
+    assert r.message.startswith(
+        "scribble.sys: dump_write changed the bytes of the buffer it was given (request #1, owned by dumpfve.sys)"
+    )
+
+
+def test_a_filter_that_hands_down_a_buffer_that_is_not_contiguous_is_reported(image: Any) -> None:
+    """A scattered buffer handed down is itself a violation: the port writes every MDL in one piece."""
+    r = run_chain(image, _Strider)
+    assert r.status == "filter_violation"
+    assert "stride.sys: dump_write handed down request #1 with an MDL of 8,192 bytes" in r.message
+    assert "whose buffer holds 8,192 bytes that are not contiguous in memory" in r.message
+
+
+def test_a_view_of_words_is_written_as_its_bytes(image: Any) -> None:
+    """A buffer handed down as 8-byte items of the right byte length is accepted and lands on the disk byte for byte."""
+    r = run_chain(image, _Words)
+    assert r.status == "ok"
+    assert r.data is not None
+    assert (r.data["image_bytes_written"], r.data["plaintext_pages_on_disk"]) == (r.dump_bytes, PAGES)
+
+
+def test_a_filter_that_changes_a_view_of_words_below_it_is_reported(image: Any) -> None:
+    """Changing a caller's buffer of 8-byte items is caught too (compared as bytes)."""
+    r = run_chain(image, _Words, _Scribbler)
+    assert r.status == "filter_violation"
+    assert r.message.startswith(
+        "scribble.sys: dump_write changed the bytes of the buffer it was given (request #1, owned by words.sys)"
+    )
+
+
 # -- what data mode refuses -------------------------------------------------------------------
 
 

@@ -167,6 +167,62 @@ class TestBehaviour:
         assert peak <= 4 * 2**20
 
 
+class TestMaskWindow:
+    """Writes in ascending order take their masks from a window computed ahead; any order gives the same bytes."""
+
+    def test_consecutive_writes_match_across_window_refills(self) -> None:
+        """Writes of 100 sectors one after the other (some straddling a window's end) give what cryptography gives."""
+        cipher = XtsCipher(KEY)
+        first = 2**40 - 7
+        data = data_of(50 * 100, seed=11)
+        out = b"".join(cipher.encrypt(data[k * 100 * SECTOR : (k + 1) * 100 * SECTOR], first + k * 100) for k in range(50))
+        assert out == reference(KEY, data, first)
+
+    def test_ascending_writes_compute_masks_a_window_at_a_time(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """64 ascending writes of 128 sectors build masks 9 times: the first write's own, then 4 windows of 2,048 sectors."""
+        calls: list[int] = []
+        real = XtsCipher._masks
+
+        def counted(self: XtsCipher, v: object, first_sector: int, out: object) -> None:
+            calls.append(first_sector)
+            real(self, v, first_sector, out)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(XtsCipher, "_masks", counted)
+        cipher = XtsCipher(KEY)
+        buf = bytearray(128 * SECTOR)
+        for k in range(64):
+            cipher.encrypt_into(buf, k * 128, buf)
+        assert xts.MASK_WINDOW_SECTORS == 2 * CHUNK_SECTORS == 2048
+        assert calls == [0, 128, 128 + 1024, 2176, 2176 + 1024, 4224, 4224 + 1024, 6272, 6272 + 1024]
+
+    def test_a_write_elsewhere_gets_masks_for_its_own_sectors(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """After ascending writes, a write back at sector 5 is right and builds masks for its 16 sectors only."""
+        cipher = XtsCipher(KEY)
+        for k in range(3):
+            cipher.encrypt(data_of(128), 1000 + k * 128)
+        built: list[int] = []
+        real = cipher._fill_window
+        monkeypatch.setattr(cipher, "_fill_window", lambda first, n: (built.append(n), real(first, n)))
+        data = data_of(16, seed=12)
+        assert cipher.encrypt(data, 5) == reference(KEY, data, 5)
+        assert built == [16]
+
+    def test_ascending_writes_to_the_last_sector(self) -> None:
+        """Writes of 16 sectors ending at sector 2**64 - 1: the window stops at the last sector plain64 numbers."""
+        cipher = XtsCipher(KEY)
+        first = 2**64 - 160
+        data = data_of(160, seed=13)
+        out = b"".join(cipher.encrypt(data[k * 16 * SECTOR : (k + 1) * 16 * SECTOR], first + k * 16) for k in range(10))
+        assert out == reference(KEY, data, first)
+
+    def test_decrypting_the_writes_just_encrypted_gives_them_back(self) -> None:
+        """Encrypt and decrypt calls taking turns on ascending writes (as dump_write and dump_read could) undo each other."""
+        cipher = XtsCipher(KEY)
+        for k in range(40):
+            data = data_of(64, seed=k)
+            assert cipher.decrypt(cipher.encrypt(data, 300 + 64 * k), 300 + 64 * k) == data
+
+
 class TestRefused:
     @pytest.mark.parametrize("size", [0, 32, 63, 65, 128])
     def test_a_key_that_is_not_64_bytes(self, size: int) -> None:

@@ -119,6 +119,8 @@ class FilterLayer:
         """The callbacks crashdmp calls, by operation: taken from the initialization data once
         DriverEntry has returned (crashdmp keeps its own copy), emptied on unload."""
         self._on_write: Any = None
+        self._copies: dict[int, bytearray] = {}
+        """Data mode: the snapshot buffers of :meth:`_snapshot`, by length."""
 
     def _callback_table(self) -> dict[OpKind, Any]:
         init = self.init
@@ -299,8 +301,10 @@ class FilterLayer:
                 else:
                     mdl_in = request.mdl
                     writes_in, length_in, offset_in = mdl_in.writes, mdl_in.length, request.offset
-                    data_in = mdl_in.data  # data mode: the caller's bytes, and a copy to compare them with after the call
-                    snapshot = bytes(data_in) if data_in is not None and kind is write else None
+                    data_in = mdl_in.data  # data mode: the caller's bytes, and what to compare them with after the call
+                    snapshot = None
+                    if data_in is not None and kind is write:
+                        snapshot = mdl_in._reference if mdl_in._reference is not None else self._snapshot(data_in)
                     number, upstream_in = request.number, request.upstream_ns
                     if self.faults:
                         status, dur, error, fault = await self._call(event, number, callback, ext, request)
@@ -603,28 +607,56 @@ class FilterLayer:
             return NtStatus.UNSUCCESSFUL, hung.waited_ns, str(hung), "hung"
         return status, dur, error, fault
 
-    def _check_bytes(self, request: Any, mdl_in: Mdl, data_in: bytearray | memoryview, snapshot: bytes) -> str | None:
+    def _snapshot(self, data: bytearray | memoryview) -> bytes | bytearray:
+        """
+        Data mode: a copy of the caller's bytes, to compare them with after ``dump_write`` (unless the MDL has a reference).
+
+        A plain byte buffer (a bytearray, or a contiguous memoryview of bytes) is copied into a
+        buffer of this layer's, reused write after write (one ``memcpy``; a new ``bytes`` each time
+        costs an allocation, at 1 MiB page faults too); anything else into new bytes.
+        """
+        if type(data) is bytearray or (type(data) is memoryview and data.format == "B" and data.ndim == 1 and data.c_contiguous):
+            n = len(data)
+            copy = self._copies.get(n)
+            if copy is None:
+                if len(self._copies) >= 4:
+                    self._copies.clear()
+                copy = self._copies[n] = bytearray(n)
+            copy[:] = data
+            return copy
+        return bytes(data)
+
+    def _check_bytes(
+        self, request: Any, mdl_in: Mdl, data_in: bytearray | memoryview, snapshot: bytes | bytearray | memoryview
+    ) -> str | None:
         """
         Data mode, after ``dump_write``: the caller's buffer must hold its bytes, and the MDL handed down its own.
 
-        Compared byte for byte, so a change is caught whatever the filter used to make it (the
-        MDL's API, the buffer itself, a memoryview, ctypes). ``request`` passed
-        :meth:`_check_request` already: its MDL is an :class:`Mdl` of the original length.
+        Compared byte for byte with the snapshot (or the MDL's reference), so a change is caught
+        whatever the filter used to make it (the MDL's API, the buffer itself, a memoryview,
+        ctypes). ``request`` passed :meth:`_check_request` already: its MDL is an :class:`Mdl` of
+        the original length.
         """
         number = request.number
-        if mdl_in.data is not data_in or data_in != snapshot:  # type: ignore[comparison-overlap]
+        if mdl_in.data is not data_in or not _same_bytes(data_in, snapshot):
             return (
                 f"dump_write changed the bytes of the buffer it was given (request #{number}, owned by {mdl_in.owner}); "
                 "a dump filter must not write into the caller's buffer: copy into a buffer of its own (ntdddump DUMP_WRITE)"
             )
         data = request.mdl.data
-        if not isinstance(data, bytes | bytearray | memoryview) or len(data) != request.mdl.length:
-            held = f"{len(data):,} bytes" if isinstance(data, bytes | bytearray | memoryview) else _short(data)
-            return (
-                f"dump_write handed down request #{number} with an MDL of {request.mdl.length:,} bytes whose buffer "
-                f"holds {held}; in data mode every MDL must carry exactly its length in bytes"
-            )
-        return None
+        if isinstance(data, memoryview) and not data.c_contiguous:  # (the port writes it with one pwrite)
+            held = f"{data.nbytes:,} bytes that are not contiguous in memory"
+        elif isinstance(data, bytes | bytearray | memoryview):
+            size = data.nbytes if isinstance(data, memoryview) else len(data)  # a view of 8-byte items holds 8 per item
+            if size == request.mdl.length:
+                return None
+            held = f"{size:,} bytes"
+        else:
+            held = _short(data)
+        return (
+            f"dump_write handed down request #{number} with an MDL of {request.mdl.length:,} bytes whose buffer "
+            f"holds {held}; in data mode every MDL must carry exactly its length in bytes, in one contiguous buffer"
+        )
 
     def _check_request(self, event: str, request: Any, mdl_in: Any, before: tuple[int, int, int, int]) -> str | None:
         """
@@ -687,6 +719,21 @@ class FilterLayer:
     def _note_error(self, event: str, message: str) -> None:
         self.errors[event] += 1
         self.first_error.setdefault(event, message)
+
+
+def _same_bytes(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> bool:
+    """
+    Whether two buffers hold the same bytes, with ``memcmp`` where Python allows it.
+
+    A bytearray (or bytes against bytes) compares with any buffer in one ``memcmp``; a
+    memoryview on the left compares item by item, about 100 times slower. Either order gives
+    the same answer.
+    """
+    if type(a) is bytearray or (type(a) is bytes and type(b) is bytes):
+        return a == b
+    if type(b) is bytearray:
+        return b == a
+    return a == b
 
 
 def _short(value: object) -> str:

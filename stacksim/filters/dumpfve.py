@@ -13,9 +13,9 @@ What is modelled:
   version 2 with the read flag (hiberfile pages must be decrypted on resume through
   ``Dump_Read``). ntdddump gives the read flag the same bit as ``DUMP_FILTER_CRITICAL``, so a
   read-capable dumpfve is also critical (fact sheet §1.5 [DOC header + INF]).
-* ``dump_write``: copies the pages into its own buffer, encrypts them there and repoints the MDL
-  (the MDL-swap technique of real encryption filters [SRC S24, S26]); the caller's buffer is
-  never touched and the size never changes. In data mode the bytes are really encrypted: the
+* ``dump_write``: encrypts the pages into its own buffer and repoints the MDL (the MDL-swap
+  technique of real encryption filters [SRC S24, S26]); the caller's buffer is only read, once,
+  and the size never changes. In data mode the bytes are really encrypted: the
   buffer of ``MaxPagesPerWrite`` × 4 KiB is allocated in ``driver_entry``, and the cipher is
   AES-256-XTS with 512-byte data units whose tweak is the sector number relative to the start of
   the partition (``aes-xts-plain64``; :mod:`stacksim.xts`, ``docs/reference/encryption.md``), the
@@ -110,9 +110,10 @@ class DumpFve(DumpFilter):
         if pages is not None:
             if self._cipher is None or mdl.data is None:  # bytes but no key: a data-mode run always hands one over
                 return NtStatus.ENCRYPTION_FAILED
-            own = mdl.data
-            own[:] = pages  # copy the caller's pages into the filter's own buffer ...
-            self._cipher.encrypt_into(own, request.offset // SECTOR_SIZE, own)  # ... and encrypt them there
+            # The caller's pages, encrypted into the filter's own buffer in one pass, as DiskCryptor's
+            # dc_dump_encrypt calls xts_encrypt(mapped MDL, its buffer) [SRC S26]: the bytes of a copy
+            # encrypted in place, one copy fewer; the caller's buffer is only read.
+            self._cipher.encrypt_into(pages, request.offset // SECTOR_SIZE, mdl.data)
         request.mdl = mdl
         return NtStatus.SUCCESS
 
