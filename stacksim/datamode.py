@@ -9,7 +9,7 @@ physical memory (:mod:`stacksim.physmem`) -- pass through every filter (``dumpfv
 encrypts them into its own buffer), and the miniport writes them into a sparse disk image
 (:mod:`stacksim.diskimage`).
 
-After the run, :func:`leak_check` reads the dump's extent back from the image and counts the
+After the run, :func:`leak_check` reads back every extent the run wrote and counts the
 page markers it finds in plaintext: with a working encryption filter there are none; without one
 every dump page's marker is there.
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from stacksim.dumpfmt import CrashDumpFile
-    from stacksim.layout import FileLayout
     from stacksim.memory import DumpPlan
     from stacksim.scenario import Scenario
 
@@ -140,7 +139,7 @@ class LeakReport:
     plaintext_pages_on_disk: int
     """Dump pages whose marker (magic + PFN) the image holds in plaintext."""
     scanned_bytes: int
-    """Bytes of the image read: the dump file's extent on the disk."""
+    """Bytes of the image read: every extent the run wrote (a byte written twice is read twice)."""
 
     def as_dict(self) -> dict[str, int]:
         """The JSON object."""
@@ -151,11 +150,12 @@ class LeakReport:
         }
 
 
-def leak_check(image: DiskImage, layout: FileLayout, file_bytes: int, dump_pages: int) -> LeakReport:
+def leak_check(image: DiskImage, dump_pages: int) -> LeakReport:
     """
-    Count the distinct page markers in plaintext in the first *file_bytes* of the target file on *image*.
+    Count the distinct page markers in plaintext in every extent of *image* the run wrote.
 
-    The file's disk runs are mapped back in bounded pieces (:data:`stacksim.diskimage.SCAN_CHUNK`,
+    Every extent the miniport wrote -- inside the target file's runs or, where a filter moved a
+    write, outside them -- is mapped back in bounded pieces (:data:`stacksim.diskimage.SCAN_CHUNK`,
     :meth:`~stacksim.diskimage.DiskImage.views`) and searched at every 512-byte boundary (a page
     on the disk starts on a sector).
     """
@@ -165,9 +165,8 @@ def leak_check(image: DiskImage, layout: FileLayout, file_bytes: int, dump_pages
 
     found: list[npt.NDArray[np.uint64]] = []
     scanned = 0
-    base = layout.partition_offset
-    for offset, length, count in layout.map_runs(0, file_bytes, 2**62):
-        for _, data in image.views(base + offset, length * count):
+    for start, end in image.extents:
+        for _, data in image.views(start, end - start):
             found.append(find_markers(data))
             scanned += len(data)
     distinct = int(np.unique(np.concatenate(found)).size) if found else 0

@@ -40,6 +40,8 @@ class DiskImage:
         self.fd = stream.fileno()
         self.bytes_written = 0
         """Bytes the miniport wrote (a byte written twice counts twice)."""
+        self.extents: list[list[int]] = []
+        """``[start, end)`` of the disk bytes written, in write order, contiguous writes merged (may overlap)."""
         stream.truncate(size)
 
     def write(self, disk_offset: int, data: bytes | bytearray | memoryview) -> None:
@@ -48,6 +50,11 @@ class DiskImage:
         size = len(view)
         assert disk_offset >= 0
         assert disk_offset + size <= self.size
+        extents = self.extents
+        if extents and extents[-1][1] == disk_offset:  # the common case: right after the previous write
+            extents[-1][1] = disk_offset + size
+        else:
+            extents.append([disk_offset, disk_offset + size])
         while view:  # pwrite may write less than asked (a signal, a quota): write the rest
             n = os.pwrite(self.fd, view, disk_offset)
             view, disk_offset = view[n:], disk_offset + n

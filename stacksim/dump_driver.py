@@ -530,7 +530,6 @@ class DumpDriver:
                 mdl = Mdl(LAYER, length, buffer)
                 if buffer is not None and data is not None:  # crashdmp's buffer, reused; a retry hands down the same pages
                     buffer[:] = data
-                    mdl._reference = data  # what the host compares the buffer with after dump_write (read-only)
                 request = DumpRequest(number, offset, mdl, part, issued, upstream_ns=per_request, attempt=attempt)
                 if trace:
                     engine.emit(issued, LAYER, "issue_write", per_request, number, offset, length, dump_type)

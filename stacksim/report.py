@@ -199,11 +199,10 @@ class RunResult:
 
 
 def _data(m: Machine) -> dict[str, Any] | None:
-    """Data mode: the image's numbers and the leak check over the dump's extent on it."""
+    """Data mode: the image's numbers and the leak check over every extent the run wrote."""
     if m.data is None or m.contents is None:
         return None
-    extent = min(m.plan.total_bytes, m.layout.size)
-    leak = leak_check(m.data.image, m.layout, extent, m.contents.body_pages)
+    leak = leak_check(m.data.image, m.contents.body_pages)
     return {"key": m.data.key_source, "image_bytes_written": m.data.image.bytes_written, **leak.as_dict()}
 
 

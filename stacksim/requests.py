@@ -84,20 +84,15 @@ class Mdl:
     ``data`` is ``None`` in timing runs (no bytes are simulated). :meth:`write` is how code
     writes into a buffer; ``writes`` counts the calls, so the host can see a filter writing
     into a buffer it was handed (a violation) as opposed to its own.
-
-    ``_reference`` is the simulator's, not a filter's: bytes that ``data`` is known to equal
-    when the MDL is handed down (crashdmp's MDL: the dump file's bytes it copied in), which the
-    filter host compares ``data`` with after ``dump_write`` instead of copying ``data`` first.
     """
 
-    __slots__ = ("_reference", "data", "length", "owner", "writes")
+    __slots__ = ("data", "length", "owner", "writes")
 
     def __init__(self, owner: str, length: int, data: bytearray | memoryview | None = None) -> None:
         self.owner = owner
         self.length = length
         self.data = data
         self.writes = 0
-        self._reference: bytes | bytearray | memoryview | None = None
 
     def write(self, offset: int, payload: bytes | None = None, length: int | None = None) -> None:
         """Write *payload* (or *length* bytes, in timing runs) at *offset* inside the buffer."""

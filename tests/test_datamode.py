@@ -288,6 +288,24 @@ def test_a_filter_that_changes_a_view_of_words_below_it_is_reported(image: Any) 
     )
 
 
+class _Mover(DumpFilter):
+    """Moves the third write 100 MiB past the end of the dump (the port honours a moved offset)."""
+
+    service_name: ClassVar[str] = "move.sys"
+
+    async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+        if request.number == 3:
+            request.offset += 100 * 2**20
+        return 0
+
+
+def test_the_leak_check_counts_plaintext_wherever_a_filter_moved_it(image: Any) -> None:
+    """A write moved out of the page file still lands on the disk: its pages count as plaintext on disk."""
+    r = run_with(_Mover, image)
+    assert r.data is not None
+    assert r.data["plaintext_pages_on_disk"] == r.data["dump_pages"] == PAGES
+
+
 # -- what data mode refuses -------------------------------------------------------------------
 
 
@@ -323,3 +341,18 @@ def test_the_cli_writes_the_image_and_reports_the_leak_check(tmp_path: Path) -> 
     st = (tmp_path / "c.img").stat()
     assert st.st_size == 2 * 10**12  # the default disk: 2 TB
     assert st.st_blocks * 512 < 64 * 2**20  # sparse: about the dump's 16 MiB
+
+
+def test_a_data_mode_result_replays_in_timing_mode(tmp_path: Path) -> None:
+    """stacksim replay of a data-mode result matches every simulated number and says the image was not redone."""
+    sc = tmp_path / "c.toml"
+    sc.write_text(
+        '[scenario]\nname = "c"\n[registry]\nDumpFilters = ["dumpfve.sys"]\nCrashDumpEnabled = 1\n[memory]\nram = "16 MiB"\n'
+    )
+    result = str(tmp_path / "c.json")
+    assert (
+        invoke_cli("run", str(sc), "--data", "--image", str(tmp_path / "c.img"), "--json", result, cwd=tmp_path).returncode == 0
+    )
+    proc = invoke_cli("replay", result, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "replay matches a data-mode run's every simulated number" in proc.stdout

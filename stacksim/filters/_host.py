@@ -304,7 +304,8 @@ class FilterLayer:
                     data_in = mdl_in.data  # data mode: the caller's bytes, and what to compare them with after the call
                     snapshot = None
                     if data_in is not None and kind is write:
-                        snapshot = mdl_in._reference if mdl_in._reference is not None else self._snapshot(data_in)
+                        # a copy only the host holds: nothing the filter can reach compares equal by construction
+                        snapshot = self._snapshot(data_in)
                     number, upstream_in = request.number, request.upstream_ns
                     if self.faults:
                         status, dur, error, fault = await self._call(event, number, callback, ext, request)
@@ -609,7 +610,7 @@ class FilterLayer:
 
     def _snapshot(self, data: bytearray | memoryview) -> bytes | bytearray:
         """
-        Data mode: a copy of the caller's bytes, to compare them with after ``dump_write`` (unless the MDL has a reference).
+        Data mode: a copy of the caller's bytes, to compare them with after ``dump_write``.
 
         A plain byte buffer (a bytearray, or a contiguous memoryview of bytes) is copied into a
         buffer of this layer's, reused write after write (one ``memcpy``; a new ``bytes`` each time
