@@ -659,7 +659,7 @@ class CrashDumpFile:
                 raise ValueError("a complete dump holds every page of the runs: do not pass present")
             return in_runs
         if present is None:
-            raise ValueError(f"a {kind} dump needs present: the pages it holds")
+            raise ValueError(f"{'an' if kind == 'active' else 'a'} {kind} dump needs present: the pages it holds")
         pages = present.resized(nbits)
         outside = int(np.bitwise_count(pages.bits & ~in_runs.bits).sum(dtype=np.int64))
         if outside:

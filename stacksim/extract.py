@@ -64,6 +64,7 @@ from stacksim.dumpfmt import (
 )
 from stacksim.filters import DumpFilter
 from stacksim.requests import PAGE_SIZE, SECTOR_SIZE
+from stacksim.units import with_article
 
 if TYPE_CHECKING:
     import numpy as np
@@ -494,7 +495,9 @@ def _mismatches(header: ParsedDump, run: RecordedRun) -> tuple[str, ...]:
     want_type, want_sig = _EXPECTED_LAYOUT.get(run.kind, (None, None))
     types = (DUMP_TYPE_BITMAP_FULL, DUMP_TYPE_BITMAP_KERNEL) if want_type == DUMP_TYPE_BITMAP_FULL else (want_type,)
     if header.dump_type not in types or header.signature != want_sig:
-        out.append(f"DumpType {header.dump_type} {header.signature.decode('latin-1')!r} is not what a {run.kind} dump is")
+        out.append(
+            f"DumpType {header.dump_type} {header.signature.decode('latin-1')!r} is not what {with_article(run.kind)} dump is"
+        )
     if header.runs and header.runs != run.memory_runs:
         out.append(f"its {len(header.runs):,} memory runs are not the recorded machine's {len(run.memory_runs):,}")
     if run.kind != "small" and header.page_count != run.body_pages:

@@ -89,8 +89,15 @@ class ScenarioSection(BaseModel):
     hibernate_at: Nanoseconds | None = None
     bugcheck_code: int = Field(default=0xE2, ge=0, le=0xFFFF_FFFF)
     """The bug check code in the dump header (default 0xE2 MANUALLY_INITIATED_CRASH [DOC S64])."""
-    bugcheck_parameters: list[Annotated[int, Field(ge=0, le=2**64 - 1)]] = Field(default=[0, 0, 0, 0], min_length=4, max_length=4)
+    bugcheck_parameters: list[Annotated[int, Field(ge=0, le=2**64 - 1)]] = Field(default=[0, 0, 0, 0], max_length=64)
     """Its four parameters (0xE2 has none: all zero [DOC S64])."""
+
+    @field_validator("bugcheck_parameters")
+    @classmethod
+    def _four_parameters(cls, params: list[int]) -> list[int]:
+        if len(params) != 4:
+            raise ValueError(f"a bug check has exactly 4 parameters (each 0 to 2^64 - 1); {len(params)} given")
+        return params
 
     @model_validator(mode="after")
     def _event_time(self) -> ScenarioSection:

@@ -33,7 +33,7 @@ from stacksim._io import shorten, terminal_safe
 from stacksim._version import __version__
 from stacksim.filters import FilterCatalog
 from stacksim.simulate import RunResult
-from stacksim.units import format_bandwidth, format_bytes, format_ns
+from stacksim.units import format_bandwidth, format_bytes, format_ns, with_article
 
 if TYPE_CHECKING:
     from stacksim.extract import Survey
@@ -478,7 +478,7 @@ def _header_text(s: Survey) -> str:
     assert h is not None
     sig = f" '{h.signature.decode('latin-1')}'" if h.signature else ""
     pages = f" of {_count(h.page_count, 'page')} ({format_bytes(h.page_count * 4096)})" if h.page_count else ""
-    return f"DumpType {h.dump_type}{sig}, a {dump_kind(h)} dump{pages}"
+    return f"DumpType {h.dump_type}{sig}, {with_article(dump_kind(h))} dump{pages}"
 
 
 def _bugcheck_text(s: Survey) -> str:

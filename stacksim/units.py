@@ -118,6 +118,11 @@ class UnitError(ValueError):
     """A quantity that could not be parsed or is out of range; the message says what is allowed."""
 
 
+def with_article(word: str) -> str:
+    """*word* with "a" or "an" before it, by its first letter ("an active", "a kernel")."""
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
+
 def describe(value: object) -> str:
     """
     *value* as an error message shows it: short, whatever the input.

@@ -105,3 +105,10 @@ def test_data_mode_refuses_what_it_cannot_write(tmp_path: Path, text: str, key: 
     path = tmp_path / "s.toml"
     path.write_text(text, encoding="utf-8")
     refused(tmp_path, str(path), "--data", "--image", str(tmp_path / "s.img"), names=(key,))
+
+
+def test_a_bugcheck_with_two_parameters_is_refused(tmp_path: Path) -> None:
+    """bugcheck_parameters holds exactly four numbers: two are refused, naming the key and the count."""
+    path = tmp_path / "b.toml"
+    path.write_text('[scenario]\nname = "b"\nbugcheck_parameters = [1, 2]\n', encoding="utf-8")
+    refused(tmp_path, str(path), names=("[scenario] bugcheck_parameters", "exactly 4 parameters", "2 given"))
