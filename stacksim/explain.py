@@ -197,16 +197,16 @@ def explain(s: Scenario, catalog: FilterCatalog) -> Explanation:
 
 def _dump_caveat(s: Scenario, short: RunResult) -> str | None:
     """What the short crash run cannot show of the whole dump: a write cache it fits in, target-file runs past it."""
-    if short.dump_bytes >= s.dump_plan().total_bytes:
+    whole = s.dump_plan().total_bytes
+    if short.dump_bytes >= whole:
         return None  # the short run is the whole dump
     reasons = []
     cache = s.disk.resolved()[2].get("cache", 0)
-    whole = s.dump_plan().total_bytes
     if short.bytes_written <= cache < whole:
         reasons.append(f"they fit in the device's {format_bytes(cache)} write cache, the whole {format_bytes(whole)} does not")
-    runs = len(s.file_layout().runs)
-    if runs > 1:
-        reasons.append(f"the whole dump crosses the {TARGET_NAMES[s.file_layout().target]}'s {runs:,} disk runs")
+    layout = s.file_layout()
+    if len(layout.runs) > 1:
+        reasons.append(f"the whole dump crosses the {TARGET_NAMES[layout.target]}'s {len(layout.runs):,} disk runs")
     if not reasons:
         return None
     return (

@@ -374,12 +374,13 @@ class DumpPort:
             op.fault, op.retryable = "io_error", True
         else:
             self.bytes_written += length
-        cut = engine.trace_until_ns  # a power loss: a write the device had not completed by then never lands
-        if self.disk_image is not None and (cut is None or engine.now_ns <= cut):
-            # the device did the work (a device_error fault reports it afterwards)
+        image = self.disk_image
+        # data mode: the device did the work (a device_error fault reports it afterwards), unless the
+        # power failed first (trace_until_ns is the power loss): a write not completed by then never lands
+        if image is not None and (engine.trace_until_ns is None or engine.now_ns <= engine.trace_until_ns):
             data = request.mdl.data
             assert data is not None  # the filter host checks every MDL of a data-mode run carries its bytes
-            self.disk_image.write(disk_offset, data)
+            image.write(disk_offset, data)
         if engine.trace is not None:
             engine.emit(t0, "miniport", "miniport_write", overhead, request.number, offset, length, self.dump_type)
             engine.emit(t1, "device", "device_write", service, request.number, disk_offset, length, self.dump_type, status)
