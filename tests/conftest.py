@@ -118,6 +118,27 @@ def stacksim_cli(
     return proc
 
 
+def spawn_stacksim(*args: str, cwd: str | os.PathLike[str]) -> subprocess.Popen[str]:
+    """Start ``python -m stacksim ARGS`` in *cwd* (this checkout's stacksim; stderr piped, stdout dropped), to be interrupted."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "stacksim", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": _CHECKOUT},
+    )
+
+
+def assert_interrupted(proc: subprocess.Popen[str], sig: int) -> None:
+    """Send *sig* to *proc*: it must end with exit 1 and the word "interrupted", no traceback."""
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1, err
+    assert "interrupted" in err
+    assert "Traceback" not in err
+
+
 def invoke_cli(*args: str, cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
     """
     Run the ``stacksim`` command in this process (fast; for the hostile corpus) as :func:`stacksim_cli` would.

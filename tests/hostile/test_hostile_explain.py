@@ -7,15 +7,12 @@ nothing written; an interrupted explain leaves no diagram and no temporary file.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import _CHECKOUT, assert_refused, invoke_cli, make_fifo
+from conftest import assert_interrupted, assert_refused, invoke_cli, make_fifo, spawn_stacksim
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -87,22 +84,11 @@ def test_an_interrupted_explain_leaves_no_diagram(tmp_path: Path, sig: signal.Si
     (tmp_path / "s.toml").write_text(
         '[scenario]\nname = "slow"\n[registry]\nDumpFilters = ["slow.sys"]\nCrashDumpEnabled = 1\n[memory]\nram = "16 MiB"\n'
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stacksim", "explain", "s.toml", "--plugin", "slow.py", "--mermaid", "d.mmd"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": _CHECKOUT},
-    )
+    proc = spawn_stacksim("explain", "s.toml", "--plugin", "slow.py", "--mermaid", "d.mmd", cwd=tmp_path)
     deadline = time.monotonic() + 20
     while not (tmp_path / "slow.started").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 1, err
-    assert "interrupted" in err
-    assert "Traceback" not in err
+    assert_interrupted(proc, sig)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml", "slow.py", "slow.started"]
 
 

@@ -7,15 +7,12 @@ no traceback and nothing written; an interrupted write leaves no file and no tem
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import _CHECKOUT, assert_refused, invoke_cli, make_fifo
+from conftest import assert_interrupted, assert_refused, invoke_cli, make_fifo, spawn_stacksim
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -166,22 +163,11 @@ def test_a_seed_out_of_range_is_refused(tmp_path: Path, seed: str) -> None:
 def test_an_interrupted_write_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
     """A signal while the memory file is written ends the command with exit 1, no file and no temporary file."""
     (tmp_path / "s.toml").write_text('[scenario]\nname = "m"\n[memory]\nram = "2 GiB"\n')
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stacksim", "memory", "s.toml", "--out", "ram.bin", "--classes", "c.json"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": _CHECKOUT},
-    )
+    proc = spawn_stacksim("memory", "s.toml", "--out", "ram.bin", "--classes", "c.json", cwd=tmp_path)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not any(
         p.name.startswith(".ram.bin.") and p.stat().st_size for p in tmp_path.iterdir()
     ):
         time.sleep(0.02)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 1, err
-    assert "interrupted" in err
-    assert "Traceback" not in err
+    assert_interrupted(proc, sig)
     assert files(tmp_path) == ["s.toml"]
