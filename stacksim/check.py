@@ -146,6 +146,7 @@ RULES: Final = (
     "io_costs",
     "freeze",
     "reset",
+    "compression",
 )
 
 FIELDS: Final = ("t_ns", "seq", "layer", "event", "dur_ns", "request", "offset", "length", "dump_type", "status", "detail")
@@ -177,10 +178,19 @@ Record = dict[str, Any]
 _FIELD_SET: Final = frozenset(FIELDS)
 _FIELD_LIST: Final = list(orjson.loads(orjson.dumps(dict.fromkeys(FIELDS))))
 """FIELDS as orjson's own key strings: it caches keys, so comparing a parsed record's keys with these is an identity test."""
-_CORE: Final = frozenset({"crashdmp", "miniport", "device"})
+_CORE: Final = frozenset({"crashdmp", "miniport", "device", "compressor"})
 _STACKS: Final = ("crashdump", "hibernation")
 _REQUEST_EVENTS: Final = frozenset(
-    {"issue_write", "write_failed", "write_complete", "dump_write", "miniport_write", "poll_timeout", "device_write"}
+    {
+        "issue_write",
+        "write_failed",
+        "write_complete",
+        "dump_write",
+        "miniport_write",
+        "poll_timeout",
+        "device_write",
+        "compress_wait",
+    }
 )
 _FILTER_EVENTS: Final = frozenset({"driver_entry", "dump_start", "dump_write", "dump_finish", "dump_unload"})
 _CALLBACKS: Final = frozenset({"dump_start", "dump_write", "dump_finish", "dump_unload", "dump_read"})
@@ -583,6 +593,8 @@ class _Context:
     """Why the dump does not fit its file (then nothing may be written), or None."""
     aligned: bool
     """Whether partition_offset is a whole number of sectors (a disk offset is then aligned when its partition offset is)."""
+    compression: tuple[int, int, int, bool] | None = None
+    """A compressed hiberfile: (uncompressed bytes, body bytes, rate in bytes/s, overlap); ``None``: nothing is compressed."""
 
     def in_run(self, offset: int, length: int, shift: int = 0) -> bool:
         """Whether [offset, offset + length) lies inside one run (partition-relative runs moved by *shift*)."""
@@ -593,7 +605,7 @@ class _Context:
 
 def _parse_context(d: dict[str, Any]) -> tuple[_Context | None, str | None, list[str]]:
     """(context, its format problem, its placement problems)."""
-    keys = set(d)
+    keys = set(d) - {"compression"}  # (optional: a compressed hiberfile's compressor)
     if keys != set(_CONTEXT_KEYS):
         missing = [k for k in _CONTEXT_KEYS if k not in d]
         extra = [_short(k, 40) for k in d if k not in _CONTEXT_KEYS][:5]
@@ -704,6 +716,22 @@ def _parse_context(d: dict[str, Any]) -> tuple[_Context | None, str | None, list
     total = sum(size for _, _, size in part_list)
     if total > d["dump_bytes"]:
         problems.append(f"parts hold {total:,} bytes, more than the dump's dump_bytes = {d['dump_bytes']:,}")
+    compression = None
+    if "compression" in d:
+        c = d["compression"]
+        if (
+            type(c) is not dict
+            or set(c) != {"uncompressed_bytes", "body_bytes", "rate", "overlap"}
+            or not all(_int_ok(c[k], 1) for k in ("uncompressed_bytes", "body_bytes", "rate"))
+            or type(c["overlap"]) is not bool
+        ):
+            return (
+                None,
+                f"its detail.compression is {_short(c)}: it is {{uncompressed_bytes, body_bytes, rate, overlap}}, "
+                "three integers > 0 and a boolean",
+                [],
+            )
+        compression = (c["uncompressed_bytes"], c["body_bytes"], c["rate"], c["overlap"])
     too_small = None
     for name, off, size in part_list:
         if off + size > file_pos:
@@ -730,6 +758,7 @@ def _parse_context(d: dict[str, Any]) -> tuple[_Context | None, str | None, list
         power_loss,
         too_small,
         po % sector == 0,
+        compression,
     )
     return ctx, None, problems
 
@@ -1006,6 +1035,7 @@ _EVENT_LAYER: Final = {
     "poll_timeout": "miniport",
     "device_write": "device",
     "flush": "device",
+    "compress_wait": "compressor",
     **dict.fromkeys(_FILTER_EVENTS, "filter"),
 }
 """Which layer records each event ("filter": any filter's service name)."""
@@ -1129,6 +1159,10 @@ class _Checker:
         """(line, record, its count of requests at the device, its issued count) of the io_freeze."""
         self.event_line = 0
         self.reset_end: int | None = None
+        self.wait: tuple[int, Record] | None = None
+        """A compress_wait not yet followed by the issue_write it delays: (line, record)."""
+        self.body_issue: int | None = None
+        """When the last write of a compressed body was issued (the compressor's clock, :mod:`stacksim.compressor`)."""
         """When the dump port's reset (port_init) ended, until the first device command after it is checked."""
         handlers = {
             "bugcheck": self._event,
@@ -1150,6 +1184,7 @@ class _Checker:
             "dump_start": self._dump_start,
             "dump_write": self._dump_write,
             "dump_finish": self._dump_finish,
+            "compress_wait": self._compress_wait,
         }
         self.dispatch = {event: (handler, _EVENT_LAYER[event]) for event, handler in handlers.items()}
 
@@ -1818,9 +1853,64 @@ class _Checker:
             return self.finish_i < len(self.finishers)
         return False
 
+    # -- the compressor --------------------------------------------------------------------
+    def _compress_wait(self, r: Record, line: int) -> None:
+        """A wait for compressed bytes: it must delay the next write of a compressed hiberfile's body (checked there)."""
+        ctx = self.ctx
+        if ctx is None or ctx.compression is None:
+            self.v("compression", f"line {line}: a compress_wait, but the dump_context compresses nothing", (line, r))
+            return
+        if self.wait is not None:
+            self.v("compression", f"line {line}: a compress_wait after the one on line {self.wait[0]}", self.wait, (line, r))
+        self.wait = (line, r)
+
+    def _compressed(self, ctx: _Context, r: Record, line: int, retry: bool) -> None:
+        """
+        The ``compression`` rule for a write crashdmp issues: a body write waits exactly until its bytes are ready.
+
+        ``issue = max(previous completion, start + cost)``, where the compressor starts on this write
+        when the previous one was issued (overlap) or completed, and the cost is the write's share of
+        the uncompressed bytes at the rate (:mod:`stacksim.compressor`).
+        """
+        wait, self.wait = self.wait, None
+        t, request = r["t_ns"], r["request"]
+        body = ctx.compression is not None and self.part_i < len(ctx.parts) and ctx.parts[self.part_i][0] == "body"
+        if retry or not body:
+            if wait is not None:
+                what = "a retry" if retry else "not a write of the compressed body"
+                self.v(
+                    "compression", f"line {line}: request {request} waited for the compressor, but it is {what}", wait, (line, r)
+                )
+            return
+        assert ctx.compression is not None
+        if wait is not None and wait[1]["request"] != request:
+            self.v(
+                "compression",
+                f"line {line}: the compress_wait on line {wait[0]} is for request {wait[1]['request']}",
+                wait,
+                (line, r),
+            )
+        base = wait[1]["t_ns"] if wait is not None else t
+        uncompressed, body_bytes, rate, overlap = ctx.compression
+        cost = -(-r["length"] * uncompressed * 10**9 // (body_bytes * rate))
+        start = self.body_issue if overlap and self.body_issue is not None else base
+        ready = max(base, start + cost)
+        if t != ready:
+            self.v(
+                "compression",
+                f"line {line}: request {request} issued at {t} ns, but the previous write completed at {base} ns and its "
+                f"compressed bytes were ready at {start + cost} ns ({cost} ns of compression from {start} ns): it is "
+                f"issued at {ready} ns",
+                *([wait] if wait is not None else []),
+                (line, r),
+            )
+        self.body_issue = t
+
     # -- one write -------------------------------------------------------------------------
     def _issue_write(self, r: Record, line: int) -> None:
         request, offset, length = r["request"], r["offset"], r["length"]
+        if self.ctx is not None and (self.ctx.compression is not None or self.wait is not None):
+            self._compressed(self.ctx, r, line, self.state == RETRY)
         if self.stage != STARTED:
             if self.stage < CONTEXT:
                 why = "before the dump_context"

@@ -38,10 +38,12 @@ import structlog
 import trio
 
 from stacksim._engine import Engine, FatalCall, SpeculationFailed
+from stacksim.compressor import LAYER as COMPRESSOR
 from stacksim.metrics import LatencyHistogram, LayerStats
 from stacksim.requests import PAGE_SIZE, DumpRequest, Mdl, Op, OpKind
 
 if TYPE_CHECKING:
+    from stacksim.compressor import Compressor
     from stacksim.faults import DeviceFault
     from stacksim.filters._host import FilterLayer
     from stacksim.layout import FileLayout
@@ -137,6 +139,8 @@ class DumpDriver:
             they can outlast the dump port's timeout: ``DumpPort.may_time_out``), or None.
         disk_size: the disk's capacity in bytes (for the trace's ``dump_context``).
         port_timeout_ns: the dump port's command timeout (for the trace's ``dump_context``).
+        compressor: hibernation with compression: when each write of the body may be issued
+            (:class:`~stacksim.compressor.Compressor`); such a run goes one write at a time.
         contents: data mode: the dump file's bytes (:class:`DumpContents`); each write's MDL
             carries the bytes at its file position. ``None``: timing mode, MDLs carry no bytes.
             Data mode writes one request at a time (no batching, no pipelining): the same
@@ -171,6 +175,7 @@ class DumpDriver:
         disk_size: int = 0,
         port_timeout_ns: int = 0,
         contents: DumpContents | None = None,
+        compressor: Compressor | None = None,
     ) -> None:
         self.engine = engine
         self.event = event
@@ -197,8 +202,9 @@ class DumpDriver:
         self.disk_size = disk_size
         self.port_timeout_ns = port_timeout_ns
         self.contents = contents
+        self.compressor = compressor
         self._buffers: dict[int, bytearray] = {}
-        if contents is not None:
+        if contents is not None or compressor is not None:
             self.batch = self.pipeline = False
         self.power_loss_at: int | None = None
         self.retries = 0
@@ -288,8 +294,23 @@ class DumpDriver:
                 "watchdog_ns": self.engine.watchdog_ns,
                 "port_timeout_ns": self.port_timeout_ns,
                 "power_loss_ns": self.power_loss_at,
+                **self._compression_context(),
             },
         )
+
+    def _compression_context(self) -> dict[str, object]:
+        """The compressor's parameters for the dump_context, when the hiberfile is compressed (else nothing)."""
+        c = self.compressor
+        if c is None:
+            return {}
+        return {
+            "compression": {
+                "uncompressed_bytes": c.uncompressed_bytes,
+                "body_bytes": c.body_bytes,
+                "rate": c.rate,
+                "overlap": c.overlap,
+            }
+        }
 
     def _too_small_message(self) -> str:
         size, need, target = self.layout.size, self.full_bytes, self.layout.target
@@ -519,7 +540,15 @@ class DumpDriver:
         progress = self.progress
         contents = self.contents
         buffer = None if contents is None else self._buffer(length)
+        compressor = self.compressor if part == "body" else None
         for number in range(first, first + count):
+            if compressor is not None:  # the write waits for its compressed bytes
+                ready = compressor.ready(engine.now_ns, length)
+                if trace and ready > engine.now_ns:
+                    engine.emit(
+                        engine.now_ns, COMPRESSOR, "compress_wait", ready - engine.now_ns, number, offset, length, dump_type
+                    )
+                engine.now_ns = ready
             t0 = engine.now_ns
             attempt = 0
             data = None if contents is None else contents.read(file_pos + (number - first) * length, length)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stacksim._engine import Engine
+from stacksim.compressor import Compressor
 from stacksim.datamode import DataMode, DumpBytes, dump_bytes
 from stacksim.devices import DeviceBase, build_device
 from stacksim.faults import DeviceFault, FaultPlan, FilterFault
@@ -75,6 +76,8 @@ class Machine:
     """Data mode: the disk image and the volume key (``None``: timing mode, no bytes)."""
     contents: DumpBytes | None = None
     """Data mode: the dump file's bytes, which crashdmp hands down write by write."""
+    compressor: Compressor | None = None
+    """Hibernation with compression: the compressor that paces the body's writes."""
 
     @property
     def active(self) -> list[FilterLayer]:
@@ -178,6 +181,18 @@ def assemble(
         progress=progress,
         data=data,
         contents=dump_bytes(s, full_plan) if data is not None else None,
+        compressor=_compressor(s, plan),
+    )
+
+
+def _compressor(s: Scenario, plan: DumpPlan) -> Compressor | None:
+    """The hiberfile's compressor (``[hibernation] compression``), or None when nothing is compressed."""
+    image = plan.hiber
+    if image is None or not image.compressed:
+        return None
+    h = s.hibernation
+    return Compressor(
+        uncompressed_bytes=image.uncompressed_bytes, body_bytes=image.body_bytes, rate=h.compress_rate, overlap=h.compress_overlap
     )
 
 

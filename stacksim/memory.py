@@ -20,9 +20,9 @@ and volatility3's crash-dump layer [RE S42]):
   the size of the physical memory" [DOC S39]: ``memory.kernel_fraction`` (default 1/3).
 * **Small** (3): "exactly 64 KB" [DOC S39], header included.
 * **Hibernation**: the hiberfile image, header page at offset 0 but written last (the commit
-  marker; ASSUMPTION). Windows 10+ reserves 40 % of RAM for a full hiberfile
-  [ANEC S44]; until compression is modelled, the image written is *assumption*
-  ``hibernation.image_fraction`` of RAM (default 0.4, the full reservation).
+  marker; ASSUMPTION), then the body: the pages the mark-memory pass keeps, in compression sets of
+  up to :data:`SET_PAGES` pages [RE S42]. Which pages are kept and how well they compress is
+  :func:`plan_hibernation`'s input (``[hibernation]``; ``docs/explanation/hibernation.md``).
 
 Every part is rounded up to whole pages. The body and secondary sizes are model parameters, not
 measured values: change them in ``[memory]``.
@@ -39,10 +39,13 @@ from stacksim.requests import PAGE_SIZE
 __all__ = [
     "CRASH_DUMP_TYPES",
     "HEADER_BYTES",
+    "SET_OVERHEAD_BYTES",
+    "SET_PAGES",
     "SMALL_DUMP_BYTES",
     "SUMMARY_HEADER_BYTES",
     "DumpPart",
     "DumpPlan",
+    "HiberImage",
     "bitmap_part_bytes",
     "plan_crash_dump",
     "plan_hibernation",
@@ -57,6 +60,14 @@ SMALL_DUMP_BYTES: Final = 64 * 1024
 SUMMARY_HEADER_BYTES: Final = 0x38
 """The bitmap dump's summary header before the bitmap ('SDMP'/'FDMP', ``_SUMMARY_DUMP``) [RE S56, S57]."""
 
+SET_PAGES: Final = 16
+"""Pages per hiberfile compression set at most: a set decompresses to ≤ 64 KiB [RE S42]."""
+
+SET_OVERHEAD_BYTES: Final = 4 + 8
+"""What the timing model adds per compression set: its 32-bit header and one 8-byte page descriptor [RE S42].
+
+(ASSUMPTION: a set's pages are consecutive, so one descriptor covers them.)"""
+
 CRASH_DUMP_TYPES: Final = {0: "none", 1: "complete", 2: "kernel", 3: "small", 7: "automatic"}
 """``CrashDumpEnabled`` values and their names; ``FilterPages = 1`` turns complete into active."""
 
@@ -68,6 +79,38 @@ class DumpPart:
     name: str
     bytes: int
     file_offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HiberImage:
+    """
+    What a hiberfile image holds: the pages kept by class, their bytes before compression, and the body as written.
+
+    ``body_bytes`` is the body's size on disk: in timing mode an estimate from the compressed
+    fraction of each page class (:func:`plan_hibernation`), in data mode what the compressor wrote.
+    """
+
+    mode: str
+    """``hibernate`` (kernel and user memory) or ``fast-startup`` (the kernel session only)."""
+    pages: tuple[tuple[str, int], ...]
+    """Pages kept, per page class, in class order."""
+    compressed: bool
+    body_bytes: int
+
+    @property
+    def kept_pages(self) -> int:
+        """Pages the image holds."""
+        return sum(n for _, n in self.pages)
+
+    @property
+    def uncompressed_bytes(self) -> int:
+        """The kept pages' bytes: what the compressor reads."""
+        return self.kept_pages * PAGE_SIZE
+
+    @property
+    def sets(self) -> int:
+        """Compression sets of up to :data:`SET_PAGES` pages."""
+        return -(-self.kept_pages // SET_PAGES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +128,8 @@ class DumpPlan:
 
     kind: str
     parts: tuple[DumpPart, ...]
+    hiber: HiberImage | None = None
+    """A hiberfile image's contents (``None`` for a crash dump)."""
 
     @property
     def total_bytes(self) -> int:
@@ -99,7 +144,7 @@ class DumpPlan:
                 break
             parts.append(DumpPart(part.name, min(part.bytes, left)))
             left -= part.bytes
-        return DumpPlan(self.kind, tuple(parts))
+        return DumpPlan(self.kind, tuple(parts), self.hiber)
 
 
 def _pages(n: Fraction | int) -> int:
@@ -148,14 +193,26 @@ def plan_crash_dump(
     return DumpPlan(kind, tuple(parts))
 
 
-def plan_hibernation(ram: int, *, image_fraction: Fraction) -> DumpPlan:
+def plan_hibernation(
+    pages: dict[str, int], *, mode: str, compressed_fraction: dict[str, Fraction] | None, body_bytes: int | None = None
+) -> DumpPlan:
     """
-    The hiberfile image: the memory image after a one-page header that is written *last*.
+    The hiberfile image: the body (the kept *pages*, by class, in compression sets), then its one-page header.
 
-    The header's valid signature acts as the commit marker, so a hibernation torn by power loss
-    is never resumed (ASSUMPTION: the fact sheet found no source on the order, §5.2 [INF]).
+    The header sits at offset 0 but is written *last*: its valid signature is the commit marker,
+    so a hibernation torn by power loss is never resumed (ASSUMPTION: the fact sheet found no
+    source on the order, §5.2 [INF]).
+
+    The body's size is *body_bytes* when the bytes are known (data mode: what the compressor
+    wrote); otherwise the timing model's estimate: each class's pages times its
+    *compressed_fraction* (``None``: stored uncompressed), plus :data:`SET_OVERHEAD_BYTES` per
+    set of :data:`SET_PAGES` pages, rounded up to whole pages.
     """
-    return DumpPlan(
-        "hibernation",
-        (DumpPart("body", _pages(ram * image_fraction), PAGE_SIZE), DumpPart("header", PAGE_SIZE, 0)),
-    )
+    kept = sum(pages.values())
+    if body_bytes is None:
+        data = Fraction(0)
+        for name, n in pages.items():
+            data += n * PAGE_SIZE * (1 if compressed_fraction is None else compressed_fraction[name])
+        body_bytes = _pages(data + -(-kept // SET_PAGES) * SET_OVERHEAD_BYTES) if kept else 0
+    image = HiberImage(mode, tuple(pages.items()), compressed_fraction is not None, body_bytes)
+    return DumpPlan("hibernation", (DumpPart("body", body_bytes, PAGE_SIZE), DumpPart("header", PAGE_SIZE, 0)), image)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stacksim._version import __version__
+from stacksim.compressor import LAYER as COMPRESSOR_LAYER
 from stacksim.datamode import leak_check
 from stacksim.dump_driver import LAYER as DUMP_DRIVER_LAYER
 from stacksim.dump_driver import DumpDriver
@@ -125,6 +126,19 @@ class RunResult:
     """``crash-during-io``: every request the bugcheck caught in flight, in request order."""
     data: dict[str, Any] | None = None
     """Data mode: the disk image and what the leak check found on it (:mod:`stacksim.datamode`); else ``None``."""
+    hibernation: dict[str, Any] | None = None
+    """``hibernate``: what the image holds and what compressing it cost (:func:`_hibernation`); else ``None``."""
+
+    def time_without(self, layer: str) -> int:
+        """
+        The dump time had *layer* cost nothing: the dump time minus its busy time on the serial path.
+
+        The compressor overlaps the writes (:mod:`stacksim.compressor`), so only the time crashdmp
+        waited for it comes off.
+        """
+        if layer == COMPRESSOR_LAYER and self.hibernation is not None:
+            return self.dump_time_ns - int(self.hibernation["compress_wait_ns"])
+        return self.dump_time_ns - self.layers[layer].busy_ns
 
     def lost_by_layer(self) -> dict[str, dict[str, int]]:
         """Per layer (top down, as a request meets them): how many requests and bytes the bugcheck caught there."""
@@ -176,9 +190,7 @@ class RunResult:
             "max_pages_per_write": self.max_pages_per_write,
             "bottleneck": self.bottleneck,
             "bottleneck_share_percent": self.share_percent(self.bottleneck) if self.bottleneck else 0.0,
-            "dump_time_without_bottleneck_ns": self.dump_time_ns - self.layers[self.bottleneck].busy_ns
-            if self.bottleneck
-            else self.dump_time_ns,
+            "dump_time_without_bottleneck_ns": self.time_without(self.bottleneck) if self.bottleneck else self.dump_time_ns,
             "target": self.target,
             "parts": self.parts,
             "images": list(self.images),
@@ -194,8 +206,29 @@ class RunResult:
             "lost": self.lost_by_layer(),
             "lost_requests": [x.as_dict() for x in self.lost],
             "data": self.data,
+            "hibernation": self.hibernation,
             "replay": self.replay,
         }
+
+
+def _hibernation(m: Machine, driver: DumpDriver) -> dict[str, Any] | None:
+    """A hibernation's image: the pages the mark-memory pass kept, the body as written, and the compressor's time."""
+    image = m.full_plan.hiber
+    if image is None:
+        return None
+    c = m.compressor
+    return {
+        "mode": image.mode,
+        "pages_kept": dict(image.pages),
+        "uncompressed_bytes": image.uncompressed_bytes,
+        "compressed": image.compressed,
+        "body_bytes": image.body_bytes,
+        "body_estimated": m.data is None,
+        "compression_ratio": round(image.body_bytes / image.uncompressed_bytes, 4) if image.uncompressed_bytes else 0.0,
+        "hiberfile_bytes": m.layout.size,
+        "compress_ns": c.stats.busy_ns if c is not None else 0,
+        "compress_wait_ns": c.waited_ns if c is not None else 0,
+    }
 
 
 def _data(m: Machine) -> dict[str, Any] | None:
@@ -265,7 +298,10 @@ def build_result(m: Machine, ran: EventRun) -> RunResult:
             f"the workload ended at {format_ns(io.end_ns)}, before the bugcheck at {format_ns(out.event_ns)}: "
             "nothing was in flight, so nothing was lost (raise its requests or duration, or bring the bugcheck forward)"
         )
-    layers: dict[str, LayerSummary] = {DUMP_DRIVER_LAYER: driver.stats.summary()}
+    layers: dict[str, LayerSummary] = {}
+    if m.compressor is not None:
+        layers[m.compressor.stats.name] = m.compressor.stats.summary()
+    layers[DUMP_DRIVER_LAYER] = driver.stats.summary()
     for layer in active:
         layers[layer.name] = layer.stats.summary()
     layers["miniport"] = port.stats.summary()
@@ -312,6 +348,7 @@ def build_result(m: Machine, ran: EventRun) -> RunResult:
         io=ran.io,
         lost=_lost(ran.io) if ran.io is not None else (),
         data=_data(m),
+        hibernation=_hibernation(m, driver),
         replay=_replay(m),
     )
 
@@ -436,4 +473,6 @@ def _request_mode_reasons(batch: bool, traced: bool, faults: FaultPlan, driver: 
         reasons.append("a trace was asked for (it has one record per request)")
     if faults.power_loss_after_ns is not None:
         reasons.append("a power_loss fault is planned (the instant power fails decides which write is torn)")
+    if driver.compressor is not None:
+        reasons.append("the hiberfile is compressed (the compressor paces each write)")
     return tuple(reasons) if reasons else tuple(driver.unbatched)

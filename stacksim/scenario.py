@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -199,11 +199,57 @@ class MemorySection(BaseModel):
         return 1 - self.free_fraction - self.file_cache_fraction - self.guest_fraction
 
 
-class HibernationSection(BaseModel):
-    """``[hibernation]``: the hiberfile image."""
+class CompressedFractions(BaseModel):
+    """
+    ``[hibernation.compressed_fraction]``: compressed ÷ uncompressed bytes per page class, for timing mode.
+
+    Measured in data mode (zlib level 1 on stacksim's page contents, 64 KiB sets, seeds 1 and 7
+    agree to 4 digits: ``docs/explanation/hibernation.md``); Windows' Xpress Huffman on real
+    memory will differ (ASSUMPTION).
+    """
 
     model_config = _STRICT
-    image_fraction: Ratio = Fraction(2, 5)
+    kernel: Ratio = Fraction("0.3181")
+    user: Ratio = Fraction("0.5842")
+    file_cache: Ratio = Fraction("0.2843")
+
+
+HIBERFILE_FRACTIONS: Final = {"full": Fraction(2, 5), "reduced": Fraction(1, 5)}
+"""hiberfil.sys as a fraction of RAM by ``powercfg /h /type`` on Windows 10+ [ANEC S44]."""
+
+
+class HibernationSection(BaseModel):
+    """``[hibernation]``: what the mark-memory pass keeps, how it is compressed, and the hiberfile's size."""
+
+    model_config = _STRICT
+    mode: Literal["hibernate", "fast-startup"] = "hibernate"
+    hiberfile_type: Literal["full", "reduced"] = "full"
+    file_fraction: Ratio | None = None
+    keep_file_cache: bool = False
+    compression: bool = True
+    compress_rate: BytesPerSecond = Field(default=120_000_000, ge=10**6)
+    compress_overlap: bool = True
+    compressed_fraction: CompressedFractions = CompressedFractions()
+
+    @model_validator(mode="after")
+    def _reduced_is_for_fast_startup(self) -> HibernationSection:
+        if self.hiberfile_type == "reduced" and self.mode != "fast-startup":
+            raise ValueError(
+                'hiberfile_type = "reduced" holds a fast-startup image only (powercfg /h /type reduced [ANEC S44]); '
+                'use mode = "fast-startup" or hiberfile_type = "full"'
+            )
+        return self
+
+    @property
+    def kept_classes(self) -> tuple[str, ...]:
+        """The page classes the mark-memory pass keeps (ASSUMPTION: free and guest pages never; file cache on request)."""
+        kept = ("kernel",) if self.mode == "fast-startup" else ("kernel", "user")
+        return (*kept, "file_cache") if self.keep_file_cache else kept
+
+    @property
+    def hiberfile_fraction(self) -> Fraction:
+        """The hiberfile's size as a fraction of RAM: ``file_fraction``, else what ``hiberfile_type`` reserves."""
+        return self.file_fraction if self.file_fraction is not None else HIBERFILE_FRACTIONS[self.hiberfile_type]
 
 
 class DumpDriverSection(BaseModel):
@@ -562,7 +608,7 @@ class Scenario(BaseModel):
     def dump_plan(self) -> DumpPlan:
         """What the event writes: the crash dump's or hiberfile image's parts (:mod:`stacksim.memory`)."""
         if self.scenario.event == "hibernate":
-            return plan_hibernation(self.memory.ram, image_fraction=self.hibernation.image_fraction)
+            return self.hiber_plan()
         return plan_crash_dump(
             self.registry.crash_dump_enabled,
             self.registry.filter_pages,
@@ -572,6 +618,21 @@ class Scenario(BaseModel):
             secondary=self.memory.secondary_data,
             top_pfn=memory_map(self.memory).max_pfn,
         )
+
+    def hiber_plan(self, body_bytes: int | None = None) -> DumpPlan:
+        """
+        The hiberfile image (:func:`~stacksim.memory.plan_hibernation`): the kept pages, by class.
+
+        *body_bytes*: the body's size when the compressor has written it (data mode); ``None``:
+        the timing model's estimate from ``[hibernation.compressed_fraction]``.
+        """
+        from stacksim.physmem import PageClass, page_counts
+
+        h = self.hibernation
+        counts = page_counts(self.memory)
+        pages = {name: counts[PageClass[name.upper()]] for name in h.kept_classes}
+        fractions = dict(h.compressed_fraction) if h.compression else None
+        return plan_hibernation(pages, mode=h.mode, compressed_fraction=fractions, body_bytes=body_bytes)
 
     def file_layout(self) -> FileLayout:
         """
@@ -594,7 +655,12 @@ class Scenario(BaseModel):
         else:
             runs = lay.runs
         size, size_key, size_text = lay.size, "[layout] size", ""
-        if size is None:  # sized to the dump
+        if size is None and self.target == "hiberfile":  # Windows reserves a fraction of RAM
+            h = self.hibernation
+            size = max(-(-int(self.memory.ram * h.hiberfile_fraction) // PAGE_SIZE) * PAGE_SIZE, PAGE_SIZE)
+            size_key = "[hibernation] file_fraction" if h.file_fraction is not None else "[hibernation] hiberfile_type"
+            size_text = f", {float(h.hiberfile_fraction * 100):g} % of {format_bytes(self.memory.ram)} of RAM"
+        elif size is None:  # sized to the dump
             plan = self.dump_plan()
             size = max(-(-plan.total_bytes // PAGE_SIZE) * PAGE_SIZE, PAGE_SIZE)
             size_key = "[memory] ram"

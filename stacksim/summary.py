@@ -258,6 +258,8 @@ def _run_fields(r: RunResult, console: Console) -> None:
         _field(console, "parts", parts)
     else:
         _field(console, "written", f"nothing of the {format_bytes(r.dump_bytes)} dump ({parts})")
+    if r.hibernation is not None:
+        _hibernation_field(r.hibernation, console)
     _field(console, "path", " → ".join(_safe(i) for i in r.images) + f" → disk ({r.target})")
     if r.data is not None:
         _data_field(r.data, console)
@@ -269,6 +271,21 @@ def _run_fields(r: RunResult, console: Console) -> None:
     if r.bottleneck and r.dump_time_ns:
         _field(console, "bottleneck", bottleneck_line(r))
     _side_by_side(r, console)
+
+
+def _hibernation_field(h: dict[str, Any], console: Console) -> None:
+    """A hiberfile image: the memory kept by class, what it was written as, and the compressor's time."""
+    kept = " · ".join(f"{_safe(name).replace('_', ' ')} {format_bytes(n * 4096)}" for name, n in h["pages_kept"].items())
+    text = f"{_safe(h['mode'])}: {format_bytes(h['uncompressed_bytes'])} of memory ({kept})"
+    if h["compressed"]:
+        how = "estimated" if h["body_estimated"] else "as compressed"
+        text += (
+            f" → {format_bytes(h['body_bytes'])} ({100 * h['compression_ratio']:.1f} %, {how}); compressor busy "
+            f"{format_ns(h['compress_ns'])}, crashdmp waited {format_ns(h['compress_wait_ns'])} for it"
+        )
+    else:
+        text += f", stored uncompressed in {format_bytes(h['body_bytes'])}"
+    _field(console, "image", text)
 
 
 def _data_field(d: dict[str, Any], console: Console) -> None:
@@ -288,7 +305,7 @@ def bottleneck_line(r: RunResult) -> str:
     """'device: 62.0 % of the dump time; without it 3.36 s (2.6× faster); all filters 30.6 %'."""
     name = r.bottleneck
     assert name is not None
-    rest = r.dump_time_ns - r.layers[name].busy_ns
+    rest = r.time_without(name)
     speedup = _times_faster(r.dump_time_ns / rest) if rest > 0 else "no time left"
     line = f"{_safe(name)}: {r.share_percent(name):.1f} % of the dump time; without it {format_ns(rest)} ({speedup})"
     filters = [f.name for f in r.filters if f.name in r.layers]

@@ -54,7 +54,30 @@ def test_the_bitmap_covers_the_address_space_not_the_dump() -> None:
     assert bitmap_part_bytes(32 * 8 * (4096 - 0x38) // 32) == 4096  # exactly fills the first page
 
 
-def test_hibernation_image() -> None:
-    """The hiberfile image is image_fraction of RAM after a header page that is written last."""
-    plan = plan_hibernation(10 * GiB, image_fraction=Fraction(2, 5))
-    assert [(p.name, p.bytes, offset) for p, offset in plan.placed()] == [("body", 4 * GiB, 4096), ("header", 4096, 0)]
+def test_hibernation_image_uncompressed() -> None:
+    """Uncompressed, the body is the kept pages plus 12 bytes per 16-page set, in whole pages, after a header written last."""
+    plan = plan_hibernation({"kernel": 1000, "user": 600}, mode="hibernate", compressed_fraction=None)
+    body = 1600 * 4096 + 100 * 12  # 100 sets
+    assert [(p.name, p.bytes, offset) for p, offset in plan.placed()] == [
+        ("body", -(-body // 4096) * 4096, 4096),
+        ("header", 4096, 0),
+    ]
+    assert plan.hiber is not None
+    assert (plan.hiber.kept_pages, plan.hiber.uncompressed_bytes, plan.hiber.sets) == (1600, 1600 * 4096, 100)
+
+
+def test_hibernation_image_compressed() -> None:
+    """Compressed, each class's pages count at its compressed fraction: the timing model's estimate of the body."""
+    plan = plan_hibernation(
+        {"kernel": 1600, "user": 160}, mode="hibernate", compressed_fraction={"kernel": Fraction(1, 4), "user": Fraction(1, 2)}
+    )
+    body = 1600 * 1024 + 160 * 2048 + 110 * 12  # 110 sets of 16 pages
+    assert plan.parts[0].bytes == -(-body // 4096) * 4096
+    assert plan.hiber is not None
+    assert plan.hiber.compressed
+
+
+def test_hibernation_image_of_known_size() -> None:
+    """Data mode gives the body's size as the compressor wrote it; the estimate is not used."""
+    plan = plan_hibernation({"kernel": 16}, mode="fast-startup", compressed_fraction={"kernel": Fraction(1, 2)}, body_bytes=8192)
+    assert plan.parts[0].bytes == 8192

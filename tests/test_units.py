@@ -204,7 +204,7 @@ class TestFractions:
         assert parse_fraction(0.1) == Fraction(1, 10)
 
     def test_zero_is_refused_where_a_fraction_must_be_positive(self) -> None:
-        """kernel_fraction and image_fraction must be greater than 0: "0.0" is refused like 0.0."""
+        """kernel_fraction and file_fraction must be greater than 0: "0.0" is refused like 0.0."""
         for zero in (0, 0.0, "0", "0.0"):
             with pytest.raises(UnitError, match="must be greater than 0 and at most 1"):
                 parse_fraction(zero)

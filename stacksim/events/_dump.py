@@ -59,6 +59,7 @@ async def write_dump(m: Machine) -> DumpDriver:
         disk_size=m.disk_size,
         port_timeout_ns=s.dump_port.timeout,
         contents=m.contents,
+        compressor=m.compressor,
     )
     tasks = [_bind(layer.run, channels[i][1], channels[i + 1][0], complete_send) for i, layer in enumerate(active)]
     tasks.append(_bind(m.port.run, channels[-1][1], complete_send))

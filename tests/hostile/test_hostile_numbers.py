@@ -89,7 +89,7 @@ CASES: dict[str, tuple[str, str]] = {
     # fractions and floats
     "fraction-1e-100000000-string": ('[memory]\nkernel_fraction = "1e-100000000"\n', "[memory] kernel_fraction"),
     "fraction-1e-100000000-float": ("[memory]\nkernel_fraction = 1e-100000000\n", "[memory] kernel_fraction"),
-    "fraction-zero-string": ('[hibernation]\nimage_fraction = "0.0"\n', "[hibernation] image_fraction"),
+    "fraction-zero-string": ('[hibernation]\nfile_fraction = "0.0"\n', "[hibernation] file_fraction"),
     "fraction-nan": ("[memory]\nguest_fraction = nan\n", "[memory] guest_fraction"),
     "fraction-huge-ratio": (f'[memory]\nkernel_fraction = "1/{"7" * 30}"\n', "[memory] kernel_fraction"),
     "float-size": ("[memory]\nram = 1.5e9\n", "[memory] ram"),
