@@ -1157,7 +1157,8 @@ def main() -> None:
 
     Nothing of stacksim runs before this: a signal while Python imports the command line (a
     few tenths of a second on a slow machine; each command imports the rest when it runs) ends
-    the process the operating system's default way, before any file is opened. Where SIGINT is ignored (a script's background job), it stays ignored.
+    the process the operating system's default way, before any file is opened. Where SIGINT is
+    ignored (a script's background job), it stays ignored.
 
     Stdout is checked and guarded: started with stdout closed (``>&-``) is exit 2 before anything
     runs; a failed write to it (a full disk, an I/O error) is exit 2 with one line naming stdout
