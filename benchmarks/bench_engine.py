@@ -14,6 +14,7 @@ Run on demand, not in the test suite:
     python3 benchmarks/bench_engine.py            # ~1-2 minutes
     python3 benchmarks/bench_engine.py --quick    # smaller R, fewer sizes
     python3 benchmarks/bench_engine.py --reps 7   # more repetitions for steadier ratios
+    python3 benchmarks/bench_engine.py --startup  # only start-up: import, --help, run (benchmarks/bench_startup.py)
 """
 
 from __future__ import annotations
@@ -305,10 +306,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller runs")
     ap.add_argument("--reps", type=int, help="repetitions per engine (default 3, 1 with --quick)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--startup", action="store_true", help="only the start-up table (fresh processes, best of --reps or 15)")
     args = ap.parse_args()
     configure_logging("warning")
     if args.child is not None:
         child(args.child)
+        return
+    if args.startup:
+        import bench_startup  # the script beside this one (a script's sys.path starts at benchmarks/)
+
+        bench_startup.main(["--rounds", str(args.reps or 15)])
         return
     r_request = 5_000 if args.quick else 20_000
     r_des = 30_000 if args.quick else 100_000

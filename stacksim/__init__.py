@@ -38,28 +38,35 @@ Source keys cited in the code (``[DOC S7]``) and the sections of the research no
 
 from __future__ import annotations
 
-from stacksim._engine import Engine, SimTime, WatchdogExpired, now_ns, spend
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
+
 from stacksim._version import __version__
-from stacksim.datamode import DataMode
-from stacksim.diskimage import DiskImage
-from stacksim.filters import (
-    DUMP_FILTER_CRITICAL,
-    DUMP_FILTER_FLAG_SYSTEM_SUPPORT_READ,
-    DUMP_FILTER_MAJOR_VERSION,
-    DUMP_FILTER_MAJOR_VERSION_1,
-    DUMP_FILTER_MINOR_VERSION,
-    DiskGeometry,
-    DumpFilter,
-    DumpType,
-    FilterCatalog,
-    FilterExtension,
-    FilterInitializationData,
-    PluginError,
-)
-from stacksim.requests import PAGE_SIZE, SECTOR_SIZE, DumpRequest, Mdl, NtStatus
-from stacksim.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
-from stacksim.simulate import RunResult, simulate
-from stacksim.trace import JsonlTrace, ListTrace
+
+if TYPE_CHECKING:  # for mypy and readers; at run time each name is imported on first use (__getattr__ below)
+    from stacksim._engine import Engine, SimTime, WatchdogExpired, now_ns, spend
+    from stacksim.datamode import DataMode
+    from stacksim.diskimage import DiskImage
+    from stacksim.filters import (
+        DUMP_FILTER_CRITICAL,
+        DUMP_FILTER_FLAG_SYSTEM_SUPPORT_READ,
+        DUMP_FILTER_MAJOR_VERSION,
+        DUMP_FILTER_MAJOR_VERSION_1,
+        DUMP_FILTER_MINOR_VERSION,
+        DiskGeometry,
+        DumpFilter,
+        DumpType,
+        FilterCatalog,
+        FilterExtension,
+        FilterInitializationData,
+        PluginError,
+    )
+    from stacksim.requests import PAGE_SIZE, SECTOR_SIZE, DumpRequest, Mdl, NtStatus
+    from stacksim.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
+    from stacksim.simulate import RunResult, simulate
+    from stacksim.trace import JsonlTrace, ListTrace
 
 __all__ = [
     "DUMP_FILTER_CRITICAL",
@@ -96,3 +103,70 @@ __all__ = [
     "spend",
     "validate_scenario",
 ]
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "stacksim._engine": ("Engine", "SimTime", "WatchdogExpired", "now_ns", "spend"),
+    "stacksim.datamode": ("DataMode",),
+    "stacksim.diskimage": ("DiskImage",),
+    "stacksim.filters": (
+        "DUMP_FILTER_CRITICAL",
+        "DUMP_FILTER_FLAG_SYSTEM_SUPPORT_READ",
+        "DUMP_FILTER_MAJOR_VERSION",
+        "DUMP_FILTER_MAJOR_VERSION_1",
+        "DUMP_FILTER_MINOR_VERSION",
+        "DiskGeometry",
+        "DumpFilter",
+        "DumpType",
+        "FilterCatalog",
+        "FilterExtension",
+        "FilterInitializationData",
+        "PluginError",
+    ),
+    "stacksim.requests": ("PAGE_SIZE", "SECTOR_SIZE", "DumpRequest", "Mdl", "NtStatus"),
+    "stacksim.scenario": ("Scenario", "ScenarioError", "load_scenario", "validate_scenario"),
+    "stacksim.simulate": ("RunResult", "simulate"),
+    "stacksim.trace": ("JsonlTrace", "ListTrace"),
+}
+"""The module each public name comes from (the imports under ``TYPE_CHECKING`` above, as data)."""
+
+_HOME: dict[str, str] = {name: module for module, names in _EXPORTS.items() for name in names}
+
+# Start-up (docs/explanation/performance.md, "Start-up"): ``import stacksim`` imports none of the
+# modules above. Together they pull in trio, pydantic (and its schema building), structlog
+# (whose ``structlog.dev`` imports rich), hdrhistogram and more: ~0.3 s before a command could
+# print its help. A public name is imported the first time it is used (PEP 562), then kept here,
+# so ``from stacksim import simulate`` and ``stacksim.Scenario`` work as if imported eagerly.
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name's module on first use (``stacksim.Scenario``, ``from stacksim import simulate``)."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the public ones not yet imported included."""
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """
+    The type of the ``stacksim`` module: a submodule named as a public function does not replace the function.
+
+    Importing :mod:`stacksim.simulate` (the module) makes Python set the package's ``simulate``
+    attribute to that module. Eager imports used to bind the function over it at once; here the
+    module's binding is skipped, so ``stacksim.simulate`` is always :func:`simulate`, as before.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """Set *name*, unless it is the import system binding a submodule over the public name it shares."""
+        if name in _HOME and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

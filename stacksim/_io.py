@@ -694,8 +694,11 @@ def terminal_safe(text: str, *, keep_newlines: bool = False) -> str:
     return "".join(out)
 
 
-_JSON_SUSPECT: Final = re.compile("[\x7f-\U0010ffff]")
-"""What :func:`json_safe` looks at: DEL and every non-ASCII character (JSON escapes C0 controls itself)."""
+_JSON_SUSPECT: Final = re.compile("[^\x00-\x7e]")
+r"""What :func:`json_safe` looks at: DEL and every non-ASCII character (JSON escapes C0 controls itself).
+
+Written as the complement of ``\x00``-``\x7e``: the same set as ``[\x7f-\U0010ffff]``, which
+takes ~4 ms to compile, a tenth of ``import stacksim.cli``."""
 
 
 def _json_escape(m: re.Match[str]) -> str:

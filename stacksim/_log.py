@@ -5,6 +5,12 @@ structlog's own ``TimeStamper`` reads the wall clock, the wrong clock here; :fun
 adds ``sim_ns`` from the running engine instead. One JSON line costs ~7 µs, more than a
 scheduler pass, so stacksim logs phases (run start and end, stack loads, failures) and keeps
 per-request events in the trace.
+
+structlog is imported only when an event may be shown: ``import structlog`` imports
+``structlog.dev``, which imports rich (~50 ms). Until something imports structlog, nothing can
+have configured it, so :func:`ensure_configured`'s default (warning level) holds and
+:class:`PhaseLogger` drops debug and info events without it; the CLI configures structlog
+before every command that runs the simulator, so there every event goes through structlog.
 """
 
 from __future__ import annotations
@@ -12,14 +18,12 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO
-
-import structlog
+from typing import Any, Final, TextIO
 
 from stacksim._engine import current_engine
 from stacksim._io import shorten, terminal_safe
 
-__all__ = ["LOG_VALUE_CHARS", "add_sim_time", "configure_logging", "ensure_configured", "safe_values"]
+__all__ = ["LOG_VALUE_CHARS", "PhaseLogger", "add_sim_time", "configure_logging", "ensure_configured", "safe_values"]
 
 LOG_VALUE_CHARS = 300
 """The longest string value a log line shows; longer ones are cut, with their length."""
@@ -56,6 +60,8 @@ def safe_values(logger: Any, method_name: str, event_dict: MutableMapping[str, A
 
 def configure_logging(level: str = "warning", *, json: bool = False, stream: TextIO | None = None) -> None:
     """Log to *stream* (default stderr) at *level*; JSON lines or a console renderer."""
+    import structlog
+
     tty = (stream if stream is not None else sys.stderr).isatty()
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=tty)
     structlog.configure(
@@ -78,7 +84,60 @@ def ensure_configured() -> None:
     Configure warning-level logging to stderr unless the application configured structlog.
 
     structlog's own default prints every level to stdout; a library run in a notebook or a sweep
-    worker should not chatter unless asked to.
+    worker should not chatter unless asked to. Where structlog is not imported yet, nothing has
+    configured it and there is nothing to do now: :class:`PhaseLogger` applies this default
+    when an event first needs structlog.
     """
+    if "structlog" not in sys.modules:
+        return
+    import structlog
+
     if not structlog.is_configured():
         configure_logging("warning")
+
+
+_BELOW_DEFAULT: Final = frozenset({"debug", "info"})
+"""The levels :func:`ensure_configured`'s default (warning) drops."""
+
+
+class PhaseLogger:
+    """
+    ``structlog.get_logger(name, **initial)``, with structlog imported only for an event that may be shown.
+
+    While structlog is not imported, nothing has configured it: :func:`ensure_configured`'s
+    warning level applies, so a debug or info event is dropped at once, and a warning or an
+    error imports structlog, configures that default and is logged. Once structlog is imported
+    (the CLI's :func:`configure_logging`, an application, ``structlog.testing.capture_logs``),
+    every event goes to ``structlog.get_logger(name, **initial)`` as it is.
+    """
+
+    __slots__ = ("_initial", "_name")
+
+    def __init__(self, name: str, **initial: Any) -> None:
+        self._name = name
+        self._initial = initial
+
+    def debug(self, event: str, /, **kw: Any) -> None:
+        """Log *event* at debug level."""
+        self._log("debug", event, kw)
+
+    def info(self, event: str, /, **kw: Any) -> None:
+        """Log *event* at info level."""
+        self._log("info", event, kw)
+
+    def warning(self, event: str, /, **kw: Any) -> None:
+        """Log *event* at warning level."""
+        self._log("warning", event, kw)
+
+    def error(self, event: str, /, **kw: Any) -> None:
+        """Log *event* at error level."""
+        self._log("error", event, kw)
+
+    def _log(self, method: str, event: str, kw: dict[str, Any]) -> None:
+        if "structlog" not in sys.modules:
+            if method in _BELOW_DEFAULT:
+                return
+            configure_logging("warning")  # imports structlog; nothing had configured it
+        import structlog
+
+        getattr(structlog.get_logger(self._name, **self._initial), method)(event, **kw)

@@ -30,11 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import trio
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
 from stacksim._io import (
@@ -51,19 +47,20 @@ from stacksim._io import (
     shorten,
     terminal_safe,
 )
-from stacksim._log import configure_logging
 from stacksim._version import __version__
-from stacksim.datamode import DataMode, data_mode_problem
-from stacksim.diskimage import DiskImage
-from stacksim.filters import FilterCatalog, PluginError, read_plugin
-from stacksim.scenario import Scenario, ScenarioError, load_scenario, read_scenario_data, validate_scenario
-from stacksim.simulate import RunResult, simulate
-from stacksim.summary import print_devices, print_filters, render
-from stacksim.trace import JsonlTrace, TraceSink
 from stacksim.units import INT64_MAX, format_ns
 
+# Start-up: this module imports only what building the command line needs (typer, _io, units),
+# so `stacksim --help` and `--version` import no trio, pydantic, structlog, numpy or the
+# simulator; each command imports what it uses (docs/explanation/performance.md, "Start-up").
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from stacksim.extract import Located
+    from stacksim.filters import FilterCatalog
+    from stacksim.scenario import Scenario
+    from stacksim.simulate import RunResult
+    from stacksim.trace import TraceSink
 
 __all__ = ["app", "main"]
 
@@ -103,11 +100,20 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     plugin's import or a Config validator stopped by the signal reports a plugin error): it is
     reported as the interruption, exit 1.
     """
+    from rich.markup import escape
+
     if code == 2 and _SIGNALS.interrupted:
         message, code = f"{_interrupted()}; no output file was written", 1
     text = escape(terminal_safe(message, keep_newlines=True))
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {text}", markup=True)
+    _console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {text}", markup=True)
     raise typer.Exit(code)
+
+
+def _console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
+    """A rich console without highlighting (on stdout, or *stderr*); rich is imported only when something is printed."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=soft_wrap)
 
 
 def _shown(text: object, limit: int = 200) -> str:
@@ -116,6 +122,8 @@ def _shown(text: object, limit: int = 200) -> str:
 
 
 def _catalog(plugins: list[Path] | None) -> FilterCatalog:
+    from stacksim.filters import FilterCatalog, PluginError
+
     catalog = FilterCatalog()
     try:
         catalog.load_entry_points()
@@ -124,6 +132,23 @@ def _catalog(plugins: list[Path] | None) -> FilterCatalog:
     except PluginError as exc:
         _fail(str(exc))
     return catalog
+
+
+def _load_scenario(path: Path, catalog: FilterCatalog, seed: int | None = None) -> Scenario:
+    """The scenario file at *path*, validated against *catalog* (with *seed* overriding its own); exit 2 if it is bad."""
+    from stacksim.scenario import ScenarioError, load_scenario
+
+    try:
+        return load_scenario(path, catalog, seed=seed)
+    except ScenarioError as exc:
+        _fail(str(exc))
+
+
+def _bad_scenario(path: Path, problem: tuple[str, str]) -> NoReturn:
+    """Exit 2 with one problem found in the scenario at *path* after it validated (data mode's conditions)."""
+    from stacksim.scenario import ScenarioError
+
+    _fail(ScenarioError(str(path), [problem]).render())
 
 
 def _check_outputs(outputs: list[tuple[str, Path | None]], inputs: list[Path]) -> None:
@@ -165,6 +190,12 @@ def _simulate_to_files(
     With *image* (and *key*: the volume key and where it came from) the run is in data mode and
     writes the disk image there, atomically like the other outputs.
     """
+    from stacksim.datamode import DataMode
+    from stacksim.diskimage import DiskImage
+    from stacksim.scenario import ScenarioError
+    from stacksim.simulate import simulate
+    from stacksim.trace import JsonlTrace
+
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(_python_ctrl_c())
@@ -212,7 +243,9 @@ def _volume_key(s: Scenario, key_file: Path | None) -> tuple[bytes, str]:
 
 def _progress_bar(stack: contextlib.ExitStack) -> Callable[[int, int], None] | None:
     """A bar on stderr for a long run (a request-mode dump), when stderr is a terminal; it vanishes at the end."""
-    console = Console(stderr=True, highlight=False)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = _console(stderr=True)
     if not console.is_terminal:
         return None
     bar = stack.enter_context(
@@ -281,6 +314,10 @@ def run(
     ] = None,
 ) -> None:
     """Run a scenario and print where the time went."""
+    from stacksim._log import configure_logging
+    from stacksim.datamode import data_mode_problem
+    from stacksim.summary import render
+
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         _fail(f"--log-level {log_level!r}: allowed values are debug, info, warning, error")
     if data != (image is not None):
@@ -291,20 +328,17 @@ def run(
     inputs = [scenario, *(plugin or []), *([key_file] if key_file is not None else [])]
     _check_outputs([("--json", json_out), ("--trace", trace_out), ("--image", image)], inputs)
     catalog = _catalog(plugin)
-    try:
-        s = load_scenario(scenario, catalog, seed=seed)
-    except ScenarioError as exc:
-        _fail(str(exc))
+    s = _load_scenario(scenario, catalog, seed=seed)
     key = None
     if data:
         if (problem := data_mode_problem(s)) is not None:
-            _fail(ScenarioError(str(scenario), [problem]).render())
+            _bad_scenario(scenario, problem)
         key = _volume_key(s, key_file)
     result, text = _simulate_to_files(s, catalog, batch=batch, json_out=json_out, trace_out=trace_out, image=image, key=key)
     if json_out is not None and str(json_out) == "-":
         _print_json(text)
     else:
-        render(result, Console(highlight=False))
+        render(result, _console())
 
 
 @app.command()
@@ -328,7 +362,12 @@ def sweep(
     plugin: PluginOpt = None,
 ) -> None:
     """Run a scenario over a grid of parameter values; stream one row per point to --out."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from stacksim import sweep as sw
+    from stacksim._log import configure_logging
+    from stacksim.filters import FilterCatalog, PluginError, read_plugin
+    from stacksim.scenario import ScenarioError, read_scenario_data
 
     configure_logging("warning")
     _check_outputs([("--out", out)], [scenario, *(plugin or [])])
@@ -353,7 +392,7 @@ def sweep(
             catalog.load_plugin(p)
     except PluginError as exc:
         _fail(str(exc))
-    console = Console(stderr=True, highlight=False)
+    console = _console(stderr=True)
     with contextlib.ExitStack() as stack:
         executor = stack.enter_context(_executor(dask, workers or os.cpu_count() or 1, console))
         progress = stack.enter_context(
@@ -431,6 +470,8 @@ def replay(
     ] = None,
 ) -> None:
     """Rerun the run a result file records and say whether the new result matches it."""
+    from stacksim._log import configure_logging
+
     configure_logging("warning")
     _check_outputs([("--json", json_out), ("--trace", trace_out)], [result_file, *(plugin or [])])
     old_text, old, record = _read_result(result_file)
@@ -556,6 +597,8 @@ def _read_result(result_file: Path) -> tuple[str, dict[str, Any], _ReplayRecord]
         if isinstance(service, str) and service and isinstance(origin, str) and origin:
             plugins.append(_PluginRecord(service, origin, digest if isinstance(digest, str) else None))
     if problems:
+        from stacksim.scenario import ScenarioError
+
         _fail(ScenarioError(str(result_file), problems).render())
     return (
         text,
@@ -575,6 +618,8 @@ def _json_type(value: object) -> str:
 
 def _recorded_scenario(result_file: Path, record: _ReplayRecord, catalog: FilterCatalog) -> Scenario:
     """The scenario a result records, validated again as ``replay`` validates it (and its seed held against the record's)."""
+    from stacksim.scenario import ScenarioError, validate_scenario
+
     try:
         s = validate_scenario(record.scenario, f"{result_file} (replay)", catalog)
     except ScenarioError as exc:
@@ -600,6 +645,8 @@ def _replay_catalog(name: str, record: _ReplayRecord, given: list[Path], *, stan
     each plugin-file filter the run used is a :func:`stacksim.extract.stand_in_filter` instead:
     no plugin file is read or run, and its configuration is taken as recorded.
     """
+    from stacksim.filters import FilterCatalog, PluginError, read_plugin
+
     catalog = FilterCatalog()
     try:
         catalog.load_entry_points()
@@ -683,10 +730,7 @@ def check(trace: Annotated[Path, typer.Argument(help="Trace file (JSON lines) fr
 def validate(scenario: ScenarioArg, plugin: PluginOpt = None) -> None:
     """Check a scenario file without running it."""
     catalog = _catalog(plugin)
-    try:
-        s = load_scenario(scenario, catalog)
-    except ScenarioError as exc:
-        _fail(str(exc))
+    s = _load_scenario(scenario, catalog)
     filters = _shown(", ".join(s.registry.dump_filters) or "none", 400)
     typer.echo(
         f"{_shown(scenario)}: valid ({s.scenario.event} scenario {_shown(repr(s.scenario.name), 100)}; DumpFilters: {filters})"
@@ -710,11 +754,8 @@ def explain(
 
     _check_outputs([("--mermaid", mermaid_out)], [scenario, *(plugin or [])])
     catalog = _catalog(plugin)
-    try:
-        s = load_scenario(scenario, catalog)
-    except ScenarioError as exc:
-        _fail(str(exc))
-    render_explanation(explain_scenario(s, catalog), Console(highlight=False))
+    s = _load_scenario(scenario, catalog)
+    render_explanation(explain_scenario(s, catalog), _console())
     if mermaid_out is not None:
         try:
             with atomic_writer(mermaid_out, flag="--mermaid") as f:
@@ -746,13 +787,10 @@ def memory(
 
     _check_outputs([("--out", out), ("--classes", classes_out)], [scenario, *(plugin or [])])
     catalog = _catalog(plugin)
-    try:
-        s = load_scenario(scenario, catalog, seed=seed)
-    except ScenarioError as exc:
-        _fail(str(exc))
+    s = _load_scenario(scenario, catalog, seed=seed)
     problem = physmem.data_mode_problem(s.memory)
     if problem is not None:
-        _fail(ScenarioError(str(scenario), [problem]).render())
+        _bad_scenario(scenario, problem)
     ram = physmem.PhysicalMemory.from_scenario(s)
     try:
         with contextlib.ExitStack() as stack:
@@ -822,6 +860,7 @@ def extract(
     ] = False,
 ) -> None:
     """Read the crash dump back out of a data-mode disk image, decrypt it, and write MEMORY.DMP (what the next boot does)."""
+    from stacksim._log import configure_logging
     from stacksim.extract import ExtractError, refusal, survey
     from stacksim.summary import print_extracted
 
@@ -841,7 +880,7 @@ def extract(
             _fail(f"{exc}; no output file was written")
         except (InputError, ExtractError) as exc:
             _fail(str(exc))
-    print_extracted(done, _shown(out), Console(highlight=False))
+    print_extracted(done, _shown(out), _console())
 
 
 @app.command()
@@ -854,6 +893,7 @@ def inspect(
     ] = None,
 ) -> None:
     """Say what is on a data-mode disk image: the dump header, its type, complete or torn, encrypted or plaintext."""
+    from stacksim._log import configure_logging
     from stacksim.extract import ExtractError, survey
     from stacksim.summary import render_survey
 
@@ -874,7 +914,7 @@ def inspect(
                 f.write(text)
         except OutputError as exc:
             _fail(f"{exc}; no output file was written")
-    render_survey(found_all, Console(highlight=False))
+    render_survey(found_all, _console())
 
 
 @app.command("devices")
@@ -883,19 +923,22 @@ def list_devices(
 ) -> None:
     """List the device presets a scenario can name as its disk preset."""
     from stacksim.devices import DEVICE_PRESETS
+    from stacksim.summary import print_devices
 
     presets = [p.as_dict() for p in DEVICE_PRESETS.values()]
     if as_json:
         sys.stdout.write(json.dumps(presets, indent=2) + "\n")
         return
-    print_devices(Console(highlight=False))
+    print_devices(_console())
 
 
 @app.command("filters")
 def list_filters(plugin: PluginOpt = None) -> None:
     """List the dump filters a scenario can name in DumpFilters."""
+    from stacksim.summary import print_filters
+
     catalog = _catalog(plugin)
-    print_filters(catalog, Console(highlight=False))
+    print_filters(catalog, _console())
 
 
 def result_json(result: RunResult) -> str:
@@ -952,11 +995,22 @@ def _interrupt_when_safe(*_: object) -> None:
     Raising inside trio's own machinery would corrupt the run, so there the check is repeated
     every 5 ms (SIGALRM) until the run is in simulation code.
     """
-    if trio.lowlevel.in_trio_run() and trio.lowlevel.currently_ki_protected():
+    if _in_protected_trio_code():
         signal.signal(signal.SIGALRM, _interrupt_when_safe)
         signal.setitimer(signal.ITIMER_REAL, 0.005)
         return
     raise KeyboardInterrupt
+
+
+def _in_protected_trio_code() -> bool:
+    """Whether this runs inside a trio run, in code trio protects from KeyboardInterrupt."""
+    if "trio" not in sys.modules:  # no simulation has started (trio is imported for one): no run to protect
+        return False
+    try:
+        from trio.lowlevel import currently_ki_protected, in_trio_run
+    except ImportError:  # trio is still being imported: no run has started either
+        return False
+    return in_trio_run() and currently_ki_protected()
 
 
 def _on_sigint(signum: int, frame: object) -> None:
@@ -1101,9 +1155,10 @@ def main() -> None:
     """
     Console-script entry point: signals first (SIGTERM ends a command as Ctrl-C does), then the command line.
 
-    Nothing of stacksim runs before this: a signal while Python imports stacksim (a second or
-    so on a slow machine) ends the process the operating system's default way, before any file
-    is opened. Where SIGINT is ignored (a script's background job), it stays ignored.
+    Nothing of stacksim runs before this: a signal while Python imports the command line (a
+    few tenths of a second on a slow machine; each command imports the rest when it runs) ends
+    the process the operating system's default way, before any file is opened. Where SIGINT is
+    ignored (a script's background job), it stays ignored.
 
     Stdout is checked and guarded: started with stdout closed (``>&-``) is exit 2 before anything
     runs; a failed write to it (a full disk, an I/O error) is exit 2 with one line naming stdout

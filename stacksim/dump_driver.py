@@ -34,10 +34,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-import structlog
 import trio
 
 from stacksim._engine import Engine, FatalCall, SpeculationFailed
+from stacksim._log import PhaseLogger
 from stacksim.compressor import LAYER as COMPRESSOR
 from stacksim.metrics import LatencyHistogram, LayerStats
 from stacksim.requests import PAGE_SIZE, DumpRequest, Mdl, Op, OpKind
@@ -54,7 +54,7 @@ __all__ = ["LAYER", "PIPELINE_WINDOW", "PROGRESS_EVERY", "DumpDriver", "Outcome"
 LAYER = "crashdmp"
 """Layer name of the dump driver in traces and results."""
 
-log = structlog.get_logger("stacksim", layer=LAYER)
+log = PhaseLogger("stacksim", layer=LAYER)
 
 PROGRESS_EVERY = 4096
 """Request mode reports progress every this many writes."""

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from hdrh.histogram import HdrHistogram
+if TYPE_CHECKING:
+    from hdrh.histogram import HdrHistogram
 
 __all__ = ["EXACT_DISTINCT_LIMIT", "LatencyHistogram", "LayerStats", "LayerSummary"]
 
@@ -109,6 +110,8 @@ class LatencyHistogram:
             self._hdr_record(value, count)
 
     def _fold(self) -> None:
+        from hdrh.histogram import HdrHistogram  # only once a histogram has many distinct values
+
         assert self._exact is not None
         self._hdr = HdrHistogram(_HDR_LOWEST, _HDR_HIGHEST, _HDR_DIGITS)
         exact, self._exact = self._exact, None

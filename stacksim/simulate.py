@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import structlog
-
 from stacksim._engine import SpeculationFailed, run
-from stacksim._log import ensure_configured
+from stacksim._log import PhaseLogger, ensure_configured
 from stacksim.datamode import DataMode, data_mode_problem
 from stacksim.events import EVENTS, EventRun
 from stacksim.filters import FilterCatalog
@@ -26,7 +24,7 @@ from stacksim.trace import MergingTrace, TraceSink
 
 __all__ = ["MAX_FAULT_WARNINGS", "FilterReport", "RunResult", "simulate"]
 
-log = structlog.get_logger("stacksim")
+log = PhaseLogger("stacksim")
 
 
 def simulate(

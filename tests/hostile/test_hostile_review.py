@@ -413,13 +413,14 @@ def test_the_largest_seed_runs(tmp_path: Path) -> None:
 SIGNAL_DURING_LOAD = """\
 import os, signal, sys, time
 import stacksim.cli as cli
+import stacksim.scenario
 
 def load(*args, **kwargs):
     os.kill(os.getpid(), signal.{sig})
     time.sleep(10)  # the signal interrupts this
     raise AssertionError("not interrupted")
 
-cli.load_scenario = load
+stacksim.scenario.load_scenario = load  # the CLI imports it when the command runs
 sys.argv = ["stacksim", "run", "s.toml", "--json", "r.json"]
 cli.main()
 """
@@ -443,12 +444,12 @@ def test_a_signal_while_the_scenario_loads_is_the_interrupted_message(tmp_path: 
 
 def test_ctrl_c_in_validate_is_the_interrupted_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A KeyboardInterrupt anywhere in a command (here `validate`) is exit 1 and "interrupted", not exit 130."""
-    import stacksim.cli as cli
+    import stacksim.scenario
 
     def load(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "load_scenario", load)
+    monkeypatch.setattr(stacksim.scenario, "load_scenario", load)  # the CLI imports it when a command runs
     (tmp_path / "s.toml").write_text(SMALL)
     proc = invoke_cli("validate", "s.toml", cwd=tmp_path)
     assert_refused(proc, "interrupted", code=1)
