@@ -75,7 +75,7 @@ def test_the_first_write_waits_for_its_own_compression() -> None:
 
 
 def test_with_overlap_each_write_is_issued_one_compression_after_the_last() -> None:
-    """Double buffering: the next write's bytes are compressed while the current one is written, so issues are 130,056 ns apart."""
+    """Double buffering: the next write is compressed while the current one is written: issues are 130,056 ns apart."""
     _, trace = hibernate()
     issued = times(trace, "issue_write")
     assert [issued[k + 1] - issued[k] for k in range(1, 8)] == [FULL_WRITE_COST] * 7
