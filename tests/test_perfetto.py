@@ -541,3 +541,20 @@ def test_run_perfetto_records_a_traced_run_that_replays(work: Path) -> None:
     proc = invoke_cli("replay", "r.json", cwd=work)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "replay matches, byte for byte" in proc.stdout
+
+
+def test_the_how_to_shows_what_perfetto_prints_and_writes(tmp_path: Path) -> None:
+    """The summary and JSON lines docs/how-to/open-a-run-in-perfetto.md quotes are those of the shipped crash-during-io."""
+    import shutil
+
+    from test_docs import fenced_blocks
+
+    page = Path(__file__).parent.parent / "docs" / "how-to" / "open-a-run-in-perfetto.md"
+    quoted = [body for info, body, _ in fenced_blocks(page) if info == "text"]
+    shutil.copy(Path(__file__).parent.parent / "scenarios" / "crash-during-io.toml", tmp_path / "s.toml")
+    assert invoke_cli("run", "s.toml", "--trace", "trace.jsonl", cwd=tmp_path).returncode == 0
+    proc = invoke_cli("perfetto", "trace.jsonl", "--out", "run.json", cwd=tmp_path)
+    assert proc.stdout == quoted[0]
+    written = set((tmp_path / "run.json").read_text(encoding="utf-8").splitlines())
+    assert quoted[1].splitlines()
+    assert [line for line in quoted[1].splitlines() if line not in written] == []
