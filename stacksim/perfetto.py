@@ -615,6 +615,8 @@ def parse_limit(text: str, option: str = "--perfetto-limit") -> int:
 
 
 _FIELD_SET: Final = frozenset(FIELDS)
+_FIELD_LIST: Final = list(orjson.loads(orjson.dumps(dict.fromkeys(FIELDS))))
+"""FIELDS as orjson's own key strings: it caches keys, so comparing a parsed record's keys with these is an identity test."""
 _INT_LIMIT: Final = 2**63
 _BOM: Final = b"\xef\xbb\xbf"
 
@@ -668,6 +670,31 @@ def _parse(raw: bytes, name: str, n: int) -> tuple[Any, ...]:
         raise _bad(name, n, "nests arrays or objects too deeply to be a record") from None
     except ValueError as exc:  # orjson's and json's decode errors, an integer of more than 4,300 digits
         raise _bad(name, n, f"is not JSON ({terminal_safe(shorten(str(exc), 80))})") from None
+    if type(rec) is dict and [*rec] == _FIELD_LIST:  # the common case (keys in stacksim's order) in one expression
+        values = tuple(rec.values())
+        t, seq, layer, event, dur, request, offset, length, dump_type, status, detail = values
+        if (
+            type(t) is type(seq) is type(dur) is int
+            and t >= 0
+            and 0 <= seq < _INT_LIMIT
+            and dur >= 0
+            and t + dur < _INT_LIMIT
+            and type(layer) is type(event) is str
+            and 0 < len(layer) <= 256
+            and 0 < len(event) <= 256
+            and (request is None or (type(request) is int and 0 <= request < _INT_LIMIT))
+            and (offset is None or (type(offset) is int and 0 <= offset < _INT_LIMIT))
+            and (length is None or (type(length) is int and 0 <= length < _INT_LIMIT))
+            and (dump_type is None or (type(dump_type) is str and dump_type in PROCESSES))
+            and (status is None or type(status) is str)
+            and (detail is None or type(detail) is dict)
+        ):
+            return values
+    return _checked(rec, name, n)
+
+
+def _checked(rec: object, name: str, n: int) -> tuple[Any, ...]:
+    """*rec* (parsed line *n*) checked field by field: its values in :data:`FIELDS` order, or an error naming what is wrong."""
     if type(rec) is not dict:
         raise _bad(name, n, f"is {_kind(rec)}, not a record (a JSON object)")
     if rec.keys() != _FIELD_SET:
@@ -691,7 +718,7 @@ def _parse(raw: bytes, name: str, n: int) -> tuple[Any, ...]:
         value = rec[key]
         if type(value) is not str or not 1 <= len(value) <= 256:
             raise _bad(name, n, f"has {key} {_kind(value)}; it is a string of 1 to 256 characters")
-    if rec["dump_type"] not in PROCESSES:
+    if not (rec["dump_type"] is None or (type(rec["dump_type"]) is str and rec["dump_type"] in PROCESSES)):
         raise _bad(
             name, n, f"has dump_type {terminal_safe(shorten(repr(rec['dump_type']), 40))}; it is null, crashdump or hibernation"
         )

@@ -81,6 +81,8 @@ MALFORMED: dict[str, tuple[Callable[[], bytes], str]] = {
     "layer-empty": (lambda: line(record(layer="")), "line 1 has layer a string; it is a string of 1 to 256 characters"),
     "layer-null": (lambda: line(record(layer=None)), "line 1 has layer null"),
     "dump-type-unknown": (lambda: line(record(dump_type="kernel")), "line 1 has dump_type 'kernel'"),
+    "dump-type-list": (lambda: line(record(dump_type=["crashdump"])), "line 1 has dump_type ['crashdump']"),
+    "keys-in-another-order": (lambda: line(dict(reversed(record(t_ns=-5).items()))), "line 1 has t_ns an integer -5"),
     "status-number": (lambda: line(record(status=5)), "line 1 has status an integer"),
     "detail-list": (lambda: line(record(detail=[1])), "line 1 has detail an array"),
     "not-utf8": (lambda: b'{"t_ns": "\xff"}\n', "line 1 is not JSON"),
@@ -248,3 +250,13 @@ def test_an_interrupted_conversion_leaves_no_output_and_no_temporary_file(sig: i
         time.sleep(0.02)
     assert_interrupted(proc, sig)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
+
+
+def test_a_records_keys_may_come_in_any_order(tmp_path: Path) -> None:
+    """A JSON object's key order carries no meaning: a trace whose records list their keys reversed converts to the same bytes."""
+    lines = _genuine()
+    (tmp_path / "a.jsonl").write_bytes(b"".join(lines))
+    (tmp_path / "b.jsonl").write_bytes(b"".join(line(dict(reversed(json.loads(r).items()))) for r in lines))
+    assert invoke_cli("perfetto", "a.jsonl", "--out", "a.json", cwd=tmp_path).returncode == 0
+    assert invoke_cli("perfetto", "b.jsonl", "--out", "b.json", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
