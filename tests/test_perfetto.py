@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import signal
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -558,3 +560,18 @@ def test_the_how_to_shows_what_perfetto_prints_and_writes(tmp_path: Path) -> Non
     written = set((tmp_path / "run.json").read_text(encoding="utf-8").splitlines())
     assert quoted[1].splitlines()
     assert [line for line in quoted[1].splitlines() if line not in written] == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_leaves_no_perfetto_file(tmp_path: Path, sig: int) -> None:
+    """Ctrl-C or SIGTERM while `run --perfetto` writes: exit 1, "interrupted", no output and no temporary file."""
+    from conftest import assert_interrupted, spawn_stacksim
+
+    (tmp_path / "big.toml").write_text('[scenario]\nname = "big"\n[registry]\nCrashDumpEnabled = 1\n[memory]\nram = "64 GiB"\n')
+    proc = spawn_stacksim("run", "big.toml", "--perfetto", "p.json", cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".p.json.") and p.stat().st_size > 0 for p in tmp_path.iterdir()):
+        assert time.monotonic() < deadline, "the run never started writing"
+        time.sleep(0.05)
+    assert_interrupted(proc, sig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.toml"]
