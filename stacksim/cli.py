@@ -292,6 +292,7 @@ def run(
         str | None,
         typer.Option(
             "--perfetto-limit",
+            metavar="N",
             help="With --perfetto: requests drawn in full on each stack, 0 to 1,000,000 (default 10,000); the rest as counters.",
             show_default=False,
         ),
@@ -739,6 +740,7 @@ def perfetto_export(
         str | None,
         typer.Option(
             "--perfetto-limit",
+            metavar="N",
             help="Requests drawn in full on each stack, 0 to 1,000,000 (default 10,000); the rest as counters.",
             show_default=False,
         ),

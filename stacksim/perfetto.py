@@ -73,10 +73,10 @@ __all__ = [
 ]
 
 DEFAULT_LIMIT: Final = 10_000
-"""Requests drawn in full on each stack by default: some 40,000 slices, about 10 MB of JSON."""
+"""Requests drawn in full on each stack by default: about 10 MB of JSON for a dump through one filter, 43 MB of normal I/O."""
 
 MAX_LIMIT: Final = 1_000_000
-"""The largest ``--perfetto-limit``: a million requests are some 400 MB of JSON, more than a browser opens comfortably."""
+"""The largest ``--perfetto-limit``: a million dump writes are about 1 GB of JSON, more than a browser opens comfortably."""
 
 SUMMARY_SAMPLES: Final = 1_000
 """Counter samples for the summarised requests: one each time another 1/SUMMARY_SAMPLES of the expected bytes completed."""
@@ -319,7 +319,7 @@ class PerfettoTrace:
         if tid is not None:
             return tid
         if layer == _KERNEL:
-            rank = MAX_RANK - 1
+            rank = MAX_RANK - 10 + stage
         else:
             index = self._layer_index(proc, layer)
             rank = 10 * index + stage if index < 800 else MAX_RANK
