@@ -9,6 +9,7 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     extract        after the reboot: a data-mode image's dump read back, decrypted, checked (inspect, extract)
     sweep          grids of runs on an Executor (process pool, Dask)
     check          invariant checker over trace files (imports nothing from the simulator)
+    perfetto       trace records as Trace Event JSON for ui.perfetto.dev (a sink of a run, or a trace file)
     simulate       one run: assemble the machine, run the event's script, report
     report         RunResult: what a run did, built after the event
     events/        one short script per [scenario] event (crash, hibernate)

@@ -2,6 +2,7 @@
 The ``stacksim`` command: ``run``, ``sweep``, ``replay``, ``check``, ``validate``, ``explain``, ``memory`` and more.
 
 ``extract`` and ``inspect`` read a data-mode disk image back, as the boot after the crash would.
+``perfetto`` turns a trace into Trace Event JSON for ui.perfetto.dev (as ``run --perfetto`` does while it runs).
 
 ``devices`` and ``filters`` list what a scenario may name.
 
@@ -180,6 +181,8 @@ def _simulate_to_files(
     traced: bool | None = None,
     image: Path | None = None,
     key: tuple[bytes, str] | None = None,
+    perfetto_out: Path | None = None,
+    perfetto_limit: int = 0,
 ) -> tuple[RunResult, str]:
     """
     Run *s*, streaming the trace and writing the result JSON atomically; return the result and its JSON.
@@ -188,19 +191,27 @@ def _simulate_to_files(
     *trace_out* runs with a trace that is thrown away; ``False`` with *trace_out* runs twice,
     once traced for the file and once as recorded for the result. ``None``: traced iff *trace_out*.
     With *image* (and *key*: the volume key and where it came from) the run is in data mode and
-    writes the disk image there, atomically like the other outputs.
+    writes the disk image there, atomically like the other outputs. With *perfetto_out* the
+    trace's records also go, as they come, to a Trace Event JSON file there
+    (:class:`~stacksim.perfetto.PerfettoTrace`, requests up to *perfetto_limit* in full).
     """
     from stacksim.datamode import DataMode
     from stacksim.diskimage import DiskImage
     from stacksim.scenario import ScenarioError
     from stacksim.simulate import simulate
-    from stacksim.trace import JsonlTrace
+    from stacksim.trace import JsonlTrace, TeeTrace
 
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(_python_ctrl_c())
             stream = stack.enter_context(atomic_writer(trace_out, flag="--trace")) if trace_out is not None else None
             trace: TraceSink | None = JsonlTrace(stream) if stream is not None else None
+            exported = None
+            if perfetto_out is not None:
+                from stacksim.perfetto import PerfettoTrace
+
+                exported = PerfettoTrace(stack.enter_context(atomic_writer(perfetto_out, flag="--perfetto")), perfetto_limit)
+                trace = exported if trace is None else TeeTrace(trace, exported)
             if traced is False and trace is not None:
                 simulate(s, catalog, trace=trace, batch=batch)  # for the trace file only
                 trace = None
@@ -212,6 +223,8 @@ def _simulate_to_files(
                 disk = stack.enter_context(atomic_binary_writer(image, flag="--image"))
                 mode = DataMode(DiskImage(disk, s.disk.resolved()[3]), *key)
             result = simulate(s, catalog, trace=trace, batch=batch, progress=_progress_bar(stack), data=mode)
+            if exported is not None:
+                exported.close()
             text = result_json(result)
             if json_out is not None and str(json_out) != "-":
                 with atomic_writer(json_out, flag="--json") as f:
@@ -227,6 +240,18 @@ def _simulate_to_files(
             raise
         _fail(f"{_interrupted()}; no output file was written", code=1)
     return result, text
+
+
+def _perfetto_limit(text: str | None) -> int:
+    """``--perfetto-limit`` as a number (the default when not given); exit 2 naming the option and the range otherwise."""
+    from stacksim.perfetto import DEFAULT_LIMIT, parse_limit
+
+    if text is None:
+        return DEFAULT_LIMIT
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def _volume_key(s: Scenario, key_file: Path | None) -> tuple[bytes, str]:
@@ -290,6 +315,21 @@ def run(
     trace_out: Annotated[
         Path | None, typer.Option("--trace", help="Write the event trace (JSON lines) here.", show_default=False)
     ] = None,
+    perfetto_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--perfetto", help="Write the trace as Trace Event JSON here (open it at ui.perfetto.dev).", show_default=False
+        ),
+    ] = None,
+    perfetto_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--perfetto-limit",
+            metavar="N",
+            help="With --perfetto: requests drawn in full on each stack, 0 to 1,000,000 (default 10,000); the rest as counters.",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[
         int | None,
         typer.Option("--seed", min=0, max=INT64_MAX, help="Override the scenario's seed (0 to 2^63 - 1).", show_default=False),
@@ -324,9 +364,12 @@ def run(
         _fail("--data and --image go together: --data --image disk.img writes the disk image of a data-mode run")
     if key_file is not None and not data:
         _fail("--key-file is for data mode: add --data --image disk.img")
+    if perfetto_limit is not None and perfetto_out is None:
+        _fail("--perfetto-limit goes with --perfetto: --perfetto run.json --perfetto-limit N writes the Perfetto file")
+    limit = _perfetto_limit(perfetto_limit)
     configure_logging(log_level.lower())
     inputs = [scenario, *(plugin or []), *([key_file] if key_file is not None else [])]
-    _check_outputs([("--json", json_out), ("--trace", trace_out), ("--image", image)], inputs)
+    _check_outputs([("--json", json_out), ("--trace", trace_out), ("--perfetto", perfetto_out), ("--image", image)], inputs)
     catalog = _catalog(plugin)
     s = _load_scenario(scenario, catalog, seed=seed)
     key = None
@@ -334,7 +377,17 @@ def run(
         if (problem := data_mode_problem(s)) is not None:
             _bad_scenario(scenario, problem)
         key = _volume_key(s, key_file)
-    result, text = _simulate_to_files(s, catalog, batch=batch, json_out=json_out, trace_out=trace_out, image=image, key=key)
+    result, text = _simulate_to_files(
+        s,
+        catalog,
+        batch=batch,
+        json_out=json_out,
+        trace_out=trace_out,
+        image=image,
+        key=key,
+        perfetto_out=perfetto_out,
+        perfetto_limit=limit,
+    )
     if json_out is not None and str(json_out) == "-":
         _print_json(text)
     else:
@@ -724,6 +777,43 @@ def check(trace: Annotated[Path, typer.Argument(help="Trace file (JSON lines) fr
     broken = [rule for rule in RULES if any(v.rule == rule for v in violations)]
     typer.echo(f"{name}: {count:,} records; rules broken: {', '.join(broken)}")
     raise typer.Exit(1)
+
+
+@app.command("perfetto")
+def perfetto_export(
+    trace: Annotated[Path, typer.Argument(help="Trace file (JSON lines) from `stacksim run --trace`.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Write the Trace Event JSON here (open it at ui.perfetto.dev).")],
+    perfetto_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--perfetto-limit",
+            metavar="N",
+            help="Requests drawn in full on each stack, 0 to 1,000,000 (default 10,000); the rest as counters.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Turn a trace into Trace Event JSON for ui.perfetto.dev or chrome://tracing: a track per layer, a slice per request."""
+    from stacksim._io import open_input
+    from stacksim._log import configure_logging
+    from stacksim.perfetto import convert
+
+    configure_logging("warning")
+    limit = _perfetto_limit(perfetto_limit)
+    _check_outputs([("--out", out)], [trace])
+    name = _shown(trace)
+    try:
+        with open_input(trace, "trace") as stream, atomic_writer(out, flag="--out") as f:
+            stats = convert(stream, name, f, limit)
+    except (InputError, OutputError) as exc:
+        _fail(f"{exc}; no output file was written")
+    size = os.stat(out).st_size
+    drawn = "; ".join(f"{stack}: {min(n, limit):,} of {n:,} request{'s' * (n != 1)} in full" for stack, n, _ in stats.stacks if n)
+    typer.echo(
+        f"{_shown(out)}: {stats.events:,} events ({size:,} bytes) from {stats.records:,} records"
+        + (f"; {drawn}" if drawn else "")
+        + "; open it at https://ui.perfetto.dev"
+    )
 
 
 @app.command()

@@ -7,7 +7,8 @@ path is serial, so a layer finishes a call before the next layer starts one, and
 sequence number breaks ties between records at the same instant.
 
 Traces are never held in memory in full: :class:`JsonlTrace` writes each record as it comes
-(through a buffered file), :class:`ListTrace` keeps them for tests.
+(through a buffered file), :class:`ListTrace` keeps them for tests, :class:`TeeTrace` hands
+them to several sinks (a JSON-lines file and :class:`stacksim.perfetto.PerfettoTrace`).
 
 The normal storage stack is the exception to "emitted in time order": its queued network runs
 ahead of the clock and its records are computed, sorted, before the dump path runs. A
@@ -24,7 +25,7 @@ from typing import IO, Any, Final, Protocol
 
 from stacksim._io import json_safe
 
-__all__ = ["FIELDS", "HeldRecord", "JsonlTrace", "ListTrace", "MergingTrace", "TraceSink"]
+__all__ = ["FIELDS", "HeldRecord", "JsonlTrace", "ListTrace", "MergingTrace", "TeeTrace", "TraceSink"]
 
 FIELDS: Final = ("t_ns", "seq", "layer", "event", "dur_ns", "request", "offset", "length", "dump_type", "status", "detail")
 """The keys of every trace record, in output order."""
@@ -79,6 +80,20 @@ class JsonlTrace:
     def emit(self, *values: Any) -> None:
         """Write one record."""
         self._write(json_safe(self._dumps(dict(zip(FIELDS, values, strict=True)))) + "\n")
+
+
+class TeeTrace:
+    """Sends every record to each of *sinks*, in order: one run's JSON-lines trace and its Perfetto export."""
+
+    __slots__ = ("_emits",)
+
+    def __init__(self, *sinks: TraceSink) -> None:
+        self._emits = tuple(sink.emit for sink in sinks)
+
+    def emit(self, *values: Any) -> None:
+        """Hand one record to every sink."""
+        for emit in self._emits:
+            emit(*values)
 
 
 HeldRecord = tuple[int, str, str, int, int | None, int | None, int | None, str | None, str | None, dict[str, Any] | None]

@@ -1,8 +1,8 @@
 """
 Hostile output paths: an output never replaces what is not a regular file, an input, or another output.
 
-Each case gives `run --json`, `run --trace`, `sweep --out` or `replay --json` a target that must
-be refused before anything runs, and asserts exit 2, a message naming the flag and the path, no
+Each case gives `run --json`, `run --trace`, `run --perfetto`, `perfetto --out`, `sweep --out` or
+`replay --json` a target that must be refused before anything runs, and asserts exit 2, a message naming the flag and the path, no
 traceback, the target untouched and no temporary file left in the folder.
 """
 
@@ -27,10 +27,11 @@ PLUGIN = "from stacksim import DumpFilter\nclass P(DumpFilter):\n    service_nam
 
 @pytest.fixture
 def work(tmp_path: Path) -> Iterator[Path]:
-    """A folder with a scenario, a plugin and a finished run's result file."""
+    """A folder with a scenario, a plugin, a finished run's result file and a trace."""
     (tmp_path / "s.toml").write_text(SCENARIO)
     (tmp_path / "p.py").write_text(PLUGIN)
     assert invoke_cli("run", "s.toml", "--json", "r.json", cwd=tmp_path).returncode == 0
+    assert invoke_cli("run", "s.toml", "--trace", "trace.jsonl", cwd=tmp_path).returncode == 0
     yield tmp_path
     for p in tmp_path.iterdir():  # undo chattr +i, so pytest can clean up
         with contextlib.suppress(OSError):
@@ -130,6 +131,7 @@ def _snapshot(work: Path) -> dict[str, tuple[int, bytes | None]]:
 COMMANDS: dict[str, tuple[str, str, Callable[[str], list[str]]]] = {
     "run --json": ("--json", "s.toml", lambda t: ["run", "s.toml", "--plugin", "p.py", "--json", t]),
     "run --trace": ("--trace", "s.toml", lambda t: ["run", "s.toml", "--plugin", "p.py", "--trace", t]),
+    "run --perfetto": ("--perfetto", "s.toml", lambda t: ["run", "s.toml", "--plugin", "p.py", "--perfetto", t]),
     "sweep --out": (
         "--out",
         "s.toml",
@@ -151,6 +153,24 @@ def test_output_target_refused(work: Path, target: str, command: str) -> None:
     proc = invoke_cli(*args(path), cwd=work)
     assert_refused(proc, flag, path, expected)
     assert _snapshot(work) == before
+
+
+@pytest.mark.parametrize("target", [t for t in _targets("") if t != "the-plugin"])
+def test_perfetto_out_target_refused(work: Path, target: str) -> None:
+    """`perfetto --out` refuses what the other outputs refuse (the trace is its one input): exit 2, nothing touched."""
+    make, expected = _targets("trace.jsonl")[target]
+    path = make(work)
+    before = _snapshot(work)
+    proc = invoke_cli("perfetto", "trace.jsonl", "--out", path, cwd=work)
+    assert_refused(proc, "--out", path, expected)
+    assert _snapshot(work) == before
+
+
+def test_trace_and_perfetto_may_not_be_one_file(work: Path) -> None:
+    """--trace and --perfetto naming the same file are refused before the run."""
+    proc = invoke_cli("run", "s.toml", "--trace", "x.json", "--perfetto", "./x.json", cwd=work)
+    assert_refused(proc, "--perfetto", "x.json", "is also the --trace output")
+    assert not (work / "x.json").exists()
 
 
 def test_json_and_trace_may_not_be_one_file(work: Path) -> None:
