@@ -1145,6 +1145,8 @@ def _time_limit_problem(s: Scenario, layout: FileLayout) -> tuple[str, str] | No
         "[dump_port] per_request_overhead": attempts * port.per_request_overhead + port.reset,
         "[dump_driver] per_request": attempts * s.dump_driver.per_request + s.dump_driver.integrity_check,
     }
+    if plan.hiber is not None and plan.hiber.compressed:  # the compressor's time, each write's share rounded up
+        terms["[hibernation] compress_rate"] = -(-plan.hiber.uncompressed_bytes * 10**9 // s.hibernation.compress_rate) + writes
     total = sum(terms.values())
     if total <= INT64_MAX:
         return None
