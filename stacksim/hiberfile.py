@@ -608,13 +608,14 @@ def write_hiberfile(
     hiberfile_type: HiberfileType = "full",
 ) -> tuple[BodySummary, HiberHeader]:
     """
-    Write a whole hiberfile to the seekable *out*: the body from offset 4096 first, the header at offset 0 last.
+    Write a whole hiberfile to the seekable *out*: page 0 zeroed, the body from offset 4096, the header at offset 0 last.
 
-    Until the header is written, page 0 is whatever *out* held there (zeros in a new file), so a
-    hibernation stopped part-way leaves no valid header. Arguments as :func:`write_body` and
-    :func:`build_header`.
+    Zeroing page 0 first invalidates a header left by an earlier hibernation (Windows zeroes the
+    header once it has resumed [RE S42e]), so a hibernation stopped part-way leaves no valid
+    header. Arguments as :func:`write_body` and :func:`build_header`.
     """
-    out.seek(HEADER_SIZE)
+    out.seek(0)
+    out.write(bytes(HEADER_SIZE))
     summary = write_body(memory, pfns, out, compress=compress, level=level)
     header = build_header(summary, fast_startup=fast_startup, system_time_ns=system_time_ns, hiberfile_type=hiberfile_type)
     out.seek(0)

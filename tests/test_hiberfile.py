@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import struct
 import tracemalloc
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -325,12 +327,12 @@ class TestHeaderLast:
     """The header is the commit marker: written after the whole body, so a cut-short hibernation has none."""
 
     def test_the_header_is_the_last_write(self) -> None:
-        """Every body write lands at offset 4096 or later; the last write is the 4,096-byte header at 0."""
+        """Page 0 is zeroed first, every body write lands at offset 4096 or later, the header at 0 is the last write."""
         out = _Recorder()
         m = memory()
         write_hiberfile(m, m.pfns_of(KERNEL), out, fast_startup=True, system_time_ns=TIME_NS)
-        assert out.writes[-1] == (0, HEADER_SIZE)
-        assert min(offset for offset, _ in out.writes[:-1]) == HEADER_SIZE
+        assert out.writes[0] == out.writes[-1] == (0, HEADER_SIZE)
+        assert min(offset for offset, _ in out.writes[1:-1]) == HEADER_SIZE
 
     def test_a_hibernation_cut_short_leaves_no_header(self) -> None:
         """Power lost after 4 MiB of the body: the file's first page is zeros and resume refuses it."""
@@ -338,6 +340,18 @@ class TestHeaderLast:
         m = memory()
         with pytest.raises(OSError, match="power lost"):
             write_hiberfile(m, m.pfns_of(FULL), out, fast_startup=False, system_time_ns=TIME_NS)
+        out.seek(0)
+        with pytest.raises(HiberfileError, match="the hibernation did not complete"):
+            read_header(out)
+
+    def test_an_old_header_is_invalidated_before_the_body_is_written(self) -> None:
+        """Writing over a complete hiberfile and losing power part-way leaves no header, not the old one."""
+        out = _PowerLoss(2**62)
+        out.write(hiberfile(FULL)[0])
+        out.limit = out.tell() + 2 * 2**20
+        m = memory()
+        with pytest.raises(OSError, match="power lost"):
+            write_hiberfile(m, m.pfns_of(KERNEL), out, fast_startup=True, system_time_ns=TIME_NS)
         out.seek(0)
         with pytest.raises(HiberfileError, match="the hibernation did not complete"):
             read_header(out)
@@ -392,6 +406,13 @@ class TestRoundTrip:
         sets[2] = RestoredSet(pfns, data[: 4096 + 100] + b"\xff" + data[4096 + 101 :])
         result = compare_memory(memory(), sets, expected=expected(FULL))
         assert (result.matches, result.mismatched_pages, result.first_mismatch_pfn) == (False, 1, int(pfns[1]))
+
+    def test_an_image_of_no_pages_is_a_header_alone(self) -> None:
+        """No PFNs: an empty body, a header that says so, and nothing to read back."""
+        out = io.BytesIO()
+        summary, header = write_hiberfile(memory(), [], out, fast_startup=True, system_time_ns=0)
+        assert (summary.body_bytes, header.pages, header.sets, len(out.getvalue())) == (0, 0, 0, HEADER_SIZE)
+        assert list(read_sets(out, header)) == []
 
     def test_class_bytes_ratio_is_none_without_pages(self) -> None:
         """A class with no pages has no ratio."""
@@ -505,3 +526,10 @@ class TestCorruption:
         data, _ = hiberfile(FULL)
         with pytest.raises(HiberfileError, match="a compressed set in a body the header says is stored uncompressed"):
             read_all(resign(edited(data, 0x40C, struct.pack("<II", 0, 0))))
+
+
+def test_the_reference_pages_example_runs() -> None:
+    """The python block in docs/reference/hiberfile-format.md runs and its assertions hold."""
+    page = Path(__file__).parent.parent / "docs" / "reference" / "hiberfile-format.md"
+    [block] = re.findall(r"^```python\n(.*?)^```$", page.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
+    exec(compile(block, str(page), "exec"), {})
