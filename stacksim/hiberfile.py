@@ -254,10 +254,10 @@ def _ascending_blocks(chunks: Iterable[Words], size: int) -> Iterator[Words]:
     last = -1
     for i, chunk in enumerate(chunks):
         raw = np.asarray(chunk)
-        if raw.ndim != 1 or raw.dtype.kind not in "ui" or (raw.dtype.kind == "i" and raw.size and int(raw.min()) < 0):
-            raise ValueError(f"PFN chunk {i} is not a one-dimensional array of unsigned integers")
         if not raw.size:
             continue
+        if raw.ndim != 1 or raw.dtype.kind not in "ui" or (raw.dtype.kind == "i" and int(raw.min()) < 0):
+            raise ValueError(f"PFN chunk {i} is not a one-dimensional array of unsigned integers")
         pfns = raw.astype(np.uint64, copy=False)
         if int(pfns[0]) <= last or (pfns.size > 1 and bool((pfns[1:] <= pfns[:-1]).any())):
             raise ValueError(f"PFN chunk {i} does not continue the strictly ascending order (last PFN so far {last:#x})")
@@ -310,9 +310,9 @@ def write_body(
     :meth:`PhysicalMemory.pfns_of` yields). Pages are generated 1,024 at a time, grouped into
     sets of the next 16, each set compressed on its own with raw deflate at *level* (or stored
     when *compress* is false or compression does not shrink it), and written to *out* in pieces of
-    about 1 MiB; the body ends with zeros to a whole page. Memory use is bounded (about 6 MiB),
-    whatever the number of pages. The same memory, PFNs and level give the same bytes (with the
-    same zlib).
+    about 1 MiB; the body ends with zeros to a whole page. Memory use is bounded, whatever the
+    number of pages: about 6 MiB here, plus the 8 MiB of scratch *memory* keeps for generating
+    pages. The same memory, PFNs and level give the same bytes (with the same zlib).
 
     Raises:
         ValueError: *level* is not 1 … 9, the PFNs are not strictly ascending, or one lies in a
