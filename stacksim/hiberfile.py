@@ -14,8 +14,8 @@ pages as **compression sets** [RE S42, S42g]:
   are when the data size equals pages × 4096 [RE S42, S42g]. A set decompresses to at most
   64 KiB, 16 pages [RE S42 (its Huffman decoder's output limit), S42g (its warning past 16)].
 
-Windows compresses with Xpress: plain LZ77 in Windows Vista and 7, LZ77 + Huffman from Windows 8
-on [RE S42b]. No well-kept Python library *compresses* Xpress Huffman, so stacksim compresses each
+Windows compresses with Xpress: plain LZ77 in Windows Vista and 7, with or without Huffman coding
+from Windows 8 on [RE S42b]. No well-kept Python library *compresses* Xpress Huffman, so stacksim compresses each
 set with **raw deflate** from the standard library's ``zlib`` (LZ77 + Huffman too, the same
 family; level 1 by default) and marks those sets with algorithm 3 (:data:`ALGORITHM_DEFLATE`).
 The readers checked give bits 30–31 Windows' meanings: volatility3 decodes 0 and 1 as Xpress
@@ -27,9 +27,10 @@ What stacksim writes, and why (``docs/reference/hiberfile-format.md`` has the by
 
 * **The header** uses ``PO_MEMORY_IMAGE``'s offsets of Windows 10 2004 (build 19041, 0x3e0
   bytes) for every field it shares with Windows [RE S42c, S42g]; fields stacksim does not model
-  are zero. What Windows keeps elsewhere (the body's size and checksum, the compressor) sits in a
-  stacksim extension block at 0x400, past ``LengthSelf``. ``CheckSum`` is a CRC-32 of the header
-  page with the field zeroed: Windows' checksum algorithm is not in the sources read.
+  are zero. What stacksim needs and the sources name no field for (the body's size, its set
+  count and checksum, the compressor) sits in a stacksim extension block at 0x400, past
+  ``LengthSelf``. ``CheckSum`` is a CRC-32 of the header page with the field zeroed: Windows'
+  checksum algorithm is not in the sources read.
 * **The body** is one kernel restore set from page 1 (``FirstKernelRestorePage``) holding
   ``KernelPagesProcessed`` pages [RE S42, S42g]; there is no boot-loader restore set
   (``NumPagesForLoader`` = 0). Pages are stored in ascending PFN order, in sets of the next 16
@@ -668,16 +669,20 @@ class _Cursor:
             raise HiberfileError(
                 f"{what} at byte {self.offset:#x} runs past the end of the body the header describes ({self.end:#x})"
             )
-        while len(self._buffer) - self._used < n:
-            want = min(max(_READ_BYTES, n), self.end - self._next)
-            chunk = bytes(self._read(self._next, want))[:want]
-            if not chunk:
-                raise HiberfileError(
-                    f"truncated: the file ends at byte {self._next:#x}, inside {what}; the body should end at {self.end:#x}"
-                )
-            self._buffer = self._buffer[self._used :] + chunk
-            self._used = 0
-            self._next += len(chunk)
+        have = len(self._buffer) - self._used
+        if have < n:
+            parts = [self._buffer[self._used :]]
+            while have < n:  # a source may return fewer bytes than asked: join the pieces once, not at every piece
+                want = min(max(_READ_BYTES, n - have), self.end - self._next)
+                chunk = bytes(self._read(self._next, want))[:want]
+                if not chunk:
+                    raise HiberfileError(
+                        f"truncated: the file ends at byte {self._next:#x}, inside {what}; the body should end at {self.end:#x}"
+                    )
+                parts.append(chunk)
+                have += len(chunk)
+                self._next += len(chunk)
+            self._buffer, self._used = b"".join(parts), 0
         out = self._buffer[self._used : self._used + n]
         self._used += n
         self.offset += n
