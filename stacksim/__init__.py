@@ -23,6 +23,7 @@ Layering (each layer imports only the layers below it, never the reverse, never 
     miniport       dump port + miniport (polled, one request outstanding)
     devices        device models                      layout     target file -> disk runs
     dumpfmt        the crash dump file: DUMP_HEADER64, bitmap, pages (on memory)
+    hiberfile      the hiberfile: PO_MEMORY_IMAGE header (written last), compression sets (on physmem)
     memory         dump contents and sizes            requests   Mdl, DumpRequest, NTSTATUS
     physmem        simulated physical memory for data mode: memory map, page classes, page bytes, markers
     xts            AES-256-XTS for whole writes (dumpfve.sys in data mode; aes-xts-plain64)
