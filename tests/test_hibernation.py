@@ -170,3 +170,16 @@ class TestCheck:
             if r["event"] == "dump_context":
                 r["detail"] = {k: v for k, v in r["detail"].items() if k != "compression"}
         assert "compression" in {v.rule for v in check_records(records)}
+
+
+@pytest.mark.parametrize("mode", ["hibernate", "fast-startup"])
+def test_the_timing_estimate_is_within_a_tenth_of_a_percent_of_the_compressed_body(mode: str, tmp_path: Any) -> None:
+    """The default compressed fractions predict what zlib level 1 writes for stacksim's pages (16 MiB, seed 1)."""
+    from stacksim.hiberfile import write_body
+    from stacksim.physmem import PageClass, PhysicalMemory
+
+    s = make_scenario(scenario=HIBERNATE["scenario"], memory={"ram": "16 MiB"}, hibernation={"mode": mode})
+    memory = PhysicalMemory.from_scenario(s)
+    with (tmp_path / "body").open("w+b") as out:
+        written = write_body(memory, memory.pfns_of({PageClass[n.upper()] for n in s.hibernation.kept_classes}), out)
+    assert abs(s.dump_plan().parts[0].bytes / written.body_bytes - 1) < 0.001
