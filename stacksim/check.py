@@ -1832,6 +1832,8 @@ class _Checker:
                 return bool(self.finishers)
             want = self.want
             return bool(self.writers) and want is not None and want[2] and want[1] not in self.asked
+        if event == "compress_wait":  # the power failed while crashdmp waited for the compressor
+            return ctx.power_loss is not None and prev["t_ns"] + prev["dur_ns"] == ctx.power_loss
         if event == "flush":  # a truncated dump, or a flush the port gave up on
             return sum(p[2] for p in ctx.parts) < ctx.dump_bytes or prev["dur_ns"] == ctx.port_timeout
         return False
@@ -1862,6 +1864,12 @@ class _Checker:
             return
         if self.wait is not None:
             self.v("compression", f"line {line}: a compress_wait after the one on line {self.wait[0]}", self.wait, (line, r))
+        if ctx.power_loss is not None and r["t_ns"] + r["dur_ns"] > ctx.power_loss:
+            self.v(
+                "compression",
+                f"line {line}: a compress_wait until {r['t_ns'] + r['dur_ns']} ns, past the power failure at {ctx.power_loss} ns",
+                (line, r),
+            )
         self.wait = (line, r)
 
     def _compressed(self, ctx: _Context, r: Record, line: int, retry: bool) -> None:

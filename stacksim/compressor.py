@@ -67,17 +67,22 @@ class Compressor:
             cost = self._costs[length] = -(-length * self.uncompressed_bytes * 10**9 // (self.body_bytes * self.rate))
         return cost
 
-    def ready(self, now_ns: int, length: int) -> int:
+    def ready(self, now_ns: int, length: int, until_ns: int | None = None) -> int:
         """
         When the next write of *length* bytes may be issued: not before *now_ns* (the previous write's completion).
 
         Call once per write, in order, as it is issued; the time between *now_ns* and the answer
-        is time crashdmp waits for the compressor.
+        is time crashdmp waits for the compressor. *until_ns*: the power fails then (a
+        ``power_loss`` fault); work and waiting after it are not counted, since nothing runs.
         """
         cost = self.cost_ns(length)
         start = now_ns if self._last_issue is None or not self.overlap else self._last_issue
         issue = max(now_ns, start + cost)
-        self.stats.record(cost)
-        self.waited_ns += issue - now_ns
+        if until_ns is not None and issue > until_ns:  # the power fails first: count what ran before it
+            self.stats.record(max(0, min(cost, until_ns - start)))
+            self.waited_ns += max(0, until_ns - now_ns)
+        else:
+            self.stats.record(cost)
+            self.waited_ns += issue - now_ns
         self._last_issue = issue
         return issue

@@ -543,12 +543,16 @@ class DumpDriver:
         compressor = self.compressor if part == "body" else None
         for number in range(first, first + count):
             if compressor is not None:  # the write waits for its compressed bytes
-                ready = compressor.ready(engine.now_ns, length)
-                if trace and ready > engine.now_ns:
-                    engine.emit(
-                        engine.now_ns, COMPRESSOR, "compress_wait", ready - engine.now_ns, number, offset, length, dump_type
-                    )
+                now, loss = engine.now_ns, self.power_loss_at
+                ready = compressor.ready(now, length, loss)
+                wait_end = ready if loss is None else min(ready, max(now, loss))  # no record past the power failure
+                if trace and wait_end > now:
+                    engine.emit(now, COMPRESSOR, "compress_wait", wait_end - now, number, offset, length, dump_type)
                 engine.now_ns = ready
+                if loss is not None:
+                    waiting = "while crashdmp waited for the compressor " if now <= loss else ""
+                    if self._power_lost(f"{waiting}before request #{number} was issued"):
+                        return False
             t0 = engine.now_ns
             attempt = 0
             data = None if contents is None else contents.read(file_pos + (number - first) * length, length)

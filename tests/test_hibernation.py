@@ -183,3 +183,38 @@ def test_the_timing_estimate_is_within_a_tenth_of_a_percent_of_the_compressed_bo
     with (tmp_path / "body").open("w+b") as out:
         written = write_body(memory, memory.pfns_of({PageClass[n.upper()] for n in s.hibernation.kept_classes}), out)
     assert abs(s.dump_plan().parts[0].bytes / written.body_bytes - 1) < 0.001
+
+
+class TestPowerLoss:
+    """The power fails while crashdmp waits for the compressor (10.2 ms: during the first write's 130,056 ns of compression)."""
+
+    def test_the_run_ends_before_the_write_is_issued(self) -> None:
+        """No write is issued after the power failed; the message says crashdmp was waiting for the compressor."""
+        result, trace = run_with_power_loss()
+        assert result.status == "power_lost"
+        assert "while crashdmp waited for the compressor before request #1 was issued" in result.message
+        assert not times(trace, "issue_write")
+
+    def test_the_wait_and_the_work_stop_at_the_power_failure(self) -> None:
+        """The compress_wait ends at the failure, and the compressor is charged only the 100 µs it ran."""
+        result, trace = run_with_power_loss()
+        wait = next(r for r in trace.records if r["event"] == "compress_wait")
+        assert (wait["t_ns"], wait["t_ns"] + wait["dur_ns"]) == (BODY_START, 10_200_000)
+        assert result.hibernation["compress_ns"] == 100_000
+        assert result.hibernation["compress_wait_ns"] == 100_000
+
+    def test_a_wait_past_the_power_failure_is_caught(self) -> None:
+        """A compress_wait stretched past power_loss_ns breaks the compression rule."""
+        _, trace = run_with_power_loss()
+        records = [dict(r) for r in trace.records]
+        wait = next(r for r in records if r["event"] == "compress_wait")
+        wait["dur_ns"] += 1
+        for r in records[records.index(wait) + 1 :]:
+            r["t_ns"] += 1
+        assert "compression" in {v.rule for v in check_records(records)}
+
+
+def run_with_power_loss() -> tuple[Any, ListTrace]:
+    """HIBERNATE with the power failing 200 µs after hibernation starts (100 µs into the first write's compression)."""
+    sections = {k: dict(v) for k, v in HIBERNATE.items()}
+    return run(faults=[{"kind": "power_loss", "at": "200 us"}], **sections)
