@@ -196,8 +196,25 @@ def explain(s: Scenario, catalog: FilterCatalog) -> Explanation:
 
 
 def _dump_caveat(s: Scenario, short: RunResult) -> str | None:
-    """What the short crash run cannot show of the whole dump: a write cache it fits in, target-file runs past it."""
-    whole = s.dump_plan().total_bytes
+    """What the short crash run cannot show: a hibernation's compressor, a write cache it fits in, runs past it."""
+    plan = s.dump_plan()
+    if plan.hiber is not None and plan.hiber.compressed and short.write_requests:
+        from stacksim.compressor import Compressor
+
+        image = plan.hiber
+        write = short.max_pages_per_write * 4096
+        compressor = Compressor(
+            uncompressed_bytes=image.uncompressed_bytes, body_bytes=image.body_bytes, rate=s.hibernation.compress_rate, overlap=True
+        )
+        cost, path = compressor.cost_ns(write), short.write_latency.p50_ns
+        if cost > path:
+            return (
+                f"a hibernation also compresses the image: a {format_bytes(write)} write carries "
+                f"{format_bytes(write * image.uncompressed_bytes // image.body_bytes)} of memory, {format_ns(cost)} at "
+                f"{format_bandwidth(s.hibernation.compress_rate)}, more than the dump path's {format_ns(path)}, so the "
+                "compressor bounds the hibernation; stacksim run gives its rate"
+            )
+    whole = plan.total_bytes
     if short.dump_bytes >= whole:
         return None  # the short run is the whole dump
     reasons = []

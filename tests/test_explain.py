@@ -116,3 +116,26 @@ def test_mermaid_to_an_input_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["explain", str(path), "--mermaid", str(path)])
     assert result.exit_code == 2
     assert "input" in result.stderr
+
+
+def test_a_compressed_hibernation_names_the_compressor_as_its_bound() -> None:
+    """The short crash run has no compressor: for a hibernation it bounds, the caution says so with its per-write time."""
+    s = make_scenario(
+        scenario={"event": "hibernate", "hibernate_at": "1 s", "bugcheck_at": None},
+        memory={"ram": "1 GiB"},
+        hibernation={"compress_rate": "100 MB/s"},
+    )
+    e = explain(s, FilterCatalog())
+    assert e.dump_caveat is not None
+    assert "compressor bounds the hibernation" in e.dump_caveat
+
+
+def test_a_hibernation_whose_compressor_keeps_up_has_no_compressor_caution() -> None:
+    """At 100 GB/s the compressor is faster than the dump path: no caution about it."""
+    s = make_scenario(
+        scenario={"event": "hibernate", "hibernate_at": "1 s", "bugcheck_at": None},
+        memory={"ram": "1 GiB"},
+        hibernation={"compress_rate": "100 GB/s"},
+    )
+    e = explain(s, FilterCatalog())
+    assert e.dump_caveat is None or "compress" not in e.dump_caveat
