@@ -203,15 +203,14 @@ def _dump_caveat(s: Scenario, short: RunResult) -> str | None:
 
         image = plan.hiber
         write = short.max_pages_per_write * 4096
-        compressor = Compressor(
-            uncompressed_bytes=image.uncompressed_bytes, body_bytes=image.body_bytes, rate=s.hibernation.compress_rate, overlap=True
-        )
+        rate = s.hibernation.compress_rate
+        compressor = Compressor(uncompressed_bytes=image.uncompressed_bytes, body_bytes=image.body_bytes, rate=rate, overlap=True)
         cost, path = compressor.cost_ns(write), short.write_latency.p50_ns
         if cost > path:
             return (
                 f"a hibernation also compresses the image: a {format_bytes(write)} write carries "
                 f"{format_bytes(write * image.uncompressed_bytes // image.body_bytes)} of memory, {format_ns(cost)} at "
-                f"{format_bandwidth(s.hibernation.compress_rate)}, more than the dump path's {format_ns(path)}, so the "
+                f"{format_bandwidth(rate)}, more than the dump path's {format_ns(path)}, so the "
                 "compressor bounds the hibernation; stacksim run gives its rate"
             )
     whole = plan.total_bytes
