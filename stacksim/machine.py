@@ -109,7 +109,7 @@ def assemble(
     """
     s = scenario
     plan = s.dump_plan()
-    dump_type = DumpType.HIBERNATION if s.scenario.event == "hibernate" else DumpType.CRASHDUMP
+    dump_type = DumpType.HIBERNATION if s.scenario.hibernates else DumpType.CRASHDUMP
     kind, model, params, disk_size = s.disk.resolved()
     port_cfg = s.dump_port.resolved()
     mppw = port_cfg.max_pages_per_write

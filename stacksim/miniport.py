@@ -214,8 +214,10 @@ class DumpPort:
                 self._timed_step("port_init", self.reset_ns, detail)
             elif op.kind is OpKind.FINISH:
                 self._flush(op)
-            else:  # pragma: no cover - reads arrive with the resume path
-                op.error = f"{self.image} cannot serve {op.kind.value} yet"
+            elif op.kind is OpKind.READ:
+                self._read(op)
+            else:  # pragma: no cover - every kind the dump and resume paths send is served above
+                op.error = f"{self.image} cannot serve {op.kind.value}"
             complete.send_nowait(op)
 
     def _timed_step(self, event: str, dur: int, detail: dict[str, object] | None = None) -> None:
@@ -384,6 +386,37 @@ class DumpPort:
         if engine.trace is not None:
             engine.emit(t0, "miniport", "miniport_write", overhead, request.number, offset, length, self.dump_type)
             engine.emit(t1, "device", "device_write", service, request.number, disk_offset, length, self.dump_type, status)
+
+    def _read(self, op: Op) -> None:
+        """
+        Resume (``DUMP_MODE_RESUME`` [DOC S12]): read one request of the hiberfile, polled, one at a time.
+
+        The port's per-request overhead, then the device's read time; in data mode the bytes
+        come from the disk image into the request's buffer. Nothing can fail here: resume has
+        no faults of its own yet.
+        """
+        request = op.request
+        assert request is not None
+        offset, length = request.offset, request.length
+        if length > self.max_transfer or offset % SECTOR_SIZE or length % SECTOR_SIZE or length <= 0:
+            op.error = f"{self.image} rejected read #{request.number}: offset {offset}, length {length}"
+            op.fault = "io_error"
+            return
+        engine = self.engine
+        disk_offset = self.layout.partition_offset + offset
+        t0 = engine.now_ns
+        overhead = self.per_request_overhead_ns
+        t1 = t0 + overhead
+        self.stats.record(overhead)
+        service = self.device.read_ns(disk_offset, length, t1)
+        engine.now_ns = t1 + service
+        self.device.stats.record(service)
+        data = request.mdl.data
+        if self.disk_image is not None and data is not None:
+            data[:] = self.disk_image.read(disk_offset, length)
+        if engine.trace is not None:
+            engine.emit(t0, "miniport", "miniport_read", overhead, request.number, offset, length, self.dump_type)
+            engine.emit(t1, "device", "device_read", service, request.number, disk_offset, length, self.dump_type)
 
     def _timed_out(self, op: Op, t0: int, t1: int, overhead: int, needed_ns: int | None) -> None:
         """

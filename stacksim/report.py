@@ -26,6 +26,7 @@ from stacksim.memory import DumpPlan
 from stacksim.metrics import LayerSummary
 from stacksim.miniport import DumpPort
 from stacksim.normal_stack import WRITE, IoRequest, IoResult, workload_ops
+from stacksim.resume import ResumeResult
 from stacksim.scenario import PowerLossFault, Scenario
 from stacksim.units import format_ns
 
@@ -128,6 +129,8 @@ class RunResult:
     """Data mode: the disk image and what the leak check found on it (:mod:`stacksim.datamode`); else ``None``."""
     hibernation: dict[str, Any] | None = None
     """``hibernate``: what the image holds and what compressing it cost (:func:`_hibernation`); else ``None``."""
+    resume: ResumeResult | None = None
+    """``hibernate-resume``: how resume from the hiberfile went (:mod:`stacksim.resume`); else ``None``."""
 
     def time_without(self, layer: str) -> int:
         """
@@ -207,6 +210,7 @@ class RunResult:
             "lost_requests": [x.as_dict() for x in self.lost],
             "data": self.data,
             "hibernation": self.hibernation,
+            "resume": self.resume.as_dict() if self.resume is not None else None,
             "replay": self.replay,
         }
 
@@ -349,6 +353,7 @@ def build_result(m: Machine, ran: EventRun) -> RunResult:
         lost=_lost(ran.io) if ran.io is not None else (),
         data=_data(m),
         hibernation=_hibernation(m, driver),
+        resume=ran.resume,
         replay=_replay(m),
     )
 

@@ -83,7 +83,7 @@ class ScenarioSection(BaseModel):
     model_config = _STRICT
     name: str = Field(min_length=1)
     description: str = ""
-    event: Literal["crash", "hibernate", "io", "crash-during-io"] = "crash"
+    event: Literal["crash", "hibernate", "hibernate-resume", "io", "crash-during-io"] = "crash"
     seed: int = Field(default=0, ge=0, le=INT64_MAX)
     bugcheck_at: Nanoseconds | None = None
     hibernate_at: Nanoseconds | None = None
@@ -104,9 +104,11 @@ class ScenarioSection(BaseModel):
         for key in ("bugcheck_code", "bugcheck_parameters"):
             if key in self.model_fields_set and not self.crashes:
                 raise ValueError(f'{key} is for event = "crash" or "crash-during-io"; event = "{self.event}" does not crash')
-        if self.event != "hibernate" and self.hibernate_at is not None:
-            raise ValueError(f'hibernate_at is for event = "hibernate"; event = "{self.event}" does not hibernate')
-        if self.event in ("hibernate", "io") and self.bugcheck_at is not None:
+        if not self.hibernates and self.hibernate_at is not None:
+            raise ValueError(
+                f'hibernate_at is for event = "hibernate" or "hibernate-resume"; event = "{self.event}" does not hibernate'
+            )
+        if not self.crashes and self.bugcheck_at is not None:
             raise ValueError(f'bugcheck_at is for event = "crash" or "crash-during-io"; event = "{self.event}" does not crash')
         if self.event == "crash-during-io" and not self.bugcheck_at:
             raise ValueError('event = "crash-during-io" needs bugcheck_at > 0: when the crash comes, while the workload runs')
@@ -118,6 +120,11 @@ class ScenarioSection(BaseModel):
         return self.event in ("crash", "crash-during-io")
 
     @property
+    def hibernates(self) -> bool:
+        """Whether the event hibernates: the hibernation stack writes the hiberfile (``hibernate``, ``hibernate-resume``)."""
+        return self.event in ("hibernate", "hibernate-resume")
+
+    @property
     def runs_workload(self) -> bool:
         """Whether the event runs ``[workload]`` through the normal stack (``io``, ``crash-during-io``)."""
         return self.event in ("io", "crash-during-io")
@@ -125,7 +132,7 @@ class ScenarioSection(BaseModel):
     @property
     def event_at(self) -> int:
         """When the bugcheck or hibernation starts, ns after boot (0 for ``io``)."""
-        return (self.hibernate_at if self.event == "hibernate" else self.bugcheck_at) or 0
+        return (self.hibernate_at if self.hibernates else self.bugcheck_at) or 0
 
 
 class MemorySection(BaseModel):
@@ -230,6 +237,8 @@ class HibernationSection(BaseModel):
     compress_rate: BytesPerSecond = Field(default=120_000_000, ge=10**6)
     compress_overlap: bool = True
     compressed_fraction: CompressedFractions = CompressedFractions()
+    resume_after: Nanoseconds = Field(default=5 * 10**9, le=10**18)
+    decompress_rate: BytesPerSecond = Field(default=400_000_000, ge=10**6)
 
     @model_validator(mode="after")
     def _reduced_is_for_fast_startup(self) -> HibernationSection:
@@ -601,13 +610,13 @@ class Scenario(BaseModel):
         """The file the dump goes to: ``[layout] target``, else what the event and registry imply."""
         if self.layout.target is not None:
             return self.layout.target
-        if self.scenario.event == "hibernate":
+        if self.scenario.hibernates:
             return "hiberfile"
         return "dedicated" if self.registry.dedicated_dump_file else "pagefile"
 
     def dump_plan(self) -> DumpPlan:
         """What the event writes: the crash dump's or hiberfile image's parts (:mod:`stacksim.memory`)."""
-        if self.scenario.event == "hibernate":
+        if self.scenario.hibernates:
             return self.hiber_plan()
         return plan_crash_dump(
             self.registry.crash_dump_enabled,
@@ -709,7 +718,7 @@ class Scenario(BaseModel):
         target = self.layout.target
         if target is None:
             return self
-        if self.scenario.event == "hibernate" and target != "hiberfile":
+        if self.scenario.hibernates and target != "hiberfile":
             raise ValueError(f'[layout] target = "{target}": hibernation writes the hiberfile (target = "hiberfile")')
         if self.scenario.crashes and target == "hiberfile":
             raise ValueError('[layout] target = "hiberfile": a crash dump goes to the page file or a dedicated dump file')
@@ -1137,9 +1146,9 @@ def _time_limit_problem(s: Scenario, layout: FileLayout) -> tuple[str, str] | No
     retries = s.dump_driver.write_retries
     device_faults = sum(isinstance(f, DeviceErrorFault | DeviceTimeoutFault) for f in s.faults)
     attempts = writes * (1 + retries) if worst > timeout else writes + retries * (device_faults + 1)
-    stacks = 2 if s.scenario.event == "hibernate" else 1
+    stacks = 2 if s.scenario.hibernates else 1
     terms = {
-        f"[scenario] {'hibernate_at' if s.scenario.event == 'hibernate' else 'bugcheck_at'}": s.scenario.event_at,
+        f"[scenario] {'hibernate_at' if s.scenario.hibernates else 'bugcheck_at'}": s.scenario.event_at,
         "[engine] watchdog": attempts * filters * watchdog + (4 * stacks * filters + 1) * watchdog,
         "[dump_port] timeout": attempts * device + device_faults * (1 + retries) * timeout + timeout,
         "[dump_port] per_request_overhead": attempts * port.per_request_overhead + port.reset,

@@ -243,7 +243,7 @@ def _side_by_side(r: RunResult, console: Console) -> None:
 def _run_fields(r: RunResult, console: Console) -> None:
     """The fields of a run whose dump stack was loaded: time, bytes, path, engine mode, layers, bottleneck."""
     if r.dump_time_ns:
-        start = "hibernate start" if r.event == "hibernate" else "bugcheck"
+        start = "hibernate start" if r.event.startswith("hibernate") else "bugcheck"
         end = "final flush" if r.status in ("ok", "truncated") else r.status.replace("_", " ")
         _field(console, "dump time", f"{format_ns(r.dump_time_ns)} ({start} → {end})")
     parts = " · ".join(f"{_safe(name)} {format_bytes(n)}" for name, n in r.parts.items())
@@ -270,6 +270,8 @@ def _run_fields(r: RunResult, console: Console) -> None:
         print_layers(r, console)
     if r.bottleneck and r.dump_time_ns:
         _field(console, "bottleneck", bottleneck_line(r))
+    if r.resume is not None:
+        _resume_fields(r, console)
     _side_by_side(r, console)
 
 
@@ -286,6 +288,18 @@ def _hibernation_field(h: dict[str, Any], console: Console) -> None:
     else:
         text += f", stored uncompressed in {format_bytes(h['body_bytes'])}"
     _field(console, "image", text)
+
+
+def _resume_fields(r: RunResult, console: Console) -> None:
+    """``hibernate-resume``: how resume went, the two times side by side, and where resume's time went."""
+    res = r.resume
+    assert res is not None
+    status = f"{res.status}: {_safe(res.message)}"
+    _field(console, "resume", (status, "yellow") if res.status != "resumed" else status)
+    if res.reads:
+        _field(console, "times", f"hibernate {format_ns(r.dump_time_ns)} · resume {format_ns(res.time_ns)}")
+        busy = " · ".join(f"{_safe(name)} {format_ns(s.busy_ns)}" for name, s in res.layers.items() if s.calls)
+        _field(console, "resume busy", busy)
 
 
 def _data_field(d: dict[str, Any], console: Console) -> None:

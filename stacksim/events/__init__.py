@@ -9,6 +9,8 @@ happens in a run of some event, read its module:
 * :mod:`stacksim.events.crash` -- a bugcheck: the crash dump stack writes the dump;
 * :mod:`stacksim.events.hibernate` -- hibernation: the hibernation stack is loaded and writes the
   hiberfile;
+* :mod:`stacksim.events.hibernate_resume` -- hibernation, then resume: the image is read back
+  through the hibernation stack (``dump_read``) and the stack unloaded;
 * :mod:`stacksim.events.io` -- ``[workload]`` through the normal storage stack, nothing else;
 * :mod:`stacksim.events.crash_during_io` -- the workload runs, the bugcheck freezes the normal
   stack mid-flight, the dump stack takes over.
@@ -21,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from stacksim.events import crash, crash_during_io, hibernate, io
+from stacksim.events import crash, crash_during_io, hibernate, hibernate_resume, io
 from stacksim.events._run import EventRun
 from stacksim.machine import Machine
 
@@ -33,6 +35,7 @@ Event = Callable[[Machine], Awaitable[EventRun]]
 EVENTS: Final[dict[str, Event]] = {
     "crash": crash.run,
     "hibernate": hibernate.run,
+    "hibernate-resume": hibernate_resume.run,
     "io": io.run,
     "crash-during-io": crash_during_io.run,
 }

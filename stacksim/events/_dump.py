@@ -34,7 +34,7 @@ async def write_dump(m: Machine) -> DumpDriver:
     complete_send, complete_recv = trio.open_memory_channel[Op](math.inf)
     driver = DumpDriver(
         m.engine,
-        event="hibernate" if s.scenario.event == "hibernate" else "crash",
+        event="hibernate" if s.scenario.hibernates else "crash",
         event_at_ns=s.scenario.event_at,
         crash_dump_enabled=s.registry.crash_dump_enabled,
         plan=m.plan,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from stacksim.dump_driver import DumpDriver
 from stacksim.normal_stack import IoResult
+from stacksim.resume import ResumeResult
 
 __all__ = ["EventRun"]
 
@@ -16,3 +17,5 @@ class EventRun:
 
     driver: DumpDriver | None
     io: IoResult | None = None
+    resume: ResumeResult | None = None
+    """``hibernate-resume``: how resume from the hiberfile went."""

@@ -191,6 +191,16 @@ class DumpFilter:
         """
         return None
 
+    def changes_data(self) -> bool:
+        """
+        Whether ``dump_write`` changes the bytes it hands down (e.g. encrypts them); default False.
+
+        What timing mode, which moves no bytes, knows of a filter's effect on the image: resuming
+        from a hiberfile that such a filter wrote needs its ``dump_read`` to undo it. Data mode
+        compares the restored bytes themselves.
+        """
+        return False
+
     def special_requests(self, extension: FilterExtension) -> frozenset[int]:
         """Request numbers for which ``dump_write`` must really be called (faults, probes)."""
         return frozenset()

@@ -12,7 +12,9 @@ What is modelled:
   not loaded then [ANEC S33]); it sets no flags before failing. With BitLocker on it declares
   version 2 with the read flag (hiberfile pages must be decrypted on resume through
   ``Dump_Read``). ntdddump gives the read flag the same bit as ``DUMP_FILTER_CRITICAL``, so a
-  read-capable dumpfve is also critical (fact sheet §1.5 [DOC header + INF]).
+  read-capable dumpfve is also critical (fact sheet §1.5 [DOC header + INF]). With
+  ``read_support = false`` it declares version 1 without the flag, as a filter written before
+  Windows 8 would: it still encrypts, but resume cannot call it to decrypt.
 * ``dump_write``: encrypts the pages into its own buffer and repoints the MDL (the MDL-swap
   technique of real encryption filters [SRC S24, S26]); the caller's buffer is only read, once,
   and the size never changes. In data mode the bytes are really encrypted: the
@@ -37,6 +39,7 @@ from pydantic import BaseModel, ConfigDict
 from stacksim._engine import spend
 from stacksim.filters._base import (
     DUMP_FILTER_FLAG_SYSTEM_SUPPORT_READ,
+    DUMP_FILTER_MAJOR_VERSION_1,
     DumpFilter,
     FilterExtension,
     FilterInitializationData,
@@ -58,6 +61,8 @@ class DumpFveConfig(BaseModel):
 
     bitlocker: bool = True
     """Whether the dump volume is BitLocker-protected; when false the filter declines to load."""
+    read_support: bool = True
+    """Declare read support (version 2, the read flag, Dump_Read: Windows 8+); false: a version-1 filter resume cannot call."""
     per_call: Nanoseconds = 1_000
     """CPU time per Dump_Write / Dump_Read call (assumption)."""
     per_byte: PicosecondsPerByte = 300
@@ -78,7 +83,10 @@ class DumpFve(DumpFilter):
         if init.max_pages_per_write == 0:  # VeraCrypt and DiskCryptor fail on 0 too [SRC S24, S26]
             return NtStatus.INVALID_PARAMETER
         super().driver_entry(extension, init)
-        init.flags = DUMP_FILTER_FLAG_SYSTEM_SUPPORT_READ
+        if self.config.read_support:
+            init.flags = DUMP_FILTER_FLAG_SYSTEM_SUPPORT_READ
+        else:  # a pre-Windows 8 filter: version 1, no read flag, no Dump_Read
+            init.major_version, init.flags, init.dump_read = DUMP_FILTER_MAJOR_VERSION_1, 0, None
         self._buffer_bytes = init.max_pages_per_write * PAGE_SIZE
         self._mdls: dict[int, Mdl] = {}
         self._cipher: XtsCipher | None = None
@@ -88,6 +96,10 @@ class DumpFve(DumpFilter):
             self._cipher = XtsCipher(extension.volume_key)
             self._buffer = bytearray(self._buffer_bytes)
         return NtStatus.SUCCESS
+
+    def changes_data(self) -> bool:
+        """It encrypts every write: a hiberfile it wrote resumes only through its ``dump_read``."""
+        return True
 
     def _crypt(self, length: int) -> None:
         spend(self.write_cost(None, length))

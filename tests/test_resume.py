@@ -1,0 +1,172 @@
+"""
+Resume from hibernation (``event = "hibernate-resume"``): reads through the hibernation stack, Dump_Read, decompression, unload.
+
+The machine is test_hibernation's: 2 MiB of RAM, 256 pages kept, a 528,384-byte body compressed
+to half, 1 GB/s compression; here also 1 GB/s decompression, and dumpfve.sys (1 µs + 0.3 ns/B per
+call). Resume starts 5 s after the hibernation ends; the port's reset takes 100 µs, each read 5 µs
+in the port and 20 µs + length / 3 GB/s in the device.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from conftest import make_scenario
+
+from stacksim import FilterCatalog, ListTrace, ScenarioError, simulate
+from stacksim.filters import DumpFilter, FilterExtension
+from stacksim.requests import DumpRequest
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+RESUME: dict[str, Any] = {
+    "scenario": {"name": "r", "event": "hibernate-resume", "hibernate_at": "10 ms", "bugcheck_at": None},
+    "registry": {"DumpFilters": ["dumpfve.sys"]},
+    "memory": {"ram": "2 MiB", "kernel_fraction": 0.25, "free_fraction": 0.5, "file_cache_fraction": 0, "guest_fraction": 0},
+    "hibernation": {
+        "compress_rate": "1 GB/s",
+        "decompress_rate": "1 GB/s",
+        "compressed_fraction": {"kernel": 0.5, "user": 0.5},
+    },
+    "dump_port": {"reset": "100 us"},
+}
+
+
+def resume_run(catalog: FilterCatalog | None = None, **over: Any) -> tuple[Any, None]:
+    """Run RESUME with *over* merged into its tables, untraced (a trace of a resume is refused for now)."""
+    sections = {k: dict(v) for k, v in RESUME.items()}
+    for key, value in over.items():
+        sections[key] = {**sections.get(key, {}), **value} if isinstance(value, dict) else value
+    catalog = catalog or FilterCatalog()
+    return simulate(make_scenario(catalog, **sections), catalog), None
+
+
+def test_the_image_is_read_back_in_the_pieces_it_was_written_in() -> None:
+    """The header, then the body's 8 full reads of 64 KiB and one of 4 KiB: 10 reads of every byte written."""
+    result, _ = resume_run()
+    assert result.resume.status == "resumed"
+    assert (result.resume.reads, result.resume.bytes_read) == (10, result.bytes_written)
+
+
+def test_resume_starts_resume_after_the_hibernation_ended() -> None:
+    """resume_after (default 5 s) after the final flush, the resume loader starts."""
+    result, _ = resume_run()
+    assert result.resume.start_ns == 10_000_000 + result.dump_time_ns + 5 * 10**9
+
+
+def test_every_read_goes_through_dumpfve_dump_read() -> None:
+    """dumpfve.sys (read-capable) is called once per read, seeing DumpType hibernation."""
+    result, _ = resume_run()
+    assert result.resume.read_by == ("dumpfve.sys",)
+    assert result.resume.layers["dumpfve.sys"].calls == 10
+
+
+def test_decompression_bounds_resume_and_is_counted_at_its_rate() -> None:
+    """Each body read's memory at 1 GB/s (8 × 130,056 + 8,129 ns) is the decompressor's busy time, longer than the reads."""
+    result, _ = resume_run()
+    busy = result.resume.layers["decompressor"].busy_ns
+    assert busy == 8 * 130_056 + 8_129
+    assert result.resume.time_ns > busy
+
+
+def test_the_write_statistics_are_not_mixed_with_the_reads() -> None:
+    """The result's layers are the hibernation's: 10 device writes and a flush; resume's reads are in resume.layers."""
+    result, _ = resume_run()
+    assert result.layers["device"].calls == 11
+    assert result.resume.layers["device"].calls == 10
+
+
+def test_a_version_1_filter_is_never_called_and_the_image_is_undecryptable() -> None:
+    """dumpfve.sys with read_support = false encrypts but cannot read: resume reads the header, calls nothing, and says why."""
+    result, _ = resume_run(filters={"dumpfve.sys": {"read_support": False}})
+    res = result.resume
+    assert (res.status, res.undecryptable_by, res.read_by, res.reads) == ("undecryptable", ("dumpfve.sys",), (), 1)
+    assert "dumpfve.sys" not in res.layers
+    assert "could not be decrypted" in res.message
+
+
+def test_power_loss_before_the_header_is_written_refuses_resume() -> None:
+    """The header is written last: power lost during the body leaves no valid header, and nothing is read."""
+    result, _ = resume_run(faults=[{"kind": "power_loss", "at": "500 us"}])
+    assert result.status == "power_lost"
+    assert (result.resume.status, result.resume.reads) == ("refused", 0)
+
+
+def test_power_loss_after_the_header_is_written_resumes() -> None:
+    """Power lost after the header (during the final flush) leaves a complete image: resume reads it back."""
+    whole, _ = resume_run()
+    result, _ = resume_run(faults=[{"kind": "power_loss", "at": f"{whole.dump_time_ns - 1} ns"}])
+    assert result.status == "power_lost"
+    assert result.header_written
+    assert result.resume.status == "resumed"
+
+
+def test_a_skipped_filter_is_not_called_on_resume() -> None:
+    """dumpfve.sys without BitLocker declines to load: nothing encrypted the image, it resumes with no dump_read."""
+    result, _ = resume_run(filters={"dumpfve.sys": {"bitlocker": False}})
+    assert (result.resume.status, result.resume.read_by) == ("resumed", ())
+
+
+def test_a_hibernation_that_wrote_nothing_is_not_resumed() -> None:
+    """Uncompressed, the image overflows the 40 % hiberfile: hibernation fails (0xA0) and there is nothing to resume."""
+    result, _ = resume_run(hibernation={"compression": False})
+    assert (result.status, result.resume.status, result.resume.reads) == ("file_too_small", "not_attempted", 0)
+
+
+class _Tracker(DumpFilter):
+    """Records the order and DumpType of its dump_read calls (a read-capable filter)."""
+
+    service_name = "tracker.sys"
+    calls: ClassVar[list[tuple[str, int, int]]] = []
+
+    def driver_entry(self, extension: Any, init: Any) -> int:
+        status = super().driver_entry(extension, init)
+        init.flags = 1  # DUMP_FILTER_FLAG_SYSTEM_SUPPORT_READ
+        return status
+
+    async def dump_read(self, extension: FilterExtension, request: DumpRequest) -> int:
+        _Tracker.calls.append((self.service_name, request.number, int(extension.dump_type)))
+        return 0
+
+
+class _Second(_Tracker):
+    service_name = "second.sys"
+
+
+def test_dump_read_runs_in_the_reverse_of_write_order_with_dumptype_hibernation() -> None:
+    """Two read-capable filters: after each read the one nearest the disk (last in DumpFilters) is called first."""
+    catalog = FilterCatalog()
+    catalog.add(_Tracker, "test")
+    catalog.add(_Second, "test")
+    _Tracker.calls = []
+    result, _ = resume_run(catalog, registry={"DumpFilters": ["tracker.sys", "second.sys"]})
+    assert result.resume.read_by == ("second.sys", "tracker.sys")
+    assert _Tracker.calls[:4] == [("second.sys", 1, 2), ("tracker.sys", 1, 2), ("second.sys", 2, 2), ("tracker.sys", 2, 2)]
+    assert len(_Tracker.calls) == 2 * result.resume.reads
+
+
+def test_a_trace_of_a_resume_is_refused_until_check_knows_the_read_path() -> None:
+    """simulate() with a trace of event = "hibernate-resume" raises ScenarioError naming [scenario] event."""
+    catalog = FilterCatalog()
+    s = make_scenario(catalog, **RESUME)
+    with pytest.raises(ScenarioError, match=r"\[scenario\] event"):
+        simulate(s, catalog, trace=ListTrace())
+
+
+def test_the_cli_refuses_a_resume_trace_with_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    """stacksim run SCENARIO --trace t.jsonl on a hibernate-resume scenario: exit 2, one paragraph, no trace file."""
+    out = tmp_path / "t.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "stacksim", "run", str(SCENARIOS / "hibernate-resume-bitlocker.toml"), "--trace", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "hibernate-resume" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
