@@ -132,9 +132,9 @@ async def resume(m: Machine, driver: DumpDriver) -> ResumeResult:
         names = ", ".join(blocked)
         result.message = (
             f"the image could not be decrypted: {names} changed every write on the way out but has no read support "
-            "(DUMP_FILTER_MAJOR_VERSION, the read flag and a Dump_Read callback), so resume cannot call it and the header it read "
-            "holds no valid signature; Windows discards the image and boots afresh (the hibernation stack is not unloaded: "
-            "it was never restored)"
+            "(DUMP_FILTER_MAJOR_VERSION, the read flag and a Dump_Read callback), so resume cannot call it and the "
+            "header it read holds no valid signature; Windows discards the image and boots afresh (the hibernation "
+            "stack is not unloaded: it was never restored)"
         )
         result.undecryptable_by = blocked
     elif result.status == "resumed":
