@@ -50,7 +50,7 @@ _UNITS: Final = (
     *("GB/s", "MB/s", "kB/s", "B/s", "GiB/s", "MiB/s", "KiB/s"),
     *("ns", "µs", "μs", "ms", "s", "min"),
     *("B", "kB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB", "PiB"),
-    *("bytes", "byte", "writes", "write", "pages", "page", "calls", "call", "records", "record"),
+    *("bytes", "byte", "writes", "write", "reads", "read", "pages", "page", "calls", "call", "records", "record"),
     *("requests", "request", "retries", "retry", "points", "IOPS", "%", "×", "rpm", "zones"),
     *("commands", "command", "channels", "channel", "runs", "run", "sectors", "sector"),
 )

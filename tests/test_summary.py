@@ -42,7 +42,8 @@ NO_WRITE = {
 
 UNITS = {
     *("ns", "µs", "ms", "s", "min", "B", "KiB", "MiB", "GiB", "TiB", "B/s", "kB/s", "MB/s", "GB/s", "MiB/s", "IOPS", "%"),
-    *("bytes", "writes", "reads", "pages", "calls", "records", "requests", "request", "commands", "command", "channels", "channel"),
+    *("bytes", "writes", "reads", "pages", "calls", "records", "requests", "request", "commands", "command"),
+    *("channels", "channel"),
 }
 COUNT_COLUMNS = {"calls", "mean in flight", "max in flight"}
 """Table columns whose header names what the bare numbers in them count."""
