@@ -84,8 +84,8 @@ def probe_positions(count: int) -> list[int]:
 class DumpContents(Protocol):
     """Data mode: the dump file's bytes by file position -- what crashdmp puts in each write's MDL."""
 
-    def read(self, file_offset: int, length: int) -> bytes | bytearray | memoryview:
-        """The *length* bytes of the dump file at *file_offset* (a view may be valid only until the next call)."""
+    def read_into(self, file_offset: int, out: bytearray) -> None:
+        """Put the ``len(out)`` bytes of the dump file at *file_offset* into *out*."""
         ...
 
 
@@ -522,14 +522,13 @@ class DumpDriver:
         for number in range(first, first + count):
             t0 = engine.now_ns
             attempt = 0
-            data = None if contents is None else contents.read(file_pos + (number - first) * length, length)
+            if contents is not None and buffer is not None:  # crashdmp's buffer, reused; a retry hands down the same pages
+                contents.read_into(file_pos + (number - first) * length, buffer)
             while True:
                 issued = engine.now_ns
                 engine.now_ns = issued + per_request
                 record(per_request)
                 mdl = Mdl(LAYER, length, buffer)
-                if buffer is not None and data is not None:  # crashdmp's buffer, reused; a retry hands down the same pages
-                    buffer[:] = data
                 request = DumpRequest(number, offset, mdl, part, issued, upstream_ns=per_request, attempt=attempt)
                 if trace:
                     engine.emit(issued, LAYER, "issue_write", per_request, number, offset, length, dump_type)

@@ -119,8 +119,8 @@ class FilterLayer:
         """The callbacks crashdmp calls, by operation: taken from the initialization data once
         DriverEntry has returned (crashdmp keeps its own copy), emptied on unload."""
         self._on_write: Any = None
-        self._copies: dict[int, bytearray] = {}
-        """Data mode: the snapshot buffers of :meth:`_snapshot`, by length."""
+        self._copies: dict[int, tuple[bytearray, memoryview]] = {}
+        """Data mode: the snapshot buffers of :meth:`_snapshot` (and a view of each), by length."""
 
     def _callback_table(self) -> dict[OpKind, Any]:
         init = self.init
@@ -618,13 +618,15 @@ class FilterLayer:
         """
         if type(data) is bytearray or (type(data) is memoryview and data.format == "B" and data.ndim == 1 and data.c_contiguous):
             n = len(data)
-            copy = self._copies.get(n)
-            if copy is None:
+            held = self._copies.get(n)
+            if held is None:
                 if len(self._copies) >= 4:
                     self._copies.clear()
-                copy = self._copies[n] = bytearray(n)
-            copy[:] = data
-            return copy
+                copy = bytearray(n)
+                held = self._copies[n] = (copy, memoryview(copy))
+            # a memoryview on the left: `bytearray[:] = view` would copy the view into a new bytearray first
+            held[1][:] = data
+            return held[0]
         return bytes(data)
 
     def _check_bytes(
