@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 import trio
 
-from stacksim._engine import Engine, FatalCall, SpeculationFailed
+from stacksim._engine import PIPELINE_WINDOW, Engine, FatalCall, SpeculationFailed
 from stacksim.metrics import LatencyHistogram, LayerStats
 from stacksim.requests import PAGE_SIZE, DumpRequest, Mdl, Op, OpKind
 
@@ -56,10 +56,6 @@ log = structlog.get_logger("stacksim", layer=LAYER)
 
 PROGRESS_EVERY = 4096
 """Request mode reports progress every this many writes."""
-
-PIPELINE_WINDOW = 8
-"""Writes in flight in pipelined request mode (enough to keep every layer task busy: crashdmp, the
-filters and the port)."""
 
 
 def probe_positions(count: int) -> list[int]:
@@ -138,9 +134,10 @@ class DumpDriver:
         disk_size: the disk's capacity in bytes (for the trace's ``dump_context``).
         port_timeout_ns: the dump port's command timeout (for the trace's ``dump_context``).
         contents: data mode: the dump file's bytes (:class:`DumpContents`); each write's MDL
-            carries the bytes at its file position. ``None``: timing mode, MDLs carry no bytes.
-            Data mode writes one request at a time (no batching, no pipelining): the same
-            simulated times, since both are exact.
+            carries the bytes at its file position, in a buffer of crashdmp's (one per write in
+            flight). ``None``: timing mode, MDLs carry no bytes. Data mode writes every request
+            in request mode (no batching; pipelined where timing mode would be): the same
+            simulated times, since every mode is exact.
     """
 
     def __init__(
@@ -197,9 +194,10 @@ class DumpDriver:
         self.disk_size = disk_size
         self.port_timeout_ns = port_timeout_ns
         self.contents = contents
-        self._buffers: dict[int, bytearray] = {}
+        self._buffers: dict[int, list[bytearray]] = {}
+        """Data mode: crashdmp's buffers by write length, one per write in flight (:meth:`_buffer`)."""
         if contents is not None:
-            self.batch = self.pipeline = False
+            self.batch = False
         self.power_loss_at: int | None = None
         self.retries = 0
         self.part_done: dict[str, int] = {}
@@ -362,10 +360,10 @@ class DumpDriver:
     async def _write_requests(self, part: str, first: int, offset: int, length: int, count: int, file_pos: int) -> bool:
         """Request mode for *count* writes from *file_pos* in the file: pipelined when allowed, else one at a time."""
         if self.pipeline and count > 1:
-            return await self._write_pipelined(part, first, offset, length, count)
+            return await self._write_pipelined(part, first, offset, length, count, file_pos)
         return await self._write_each(part, first, offset, length, count, file_pos)
 
-    async def _write_pipelined(self, part: str, first: int, offset: int, length: int, count: int) -> bool:
+    async def _write_pipelined(self, part: str, first: int, offset: int, length: int, count: int, file_pos: int = 0) -> bool:
         """
         Request mode with up to :data:`PIPELINE_WINDOW` writes in flight; the same result as one at a time.
 
@@ -377,8 +375,13 @@ class DumpDriver:
         port turns those into the exact device start. Anything that would make the overlap
         observable -- an error, a refused request, a callback that awaits -- raises
         :class:`SpeculationFailed`, and the run is repeated one write at a time.
+
+        In data mode each write in flight has its own buffer of crashdmp's (write *n* the
+        buffer ``n % PIPELINE_WINDOW``: write *n* is issued only once write *n* -
+        :data:`PIPELINE_WINDOW` has completed, so the port has consumed that buffer's bytes).
         """
         engine = self.engine
+        contents = self.contents
         out = self.outcome
         record = self.stats.record
         latency = self.write_latency.record
@@ -395,7 +398,11 @@ class DumpDriver:
                 while number < end and in_flight < PIPELINE_WINDOW:
                     record(per_request)
                     issued = previous_done if number == first else -1
-                    request = DumpRequest(number, offset, Mdl(LAYER, length), part, issued, upstream_ns=per_request)
+                    buffer = None
+                    if contents is not None:
+                        buffer = self._buffer(length, number % PIPELINE_WINDOW)
+                        contents.read_into(file_pos + (number - first) * length, buffer)
+                    request = DumpRequest(number, offset, Mdl(LAYER, length, buffer), part, issued, upstream_ns=per_request)
                     send(Op(OpKind.WRITE, request))
                     number += 1
                     in_flight += 1
@@ -560,14 +567,21 @@ class DumpDriver:
             offset += length
         return True
 
-    def _buffer(self, length: int) -> bytearray:
-        """Data mode: crashdmp's buffer for writes of *length* bytes, allocated once (a dump has a few write sizes)."""
-        buffers = self._buffers
-        if length not in buffers:
-            if len(buffers) >= 4:
-                buffers.clear()
-            buffers[length] = bytearray(length)
-        return buffers[length]
+    def _buffer(self, length: int, slot: int = 0) -> bytearray:
+        """
+        Data mode: crashdmp's buffer *slot* (0 .. PIPELINE_WINDOW - 1) for writes of *length* bytes.
+
+        Each is allocated when first needed and reused (a dump has a few write sizes); one write
+        at a time uses slot 0 only.
+        """
+        buffers = self._buffers.get(length)
+        if buffers is None:
+            if len(self._buffers) >= 4:
+                self._buffers.clear()
+            buffers = self._buffers[length] = []
+        while len(buffers) <= slot:
+            buffers.append(bytearray(length))
+        return buffers[slot]
 
     async def _send(self, op: Op) -> bool:
         """Send a control operation down the stack and wait for it to come back."""
