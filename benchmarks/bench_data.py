@@ -203,7 +203,9 @@ STAGES: tuple[tuple[str, object, str], ...] = (
     ("XTS masks (a window of 2,048 sectors at a time)", XtsCipher, "_fill_window"),
     ("AES (ECB; XTS: the rest of encrypt_into)", XtsCipher, "encrypt_into"),
     ("pwrite", DiskImage, "write"),
+    ("the host's snapshot of the caller's bytes", FilterLayer, "_snapshot"),
     ("the host's byte check after dump_write", FilterLayer, "_check_bytes"),
+    ("the host's copy of the bytes in flight", FilterLayer, "_hold"),
     ("the leak check (the image mapped and scanned)", report, "leak_check"),
 )
 """What the data-mode breakdown times: (label, owner, attribute), wrapped for one run."""
@@ -232,10 +234,9 @@ def breakdown(s: Scenario, warm: dict[str, IO[bytes]]) -> tuple[dict[str, float]
         total = data_mode(s, warm[DATA]).cpu
     masks = data.get(STAGES[1][0], 0.0)
     data[STAGES[2][0]] -= masks  # encrypt_into includes the masks it built
-    data["the rest: the simulation one write at a time, crashdmp's copy, glue"] = total - sum(data.values())
+    data["the rest: the simulation (pipelined), crashdmp's copy, glue"] = total - sum(data.values())
     data["total"] = total
-    strict = timing_mode(s, batch=False, pipeline=False).cpu
-    data["(timing mode, one write at a time: the simulation alone)"] = strict
+    data["(timing mode, request mode: the simulation alone)"] = timing_mode(s, batch=False).cpu
     return limit, data, simulate(s, FilterCatalog()).write_requests
 
 
