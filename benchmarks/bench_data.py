@@ -15,18 +15,20 @@ Rows, side by side in one run, each repeated and interleaved with the others:
 * **data mode**: ``simulate(scenario, data=DataMode(...))`` onto a sparse image, timed around
   ``simulate()`` alone (no process start-up, no scenario parsing): the dump file's bytes (header,
   bitmap, pages), the filter host's checks, ``dumpfve.sys``'s AES-256-XTS, the miniport's
-  ``pwrite``, and the leak check that reads the dump back from the image.
+  ``pwrite``, and the leak check that reads the dump back from the image; in pipelined request
+  mode, as ``stacksim run --data`` runs it.
 * **timing mode, one write at a time**: ``simulate(scenario, batch=False, pipeline=False)``
   without bytes: the simulation's own cost one write at a time.
-* **timing mode, request mode**: ``simulate(scenario, batch=False)``: pipelined, for context.
+* **timing mode, request mode**: ``simulate(scenario, batch=False)``: pipelined, as data mode runs.
 * **timing mode, batched**: ``simulate(scenario)``: what ``stacksim run`` does without ``--data``.
 
 Then, for each write size, one more run of the limit and of data mode with their steps wrapped in
 CPU timers (``time.process_time`` around ``read_pages_into``, the ECB or ``XtsCipher``'s mask window
-and ``encrypt_into``, ``pwrite`` / ``DiskImage.write``, the host's byte check, the leak check): where
-the time goes, in µs per write. "The rest" is data mode's total minus those steps: the simulation
-one write at a time (the last line gives it alone), crashdmp's copy into its buffer, and glue. The
-wrappers add about 1 µs per call, so that run is a little slower than the table's.
+and ``encrypt_into``, ``pwrite`` / ``DiskImage.write``, the host's snapshot, byte check and copy of
+the bytes in flight, the leak check): where the time goes, in µs per write. "The rest" is data
+mode's total minus those steps: the simulation (pipelined request mode: the last line gives it
+alone, in timing mode), crashdmp's copy into its buffer, and glue. The wrappers add about 1 µs
+per call, so that run is a little slower than the table's.
 
 **Warm and cold pages.** This VM hands memory that is freed back to the hypervisor (virtio-balloon
 free page reporting) about 2 s after it is freed; the first write into such a page faults it back
@@ -55,14 +57,15 @@ Run on demand, not in the test suite:
     PYTHONPATH=. python3 benchmarks/bench_data.py --quick    # 256 MiB, 2 repetitions
 
 Results on the project machine (2 shared cores; ``docs/explanation/performance.md`` has a full run
-and reads it): in CPU time, data mode reached 0.29-0.32x the limit at 64 KiB writes and
-0.37-0.53x at 1 MiB writes, depending on the load (before this benchmark's changes to data mode:
-0.18-0.20x and 0.30-0.37x). At 1 GiB the limit took 1.7-2.1 CPU seconds, data mode 5.6-6.8 s
-(64 KiB) and 3.9-4.7 s (1 MiB). What limits it, per 64 KiB write: the simulation one write at a
-time (about 60 us alone, 150 us with crashdmp's copy, glue and cold caches), the XTS tweak masks
-(about 80 us) and the XOR passes around the ECB; at 1 MiB the masks, the XORs, crashdmp's copy
-and the host's comparison are each a pass over memory the bare loop does not make. 0.5x at 64 KiB
-would take XTS in compiled code and data mode in pipelined request mode (performance.md).
+and reads it), CPU time, warm pages: data mode reached 0.37-0.41x the limit at 64 KiB writes and
+0.48-0.51x at 1 MiB writes in four runs (the code before this benchmark's warm rows and data mode's
+pipelined request mode: 0.34-0.37x and 0.44x, measured the same way); cold pages 0.34-0.44x and
+0.63-0.79x, as the page faults fell. At 1 GiB the limit took 0.9-1.05 CPU seconds, data mode
+2.2-2.4 s (64 KiB) and 1.8-2.1 s (1 MiB). What limits it, per 64 KiB write: the XTS tweak masks
+(about 25 us), the simulation's glue (about 34 us, of which timing mode's request mode alone is
+11), the XOR passes around the ECB, and the host's snapshot, comparison and copy of the bytes in
+flight; at 1 MiB the masks, the XORs and those copies are each a pass over memory the bare loop
+does not make. 0.5x at 64 KiB would take the masks in compiled code (performance.md).
 """
 
 from __future__ import annotations
@@ -338,7 +341,7 @@ def main() -> None:
             print_table(best)
             got, got_cold = ratio(best), ratio(best, COLD)
             verdict = "meets" if got >= GOAL else "misses"
-            print(f"\ndata mode ÷ limit = {got:.2f} (CPU, warm pages): {verdict} the goal of {GOAL}; cold pages: {got_cold:.2f}")
+            print(f"\ndata mode ÷ limit = {got:.3f} (CPU, warm pages): {verdict} the goal of {GOAL}; cold pages: {got_cold:.3f}")
             print_breakdown(*breakdown(s, warm))
 
 
