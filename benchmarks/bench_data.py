@@ -15,39 +15,57 @@ Rows, side by side in one run, each repeated and interleaved with the others:
 * **data mode**: ``simulate(scenario, data=DataMode(...))`` onto a sparse image, timed around
   ``simulate()`` alone (no process start-up, no scenario parsing): the dump file's bytes (header,
   bitmap, pages), the filter host's checks, ``dumpfve.sys``'s AES-256-XTS, the miniport's
-  ``pwrite``, and the leak check that reads the dump back from the image.
+  ``pwrite``, and the leak check that reads the dump back from the image; in pipelined request
+  mode, as ``stacksim run --data`` runs it.
 * **timing mode, one write at a time**: ``simulate(scenario, batch=False, pipeline=False)``
-  without bytes: the simulation's own cost as data mode runs it (data mode never pipelines).
-* **timing mode, request mode**: ``simulate(scenario, batch=False)``: pipelined, for context.
+  without bytes: the simulation's own cost one write at a time.
+* **timing mode, request mode**: ``simulate(scenario, batch=False)``: pipelined, as data mode runs.
 * **timing mode, batched**: ``simulate(scenario)``: what ``stacksim run`` does without ``--data``.
 
 Then, for each write size, one more run of the limit and of data mode with their steps wrapped in
 CPU timers (``time.process_time`` around ``read_pages_into``, the ECB or ``XtsCipher``'s mask window
-and ``encrypt_into``, ``pwrite`` / ``DiskImage.write``, the host's byte check, the leak check): where
-the time goes, in µs per write. "The rest" is data mode's total minus those steps: the simulation
-one write at a time (the last line gives it alone), crashdmp's copy into its buffer, and glue. The
-wrappers add about 1 µs per call, so that run is a little slower than the table's.
+and ``encrypt_into``, ``pwrite`` / ``DiskImage.write``, the host's snapshot, byte check and copy of
+the bytes in flight, the leak check): where the time goes, in µs per write. "The rest" is data
+mode's total minus those steps: the simulation (pipelined request mode: the last line gives it
+alone, in timing mode), crashdmp's copy into its buffer, and glue. The wrappers add about 1 µs
+per call, so that run is a little slower than the table's.
 
-Each file is deleted after its row (before its dirty pages reach the disk). Every figure is the
-best of the repetitions, in wall seconds and in CPU seconds of this process (``time.process_time``,
-user + system: ``pwrite``'s copy into the page cache counts); the machine is shared, so CPU time is
-the steadier figure and the ratio to the limit is given in both. MB/s is 10^6 bytes per second,
-each row over its own bytes (the dump file is the RAM plus 12 KiB of header and bitmap).
+**Warm and cold pages.** This VM hands memory that is freed back to the hypervisor (virtio-balloon
+free page reporting) about 2 s after it is freed; the first write into such a page faults it back
+in, so a ``pwrite`` into page-cache pages the file never had costs about 150 us per 64 KiB here
+instead of about 10-15 us -- at random, depending on what was freed how long before. Measured
+apart (256 MiB in 64 KiB ``pwrite`` calls, CPU s): a new file 0.45-0.75 s when the memory had
+been free for 2 s or more, 0.05-0.07 s when it had been freed just before, and 0.034 s into the
+same file a second time. So the rows are measured twice:
+
+* **warm pages** (the headline): the limit and data mode each write into one file of their own,
+  kept for every repetition (``DiskImage`` and ``ftruncate`` set it to the disk's size again,
+  which keeps its pages) after one untimed run that brings those pages into the page cache;
+* **cold pages**: each run writes into a new file after a :data:`COLD_PAUSE` of 3 s (so the
+  memory freed before it has been handed back), deleted after it.
+
+Each ratio compares data mode with the limit of its own set. Every figure is the best of the
+repetitions, in wall seconds and in CPU seconds of this process (``time.process_time``, user +
+system: ``pwrite``'s copy into the page cache counts); the machine is shared, so CPU time is the
+steadier figure and the ratio to the limit is given in both. MB/s is 10^6 bytes per second, each
+row over its own bytes (the dump file is the RAM plus 12 KiB of header and bitmap). The
+instrumented runs write into the warm files.
 
 Run on demand, not in the test suite:
 
-    PYTHONPATH=. python3 benchmarks/bench_data.py            # 1 GiB, 3 repetitions (~3-5 minutes)
+    PYTHONPATH=. python3 benchmarks/bench_data.py            # 1 GiB, 3 repetitions (~4-6 minutes)
     PYTHONPATH=. python3 benchmarks/bench_data.py --quick    # 256 MiB, 2 repetitions
 
 Results on the project machine (2 shared cores; ``docs/explanation/performance.md`` has a full run
-and reads it): in CPU time, data mode reached 0.29-0.32x the limit at 64 KiB writes and
-0.37-0.53x at 1 MiB writes, depending on the load (before this benchmark's changes to data mode:
-0.18-0.20x and 0.30-0.37x). At 1 GiB the limit took 1.7-2.1 CPU seconds, data mode 5.6-6.8 s
-(64 KiB) and 3.9-4.7 s (1 MiB). What limits it, per 64 KiB write: the simulation one write at a
-time (about 60 us alone, 150 us with crashdmp's copy, glue and cold caches), the XTS tweak masks
-(about 80 us) and the XOR passes around the ECB; at 1 MiB the masks, the XORs, crashdmp's copy
-and the host's comparison are each a pass over memory the bare loop does not make. 0.5x at 64 KiB
-would take XTS in compiled code and data mode in pipelined request mode (performance.md).
+and reads it), CPU time, warm pages: data mode reached 0.37-0.41x the limit at 64 KiB writes and
+0.48-0.51x at 1 MiB writes in four runs (the code before this benchmark's warm rows and data mode's
+pipelined request mode: 0.34-0.37x and 0.44x, measured the same way); cold pages 0.34-0.44x and
+0.63-0.79x, as the page faults fell. At 1 GiB the limit took 0.9-1.05 CPU seconds, data mode
+2.2-2.4 s (64 KiB) and 1.8-2.1 s (1 MiB). What limits it, per 64 KiB write: the XTS tweak masks
+(about 25 us), the simulation's glue (about 34 us, of which timing mode's request mode alone is
+11), the XOR passes around the ECB, and the host's snapshot, comparison and copy of the bytes in
+flight; at 1 MiB the masks, the XORs and those copies are each a pass over memory the bare loop
+does not make. 0.5x at 64 KiB would take the masks in compiled code (performance.md).
 """
 
 from __future__ import annotations
@@ -57,9 +75,9 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -77,8 +95,11 @@ PORTS: tuple[dict[str, str], ...] = ({}, {"max_transfer": "1 MiB", "common_buffe
 """The two ports: the default (64 KiB writes), and one that moves 1 MiB per write."""
 GOAL = 0.5
 """The issue's goal: data mode at half the limit or more."""
+COLD_PAUSE = 3.0
+"""Seconds each cold row waits first: this VM hands freed pages back to the hypervisor about 2 s after they are freed."""
 LIMIT = "limit: generate + ECB + pwrite"
 DATA = "data mode (dumpfve.sys)"
+COLD = " (cold pages)"
 
 
 @dataclass(frozen=True)
@@ -129,8 +150,8 @@ def clocked(call: F, label: str, spent: dict[str, float] | None) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def bare_loop(s: Scenario, write: int, folder: str, spent: dict[str, float] | None = None) -> Sample:
-    """The limit: generate, ECB-encrypt and pwrite the RAM's pages, *write* bytes at a time (*spent*: per step)."""
+def bare_loop(s: Scenario, write: int, f: IO[bytes], spent: dict[str, float] | None = None) -> Sample:
+    """The limit: generate, ECB-encrypt and pwrite the RAM's pages into *f*, *write* bytes at a time (*spent*: per step)."""
     memory = PhysicalMemory.from_scenario(s)
     ecb = Cipher(algorithms.AES(derive_key(s.scenario.seed)[:32]), modes.ECB()).encryptor()
     window = bytearray(WINDOW)
@@ -138,41 +159,46 @@ def bare_loop(s: Scenario, write: int, folder: str, spent: dict[str, float] | No
     generate = clocked(memory.read_pages_into, "generate the page bytes", spent)
     encrypt = clocked(ecb.update_into, "AES (ECB; XTS: the rest of encrypt_into)", spent)
     put = clocked(os.pwrite, "pwrite", spent)
-    with tempfile.TemporaryFile(dir=folder) as f:
-        fd = f.fileno()
-        os.ftruncate(fd, s.disk.resolved()[3])
+    fd = f.fileno()
+    os.ftruncate(fd, s.disk.resolved()[3])
 
-        def loop() -> int:
-            position = 2**30  # anywhere on the disk
-            for base, count in memory.map.runs:
-                for offset in range(0, count, WINDOW // 4096):
-                    view = memoryview(window)[: min(WINDOW // 4096, count - offset) * 4096]
-                    generate(base + offset, view)
-                    for i in range(0, len(view), write):
-                        n = encrypt(view[i : i + write], out)
-                        done = 0
-                        while done < n:
-                            done += put(fd, memoryview(out)[done:n], position + done)
-                        position += n
-            return memory.map.total_pages * 4096
+    def loop() -> int:
+        position = 2**30  # anywhere on the disk
+        for base, count in memory.map.runs:
+            for offset in range(0, count, WINDOW // 4096):
+                view = memoryview(window)[: min(WINDOW // 4096, count - offset) * 4096]
+                generate(base + offset, view)
+                for i in range(0, len(view), write):
+                    n = encrypt(view[i : i + write], out)
+                    done = 0
+                    while done < n:
+                        done += put(fd, memoryview(out)[done:n], position + done)
+                    position += n
+        return memory.map.total_pages * 4096
 
-        return timed(loop)
+    return timed(loop)
 
 
-def data_mode(s: Scenario, folder: str) -> Sample:
-    """stacksim's data mode onto a sparse image: ``simulate()`` alone, the leak check included."""
+def data_mode(s: Scenario, f: IO[bytes]) -> Sample:
+    """stacksim's data mode onto a sparse image in *f*: ``simulate()`` alone, the leak check included."""
     catalog = FilterCatalog()
+    mode = DataMode(DiskImage(f, s.disk.resolved()[3]), derive_key(s.scenario.seed), "derived from the seed")
+
+    def run() -> int:
+        result = simulate(s, catalog, data=mode)
+        assert result.status == "ok", result.status
+        assert result.data is not None
+        assert result.data["plaintext_pages_on_disk"] == 0
+        return result.dump_bytes
+
+    return timed(run)
+
+
+def cold(run: Callable[[IO[bytes]], Sample], folder: str) -> Sample:
+    """*run* into a new file in *folder* after :data:`COLD_PAUSE` (its page-cache pages are new; deleted after)."""
+    time.sleep(COLD_PAUSE)
     with tempfile.TemporaryFile(dir=folder) as f:
-        mode = DataMode(DiskImage(f, s.disk.resolved()[3]), derive_key(s.scenario.seed), "derived from the seed")
-
-        def run() -> int:
-            result = simulate(s, catalog, data=mode)
-            assert result.status == "ok", result.status
-            assert result.data is not None
-            assert result.data["plaintext_pages_on_disk"] == 0
-            return result.dump_bytes
-
-        return timed(run)
+        return run(f)
 
 
 STAGES: tuple[tuple[str, object, str], ...] = (
@@ -180,7 +206,9 @@ STAGES: tuple[tuple[str, object, str], ...] = (
     ("XTS masks (a window of 2,048 sectors at a time)", XtsCipher, "_fill_window"),
     ("AES (ECB; XTS: the rest of encrypt_into)", XtsCipher, "encrypt_into"),
     ("pwrite", DiskImage, "write"),
+    ("the host's snapshot of the caller's bytes", FilterLayer, "_snapshot"),
     ("the host's byte check after dump_write", FilterLayer, "_check_bytes"),
+    ("the host's copy of the bytes in flight", FilterLayer, "_hold"),
     ("the leak check (the image mapped and scanned)", report, "leak_check"),
 )
 """What the data-mode breakdown times: (label, owner, attribute), wrapped for one run."""
@@ -200,19 +228,18 @@ def stages_clocked() -> Iterator[dict[str, float]]:
             setattr(owner, name, real)
 
 
-def breakdown(s: Scenario, folder: str) -> tuple[dict[str, float], dict[str, float], int]:
-    """CPU seconds per step of one instrumented run of the limit and of data mode, and the number of writes."""
+def breakdown(s: Scenario, warm: dict[str, IO[bytes]]) -> tuple[dict[str, float], dict[str, float], int]:
+    """CPU seconds per step of one instrumented run of the limit and of data mode (into *warm* files), and the writes."""
     write = s.dump_port.resolved().max_pages_per_write * 4096
     limit: dict[str, float] = {}
-    limit["total"] = bare_loop(s, write, folder, limit).cpu
+    limit["total"] = bare_loop(s, write, warm[LIMIT], limit).cpu
     with stages_clocked() as data:
-        total = data_mode(s, folder).cpu
+        total = data_mode(s, warm[DATA]).cpu
     masks = data.get(STAGES[1][0], 0.0)
     data[STAGES[2][0]] -= masks  # encrypt_into includes the masks it built
-    data["the rest: the simulation one write at a time, crashdmp's copy, glue"] = total - sum(data.values())
+    data["the rest: the simulation (pipelined), crashdmp's copy, glue"] = total - sum(data.values())
     data["total"] = total
-    strict = timing_mode(s, batch=False, pipeline=False).cpu
-    data["(timing mode, one write at a time: the simulation alone)"] = strict
+    data["(timing mode, request mode: the simulation alone)"] = timing_mode(s, batch=False).cpu
     return limit, data, simulate(s, FilterCatalog()).write_requests
 
 
@@ -227,16 +254,26 @@ def timing_mode(s: Scenario, *, batch: bool, pipeline: bool = True) -> Sample:
     return timed(run)
 
 
-def measure(s: Scenario, reps: int, folder: str) -> dict[str, Sample]:
-    """Best wall and best CPU seconds of each row over *reps* interleaved repetitions."""
+def measure(s: Scenario, reps: int, folder: str, warm: dict[str, IO[bytes]]) -> dict[str, Sample]:
+    """
+    Best wall and best CPU seconds of each row over *reps* interleaved repetitions.
+
+    The limit and data mode write into their *warm* file (one each, kept: its pages stay in the
+    page cache), after one untimed run each that brings those pages in; their cold rows write
+    into a new file each time, after :data:`COLD_PAUSE` (module docstring).
+    """
     write = s.dump_port.resolved().max_pages_per_write * 4096
     rows: dict[str, Callable[[], Sample]] = {
-        LIMIT: lambda: bare_loop(s, write, folder),
-        DATA: lambda: data_mode(s, folder),
-        "timing mode, one write at a time (as data mode)": lambda: timing_mode(s, batch=False, pipeline=False),
+        LIMIT: lambda: bare_loop(s, write, warm[LIMIT]),
+        DATA: lambda: data_mode(s, warm[DATA]),
+        "timing mode, one write at a time": lambda: timing_mode(s, batch=False, pipeline=False),
         "timing mode, request mode": lambda: timing_mode(s, batch=False),
         "timing mode, batched": lambda: timing_mode(s, batch=True),
+        LIMIT + COLD: lambda: cold(lambda f: bare_loop(s, write, f), folder),
+        DATA + COLD: lambda: cold(lambda f: data_mode(s, f), folder),
     }
+    rows[LIMIT]()  # the warm files' pages: written once before anything is timed
+    rows[DATA]()
     best: dict[str, Sample] = {}
     for _ in range(reps):
         for name, row in rows.items():
@@ -246,12 +283,18 @@ def measure(s: Scenario, reps: int, folder: str) -> dict[str, Sample]:
     return best
 
 
-def print_table(best: dict[str, Sample]) -> float:
-    """The rows and their ratios to the limit; returns data mode's ratio in CPU time."""
-    limit = best[LIMIT]
+def ratio(best: dict[str, Sample], cold: str = "") -> float:
+    """Data mode's speed over the limit's in CPU time, both with warm pages or (*cold* = :data:`COLD`) both cold."""
+    data, limit = best[DATA + cold], best[LIMIT + cold]
+    return (data.nbytes / data.cpu) / (limit.nbytes / limit.cpu)
+
+
+def print_table(best: dict[str, Sample]) -> None:
+    """The rows and their ratios to the limit (a cold row to the cold limit)."""
     print("| row | bytes | wall s | CPU s | MB/s (wall) | MB/s (CPU) | ÷ limit (wall) | ÷ limit (CPU) |")
     print("|---|---|---|---|---|---|---|---|")
     for name, got in best.items():
+        limit = best[LIMIT + COLD] if name.endswith(COLD) else best[LIMIT]
         wall, cpu = got.nbytes / got.wall / 1e6, got.nbytes / got.cpu / 1e6
         ratio_wall = wall / (limit.nbytes / limit.wall / 1e6)
         ratio_cpu = cpu / (limit.nbytes / limit.cpu / 1e6)
@@ -259,8 +302,6 @@ def print_table(best: dict[str, Sample]) -> float:
             f"| {name} | {got.nbytes:,} | {got.wall:.2f} | {got.cpu:.2f} | {wall:,.0f} | {cpu:,.0f} | "
             f"{ratio_wall:.2f} | {ratio_cpu:.2f} |"
         )
-    data = best[DATA]
-    return (data.nbytes / data.cpu) / (limit.nbytes / limit.cpu)
 
 
 def print_breakdown(limit: dict[str, float], data: dict[str, float], writes: int) -> None:
@@ -284,18 +325,24 @@ def main() -> None:
     ram = args.ram or ("256 MiB" if args.quick else "1 GiB")
     reps = args.reps or (2 if args.quick else 3)
     folder = args.dir or tempfile.gettempdir()
-    data_mode(scenario("16 MiB", {}), folder)  # warm-up: every lazy import before the first timed run
+    with tempfile.TemporaryFile(dir=folder) as f:
+        data_mode(scenario("16 MiB", {}), f)  # warm-up: every lazy import before the first timed run
     print(f"complete dump of {ram} through dumpfve.sys; best of {reps} interleaved repetitions; files in {folder}")
     print("MB/s = 10^6 bytes per second of wall time / of CPU time (time.process_time: user + system)")
+    print(f"warm rows write into page-cache pages they wrote before; cold rows into new ones, after a {COLD_PAUSE:.0f} s pause")
     for port in PORTS:
         s = scenario(ram, port)
         write = s.dump_port.resolved().max_pages_per_write * 4096
         keys = ", ".join(f'{k} = "{v}"' for k, v in port.items()) or "the default port"
         print(f"\n{write // 1024:,} KiB writes ({keys}):\n")
-        ratio = print_table(measure(s, reps, folder))
-        verdict = "meets" if ratio >= GOAL else "misses"
-        print(f"\ndata mode ÷ limit = {ratio:.2f} (CPU): {verdict} the goal of {GOAL}")
-        print_breakdown(*breakdown(s, folder))
+        with ExitStack() as files:
+            warm = {row: files.enter_context(tempfile.TemporaryFile(dir=folder)) for row in (LIMIT, DATA)}
+            best = measure(s, reps, folder, warm)
+            print_table(best)
+            got, got_cold = ratio(best), ratio(best, COLD)
+            verdict = "meets" if got >= GOAL else "misses"
+            print(f"\ndata mode ÷ limit = {got:.3f} (CPU, warm pages): {verdict} the goal of {GOAL}; cold pages: {got_cold:.3f}")
+            print_breakdown(*breakdown(s, warm))
 
 
 if __name__ == "__main__":

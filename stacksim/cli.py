@@ -554,7 +554,7 @@ def replay(
     new_d = json.loads(new_text)
     data_mode = old.get("data") is not None
     if data_mode:  # replayed in timing mode (same simulated times): the image and its leak check are not redone
-        mode_keys = ("data", "request_mode_reasons", "batched_messages")  # data mode goes one write at a time
+        mode_keys = ("data", "request_mode_reasons", "batched_messages")  # data mode never batches
         old = {k: v for k, v in old.items() if k not in mode_keys}
         new_d = {k: v for k, v in new_d.items() if k not in mode_keys}
         if old == new_d:

@@ -44,6 +44,19 @@ class DiskImage:
         """``[start, end)`` of the disk bytes written, in write order, contiguous writes merged (may overlap)."""
         stream.truncate(size)
 
+    def reset(self) -> None:
+        """
+        Empty the image again: every byte a hole (reading as zero), no extents, nothing written.
+
+        What a pipelined attempt that is abandoned leaves behind (``stacksim.simulate``): its
+        writes -- some of which the run one write at a time, repeated next, may never write -- are
+        dropped by truncating the file to 0 bytes and back to the disk's size.
+        """
+        self.stream.truncate(0)
+        self.stream.truncate(self.size)
+        self.extents = []
+        self.bytes_written = 0
+
     def write(self, disk_offset: int, data: bytes | bytearray | memoryview) -> None:
         """Put *data* (a contiguous buffer: the filter host has checked it) at *disk_offset* (inside the disk)."""
         view = memoryview(data).cast("B")  # bytes, whatever the view's item size

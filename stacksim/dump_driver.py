@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from stacksim._engine import Engine, FatalCall, SpeculationFailed
+from stacksim._engine import PIPELINE_WINDOW, Engine, FatalCall, SpeculationFailed
 from stacksim._log import PhaseLogger
 from stacksim.compressor import LAYER as COMPRESSOR
 from stacksim.metrics import LatencyHistogram, LayerStats
@@ -58,10 +58,6 @@ log = PhaseLogger("stacksim", layer=LAYER)
 
 PROGRESS_EVERY = 4096
 """Request mode reports progress every this many writes."""
-
-PIPELINE_WINDOW = 8
-"""Writes in flight in pipelined request mode (enough to keep every layer task busy: crashdmp, the
-filters and the port)."""
 
 
 def probe_positions(count: int) -> list[int]:
@@ -86,8 +82,8 @@ def probe_positions(count: int) -> list[int]:
 class DumpContents(Protocol):
     """Data mode: the dump file's bytes by file position -- what crashdmp puts in each write's MDL."""
 
-    def read(self, file_offset: int, length: int) -> bytes | bytearray | memoryview:
-        """The *length* bytes of the dump file at *file_offset* (a view may be valid only until the next call)."""
+    def read_into(self, file_offset: int, out: bytearray) -> None:
+        """Put the ``len(out)`` bytes of the dump file at *file_offset* into *out*."""
         ...
 
 
@@ -142,9 +138,10 @@ class DumpDriver:
         compressor: hibernation with compression: when each write of the body may be issued
             (:class:`~stacksim.compressor.Compressor`); such a run goes one write at a time.
         contents: data mode: the dump file's bytes (:class:`DumpContents`); each write's MDL
-            carries the bytes at its file position. ``None``: timing mode, MDLs carry no bytes.
-            Data mode writes one request at a time (no batching, no pipelining): the same
-            simulated times, since both are exact.
+            carries the bytes at its file position, in a buffer of crashdmp's (one per write in
+            flight). ``None``: timing mode, MDLs carry no bytes. Data mode writes every request
+            in request mode (no batching; pipelined where timing mode would be): the same
+            simulated times, since every mode is exact.
     """
 
     def __init__(
@@ -203,8 +200,11 @@ class DumpDriver:
         self.port_timeout_ns = port_timeout_ns
         self.contents = contents
         self.compressor = compressor
-        self._buffers: dict[int, bytearray] = {}
-        if contents is not None or compressor is not None:
+        self._buffers: dict[int, list[bytearray]] = {}
+        """Data mode: crashdmp's buffers by write length, one per write in flight (:meth:`_buffer`)."""
+        if contents is not None:
+            self.batch = False
+        if compressor is not None:  # the compressor paces every write
             self.batch = self.pipeline = False
         self.power_loss_at: int | None = None
         self.retries = 0
@@ -383,10 +383,10 @@ class DumpDriver:
     async def _write_requests(self, part: str, first: int, offset: int, length: int, count: int, file_pos: int) -> bool:
         """Request mode for *count* writes from *file_pos* in the file: pipelined when allowed, else one at a time."""
         if self.pipeline and count > 1:
-            return await self._write_pipelined(part, first, offset, length, count)
+            return await self._write_pipelined(part, first, offset, length, count, file_pos)
         return await self._write_each(part, first, offset, length, count, file_pos)
 
-    async def _write_pipelined(self, part: str, first: int, offset: int, length: int, count: int) -> bool:
+    async def _write_pipelined(self, part: str, first: int, offset: int, length: int, count: int, file_pos: int = 0) -> bool:
         """
         Request mode with up to :data:`PIPELINE_WINDOW` writes in flight; the same result as one at a time.
 
@@ -398,8 +398,13 @@ class DumpDriver:
         port turns those into the exact device start. Anything that would make the overlap
         observable -- an error, a refused request, a callback that awaits -- raises
         :class:`SpeculationFailed`, and the run is repeated one write at a time.
+
+        In data mode each write in flight has its own buffer of crashdmp's (write *n* the
+        buffer ``n % PIPELINE_WINDOW``: write *n* is issued only once write *n* -
+        :data:`PIPELINE_WINDOW` has completed, so the port has consumed that buffer's bytes).
         """
         engine = self.engine
+        contents = self.contents
         out = self.outcome
         record = self.stats.record
         latency = self.write_latency.record
@@ -416,7 +421,11 @@ class DumpDriver:
                 while number < end and in_flight < PIPELINE_WINDOW:
                     record(per_request)
                     issued = previous_done if number == first else -1
-                    request = DumpRequest(number, offset, Mdl(LAYER, length), part, issued, upstream_ns=per_request)
+                    buffer = None
+                    if contents is not None:
+                        buffer = self._buffer(length, number % PIPELINE_WINDOW)
+                        contents.read_into(file_pos + (number - first) * length, buffer)
+                    request = DumpRequest(number, offset, Mdl(LAYER, length, buffer), part, issued, upstream_ns=per_request)
                     send(Op(OpKind.WRITE, request))
                     number += 1
                     in_flight += 1
@@ -555,14 +564,13 @@ class DumpDriver:
                         return False
             t0 = engine.now_ns
             attempt = 0
-            data = None if contents is None else contents.read(file_pos + (number - first) * length, length)
+            if contents is not None and buffer is not None:  # crashdmp's buffer, reused; a retry hands down the same pages
+                contents.read_into(file_pos + (number - first) * length, buffer)
             while True:
                 issued = engine.now_ns
                 engine.now_ns = issued + per_request
                 record(per_request)
                 mdl = Mdl(LAYER, length, buffer)
-                if buffer is not None and data is not None:  # crashdmp's buffer, reused; a retry hands down the same pages
-                    buffer[:] = data
                 request = DumpRequest(number, offset, mdl, part, issued, upstream_ns=per_request, attempt=attempt)
                 if trace:
                     engine.emit(issued, LAYER, "issue_write", per_request, number, offset, length, dump_type)
@@ -594,14 +602,21 @@ class DumpDriver:
             offset += length
         return True
 
-    def _buffer(self, length: int) -> bytearray:
-        """Data mode: crashdmp's buffer for writes of *length* bytes, allocated once (a dump has a few write sizes)."""
-        buffers = self._buffers
-        if length not in buffers:
-            if len(buffers) >= 4:
-                buffers.clear()
-            buffers[length] = bytearray(length)
-        return buffers[length]
+    def _buffer(self, length: int, slot: int = 0) -> bytearray:
+        """
+        Data mode: crashdmp's buffer *slot* (0 .. PIPELINE_WINDOW - 1) for writes of *length* bytes.
+
+        Each is allocated when first needed and reused (a dump has a few write sizes); one write
+        at a time uses slot 0 only.
+        """
+        buffers = self._buffers.get(length)
+        if buffers is None:
+            if len(self._buffers) >= 4:
+                self._buffers.clear()
+            buffers = self._buffers[length] = []
+        while len(buffers) <= slot:
+            buffers.append(bytearray(length))
+        return buffers[slot]
 
     async def _send(self, op: Op) -> bool:
         """Send a control operation down the stack and wait for it to come back."""

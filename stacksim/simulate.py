@@ -53,8 +53,10 @@ def simulate(
     write at a time from the start (for tests and for debugging a filter).
 
     With *data* the run is in data mode (:mod:`stacksim.datamode`): real bytes through every
-    layer onto *data*'s disk image, one write at a time (same simulated times); the result's
-    ``data`` says what the leak check found on the image.
+    layer onto *data*'s disk image, in request mode (never batched; pipelined as above, with
+    the same simulated times); the result's ``data`` says what the leak check found on the
+    image. A repeated run starts from an empty image (:meth:`~stacksim.diskimage.DiskImage.reset`),
+    so the image is byte for byte that of the run one write at a time.
     """
     if data is not None and (problem := data_mode_problem(scenario)) is not None:
         raise ScenarioError("scenario " + scenario.scenario.name, [problem])
@@ -69,17 +71,19 @@ def simulate(
                 )
             ],
         )
-    if not pipeline or data is not None:
+    if not pipeline:
         return _attempt(scenario, catalog, trace, batch, progress, pipeline=False, data=data)
     if progress is not None:
         progress = _never_backwards(progress)  # a repeated run starts again from zero
     try:
-        return _attempt(scenario, catalog, trace, batch, progress, pipeline=True)
+        return _attempt(scenario, catalog, trace, batch, progress, pipeline=True, data=data)
     except BaseExceptionGroup as group:
         if group.subgroup(SpeculationFailed) is None:
             raise
         log.debug("run.pipeline_abandoned", reason=str(group.exceptions[0]))
-    return _attempt(scenario, catalog, trace, batch, progress, pipeline=False)
+    if data is not None:
+        data.image.reset()  # the abandoned attempt's writes, some of which one write at a time may never write
+    return _attempt(scenario, catalog, trace, batch, progress, pipeline=False, data=data)
 
 
 def _attempt(

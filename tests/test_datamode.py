@@ -279,6 +279,24 @@ def test_a_view_of_words_is_written_as_its_bytes(image: Any) -> None:
     assert (r.data["image_bytes_written"], r.data["plaintext_pages_on_disk"]) == (r.dump_bytes, PAGES)
 
 
+class _Reader(DumpFilter):
+    """Reads the caller's bytes and changes nothing."""
+
+    service_name: ClassVar[str] = "reader.sys"
+
+    async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+        data = request.mdl.data
+        return 0 if data is not None and len(bytes(data)) == request.length else 0xC0000001
+
+
+def test_a_view_of_words_read_by_the_filter_below_is_no_change(image: Any) -> None:
+    """A view of 8-byte words handed to a filter that only reads it is compared as bytes: unchanged, the dump is ok."""
+    r = run_chain(image, _Words, _Reader)
+    assert r.status == "ok"
+    assert r.data is not None
+    assert (r.data["image_bytes_written"], r.data["plaintext_pages_on_disk"]) == (r.dump_bytes, PAGES)
+
+
 def test_a_filter_that_changes_a_view_of_words_below_it_is_reported(image: Any) -> None:
     """Changing a caller's buffer of 8-byte items is caught too (compared as bytes)."""
     r = run_chain(image, _Words, _Scribbler)

@@ -83,3 +83,11 @@ def test_a_file_that_cannot_be_mapped_is_read(image: DiskImage, monkeypatch: pyt
     monkeypatch.setattr(diskimage.mmap, "mmap", refuse)
     data, _ = joined(image.views(2**20, 9 * 2**20))
     assert data == expected
+
+
+def test_reset_empties_the_image(image: DiskImage) -> None:
+    """After reset every byte reads as zero, no extent is left and nothing counts as written; the size stays."""
+    image.reset()
+    assert (image.extents, image.bytes_written) == ([], 0)
+    assert os.fstat(image.fd).st_size == SIZE
+    assert image.read(2**20, 9 * 2**20) == bytes(9 * 2**20)

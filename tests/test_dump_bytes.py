@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stacksim.datamode import READ_AHEAD, DumpBytes
+from stacksim.datamode import GENERATE_DIRECT, READ_AHEAD, DumpBytes
 from stacksim.dumpfmt import HEADER64_SIZE, CrashDumpFile, PageSet, synthetic_header_fields
 
 PAGE = 4096
@@ -165,3 +165,27 @@ class TestDumpBytes:
         dump = CrashDumpFile("complete", runs, synthetic_header_fields(1, runs), PagesInto())
         length = READ_AHEAD + 3 * PAGE
         assert bytes(DumpBytes(dump).read(PAGE, length)) == dump.read(PAGE, length)
+
+    def test_a_short_write_is_copied_from_the_window(self) -> None:
+        """read_into for a write shorter than GENERATE_DIRECT: the file's bytes, from one window for many writes."""
+        source = PagesInto()
+        dump = build("complete", source)
+        contents = DumpBytes(dump)
+        out = bytearray(65536)
+        got = []
+        for offset in (0, 65536, 2 * 65536):
+            contents.read_into(offset, out)
+            got.append(bytes(out))
+        generated = [c[2] for c in source.calls]
+        assert got == [dump.read(o, 65536) for o in (0, 65536, 2 * 65536)]
+        assert sum(generated) == READ_AHEAD // PAGE - 3  # one window: the pages after the header and bitmap
+
+    def test_a_long_write_is_generated_straight_into_the_buffer(self) -> None:
+        """read_into for a write of GENERATE_DIRECT bytes or more: the file's bytes, generated for that write alone."""
+        source = PagesInto()
+        dump = build("complete", source)
+        out = bytearray(GENERATE_DIRECT)
+        DumpBytes(dump).read_into(3 * PAGE, out)
+        generated = sum(c[2] for c in source.calls)
+        assert bytes(out) == dump.read(3 * PAGE, GENERATE_DIRECT)
+        assert generated == GENERATE_DIRECT // PAGE

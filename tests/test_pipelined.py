@@ -236,17 +236,19 @@ def test_a_cleanup_that_raises_while_abandoned_does_not_leak() -> None:
 
 
 def test_a_reused_buffer_with_contents_gives_the_strict_result() -> None:
-    """A filter that reuses one buffer with data, read by the filter below: contents in flight stop the overlap."""
+    """A filter that reuses one buffer with data, read by the filter below: the host holds each write's bytes; strict result."""
 
     class Encrypt(DumpFilter):
         service_name: ClassVar[str] = "enc.sys"
-        buffer: Mdl | None = None
+
+        def __init__(self, config: Any = None) -> None:
+            super().__init__(config)
+            self.buffers: dict[int, Mdl] = {}  # one per write length, reused
 
         async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
-            if self.buffer is None:
-                self.buffer = Mdl(self.service_name, request.length, bytearray(request.length))
-            self.buffer.write(0, (request.offset // 512).to_bytes(8, "little"))
-            request.mdl = self.buffer
+            mdl = self.buffers.setdefault(request.length, Mdl(self.service_name, request.length, bytearray(request.length)))
+            mdl.write(0, (request.offset // 512).to_bytes(8, "little"))
+            request.mdl = mdl
             return NtStatus.SUCCESS
 
     class Check(DumpFilter):
@@ -263,6 +265,42 @@ def test_a_reused_buffer_with_contents_gives_the_strict_result() -> None:
         catalog, registry={"CrashDumpEnabled": 1, "DumpFilters": ["enc.sys", "check.sys"]}, memory={"ram": "2 MiB"}
     )
     assert pipelined == strict
+    assert (pipelined["status"], pipelined["write_requests"]) == ("ok", 34)
+
+
+def test_contents_the_host_cannot_hold_give_the_strict_result() -> None:
+    """A reused buffer handed down as a view of 8-byte words is not copied: the run goes one write at a time."""
+
+    class Words(DumpFilter):
+        service_name: ClassVar[str] = "words.sys"
+
+        def __init__(self, config: Any = None) -> None:
+            super().__init__(config)
+            self.buffers: dict[int, Mdl] = {}  # one per write length, reused
+
+        async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+            words = memoryview(bytearray(request.length)).cast("Q")
+            mdl = self.buffers.setdefault(request.length, Mdl(self.service_name, request.length, words))
+            assert mdl.data is not None
+            mdl.data[0] = request.offset // 512
+            request.mdl = mdl
+            return NtStatus.SUCCESS
+
+    class Check(DumpFilter):
+        service_name: ClassVar[str] = "check.sys"
+
+        async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+            assert isinstance(request.mdl.data, memoryview)
+            spend(1_000 + request.mdl.data[0] % 4096)
+            return NtStatus.SUCCESS
+
+    catalog = recorder_catalog(Words)
+    catalog.add(Check, "test")
+    pipelined, strict = both(
+        catalog, registry={"CrashDumpEnabled": 1, "DumpFilters": ["words.sys", "check.sys"]}, memory={"ram": "2 MiB"}
+    )
+    assert pipelined == strict
+    assert (pipelined["status"], pipelined["write_requests"]) == ("ok", 34)
 
 
 def test_reading_the_issue_time_gives_the_strict_result() -> None:

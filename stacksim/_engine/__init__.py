@@ -42,6 +42,7 @@ from stacksim.trace import TraceSink
 from stacksim.units import format_ns
 
 __all__ = [
+    "PIPELINE_WINDOW",
     "CallFailed",
     "CallStopped",
     "CpuMeter",
@@ -56,6 +57,10 @@ __all__ = [
     "run",
     "spend",
 ]
+
+PIPELINE_WINDOW: Final = 8
+"""Writes in flight in pipelined request mode (enough to keep every layer task busy: crashdmp, the
+filters and the port); the dump driver and the filter host keep a buffer per write in flight in data mode."""
 
 SimTime: TypeAlias = int
 """Simulated time or duration in integer nanoseconds."""

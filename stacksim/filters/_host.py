@@ -54,7 +54,7 @@ from typing import Any, Final
 import trio
 from pydantic import BaseModel
 
-from stacksim._engine import CallFailed, CallStopped, CpuMeter, Engine, FatalCall, WatchdogExpired
+from stacksim._engine import PIPELINE_WINDOW, CallFailed, CallStopped, CpuMeter, Engine, FatalCall, WatchdogExpired
 from stacksim.faults import FilterFault
 from stacksim.filters._base import (
     DUMP_FILTER_MAJOR_VERSION,
@@ -119,8 +119,10 @@ class FilterLayer:
         """The callbacks crashdmp calls, by operation: taken from the initialization data once
         DriverEntry has returned (crashdmp keeps its own copy), emptied on unload."""
         self._on_write: Any = None
-        self._copies: dict[int, bytearray] = {}
-        """Data mode: the snapshot buffers of :meth:`_snapshot`, by length."""
+        self._copies: dict[int, tuple[bytearray, memoryview]] = {}
+        """Data mode: the snapshot buffers of :meth:`_snapshot` (and a view of each), by length."""
+        self._held: dict[int, list[tuple[bytearray, memoryview]]] = {}
+        """Pipelined request mode: the buffers of :meth:`_hold` (and a view of each), by length, one per write in flight."""
 
     def _callback_table(self) -> dict[OpKind, Any]:
         init = self.init
@@ -329,12 +331,11 @@ class FilterLayer:
                             changed = True
                         if changed:
                             error = self._check_request(event, request, mdl_in, (writes_in, length_in, offset_in, number))
-                        elif request.mdl.data is not None and engine.pipelined:
-                            # Contents in flight: a filter reusing its buffer for the next write would
-                            # overwrite what the layers below have not read yet (one at a time, it can't).
-                            engine.spoil(f"{name} handed down a buffer with contents while writes were in flight")
                         if error is None and snapshot is not None and data_in is not None:
                             error = self._check_bytes(request, mdl_in, data_in, snapshot)
+                        held = request.mdl.data if error is None and engine.pipelined else None
+                        if held is not None and held is not data_in:
+                            self._hold(request)  # contents in flight, in a buffer of the filter's own
                         if self.probing and error is None:
                             self._compare(request, status, dur, offset_in)
                 engine.now_ns += dur
@@ -616,16 +617,58 @@ class FilterLayer:
         buffer of this layer's, reused write after write (one ``memcpy``; a new ``bytes`` each time
         costs an allocation, at 1 MiB page faults too); anything else into new bytes.
         """
-        if type(data) is bytearray or (type(data) is memoryview and data.format == "B" and data.ndim == 1 and data.c_contiguous):
+        if _plain(data):
             n = len(data)
-            copy = self._copies.get(n)
-            if copy is None:
+            held = self._copies.get(n)
+            if held is None:
                 if len(self._copies) >= 4:
                     self._copies.clear()
-                copy = self._copies[n] = bytearray(n)
-            copy[:] = data
-            return copy
+                copy = bytearray(n)
+                held = self._copies[n] = (copy, memoryview(copy))
+            # a memoryview on the left: `bytearray[:] = view` would copy the view into a new bytearray first
+            held[1][:] = data
+            return held[0]
         return bytes(data)
+
+    def _hold(self, request: Any) -> None:
+        """
+        Pipelined request mode: copy the bytes a filter handed down in a buffer of its own into one of the host's.
+
+        One write at a time, crashdmp calls the layers below before it calls this filter again,
+        so a filter may reuse one buffer for every write (``dumpfve.sys`` does). With writes in
+        flight it may be called for write *k* + 1 before the layer below has taken write *k*,
+        whatever order trio wakes the tasks in. **ASSUMPTION (bytes in flight)**: the layer
+        below takes the bytes at once, as the synchronous calls of one write at a time do: the
+        host copies them, as it hands the request down, into its buffer ``number %
+        PIPELINE_WINDOW`` (write *n* is issued only once write *n* - PIPELINE_WINDOW has
+        completed, so that buffer is free) and repoints the request at an MDL of the same owner,
+        length and write count over the copy, of the same kind (a bytearray, or a view of bytes,
+        read-only if the filter's was). The bytes, the calls and the simulated times are those of
+        one write at a time; the copy costs no simulated time. ``bytes`` cannot change and are
+        handed down as they are; a buffer of any other kind spoils the attempt (the run is
+        repeated one write at a time).
+        """
+        mdl = request.mdl
+        data = mdl.data
+        if type(data) is bytes:
+            return
+        if not _plain(data):
+            self.engine.spoil(f"{self.name} handed down contents in a {type(data).__name__} while writes were in flight")
+            return
+        n = len(data)
+        slots = self._held.get(n)
+        if slots is None:
+            if len(self._held) >= 4:
+                self._held.clear()
+            slots = self._held[n] = []
+            for _ in range(PIPELINE_WINDOW):
+                buffer = bytearray(n)
+                slots.append((buffer, memoryview(buffer)))
+        buffer, view = slots[request.number % PIPELINE_WINDOW]
+        view[:] = data
+        held = Mdl(mdl.owner, mdl.length, buffer if type(data) is bytearray else view.toreadonly() if data.readonly else view)
+        held.writes = mdl.writes
+        request.mdl = held
 
     def _check_bytes(
         self, request: Any, mdl_in: Mdl, data_in: bytearray | memoryview, snapshot: bytes | bytearray | memoryview
@@ -728,13 +771,26 @@ def _same_bytes(a: bytes | bytearray | memoryview, b: bytes | bytearray | memory
 
     A bytearray (or bytes against bytes) compares with any buffer in one ``memcmp``; a
     memoryview on the left compares item by item, about 100 times slower. Either order gives
-    the same answer.
+    the same answer. Views of other items are compared as their bytes.
     """
+    a, b = _bytes_view(a), _bytes_view(b)
     if type(a) is bytearray or (type(a) is bytes and type(b) is bytes):
         return a == b
     if type(b) is bytearray:
         return b == a
     return a == b
+
+
+def _plain(data: object) -> bool:
+    """Whether *data* is a plain byte buffer: a bytearray, or a contiguous one-dimensional view of bytes."""
+    return type(data) is bytearray or (type(data) is memoryview and data.format == "B" and data.ndim == 1 and data.c_contiguous)
+
+
+def _bytes_view(x: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
+    """*x* as bytes: a memoryview of other items (8-byte words, say) compares item by item, so it is cast first."""
+    if type(x) is memoryview and (x.format != "B" or x.ndim != 1):
+        return x.cast("B") if x.c_contiguous else x.tobytes()
+    return x
 
 
 def _short(value: object) -> str:
