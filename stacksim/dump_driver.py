@@ -555,7 +555,8 @@ class DumpDriver:
                 now, loss = engine.now_ns, self.power_loss_at
                 ready = compressor.ready(now, length, loss)
                 wait_end = ready if loss is None else min(ready, max(now, loss))  # no record past the power failure
-                if trace and wait_end > now:
+                cut = loss is not None and now <= loss < ready  # the power fails while crashdmp waits (even at once)
+                if trace and (wait_end > now or cut):
                     engine.emit(now, COMPRESSOR, "compress_wait", wait_end - now, number, offset, length, dump_type)
                 engine.now_ns = ready
                 if loss is not None:

@@ -214,7 +214,15 @@ class TestPowerLoss:
         assert "compression" in {v.rule for v in check_records(records)}
 
 
-def run_with_power_loss() -> tuple[Any, ListTrace]:
-    """HIBERNATE with the power failing 200 µs after hibernation starts (100 µs into the first write's compression)."""
+def run_with_power_loss(at: str = "200 us") -> tuple[Any, ListTrace]:
+    """HIBERNATE with the power failing *at* after hibernation starts (default: 100 µs into the first write's compression)."""
     sections = {k: dict(v) for k, v in HIBERNATE.items()}
-    return run(faults=[{"kind": "power_loss", "at": "200 us"}], **sections)
+    return run(faults=[{"kind": "power_loss", "at": at}], **sections)
+
+
+def test_power_failing_the_instant_the_wait_begins_leaves_a_wait_of_0_ns() -> None:
+    """Power lost exactly when the port's reset ends: a 0 ns compress_wait, then dump_failed; the trace passes check."""
+    result, trace = run_with_power_loss("100 us")
+    assert result.status == "power_lost"
+    wait = next(r for r in trace.records if r["event"] == "compress_wait")
+    assert (wait["t_ns"], wait["dur_ns"]) == (BODY_START, 0)
