@@ -13,13 +13,15 @@ After the run, :func:`leak_check` reads back every extent the run wrote and coun
 page markers it finds in plaintext: with a working encryption filter there are none; without one
 every dump page's marker is there.
 
-Data mode is for crash dumps (``crash`` and ``crash-during-io``); the hiberfile's contents
-(compression, resume) are not built yet, and ``io`` writes no dump. The normal stack's writes of a
-``crash-during-io`` run carry no bytes (its region of the image stays empty).
+Data mode writes crash dumps (``crash``, ``crash-during-io``) and hiberfiles (``hibernate``,
+``hibernate-resume``: :class:`HiberfileBytes`, the format of :mod:`stacksim.hiberfile`, compressed
+before the run starts so the plan knows the body's real size); ``io`` writes no dump. The normal
+stack's writes of a ``crash-during-io`` run carry no bytes (its region of the image stays empty).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from stacksim.dumpfmt import CrashDumpFile
+    from stacksim.hiberfile import HiberHeader
+    from stacksim.layout import FileLayout
     from stacksim.memory import DumpPlan
     from stacksim.scenario import Scenario
 
@@ -66,11 +70,81 @@ def data_mode_problem(s: Scenario) -> tuple[str, str] | None:
     """``(key, problem)`` when *s* cannot run in data mode; None when it can."""
     from stacksim.physmem import data_mode_problem as memory_problem
 
-    if s.scenario.event not in ("crash", "crash-during-io"):
-        what = "writes no dump" if s.scenario.event == "io" else "writes a hiberfile, whose contents are not modelled yet"
-        allowed = 'data mode writes crash dumps (event = "crash" or "crash-during-io")'
-        return "[scenario] event", f'{allowed}; event = "{s.scenario.event}" {what}'
+    if s.scenario.event == "io":
+        allowed = (
+            'data mode writes crash dumps and hiberfiles (event = "crash", "crash-during-io", "hibernate" or "hibernate-resume")'
+        )
+        return "[scenario] event", f'{allowed}; event = "io" writes no dump'
     return memory_problem(s.memory)
+
+
+class HiberfileBytes:
+    """
+    A hiberfile's bytes by file position: the header page (written last) and the compressed body after it.
+
+    The body is compressed once, when the machine is assembled (:func:`stacksim.hiberfile.write_body`,
+    into a temporary file: memory stays bounded), so the plan has its real size and the
+    compressor's time per write follows the real ratio. crashdmp then reads it write by write.
+    """
+
+    def __init__(self, s: Scenario) -> None:
+        import tempfile
+
+        from stacksim.hiberfile import build_header, write_body
+        from stacksim.physmem import PageClass, PhysicalMemory
+
+        h = s.hibernation
+        self.memory = PhysicalMemory.from_scenario(s)
+        self.classes = {PageClass[name.upper()] for name in h.kept_classes}
+        self._body = tempfile.TemporaryFile(prefix="stacksim-hiberfile-")  # noqa: SIM115 - kept for the run; close() ends it
+        self.summary = write_body(self.memory, self.memory.pfns_of(self.classes), self._body, compress=h.compression)
+        self.header = build_header(
+            self.summary,
+            fast_startup=h.mode == "fast-startup",
+            system_time_ns=s.scenario.event_at,
+            hiberfile_type=h.hiberfile_type,
+        )
+
+    @property
+    def body_pages(self) -> int:
+        """Physical pages the image holds."""
+        return self.summary.pages
+
+    def read_into(self, file_offset: int, out: bytearray) -> None:
+        """Put the ``len(out)`` bytes of the hiberfile at *file_offset* into *out*."""
+        from stacksim.requests import PAGE_SIZE
+
+        view = memoryview(out)
+        if file_offset < PAGE_SIZE:  # (the header is one page and written as one piece)
+            n = min(len(out), PAGE_SIZE - file_offset)
+            view[:n] = self.header[file_offset : file_offset + n]
+            view, file_offset = view[n:], PAGE_SIZE
+        done = 0
+        while done < len(view):
+            got = os.preadv(self._body.fileno(), [view[done:]], file_offset - PAGE_SIZE + done)
+            if not got:
+                view[done:] = bytes(len(view) - done)  # past the body's end (never, by the plan)
+                break
+            done += got
+
+    def close(self) -> None:
+        """Delete the temporary body."""
+        self._body.close()
+
+
+def hiberfile_header_on_disk(image: DiskImage, layout: FileLayout) -> HiberHeader | None:
+    """The hiberfile header the image holds as it stands (no key): ``None`` when it is not one (encrypted, torn)."""
+    from stacksim.hiberfile import HEADER_SIZE, HiberfileError, parse_header
+
+    raw = b"".join(
+        image.read(layout.partition_offset + offset + i * length, length)
+        for offset, length, count in layout.map_runs(0, HEADER_SIZE, HEADER_SIZE)
+        for i in range(count)
+    )
+    try:
+        return parse_header(raw)
+    except HiberfileError:
+        return None
 
 
 def dump_bytes(s: Scenario, plan: DumpPlan) -> DumpBytes:

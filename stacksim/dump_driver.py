@@ -21,7 +21,7 @@ What Windows does, and what this module does in the same order (fact sheet §0, 
 **Hibernation** (``event = "hibernate"``): the crash stack is still loaded at boot; when
 hibernation starts, crashdmp loads the separate *hibernation stack* (``hiber_`` images, the same
 filter list, ``DumpType = hibernation``) [DOC S4, S6b, S11] and writes the hiberfile image the
-same way. Its Dump_Unload runs after resume, which a later issue models.
+same way. Its Dump_Unload runs after resume (:mod:`stacksim.resume`).
 
 When a critical filter's DriverEntry fails, the stack does not initialise: no dump is written
 (or hibernation is refused) and the filters already initialised are unloaded (assumption).

@@ -246,6 +246,12 @@ def recorded_run(result: dict[str, Any], scenario: Scenario, name: str) -> Recor
         encrypted |= entry["name"] == "dumpfve.sys" and entry["loaded"]
     if problems:
         raise ExtractError(f"{name}: not a result of stacksim run --data: " + "; ".join(problems))
+    if scenario.scenario.hibernates:
+        raise ExtractError(
+            f"{name}: the run hibernated (event = {_shown(scenario.scenario.event, 40)}): its image is a hiberfile, "
+            "not a crash dump; inspect and extract read crash dumps, and a hiberfile is read back by resume "
+            '(event = "hibernate-resume": the result\'s resume.memory_matches)'
+        )
     plan = scenario.dump_plan()
     layout = scenario.file_layout()
     body = next((p.bytes for p in plan.parts if p.name == "body"), 0)

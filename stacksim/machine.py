@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from stacksim._engine import Engine
 from stacksim.compressor import Compressor
-from stacksim.datamode import DataMode, DumpBytes, dump_bytes
+from stacksim.datamode import DataMode, DumpBytes, HiberfileBytes, dump_bytes
 from stacksim.devices import DeviceBase, build_device
 from stacksim.faults import DeviceFault, FaultPlan, FilterFault
 from stacksim.filters import DiskGeometry, DumpType, FilterCatalog, FilterExtension
@@ -74,7 +74,7 @@ class Machine:
     progress: Callable[[int, int], None] | None
     data: DataMode | None = None
     """Data mode: the disk image and the volume key (``None``: timing mode, no bytes)."""
-    contents: DumpBytes | None = None
+    contents: DumpBytes | HiberfileBytes | None = None
     """Data mode: the dump file's bytes, which crashdmp hands down write by write."""
     compressor: Compressor | None = None
     """Hibernation with compression: the compressor that paces the body's writes."""
@@ -108,7 +108,9 @@ def assemble(
     dump port writes each completed write into the disk image.
     """
     s = scenario
-    plan = s.dump_plan()
+    hiber_bytes = HiberfileBytes(s) if data is not None and s.scenario.hibernates else None
+    # data mode compresses the hiberfile before the run: its plan has the body's real size
+    plan = s.hiber_plan(hiber_bytes.summary.body_bytes) if hiber_bytes is not None else s.dump_plan()
     dump_type = DumpType.HIBERNATION if s.scenario.hibernates else DumpType.CRASHDUMP
     kind, model, params, disk_size = s.disk.resolved()
     port_cfg = s.dump_port.resolved()
@@ -180,7 +182,7 @@ def assemble(
         pipeline=pipeline,
         progress=progress,
         data=data,
-        contents=dump_bytes(s, full_plan) if data is not None else None,
+        contents=hiber_bytes if hiber_bytes is not None else dump_bytes(s, full_plan) if data is not None else None,
         compressor=_compressor(s, plan),
     )
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from stacksim._version import __version__
 from stacksim.compressor import LAYER as COMPRESSOR_LAYER
-from stacksim.datamode import leak_check
+from stacksim.datamode import HiberfileBytes, hiberfile_header_on_disk, leak_check
 from stacksim.dump_driver import LAYER as DUMP_DRIVER_LAYER
 from stacksim.dump_driver import DumpDriver
 from stacksim.events import EventRun
@@ -239,8 +239,15 @@ def _data(m: Machine) -> dict[str, Any] | None:
     """Data mode: the image's numbers and the leak check over every extent the run wrote."""
     if m.data is None or m.contents is None:
         return None
-    leak = leak_check(m.data.image, m.contents.body_pages)
-    return {"key": m.data.key_source, "image_bytes_written": m.data.image.bytes_written, **leak.as_dict()}
+    leak = leak_check(m.data.image, m.contents.body_pages).as_dict()
+    out: dict[str, Any] = {"key": m.data.key_source, "image_bytes_written": m.data.image.bytes_written, **leak}
+    if isinstance(m.contents, HiberfileBytes):
+        # compressed pages hide their markers: a header readable without the key means the image is plaintext too
+        header = hiberfile_header_on_disk(m.data.image, m.layout)
+        out["hiberfile_readable_without_key"] = header is not None
+        if header is not None:
+            out["plaintext_pages_on_disk"] = max(leak["plaintext_pages_on_disk"], header.pages)
+    return out
 
 
 def _scenario_warnings(m: Machine) -> list[str]:

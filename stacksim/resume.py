@@ -37,9 +37,11 @@ each read to the port's task, then up through the filters' tasks from the one ne
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import trio
 
@@ -76,6 +78,8 @@ class ResumeResult:
     memory_matches: bool | None = None
     """Data mode: whether every restored page equals the original; ``None`` in timing mode (no bytes)."""
     mismatched_pages: int | None = None
+    restored: BinaryIO | None = None
+    """Data mode: the hiberfile as read back, after every ``dump_read`` (a temporary file)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The result JSON's ``resume`` object."""
@@ -117,6 +121,8 @@ async def resume(m: Machine, driver: DumpDriver) -> ResumeResult:
         x.stats = LayerStats(stats.name)
     loader, decompress = LayerStats(LOADER), LayerStats(DECOMPRESSOR)
     result = ResumeResult("resumed", "", start_ns=start)
+    if m.data is not None:
+        result.restored = tempfile.TemporaryFile(prefix="stacksim-resume-")  # noqa: SIM115 - _compare closes it
     try:
         await _read_image(m, driver, loaded, loader, decompress, result, header_only=bool(blocked))
     finally:
@@ -137,7 +143,9 @@ async def resume(m: Machine, driver: DumpDriver) -> ResumeResult:
             "stack is not unloaded: it was never restored)"
         )
         result.undecryptable_by = blocked
-    elif result.status == "resumed":
+    if result.restored is not None:
+        _compare(m, result, blocked)
+    if result.status == "resumed":
         result.message = (
             f"image read back: {result.bytes_read:,} bytes in {result.reads:,} reads, then the hibernation stack unloaded"
         )
@@ -172,11 +180,13 @@ async def _read_image(
         m.scenario.hibernation.decompress_rate,
     )
     chunk = driver.max_chunk
+    restored = result.restored
 
     async def loader_task() -> None:
         await _call(to_port_send, from_port_recv, Op(OpKind.START))  # the port's reset, in resume mode
         number, ready = 0, 0
         for part, file_pos in sorted(plan.placed(), key=lambda placed: placed[1]):  # header first: it says what follows
+            pos = file_pos
             for offset, length, count in layout.map_runs(file_pos, part.bytes, chunk):
                 for i in range(count):
                     number += 1
@@ -191,6 +201,9 @@ async def _read_image(
                         return
                     result.reads += 1
                     result.bytes_read += length
+                    if restored is not None and data is not None:  # data mode: the bytes as the filters left them
+                        os.pwrite(restored.fileno(), data, pos)
+                    pos += length
                     if header_only:  # its signature is ciphertext: nothing more is read, nothing unloaded
                         return
                     if part.name == "body" and cost.uncompressed:  # decompressed behind the reads
@@ -214,6 +227,45 @@ async def _read_image(
     await engine.supervise(loader_task, *tasks)
     if engine.failure is not None:
         result.status, result.message = "failed", f"resume stopped: {engine.failure}"
+
+
+def _compare(m: Machine, result: ResumeResult, blocked: tuple[str, ...]) -> None:
+    """
+    Data mode: decompress the image as read back and compare every page with the memory it came from.
+
+    What the resumed kernel would find: the header checked, every set inflated and checked, then
+    each restored page against the original (:func:`stacksim.hiberfile.compare_memory`).
+    """
+    from stacksim.datamode import HiberfileBytes
+    from stacksim.hiberfile import HEADER_SIZE, HiberfileError, compare_memory, parse_header, read_sets
+
+    contents, restored = m.contents, result.restored
+    assert isinstance(contents, HiberfileBytes)
+    assert restored is not None
+    expected = contents.summary.pages
+    try:
+        with restored:
+            header = parse_header(os.pread(restored.fileno(), HEADER_SIZE, 0))
+            if result.status != "resumed":
+                return
+            comparison = compare_memory(
+                contents.memory, read_sets(restored, header), expected=contents.memory.pfns_of(contents.classes)
+            )
+    except HiberfileError as exc:
+        result.memory_matches, result.mismatched_pages = False, expected
+        if not blocked and result.status == "resumed":
+            result.status, result.message = "failed", f"the image read back is not a valid hiberfile: {exc}"
+        return
+    finally:
+        result.restored = None
+    result.memory_matches = comparison.matches
+    result.mismatched_pages = comparison.mismatched_pages + comparison.missing_pages
+    if not comparison.matches and result.status == "resumed":
+        result.status = "failed"
+        result.message = (
+            f"the restored memory differs from the original: {comparison.mismatched_pages:,} page(s) differ, "
+            f"{comparison.missing_pages:,} missing, {comparison.extra_pages:,} not expected"
+        )
 
 
 async def _call(send: trio.MemorySendChannel[Op], receive: trio.MemoryReceiveChannel[Op], op: Op) -> Op:

@@ -108,7 +108,12 @@ def _attempt(
         return await script(machine)
 
     log.debug("run.start", scenario=scenario.scenario.name, seed=scenario.scenario.seed)
-    result = build_result(machine, run(main, machine.engine))
+    try:
+        result = build_result(machine, run(main, machine.engine))
+    finally:
+        close = getattr(machine.contents, "close", None)
+        if close is not None:  # a data-mode hiberfile's compressed body, in a temporary file
+            close()
     if merged is not None:
         merged.close()
     log.debug("run.end", scenario=scenario.scenario.name, status=result.status, dump_time_ns=result.dump_time_ns)

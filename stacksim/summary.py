@@ -296,6 +296,11 @@ def _resume_fields(r: RunResult, console: Console) -> None:
     assert res is not None
     status = f"{res.status}: {_safe(res.message)}"
     _field(console, "resume", (status, "yellow") if res.status != "resumed" else status)
+    if res.memory_matches is not None:
+        pages = r.data["dump_pages"] if r.data is not None else 0
+        same = f"restored byte for byte: all {pages:,} pages match the memory hibernated"
+        differ = f"{res.mismatched_pages:,} of {pages:,} pages differ from (or are missing against) the memory hibernated"
+        _field(console, "memory", same if res.memory_matches else (differ, "yellow"))
     if res.reads:
         _field(console, "times", f"hibernate {format_ns(r.dump_time_ns)} · resume {format_ns(res.time_ns)}")
         busy = " · ".join(f"{_safe(name)} {format_ns(s.busy_ns)}" for name, s in res.layers.items() if s.calls)

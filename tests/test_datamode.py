@@ -327,14 +327,14 @@ def test_the_leak_check_counts_plaintext_wherever_a_filter_moved_it(image: Any) 
 # -- what data mode refuses -------------------------------------------------------------------
 
 
-def test_data_mode_is_for_crash_dumps(tmp_path: Path) -> None:
-    """A hibernation in data mode is refused with exit 2, naming [scenario] event."""
-    sc = tmp_path / "h.toml"
-    sc.write_text('[scenario]\nname = "h"\nevent = "hibernate"\n[memory]\nram = "16 MiB"\n', encoding="utf-8")
-    proc = invoke_cli("run", str(sc), "--data", "--image", str(tmp_path / "h.img"), cwd=tmp_path)
+def test_data_mode_refuses_a_run_that_writes_no_dump(tmp_path: Path) -> None:
+    """event = "io" in data mode (it writes no dump) is refused with exit 2, naming [scenario] event; no image is left."""
+    sc = tmp_path / "io.toml"
+    sc.write_text('[scenario]\nname = "io"\nevent = "io"\n[workload]\nrequests = 10\n', encoding="utf-8")
+    proc = invoke_cli("run", str(sc), "--data", "--image", str(tmp_path / "io.img"), cwd=tmp_path)
     assert proc.returncode == 2
-    assert "[scenario] event: data mode writes crash dumps" in proc.stderr
-    assert not (tmp_path / "h.img").exists()
+    assert "[scenario] event: data mode writes crash dumps and hiberfiles" in proc.stderr
+    assert not (tmp_path / "io.img").exists()
 
 
 def test_data_needs_an_image(tmp_path: Path) -> None:
