@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import trio
 
+from stacksim._engine import bound
 from stacksim.metrics import LayerStats, LayerSummary
 from stacksim.requests import DumpRequest, Mdl, Op, OpKind
 
@@ -214,14 +215,8 @@ async def _read_image(
         for layer in loaded:
             await layer.dump_unload()
 
-    def bind(fn: Any, *args: Any) -> Any:
-        async def task() -> None:
-            await fn(*args)
-
-        return task
-
-    tasks = [bind(m.port.run, to_port_recv, from_port_send)]
-    tasks += [bind(layer.run, chain[i][1], chain[i + 1][0], chain[-1][0]) for i, layer in enumerate(readers)]
+    tasks = [bound(m.port.run, to_port_recv, from_port_send)]
+    tasks += [bound(layer.run, chain[i][1], chain[i + 1][0], chain[-1][0]) for i, layer in enumerate(readers)]
     engine.describe_state = lambda: f"the resume loader, the miniport and {len(readers)} filter task(s) are waiting for work"
     engine._done = False
     await engine.supervise(loader_task, *tasks)

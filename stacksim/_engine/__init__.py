@@ -52,6 +52,7 @@ __all__ = [
     "SimTime",
     "SpeculationFailed",
     "WatchdogExpired",
+    "bound",
     "current_engine",
     "now_ns",
     "run",
@@ -964,3 +965,12 @@ def run(async_fn: Callable[[], Awaitable[T]], engine: Engine | None = None) -> T
         if group.subgroup(KeyboardInterrupt) is not None:
             raise KeyboardInterrupt from None
         raise
+
+
+def bound(fn: Callable[..., Awaitable[None]], *args: Any) -> Callable[[], Awaitable[None]]:
+    """A task for :meth:`Engine.supervise`: *fn* called with *args* (a layer's ``run`` and its channels)."""
+
+    async def task() -> None:
+        await fn(*args)
+
+    return task

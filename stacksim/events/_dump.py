@@ -15,10 +15,10 @@ tasks (its watchdog turns a task that never returns into a ``hung`` or ``deadloc
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import trio
 
+from stacksim._engine import bound
 from stacksim.dump_driver import LAYER, DumpDriver
 from stacksim.machine import Machine
 from stacksim.requests import Op
@@ -61,8 +61,8 @@ async def write_dump(m: Machine) -> DumpDriver:
         contents=m.contents,
         compressor=m.compressor,
     )
-    tasks = [_bind(layer.run, channels[i][1], channels[i + 1][0], complete_send) for i, layer in enumerate(active)]
-    tasks.append(_bind(m.port.run, channels[-1][1], complete_send))
+    tasks = [bound(layer.run, channels[i][1], channels[i + 1][0], complete_send) for i, layer in enumerate(active)]
+    tasks.append(bound(m.port.run, channels[-1][1], complete_send))
     m.engine.describe_state = lambda: f"{len(active)} filter tasks and the miniport are waiting for work"
     engine = m.engine
     await engine.supervise(driver.run, *tasks)
@@ -75,10 +75,3 @@ async def write_dump(m: Machine) -> DumpDriver:
         end = out.done_ns if engine.trace_until_ns is None else min(out.done_ns, engine.trace_until_ns)
         engine.emit(end, LAYER, "dump_failed", 0, dump_type=m.dump_type.label)
     return driver
-
-
-def _bind(fn: Any, *args: Any) -> Any:
-    async def task() -> None:
-        await fn(*args)
-
-    return task
