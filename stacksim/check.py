@@ -106,7 +106,7 @@ import reprlib
 from array import array
 from bisect import bisect_right
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -147,6 +147,7 @@ RULES: Final = (
     "freeze",
     "reset",
     "compression",
+    "resume",
 )
 
 FIELDS: Final = ("t_ns", "seq", "layer", "event", "dur_ns", "request", "offset", "length", "dump_type", "status", "detail")
@@ -178,7 +179,7 @@ Record = dict[str, Any]
 _FIELD_SET: Final = frozenset(FIELDS)
 _FIELD_LIST: Final = list(orjson.loads(orjson.dumps(dict.fromkeys(FIELDS))))
 """FIELDS as orjson's own key strings: it caches keys, so comparing a parsed record's keys with these is an identity test."""
-_CORE: Final = frozenset({"crashdmp", "miniport", "device", "compressor"})
+_CORE: Final = frozenset({"crashdmp", "miniport", "device", "compressor", "winresume", "decompressor"})
 _STACKS: Final = ("crashdump", "hibernation")
 _REQUEST_EVENTS: Final = frozenset(
     {
@@ -1018,6 +1019,204 @@ class _Extents:
         return hit
 
 
+# -- the read path --------------------------------------------------------------------------
+
+
+class _Resume:
+    """
+    The ``resume`` rule: resume reads the image only after it is complete, through the right filters, and unloads last.
+
+    The records, in order: ``resume``; the port's ``port_init``; for each read ``issue_read``,
+    ``miniport_read``, ``device_read``, one ``dump_read`` by every filter that registered one,
+    nearest the disk first (the reverse of DumpFilters), and ``read_complete``; the reads are the
+    image's pieces in file order, header first, each as long as MaxPagesPerWrite, the run and the
+    part allow; then perhaps a ``decompress_wait``, each loaded filter's ``dump_unload`` (registry
+    order), and ``resume_complete`` -- or ``resume_failed`` wherever resume stops. One step at a
+    time, as on the dump path (``timing`` holds for every record but ``resume``).
+    """
+
+    def __init__(self, checker: _Checker, r: Record, line: int) -> None:
+        self.c = checker
+        self.ctx = checker.ctx
+        self.clock = r["t_ns"]
+        self.ended = False
+        self.n = 0
+        self.state = "start"  # start, ready, issued, port, device, done, unloading
+        self.chain: list[str] = []
+        ctx = self.ctx
+        self.readers = [f for f in reversed(ctx.filters) if "dump_read" in ctx.callbacks[f]] if ctx is not None else []
+        self.unloaders = [f for f in ctx.filters if "dump_unload" in ctx.callbacks[f]] if ctx is not None else []
+        self.unloaded: list[str] = []
+        self.pieces = self._pieces()
+        self.want: tuple[int, int] | None = next(self.pieces, None)
+        self.last: tuple[int, Record] = (line, r)
+
+    def _pieces(self) -> Iterator[tuple[int, int]]:
+        """(partition offset, length) of every read, in file order: each part through the file's runs, as the writes went."""
+        ctx = self.ctx
+        if ctx is None:
+            return
+        for _, pos, size in sorted(ctx.parts, key=lambda p: p[1]):
+            end = pos + size
+            while pos < end:
+                k = bisect_right(ctx.file_starts, pos) - 1
+                if k < 0:
+                    return
+                run_file, run_offset, run_len = ctx.file_runs[k]
+                n = min(ctx.max_bytes, run_file + run_len - pos, end - pos)
+                if n <= 0:
+                    return
+                yield run_offset + pos - run_file, n
+                pos += n
+
+    def v(self, message: str, line: int, r: Record) -> None:
+        self.c.v("resume", f"line {line}: {message}", self.last, (line, r))
+
+    def feed(self, r: Record, line: int) -> None:
+        """Check one record of the read path."""
+        event, layer, t, dur = r["event"], r["layer"], r["t_ns"], r["dur_ns"]
+        expect = _RESUME_EVENTS.get(event)
+        want_layer = expect[0] if expect is not None else None
+        if self.ended:
+            self.v(f"a {_short(event)} record after resume ended", line, r)
+            return
+        if event == "resume":
+            if self.state != "start":
+                self.v("a second resume record", line, r)
+            elif t < self.c.clock:
+                self.v(f"resume at {t} ns, before the hibernation ended at {self.c.clock} ns", line, r)
+            self._started(line, r)
+        elif t != self.clock:
+            self.c.v(
+                "timing",
+                f"line {line}: {_short(layer)}'s {_short(event)} starts at {t} ns, but the step before it ended at "
+                f"{self.clock} ns: one layer runs at a time",
+                self.last,
+                (line, r),
+            )
+        if event != "resume":
+            if event == "port_init":
+                want_layer = "miniport"
+                if self.state != "started":
+                    self.v("port_init after resume began reading", line, r)
+                self.state = "ready"
+            elif event == "dump_unload":
+                want_layer = "filter"
+                self._unload(r, line)
+            elif expect is None:
+                self.v(f"{_short(layer)}'s {_short(event)} is not a step of resume", line, r)
+            else:
+                self._step(event, r, line)
+            if want_layer == "filter":
+                if layer in _CORE:
+                    self.v(f"{layer} recorded {event}, a filter callback", line, r)
+            elif want_layer is not None and layer != want_layer:
+                self.v(f"{event} is recorded by {want_layer}, not by {_short(layer)}", line, r)
+        self.clock = t + dur
+        self.last = (line, r)
+
+    def _started(self, line: int, r: Record) -> None:
+        """The resume record: the image must be whole (every part written: the header, the commit marker, last)."""
+        c, ctx = self.c, self.ctx
+        self.state = "started"
+        if ctx is None:
+            self.v("resume without a dump_context: what was written is unknown", line, r)
+        elif ctx.event != "hibernate":
+            self.v(f"resume after a {ctx.event}: only a hibernation writes an image to resume from", line, r)
+        elif c.part_i < len(ctx.parts):
+            name = ctx.parts[c.part_i][0]
+            self.v(f"resume, but part {name!r} of the image was never written in full (the header is written last)", line, r)
+
+    def _step(self, event: str, r: Record, line: int) -> None:
+        """One record of a read, the decompressor's wait, or the end."""
+        state = self.state
+        if event == "issue_read":
+            if state not in ("ready", "done"):
+                self.v(f"read {r['request']} issued while {'read ' + str(self.n) if self.n else 'the port'} is not done", line, r)
+            if r["request"] != self.n + 1:
+                self.v(f"read {r['request']} follows read {self.n}: reads are numbered 1, 2, 3, …", line, r)
+            want = self.want
+            if want is None:
+                self.v(f"read {r['request']} at {r['offset']}+{r['length']}: the whole image was read already", line, r)
+            elif (r["offset"], r["length"]) != want:
+                self.v(
+                    f"read {r['request']} is {r['offset']}+{r['length']}, but the image goes on at {want[0]}+{want[1]} "
+                    "(read in file order, header first, in the pieces it was written in)",
+                    line,
+                    r,
+                )
+            self.n, self.chain, self.state = r["request"], [], "issued"
+            self.offset, self.length = r["offset"], r["length"]
+            self.want = next(self.pieces, None)
+        elif event in ("miniport_read", "device_read", "dump_read", "read_complete"):
+            if r["request"] != self.n or state in ("ready", "done", "started", "unloading"):
+                self.v(f"{event} of read {r['request']}, which is not the read in progress", line, r)
+                return
+            if event == "miniport_read":
+                if state != "issued":
+                    self.v(f"miniport_read of read {self.n} twice", line, r)
+                self.state = "port"
+            elif event == "device_read":
+                if state != "port":
+                    self.v(f"device_read of read {self.n} before its miniport_read", line, r)
+                if self.ctx is not None and r["offset"] != self.ctx.partition_offset + self.offset:
+                    self.v(
+                        f"device_read of read {self.n} at disk offset {r['offset']}, not partition_offset + its offset", line, r
+                    )
+                self.state = "device"
+            elif event == "dump_read":
+                name = r["layer"]
+                if state != "device":
+                    self.v(f"{_short(name)}'s dump_read of read {self.n} before the port read it", line, r)
+                k = len(self.chain)
+                if name not in self.readers:
+                    self.v(f"{_short(name)} registered no dump_read (no read support): it is never called on resume", line, r)
+                elif k >= len(self.readers) or self.readers[k] != name:
+                    self.v(
+                        f"{_short(name)}'s dump_read of read {self.n} out of order: after each read the filters with a "
+                        f"dump_read are called nearest the disk first, {self.readers}",
+                        line,
+                        r,
+                    )
+                self.chain.append(name)
+            else:  # read_complete
+                if state not in ("device",):
+                    self.v(f"read {self.n} completed before the device read it", line, r)
+                elif self.chain != self.readers:
+                    self.v(f"read {self.n} went through {self.chain}; every read goes through {self.readers}", line, r)
+                self.state = "done"
+        elif event == "decompress_wait":
+            if state != "done" or self.want is not None:
+                self.v("decompress_wait before the last read completed", line, r)
+        elif event == "resume_complete":
+            if state not in ("done", "unloading") or self.want is not None:
+                self.v("resume_complete before the whole image was read", line, r)
+            elif self.unloaded != self.unloaders:
+                self.v(
+                    f"resume_complete after unloading {self.unloaded}; every loaded filter's dump_unload runs: {self.unloaders}",
+                    line,
+                    r,
+                )
+            self.ended = True
+        else:  # resume_failed: wherever resume stops
+            self.ended = True
+
+    def _unload(self, r: Record, line: int) -> None:
+        """dump_unload: after the last read, each filter with one once, in registry order."""
+        name = r["layer"]
+        if self.state not in ("done", "unloading") or self.want is not None:
+            self.v(f"{_short(name)}'s dump_unload before resume read the whole image (unload comes last)", line, r)
+        k = len(self.unloaded)
+        if k >= len(self.unloaders) or self.unloaders[k] != name:
+            self.v(
+                f"{_short(name)}'s dump_unload out of turn: the loaded filters unload in registry order, {self.unloaders}",
+                line,
+                r,
+            )
+        self.unloaded.append(name)
+        self.state = "unloading"
+
+
 # -- the checker -----------------------------------------------------------------------------
 
 _EVENT_LAYER: Final = {
@@ -1049,6 +1248,20 @@ _SIGNATURE: Final = {
     for event in _EVENT_LAYER
 } | {event: (event in _IO_PATH_EVENTS, 0, 1 if event in ("io_device", "io_context", "io_freeze") else 0) for event in _IO_EVENTS}
 """Per event: (has request/offset/length, status 0 null / 1 required / 2 either, detail 0 null / 1 an object / 2 either)."""
+
+_RESUME_EVENTS: Final = {
+    "resume": ("winresume", False, 0),
+    "issue_read": ("winresume", True, 0),
+    "miniport_read": ("miniport", True, 0),
+    "device_read": ("device", True, 0),
+    "dump_read": ("filter", True, 1),
+    "read_complete": ("winresume", True, 0),
+    "decompress_wait": ("decompressor", False, 0),
+    "resume_complete": ("winresume", False, 0),
+    "resume_failed": ("winresume", False, 0),
+}
+"""The read path's events (after a hibernation's dump ended): (layer, has request/offset/length, status as above)."""
+_SIGNATURE.update({event: (numbers, status, 0) for event, (_, numbers, status) in _RESUME_EVENTS.items()})
 
 
 class _Checker:
@@ -1161,6 +1374,8 @@ class _Checker:
         self.reset_end: int | None = None
         self.wait: tuple[int, Record] | None = None
         """A compress_wait not yet followed by the issue_write it delays: (line, record)."""
+        self.resume: _Resume | None = None
+        """The read path, from its ``resume`` record on (:class:`_Resume`)."""
         self.body_issue: int | None = None
         """When the last write of a compressed body was issued (the compressor's clock, :mod:`stacksim.compressor`)."""
         """When the dump port's reset (port_init) ended, until the first device command after it is checked."""
@@ -1216,6 +1431,8 @@ class _Checker:
             self.v("structure", "the trace has no records: no bugcheck or hibernate record, no dump")
         elif self.stage < ENDED:
             self.v("structure", f"the trace ends at line {self.line} without dump_complete or dump_failed (cut short?)")
+        elif self.resume is not None and not self.resume.ended:
+            self.v("resume", f"the trace ends at line {self.line} during resume, without resume_complete or resume_failed")
         out = []
         for rule in RULES:
             out += self.shown[rule]
@@ -1341,6 +1558,12 @@ class _Checker:
                 f"line {line}: {_short(layer)}'s {_short(event)} in a trace of event io, which runs the normal stack alone",
                 (line, r),
             )
+            return
+        # the read path: resume, after a hibernation's dump ended
+        if self.resume is not None or (event == "resume" and self.stage == ENDED):
+            if self.resume is None:
+                self.resume = _Resume(self, r, line)
+            self.resume.feed(r, line)
             return
         # structure
         stage = self.stage

@@ -374,15 +374,6 @@ def run(
     catalog = _catalog(plugin)
     s = _load_scenario(scenario, catalog, seed=seed)
     key = None
-    if (trace_out is not None or perfetto_out is not None) and s.scenario.event == "hibernate-resume":
-        _bad_scenario(
-            scenario,
-            (
-                "[scenario] event",
-                'a trace of event = "hibernate-resume" is not available yet (stacksim check has no rules for the read '
-                'path): drop --trace/--perfetto, or trace the hibernation alone with event = "hibernate"',
-            ),
-        )
     if data:
         if (problem := data_mode_problem(s)) is not None:
             _bad_scenario(scenario, problem)

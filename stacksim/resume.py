@@ -115,6 +115,7 @@ async def resume(m: Machine, driver: DumpDriver) -> ResumeResult:
     engine = m.engine
     start = out.done_ns + m.scenario.hibernation.resume_after
     engine.advance_to(start)
+    engine.trace_until_ns = None  # the power is back (a power loss ended the hibernation, not this boot)
     port, device = m.port, m.device
     holders: list[Any] = [port, device, *loaded]  # each keeps its hibernation statistics in .stats
     saved = [(x, x.stats) for x in holders]
@@ -183,7 +184,17 @@ async def _read_image(
     chunk = driver.max_chunk
     restored = result.restored
 
+    traced = engine.trace is not None
+    kind = "hibernation"
+
+    def emit(event: str, dur: int = 0, request: DumpRequest | None = None) -> None:
+        if traced:
+            at = (None, None, None) if request is None else (request.number, request.offset, request.length)
+            layer = DECOMPRESSOR if event == "decompress_wait" else LOADER
+            engine.emit(engine.now_ns, layer, event, dur, *at, dump_type=kind)
+
     async def loader_task() -> None:
+        emit("resume")
         await _call(to_port_send, from_port_recv, Op(OpKind.START))  # the port's reset, in resume mode
         number, ready = 0, 0
         for part, file_pos in sorted(plan.placed(), key=lambda placed: placed[1]):  # header first: it says what follows
@@ -194,26 +205,39 @@ async def _read_image(
                     data = bytearray(length) if m.data is not None else None
                     request = DumpRequest(number, offset + i * length, Mdl(LOADER, length, data), part.name, engine.now_ns)
                     loader.record(0)
+                    emit("issue_read", 0, request)
                     op = await _call(to_port_send, from_port_recv, Op(OpKind.READ, request))
                     if op.error is None and readers:
+                        failed_before = [layer.errors["dump_read"] for layer in readers]
                         op = await _call(chain[0][0], chain[-1][1], op)
+                        for layer, before in zip(readers, failed_before, strict=True):
+                            if op.error is None and layer.errors["dump_read"] > before:
+                                # ASSUMPTION: what Windows does with a failing Dump_Read is not documented; the
+                                # read's bytes cannot be trusted, so resume stops and Windows boots afresh
+                                op.error = f"{layer.name}'s dump_read {layer.first_error['dump_read']}"
                     if op.error is not None:
                         result.status, result.message = "failed", f"resume stopped at read #{number}: {op.error}"
+                        emit("resume_failed")
                         return
+                    emit("read_complete", 0, request)
                     result.reads += 1
                     result.bytes_read += length
                     if restored is not None and data is not None:  # data mode: the bytes as the filters left them
                         os.pwrite(restored.fileno(), data, pos)
                     pos += length
                     if header_only:  # its signature is ciphertext: nothing more is read, nothing unloaded
+                        emit("resume_failed")
                         return
                     if part.name == "body" and cost.uncompressed:  # decompressed behind the reads
                         spent = cost.ns(length)
                         ready = max(ready, engine.now_ns) + spent
                         decompress.record(spent)
-        engine.now_ns = max(engine.now_ns, ready)
+        if ready > engine.now_ns:  # the last reads' decompression, after the reads
+            emit("decompress_wait", ready - engine.now_ns)
+            engine.now_ns = ready
         for layer in loaded:
             await layer.dump_unload()
+        emit("resume_complete")
 
     tasks = [bound(m.port.run, to_port_recv, from_port_send)]
     tasks += [bound(layer.run, chain[i][1], chain[i + 1][0], chain[-1][0]) for i, layer in enumerate(readers)]

@@ -60,17 +60,6 @@ def simulate(
     """
     if data is not None and (problem := data_mode_problem(scenario)) is not None:
         raise ScenarioError("scenario " + scenario.scenario.name, [problem])
-    if trace is not None and scenario.scenario.event == "hibernate-resume":
-        raise ScenarioError(
-            "scenario " + scenario.scenario.name,
-            [
-                (
-                    "[scenario] event",
-                    'a trace of event = "hibernate-resume" is not available yet (stacksim check has no rules for the '
-                    'read path); trace the hibernation alone with event = "hibernate"',
-                )
-            ],
-        )
     if not pipeline:
         return _attempt(scenario, catalog, trace, batch, progress, pipeline=False, data=data)
     if progress is not None:

@@ -84,6 +84,8 @@ FIXED_COLUMNS = (
     "dump_kind",
     "max_pages_per_write",
     "layers",
+    "resume_status",
+    "resume_time_ns",
 )
 
 
@@ -391,6 +393,8 @@ def run_point(
         dump_kind=result["dump_kind"],
         max_pages_per_write=result["max_pages_per_write"],
         layers=json.dumps(result["layers"], separators=(",", ":")),
+        resume_status=result["resume"]["status"] if result["resume"] is not None else "",
+        resume_time_ns=result["resume"]["time_ns"] if result["resume"] is not None else "",
     )
     return row
 

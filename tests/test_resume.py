@@ -9,15 +9,13 @@ in the port and 20 µs + length / 3 GB/s in the device.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pytest
 from conftest import make_scenario
 
-from stacksim import FilterCatalog, ListTrace, ScenarioError, simulate
+from stacksim import FilterCatalog, ListTrace, simulate
+from stacksim.check import check_records
 from stacksim.filters import DumpFilter, FilterExtension
 from stacksim.requests import DumpRequest
 
@@ -149,24 +147,105 @@ def test_dump_read_runs_in_the_reverse_of_write_order_with_dumptype_hibernation(
     assert len(_Tracker.calls) == 2 * result.resume.reads
 
 
-def test_a_trace_of_a_resume_is_refused_until_check_knows_the_read_path() -> None:
-    """simulate() with a trace of event = "hibernate-resume" raises ScenarioError naming [scenario] event."""
+def traced(**over: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """RESUME with three filters (faultflt.sys: an unload; delayflt.sys with read support; dumpfve.sys), traced."""
+    sections = {k: dict(v) for k, v in RESUME.items()}
+    sections["registry"] = {"DumpFilters": ["faultflt.sys", "delayflt.sys", "dumpfve.sys"]}
+    sections["filters"] = {"delayflt.sys": {"read": True}}
+    for key, value in over.items():
+        sections[key] = {**sections.get(key, {}), **value} if isinstance(value, dict) else value
     catalog = FilterCatalog()
-    s = make_scenario(catalog, **RESUME)
-    with pytest.raises(ScenarioError, match=r"\[scenario\] event"):
-        simulate(s, catalog, trace=ListTrace())
+    trace = ListTrace()
+    result = simulate(make_scenario(catalog, **sections), catalog, trace=trace)
+    return result, [dict(r) for r in trace.records]
 
 
-def test_the_cli_refuses_a_resume_trace_with_exit_2_and_writes_nothing(tmp_path: Path) -> None:
-    """stacksim run SCENARIO --trace t.jsonl on a hibernate-resume scenario: exit 2, one paragraph, no trace file."""
-    out = tmp_path / "t.jsonl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "stacksim", "run", str(SCENARIOS / "hibernate-resume-bitlocker.toml"), "--trace", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
+def rules(records: list[dict[str, Any]]) -> set[str]:
+    """The rules the records break."""
+    return {v.rule for v in check_records(records)}
+
+
+def renumber(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """*records* with seq 1, 2, 3, … again (after records were taken out)."""
+    for seq, r in enumerate(records, 1):
+        r["seq"] = seq
+    return records
+
+
+class TestCheck:
+    """stacksim check's resume rule: the read path after the image is complete, through the right filters, unload last."""
+
+    def test_a_round_trip_trace_passes_every_rule(self) -> None:
+        """Hibernation, then resume with two read-capable filters and an unload: no rule is broken."""
+        result, records = traced()
+        assert result.resume.status == "resumed"
+        assert result.resume.read_by == ("dumpfve.sys", "delayflt.sys")
+        assert check_records(records) == []
+
+    def test_dump_read_out_of_order_is_caught(self) -> None:
+        """The two dump_read records of a read swapped (times kept in step): the resume rule names the order."""
+        _, records = traced()
+        first = next(i for i, r in enumerate(records) if r["event"] == "dump_read")
+        a, b = records[first], records[first + 1]
+        a["layer"], b["layer"] = b["layer"], a["layer"]
+        a["dur_ns"], b["dur_ns"] = b["dur_ns"], a["dur_ns"]
+        b["t_ns"] = a["t_ns"] + a["dur_ns"]
+        assert rules(records) == {"resume"}
+
+    def test_dump_read_by_a_filter_without_read_support_is_caught(self) -> None:
+        """A dump_read recorded for faultflt.sys, which registered none, breaks the resume rule."""
+        _, records = traced()
+        read = next(r for r in records if r["event"] == "dump_read")
+        read["layer"] = "faultflt.sys"
+        assert "resume" in rules(records)
+
+    def test_unloading_before_the_last_read_is_caught(self) -> None:
+        """The last read taken out (later records moved up): the unload and resume_complete come before the image was read."""
+        _, records = traced()
+        start = max(i for i, r in enumerate(records) if r["event"] == "issue_read")
+        end = max(i for i, r in enumerate(records) if r["event"] == "read_complete")
+        span = records[end]["t_ns"] - records[start]["t_ns"]
+        del records[start : end + 1]
+        for r in records[start:]:
+            r["t_ns"] -= span
+        assert "resume" in rules(renumber(records))
+
+    def test_resuming_a_torn_hibernation_is_caught(self) -> None:
+        """A resume after a hibernation whose header was never written (power lost) breaks the resume rule."""
+        _, torn = traced(faults=[{"kind": "power_loss", "at": "500 us"}])
+        _, whole = traced()
+        start = next(i for i, r in enumerate(whole) if r["event"] == "resume")
+        assert "resume" in rules(renumber(torn + whole[start:]))
+
+
+def faulty(action: str) -> Any:
+    """RESUME with faultflt.sys doing *action* in dump_read of read #2 (besides dumpfve.sys)."""
+    result, _ = resume_run(
+        registry={"DumpFilters": ["faultflt.sys", "dumpfve.sys"]},
+        filters={"faultflt.sys": {"action": action, "callback": "dump_read", "at_request": 2}},
     )
-    assert proc.returncode == 2
-    assert "hibernate-resume" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not out.exists()
+    return result
+
+
+def test_a_dump_read_that_returns_an_error_stops_resume() -> None:
+    """faultflt.sys's dump_read returns STATUS_UNSUCCESSFUL for read #2: resume fails there, naming it (ASSUMPTION)."""
+    res = faulty("fail").resume
+    assert (res.status, res.reads) == ("failed", 1)
+    assert "faultflt.sys's dump_read returned STATUS_UNSUCCESSFUL" in res.message
+
+
+def test_a_dump_read_may_change_the_contents() -> None:
+    """Writing into the pages just read (through the MDL) is what Dump_Read is for: resume goes on."""
+    assert faulty("write_caller_buffer").resume.status == "resumed"
+
+
+def test_a_dump_read_may_not_move_the_offset() -> None:
+    """Dump_Read changing the offset [DOC S9 forbids it] stops resume with a named violation."""
+    res = faulty("change_offset").resume
+    assert res.status == "failed"
+    assert "dump_read changed the offset of request #2" in res.message
+
+
+def test_faultflt_on_dump_read_declares_read_support() -> None:
+    """callback = "dump_read" is enough for resume to call faultflt.sys (no critical = true needed)."""
+    assert faulty("none").resume.read_by == ("dumpfve.sys", "faultflt.sys")

@@ -322,7 +322,7 @@ class FilterLayer:
                         try:  # what the filter may change: the offset, and the MDL for one of the same length
                             changed = (
                                 request.mdl.length != length_in
-                                or mdl_in.writes != writes_in
+                                or (mdl_in.writes != writes_in and kind is write)  # Dump_Read may change the contents
                                 or request.offset != offset_in
                                 or request.number != number
                                 or request.count != 1

@@ -18,10 +18,15 @@ be set), and the actions that change a request need one (``dump_write`` or ``dum
 ``raise``                     the callback raises: a fault in crash mode, the dump is aborted
 ``hang``                      the callback never returns: the watchdog ends the run
 ``slow``                      every call of ``callback`` takes ``extra`` longer (not one request)
-``change_length``             Dump_Write halves the request's length: a violation
-``change_offset``             Dump_Write moves the request by ``offset_delta``: honoured, warned
-``write_caller_buffer``       Dump_Write writes into the caller's pages: a violation
+``change_length``             the request's length halved: a violation
+``change_offset``             Dump_Write moves the request by ``offset_delta``: honoured, warned;
+                              Dump_Read may not change it: a violation, resume stops
+``write_caller_buffer``       Dump_Write writes into the caller's pages: a violation; Dump_Read
+                              writes into the pages just read, as it may (a no-op here)
 ============================  =================================================================
+
+``callback = "dump_read"`` declares read support (version 2 and the read flag, which is the
+bit of ``DUMP_FILTER_CRITICAL``: such a filter is critical too), so resume calls it.
 
 Position in the chain: wherever the scenario wants the fault.
 """
@@ -101,7 +106,8 @@ class FaultFlt(DumpFilter):
         """Set flags first (like DiskCryptor), then fail or raise if asked to."""
         super().driver_entry(extension, init)
         c = self.config
-        init.flags = DUMP_FILTER_CRITICAL if c.critical else 0
+        # callback = "dump_read" needs read support: its flag is DUMP_FILTER_CRITICAL's bit (fact sheet §1.5)
+        init.flags = DUMP_FILTER_CRITICAL if c.critical or c.callback == "dump_read" else 0
         if self._armed(extension):
             if c.action == "fail_driver_entry":
                 return c.status
