@@ -189,9 +189,11 @@ async def _read_image(
 
     def emit(event: str, dur: int = 0, request: DumpRequest | None = None) -> None:
         if traced:
-            at = (None, None, None) if request is None else (request.number, request.offset, request.length)
             layer = DECOMPRESSOR if event == "decompress_wait" else LOADER
-            engine.emit(engine.now_ns, layer, event, dur, *at, dump_type=kind)
+            if request is None:
+                engine.emit(engine.now_ns, layer, event, dur, dump_type=kind)
+            else:
+                engine.emit(engine.now_ns, layer, event, dur, request.number, request.offset, request.length, kind)
 
     async def loader_task() -> None:
         emit("resume")
