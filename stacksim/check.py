@@ -1047,6 +1047,11 @@ class _Resume:
         self.readers = [f for f in reversed(ctx.filters) if "dump_read" in ctx.callbacks[f]] if ctx is not None else []
         self.unloaders = [f for f in ctx.filters if "dump_unload" in ctx.callbacks[f]] if ctx is not None else []
         self.unloaded: list[str] = []
+        self.failed: str | None = None
+        """A dump_read of the read in progress that returned an error: the read does not complete, resume fails."""
+        self.stop: str | None = None
+        """Why the record before ended resume (a dump_read that failed or broke a rule): only resume_failed may follow."""
+        self.offset = self.length = 0
         self.pieces = self._pieces()
         self.want: tuple[int, int] | None = next(self.pieces, None)
         self.last: tuple[int, Record] = (line, r)
@@ -1080,13 +1085,38 @@ class _Resume:
         if self.ended:
             self.v(f"a {_short(event)} record after resume ended", line, r)
             return
+        if r["dump_type"] != "hibernation":
+            self.c.v(
+                "dump_type",
+                f"line {line}: {_short(layer)}'s {_short(event)} on resume has dump_type {_short(r['dump_type'])}: "
+                "resume runs the hibernation stack",
+                (line, r),
+            )
+        stop, self.stop = self.stop, None
+        if stop is not None and event != "resume_failed":
+            self.v(f"{stop}, but resume went on: it stops there (resume_failed)", line, r)
+        hung = (
+            event == "resume_failed"
+            and self.ctx is not None
+            and self.state == "device"
+            and len(self.chain) < len(self.readers)
+            and t == self.clock + self.ctx.watchdog
+        )  # a dump_read the watchdog cut: it left no record, resume failed a watchdog period after it began
+        failed = event == "resume_failed" and self.failed is not None and self.state == "device"
+        if event == "resume_failed" and stop is None and not hung and not failed and not (self.n == 1 and self.state == "done"):
+            self.v(
+                "resume_failed without a cause: a dump_read that failed or broke a rule, one the watchdog cut, or a header "
+                "(read 1) a filter without read support left encrypted",
+                line,
+                r,
+            )
         if event == "resume":
             if self.state != "start":
                 self.v("a second resume record", line, r)
             elif t < self.c.clock:
                 self.v(f"resume at {t} ns, before the hibernation ended at {self.c.clock} ns", line, r)
             self._started(line, r)
-        elif t != self.clock:
+        elif t != self.clock and not hung:
             self.c.v(
                 "timing",
                 f"line {line}: {_short(layer)}'s {_short(event)} starts at {t} ns, but the step before it ended at "
@@ -1145,7 +1175,7 @@ class _Resume:
                     line,
                     r,
                 )
-            self.n, self.chain, self.state = r["request"], [], "issued"
+            self.n, self.chain, self.state, self.failed = r["request"], [], "issued", None
             self.offset, self.length = r["offset"], r["length"]
             self.want = next(self.pieces, None)
         elif event in ("miniport_read", "device_read", "dump_read", "read_complete"):
@@ -1179,7 +1209,16 @@ class _Resume:
                         r,
                     )
                 self.chain.append(name)
+                if (r["offset"], r["length"]) != (self.offset, self.length):
+                    self.stop = (
+                        f"{_short(name)}'s dump_read handed back {r['offset']}+{r['length']} for {self.offset}+{self.length}"
+                    )
+                elif _status_ok(r["status"]) is not True and self.failed is None:
+                    # the other filters still get the read; then resume stops instead of completing it
+                    self.failed = f"{_short(name)}'s dump_read returned {_short(r['status'])}"
             else:  # read_complete
+                if self.failed is not None:
+                    self.v(f"read {self.n} completed although {self.failed}: resume stops there (resume_failed)", line, r)
                 if state not in ("device",):
                     self.v(f"read {self.n} completed before the device read it", line, r)
                 elif self.chain != self.readers:

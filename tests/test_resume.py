@@ -210,6 +210,39 @@ class TestCheck:
             r["t_ns"] -= span
         assert "resume" in rules(renumber(records))
 
+    def test_a_dump_read_the_watchdog_cut_passes(self) -> None:
+        """A hung dump_read leaves no record; resume_failed comes one watchdog period after the read: a genuine trace."""
+        result, records = traced(
+            filters={"delayflt.sys": {"read": True}, "faultflt.sys": {"action": "hang", "callback": "dump_read", "at_request": 3}}
+        )
+        assert result.resume.status == "failed"
+        assert check_records(records) == []
+
+    def test_resume_going_on_after_a_failed_dump_read_is_caught(self) -> None:
+        """A dump_read's status edited to STATUS_UNSUCCESSFUL while the reads go on: resume should have stopped."""
+        _, records = traced()
+        next(r for r in records if r["event"] == "dump_read")["status"] = "STATUS_UNSUCCESSFUL"
+        assert rules(records) == {"resume"}
+
+    def test_a_read_path_record_of_the_crash_stack_is_caught(self) -> None:
+        """A dump_read with dump_type crashdump: resume runs the hibernation stack."""
+        _, records = traced()
+        next(r for r in records if r["event"] == "dump_read")["dump_type"] = "crashdump"
+        assert rules(records) == {"dump_type"}
+
+    def test_a_dump_read_at_another_offset_is_caught(self) -> None:
+        """A dump_read recorded 4 KiB past its read's offset, with resume going on, breaks the resume rule."""
+        _, records = traced()
+        next(r for r in records if r["event"] == "dump_read")["offset"] += 4096
+        assert rules(records) == {"resume"}
+
+    def test_resume_failed_without_a_cause_is_caught(self) -> None:
+        """The trace cut after read 5 and ended with resume_failed: nothing made resume fail there."""
+        _, records = traced()
+        cut = next(i for i, r in enumerate(records) if r["event"] == "read_complete" and r["request"] == 5)
+        end = dict(records[cut], event="resume_failed", request=None, offset=None, length=None)
+        assert rules(renumber([*records[: cut + 1], end])) == {"resume"}
+
     def test_resuming_a_torn_hibernation_is_caught(self) -> None:
         """A resume after a hibernation whose header was never written (power lost) breaks the resume rule."""
         _, torn = traced(faults=[{"kind": "power_loss", "at": "500 us"}])
