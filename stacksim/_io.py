@@ -507,6 +507,8 @@ def check_outputs(outputs: Iterable[tuple[str, Path | None]], inputs: Iterable[P
                 _check_folder(flag, name, path.parent)
             raise OutputError(f"{flag} {name}: cannot be written: {_os_reason(exc)}") from None
         if st is not None and stat.S_ISDIR(st.st_mode):
+            if str(path) == ".":  # also what an empty argument (--image "") becomes
+                raise OutputError(f"{flag} is empty or '.', the current folder; give a file name")
             raise OutputError(f"{flag} {name}: is a folder; give a file name")
         if st is not None and not stat.S_ISREG(st.st_mode):
             raise OutputError(

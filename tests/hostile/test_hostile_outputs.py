@@ -242,3 +242,14 @@ def test_a_full_disk_while_writing_is_exit_2(work: Path, monkeypatch: pytest.Mon
     proc = invoke_cli("run", "s.toml", "--json", "r.json", cwd=work)
     assert_refused(proc, "--json", "r.json", "writing failed", "no output file was written")
     assert _snapshot(work) == before
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("target", ["", "."])
+def test_an_empty_or_dot_output_says_so(work: Path, target: str, command: str) -> None:
+    """An empty argument becomes '.', the current folder: the message says it is empty or '.', not 'is a folder' about '.'."""
+    flag, _, args = COMMANDS[command]
+    before = _snapshot(work)
+    proc = invoke_cli(*args(target), cwd=work)
+    assert_refused(proc, flag, "is empty or '.', the current folder")
+    assert _snapshot(work) == before
