@@ -112,6 +112,15 @@ class DeviceBase:
         """An upper bound on the service time of one read of *length* bytes, whatever the state (default: a write's)."""
         return self.worst_write_ns(length, longest)
 
+    def volatile_bytes_at(self, t: int) -> int:
+        """
+        Bytes written but still only in a volatile write cache at *t*: what a power failure then loses.
+
+        0 for a device without one (the default); a DRAM write cache drains oldest first, so these
+        are the last bytes written.
+        """
+        return 0
+
     def save_state(self) -> tuple[object, ...]:
         """
         The state commands change (cache fill, head position, throttle), as a value :meth:`restore_state` takes back.
@@ -339,6 +348,10 @@ class CachedDevice(DeviceBase):
         self.read_bandwidth = bandwidth
         """Sequential read rate, bytes per second."""
 
+    def volatile_bytes_at(self, t: int) -> int:
+        """The cache's dirty bytes at *t* when it is volatile (DRAM); an SLC cache is NAND already: 0."""
+        return -(-self.cache.dirty_at(t) // 10**9) if self.volatile_cache else 0
+
     def write_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
         """``latency + transfer`` through the cache."""
         return self.latency_ns + self.cache.transfer(now_ns + self.latency_ns, length)
@@ -445,6 +458,10 @@ class HddDevice(DeviceBase):
         if self.zones == 1:
             return self.outer
         return self.outer - (self.outer - self.inner) * zone // (self.zones - 1)
+
+    def volatile_bytes_at(self, t: int) -> int:
+        """The DRAM write cache's dirty bytes at *t* (a disk's cache is volatile)."""
+        return -(-self.cache.dirty_at(t) // 10**9)
 
     def write_ns(self, disk_offset: int, length: int, now_ns: int) -> int:
         """``latency + transfer``, the media charged a seek + half rotation when not contiguous."""

@@ -73,6 +73,30 @@ class DiskImage:
             view, disk_offset = view[n:], disk_offset + n
         self.bytes_written += size
 
+    def lose_tail(self, n: int) -> int:
+        """
+        Undo the last *n* bytes written, newest first (a power failure with them still in a volatile cache).
+
+        They read as zeros again, as they did before the run wrote them (ASSUMPTION: exact on a new
+        image unless a byte was written twice; stacksim's images start empty). Returns the bytes undone.
+        """
+        done = 0
+        zeros = bytes(min(n, SCAN_CHUNK))
+        while done < n and self.extents:
+            start, end = self.extents[-1]
+            take = min(n - done, end - start)
+            at = end - take
+            while at < end:
+                k = min(len(zeros), end - at)
+                os.pwrite(self.fd, zeros[:k], at)
+                at += k
+            if take == end - start:
+                self.extents.pop()
+            else:
+                self.extents[-1][1] = end - take
+            done += take
+        return done
+
     def read(self, disk_offset: int, length: int) -> bytes:
         """The *length* bytes at *disk_offset* (holes read as zero)."""
         out = bytearray()

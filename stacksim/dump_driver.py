@@ -207,6 +207,8 @@ class DumpDriver:
         if compressor is not None:  # the compressor paces every write
             self.batch = self.pipeline = False
         self.power_loss_at: int | None = None
+        self.lost_in_cache = 0
+        """Data mode: bytes the power failure took from the device's volatile write cache (the image lost them)."""
         self.retries = 0
         self.part_done: dict[str, int] = {}
         self.flushed = False

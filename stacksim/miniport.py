@@ -387,6 +387,17 @@ class DumpPort:
             engine.emit(t0, "miniport", "miniport_write", overhead, request.number, offset, length, self.dump_type)
             engine.emit(t1, "device", "device_write", service, request.number, disk_offset, length, self.dump_type, status)
 
+    def power_lost(self, at_ns: int) -> int:
+        """
+        Data mode: the power failed at *at_ns* -- what the device's volatile write cache held then never reaches the disk.
+
+        The image loses the last bytes written, as many as the cache held (it drains oldest
+        first); returns how many (0 in timing mode or without a volatile cache).
+        """
+        if self.disk_image is None:
+            return 0
+        return self.disk_image.lose_tail(self.device.volatile_bytes_at(at_ns))
+
     def _read(self, op: Op) -> None:
         """
         Resume (``DUMP_MODE_RESUME`` [DOC S12]): read one request of the hiberfile, polled, one at a time.

@@ -235,12 +235,13 @@ def _hibernation(m: Machine, driver: DumpDriver) -> dict[str, Any] | None:
     }
 
 
-def _data(m: Machine) -> dict[str, Any] | None:
+def _data(m: Machine, lost: int = 0) -> dict[str, Any] | None:
     """Data mode: the image's numbers and the leak check over every extent the run wrote."""
     if m.data is None or m.contents is None:
         return None
     leak = leak_check(m.data.image, m.contents.body_pages).as_dict()
     out: dict[str, Any] = {"key": m.data.key_source, "image_bytes_written": m.data.image.bytes_written, **leak}
+    out["lost_in_volatile_cache_bytes"] = lost
     if isinstance(m.contents, HiberfileBytes):
         # compressed pages hide their markers: a header readable without the key means the image is plaintext too
         header = hiberfile_header_on_disk(m.data.image, m.layout)
@@ -358,7 +359,7 @@ def build_result(m: Machine, ran: EventRun) -> RunResult:
         write_retries=driver.retries,
         io=ran.io,
         lost=_lost(ran.io) if ran.io is not None else (),
-        data=_data(m),
+        data=_data(m, driver.lost_in_cache),
         hibernation=_hibernation(m, driver),
         resume=ran.resume,
         replay=_replay(m),

@@ -318,6 +318,13 @@ def _data_field(d: dict[str, Any], console: Console) -> None:
         (found, "yellow") if leaked else found,
         f" ({format_bytes(d['scanned_bytes'])} scanned; volume key {_safe(d['key'])})",
     )
+    if d.get("lost_in_volatile_cache_bytes"):
+        _field(
+            console,
+            "lost",
+            f"the last {format_bytes(d['lost_in_volatile_cache_bytes'])} written were still in the device's volatile "
+            "write cache when the power failed: the image does not have them",
+        )
 
 
 def bottleneck_line(r: RunResult) -> str:

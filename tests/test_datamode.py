@@ -374,3 +374,39 @@ def test_a_data_mode_result_replays_in_timing_mode(tmp_path: Path) -> None:
     proc = invoke_cli("replay", result, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "replay matches a data-mode run's every simulated number" in proc.stdout
+
+
+def test_a_power_loss_takes_what_a_volatile_cache_held_off_the_image(image: Any) -> None:
+    """On hdd-7200 (a 64 MB DRAM cache), power lost mid-dump: the image lacks the last bytes the cache still held."""
+    catalog = FilterCatalog()
+    s = make_scenario(
+        catalog,
+        registry={"DumpFilters": [], "CrashDumpEnabled": 1},
+        memory={"ram": "256 MiB"},
+        disk={"preset": "hdd-7200"},
+        faults=[{"kind": "power_loss", "at": "500 ms"}],
+    )
+    result = simulate(s, catalog, data=image())
+    lost = result.data["lost_in_volatile_cache_bytes"]
+    assert result.status == "power_lost"
+    assert 0 < lost <= 64 * 10**6
+    # every completed page but those the cache lost is on the disk in plaintext (after the header and the bitmap)
+    on_disk = result.bytes_written - lost - result.parts["header"] - result.parts["bitmap"]
+    assert result.data["plaintext_pages_on_disk"] == on_disk // 4096
+
+
+def test_an_ssd_cache_loses_nothing(image: Any) -> None:
+    """nvme-pcie3's SLC cache is NAND: the same power loss leaves every completed write on the image."""
+    catalog = FilterCatalog()
+    s = make_scenario(
+        catalog,
+        registry={"DumpFilters": [], "CrashDumpEnabled": 1},
+        memory={"ram": RAM},
+        disk={"preset": "nvme-pcie3"},
+        faults=[{"kind": "power_loss", "at": "3 ms"}],
+    )
+    result = simulate(s, catalog, data=image())
+    assert (result.status, result.data["lost_in_volatile_cache_bytes"]) == ("power_lost", 0)
+    assert result.bytes_written > 0
+    front = result.parts["header"] + result.parts["bitmap"]
+    assert result.data["plaintext_pages_on_disk"] == (result.bytes_written - front) // 4096

@@ -66,6 +66,8 @@ async def write_dump(m: Machine) -> DumpDriver:
     m.engine.describe_state = lambda: f"{len(active)} filter tasks and the miniport are waiting for work"
     engine = m.engine
     await engine.supervise(driver.run, *tasks)
+    if driver.outcome.status == "power_lost" and driver.power_loss_at is not None:
+        driver.lost_in_cache = m.port.power_lost(driver.power_loss_at)
     if engine.failure is not None:  # the watchdog stopped the run: crashdmp never returned
         out = driver.outcome
         out.status = "hung" if engine.failure.layer is not None else "deadlock"
