@@ -173,7 +173,10 @@ def _layers(result: dict[str, Any]) -> dict[str, dict[str, int]]:
     for name, stats in layers.items():
         if not isinstance(stats, dict):
             raise ResultShapeError(f"key 'layers.{shorten(name, 60)}' must be an object of per-layer numbers")
-        out[name] = {key: _get(stats, key, "int") for _, key in _LAYER_FIELDS}
+        try:
+            out[name] = {key: _get(stats, key, "int") for _, key in _LAYER_FIELDS}
+        except ResultShapeError as exc:
+            raise ResultShapeError(str(exc).replace("key '", f"key 'layers.{shorten(name, 60)}.", 1)) from None
     return out
 
 

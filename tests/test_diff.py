@@ -121,7 +121,7 @@ def test_a_layer_number_of_the_wrong_type_is_exit_2_naming_the_key(runs: Path) -
     (runs / "typed.json").write_text(json.dumps(a))
     proc = invoke_cli("diff", "a.json", "typed.json", cwd=runs)
     assert proc.returncode == 2
-    assert "typed.json: key 'busy_ns' must be a non-negative integer" in proc.stderr
+    assert "typed.json: key 'layers.device.busy_ns' must be a non-negative integer" in proc.stderr
 
 
 @pytest.mark.parametrize("name", ["missing.json", "."], ids=["missing", "directory"])
