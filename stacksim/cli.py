@@ -1,5 +1,5 @@
 """
-The ``stacksim`` command: ``run``, ``sweep``, ``replay``, ``check``, ``validate``, ``explain``, ``memory`` and more.
+The ``stacksim`` command: ``run``, ``sweep``, ``replay``, ``diff``, ``check``, ``validate``, ``explain``, ``memory`` and more.
 
 ``extract`` and ``inspect`` read a data-mode disk image back, as the boot after the crash would.
 ``perfetto`` turns a trace into Trace Event JSON for ui.perfetto.dev (as ``run --perfetto`` does while it runs).
@@ -769,6 +769,38 @@ def _replay_catalog(name: str, record: _ReplayRecord, given: list[Path], *, stan
         if p.sha256 and catalog.digest(p.service_name) != p.sha256:
             _fail(f"{name}: filter '{service}' ({_shown(p.origin)}) has changed since the run (SHA-256 differs)")
     return catalog
+
+
+@app.command()
+def diff(
+    result_a: Annotated[Path, typer.Argument(help="Result JSON of run A (from `stacksim run --json`).", show_default=False)],
+    result_b: Annotated[Path, typer.Argument(help="Result JSON of run B, compared with A.", show_default=False)],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the comparison as JSON here ('-' for stdout).", show_default=False)
+    ] = None,
+) -> None:
+    """Say what changed between two runs: scenario keys, dump time, each layer's busy time and p50/p99, the bottleneck."""
+    from stacksim.diff import ResultShapeError, compare, diff_json, render_diff
+
+    _check_outputs([("--json", json_out)], [result_a, result_b])
+    _, a, _ = _read_result(result_a)
+    _, b, _ = _read_result(result_b)
+    name_a, name_b = str(result_a), str(result_b)
+    try:
+        d = compare(a, b, name_a, name_b)
+    except ResultShapeError as exc:
+        _fail(f"{exc}; a result file is what stacksim run --json writes (docs/reference/result-format.md)")
+    if json_out is not None:
+        text = diff_json(d)
+        if str(json_out) == "-":
+            _print_json(text)
+            return
+        try:
+            with atomic_writer(json_out, flag="--json") as f:
+                f.write(text)
+        except OutputError as exc:
+            _fail(f"{exc}; no output file was written")
+    render_diff(d, _console())
 
 
 @app.command()

@@ -1,0 +1,133 @@
+"""`stacksim diff A.json B.json`: what changed between two runs (stacksim/diff.py and its command)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import invoke_cli
+
+from stacksim.diff import compare
+
+ROOT = Path(__file__).parent.parent
+SCENARIO = ROOT / "scenarios" / "crash-nvme-bitlocker.toml"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a.json (the README's scenario), slow.json (its disk at 1 GB/s) and none.json (crash-no-filters)."""
+    d = tmp_path_factory.mktemp("runs")
+    (d / "slow.toml").write_text(SCENARIO.read_text().replace('bandwidth = "3 GB/s"', 'bandwidth = "1 GB/s"'))
+    for scenario, out in (
+        (SCENARIO, "a.json"),
+        (d / "slow.toml", "slow.json"),
+        (ROOT / "scenarios" / "crash-no-filters.toml", "none.json"),
+    ):
+        proc = invoke_cli("run", str(scenario), "--json", str(d / out))
+        assert proc.returncode == 0, proc.stderr
+    return d
+
+
+def test_a_run_against_itself_is_no_difference(runs: Path) -> None:
+    """Diffing a result with itself (the same file twice) says "no difference" and exits 0."""
+    proc = invoke_cli("diff", "a.json", "a.json", cwd=runs)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "no difference: the same scenario and the same numbers"
+
+
+def test_a_slower_disk_names_the_device_as_changed_most(runs: Path) -> None:
+    """Against the same run with a 1 GB/s disk, the device is the layer that changed most, with its busy ratio and times."""
+    proc = invoke_cli("diff", "a.json", "slow.json", cwd=runs)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "changed most: device (busy 2.04×, 5.49 s → 11.2 s)"
+
+
+def test_the_changed_most_ratio_is_b_over_a_exactly(runs: Path) -> None:
+    """The JSON's changed_most ratio is B's device busy_ns divided by A's."""
+    a, b = (json.loads((runs / n).read_text()) for n in ("a.json", "slow.json"))
+    d = compare(a, b)
+    assert d.changed_most is not None
+    assert d.changed_most.name == "device busy"
+    assert d.changed_most.ratio == b["layers"]["device"]["busy_ns"] / a["layers"]["device"]["busy_ns"]
+    assert (a["layers"]["device"]["busy_ns"], b["layers"]["device"]["busy_ns"]) == (5485261315, 11212001792)
+
+
+def test_scenario_keys_that_differ_are_listed_old_and_new(runs: Path) -> None:
+    """Only the dotted scenario key that changed is listed, with its value in A and in B."""
+    a, b = (json.loads((runs / n).read_text()) for n in ("a.json", "slow.json"))
+    assert [(c.key, c.old, c.new) for c in compare(a, b).scenario] == [("disk.bandwidth", "3 GB/s", "1 GB/s")]
+
+
+def test_a_key_in_one_scenario_only_is_listed_as_absent_in_the_other(runs: Path) -> None:
+    """A filter table one scenario has and the other lacks is a change whose other side is absent (quoted as TOML quotes it)."""
+    a, b = (json.loads((runs / n).read_text()) for n in ("a.json", "none.json"))
+    changes = {c.key: (c.in_a, c.in_b) for c in compare(a, b).scenario}
+    assert changes['filters."dumpfve.sys".per_call'] == (True, False)
+
+
+def test_a_layer_in_one_run_only_is_new_or_gone(runs: Path) -> None:
+    """dumpfve.sys, in A and not in B, has no value in B and a ratio of "gone"; the other way round it is "new"."""
+    proc = invoke_cli("diff", "a.json", "none.json", cwd=runs)
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if "dumpfve.sys busy" in line)
+    assert [cell.strip() for cell in row.split("│")[2:5]] == ["2.71 s", "—", "gone"]
+    back = invoke_cli("diff", "none.json", "a.json", cwd=runs)
+    assert "new" in next(line for line in back.stdout.splitlines() if "dumpfve.sys busy" in line)
+
+
+def test_json_output_parses_and_holds_the_same_facts(runs: Path) -> None:
+    """--json OUT writes the comparison as JSON: the changed key, the device row with its ratio, and changed_most."""
+    proc = invoke_cli("diff", "a.json", "slow.json", "--json", "d.json", cwd=runs)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((runs / "d.json").read_text())
+    assert doc["same"] is False
+    assert doc["scenario"] == [{"key": "disk.bandwidth", "a": "3 GB/s", "b": "1 GB/s"}]
+    assert doc["changed_most"]["layer"] == "device"
+    assert (doc["changed_most"]["a"], doc["changed_most"]["b"], doc["changed_most"]["unit"]) == (5485261315, 11212001792, "ns")
+
+
+def test_json_to_stdout_prints_only_json(runs: Path) -> None:
+    """--json - prints the JSON and no table; a self-diff's says same."""
+    proc = invoke_cli("diff", "a.json", "a.json", "--json", "-", cwd=runs)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["same"] is True
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("not json {", "bad.json"),
+        ("[1, 2]", "is a JSON list, not a result"),
+        ('{"status": "ok"}', "has no replay record"),
+        ('{"replay": {"scenario": {}, "seed": 1, "batch": true, "plugins": []}}', "key 'status' is missing"),
+    ],
+    ids=["not-json", "a-list", "no-replay", "no-numbers"],
+)
+def test_a_bad_result_file_is_exit_2_naming_it(runs: Path, content: str, expected: str) -> None:
+    """A file that is not JSON, not an object, has no replay record or lacks the numbers is exit 2, one message, no traceback."""
+    (runs / "bad.json").write_text(content)
+    proc = invoke_cli("diff", "a.json", "bad.json", cwd=runs)
+    assert proc.returncode == 2
+    assert "bad.json" in proc.stderr
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_layer_number_of_the_wrong_type_is_exit_2_naming_the_key(runs: Path) -> None:
+    """A result whose layers.device.busy_ns is a string is exit 2 naming the file and the key."""
+    a = json.loads((runs / "a.json").read_text())
+    a["layers"]["device"]["busy_ns"] = "5"
+    (runs / "typed.json").write_text(json.dumps(a))
+    proc = invoke_cli("diff", "a.json", "typed.json", cwd=runs)
+    assert proc.returncode == 2
+    assert "typed.json: key 'layers.device.busy_ns' must be a non-negative integer" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["missing.json", "."], ids=["missing", "directory"])
+def test_a_missing_file_or_a_directory_is_exit_2(runs: Path, name: str) -> None:
+    """A result path that does not exist or is a directory is exit 2 with a message, no traceback."""
+    proc = invoke_cli("diff", name, "a.json", cwd=runs)
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr
+    assert "Traceback" not in proc.stderr
