@@ -1413,6 +1413,8 @@ class _Checker:
         self.reset_end: int | None = None
         self.wait: tuple[int, Record] | None = None
         """A compress_wait not yet followed by the issue_write it delays: (line, record)."""
+        self.moved: set[int] = set()
+        """Requests a filter moved (dump_write detail.moved_from): placement lets them land anywhere aligned."""
         self.resume: _Resume | None = None
         """The read path, from its ``resume`` record on (:class:`_Resume`)."""
         self.body_issue: int | None = None
@@ -2378,6 +2380,8 @@ class _Checker:
                 f'line {line}: a dump_write\'s detail is {_short(detail)}: it is null or {{"moved_from": offset}}',
                 (line, r),
             )
+        elif detail["moved_from"] == handed and offset != handed:
+            self.moved.add(r["request"])  # honoured, as Windows does: placement does not hold it to the runs
         elif detail["moved_from"] != handed or offset == handed:
             self.v(
                 "handoff",
@@ -2578,6 +2582,8 @@ class _Checker:
                 (line, r),
             )
         hit = self.extents.add(self.dev_off, self.dev_off + self.dev_len, request)
+        if hit is not None and (request in self.moved or any(n in self.moved for n in range(hit[2], hit[3] + 1))):
+            hit = None  # a filter's move put it there: the dump is corrupt, as it would be on Windows (the result warns)
         if hit is not None:
             start, end, first, last = hit
             if first == last:
@@ -2593,11 +2599,19 @@ class _Checker:
         self.state = DONE
 
     def _placed(self, ctx: _Context, r: Record, line: int, who: str, offset: int, length: int, shift: int) -> None:
-        """The ``placement`` rule for one write: sector aligned, non-empty, inside one disk run."""
+        """
+        The ``placement`` rule for one write: sector aligned, non-empty, inside one disk run.
+
+        A write a filter moved (its ``dump_write`` says ``moved_from``) is honoured wherever it
+        goes, as Windows honours it [SRC S24, S26]: only its alignment is checked (the result warns
+        about where it went).
+        """
         request = r["request"]
         sector = ctx.sector
         if offset % sector or length % sector or length <= 0:
             self.v("placement", f"line {line}: {who} request {request} at {offset}+{length}: it is not sector aligned", (line, r))
+        if request in self.moved:
+            return
         rel = offset - shift  # ctx.in_run, inlined: this runs three times per write
         i = bisect_right(ctx.run_starts, rel) - 1
         if i < 0 or rel + length > ctx.run_ends[i]:

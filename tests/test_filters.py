@@ -281,8 +281,9 @@ class TestDumpWriteRules:
         at_port = [r["offset"] for r in trace.records if r["event"] == "miniport_write"]
         assert at_port == [issued[0] + 4096, issued[1]]
         assert any("moved request #1" in w for w in result.warnings)
-        # The moved header now overlaps the body: the independent checker sees the damage.
-        assert [v.message for v in check_records(trace.records)] == ["requests 1 and 2 overlap"]
+        # The moved header now overlaps the body: the filter's doing, honoured as on Windows, so the
+        # trace breaks no rule (placement holds a moved write to alignment only); the warning names it.
+        assert check_records(trace.records) == []
 
     def test_exception_in_dump_write_aborts_the_dump(self) -> None:
         """An exception in a crash-mode callback is a fault at HIGH_LEVEL: the dump is aborted."""
