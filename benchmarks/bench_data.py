@@ -57,15 +57,11 @@ Run on demand, not in the test suite:
     PYTHONPATH=. python3 benchmarks/bench_data.py --quick    # 256 MiB, 2 repetitions
 
 Results on the project machine (2 shared cores; ``docs/explanation/performance.md`` has a full run
-and reads it), CPU time, warm pages: data mode reached 0.37-0.41x the limit at 64 KiB writes and
-0.48-0.51x at 1 MiB writes in four runs (the code before this benchmark's warm rows and data mode's
-pipelined request mode: 0.34-0.37x and 0.44x, measured the same way); cold pages 0.34-0.44x and
-0.63-0.79x, as the page faults fell. At 1 GiB the limit took 0.9-1.05 CPU seconds, data mode
-2.2-2.4 s (64 KiB) and 1.8-2.1 s (1 MiB). What limits it, per 64 KiB write: the XTS tweak masks
-(about 25 us), the simulation's glue (about 34 us, of which timing mode's request mode alone is
-11), the XOR passes around the ECB, and the host's snapshot, comparison and copy of the bytes in
-flight; at 1 MiB the masks, the XORs and those copies are each a pass over memory the bare loop
-does not make. 0.5x at 64 KiB would take the masks in compiled code (performance.md).
+and reads it), CPU time, warm pages, two runs: with numba's compiled masks (``stacksim[fast]``)
+data mode reached 0.50-0.52x the limit at 64 KiB writes and 0.54-0.56x at 1 MiB; with numpy's
+masks (the row that sets STACKSIM_XTS=numpy) 0.39x and 0.48x. Cold pages: 0.50-0.55x and
+1.05-1.14x. At 1 GiB the limit took 0.95-1.02 CPU seconds. At 64 KiB the goal is met by a few
+per cent: what is left is the simulation's glue per write and the checks' passes over memory.
 """
 
 from __future__ import annotations
@@ -194,6 +190,19 @@ def data_mode(s: Scenario, f: IO[bytes]) -> Sample:
     return timed(run)
 
 
+NUMPY_MASKS = "data mode, numpy masks (without stacksim[fast])"
+"""The same data mode with ``STACKSIM_XTS=numpy``: what a core install (no numba) gets."""
+
+
+def numpy_masks(s: Scenario, f: IO[bytes]) -> Sample:
+    """:func:`data_mode` with the numpy mask window instead of numba's kernel."""
+    os.environ["STACKSIM_XTS"] = "numpy"
+    try:
+        return data_mode(s, f)
+    finally:
+        del os.environ["STACKSIM_XTS"]
+
+
 def cold(run: Callable[[IO[bytes]], Sample], folder: str) -> Sample:
     """*run* into a new file in *folder* after :data:`COLD_PAUSE` (its page-cache pages are new; deleted after)."""
     time.sleep(COLD_PAUSE)
@@ -266,6 +275,7 @@ def measure(s: Scenario, reps: int, folder: str, warm: dict[str, IO[bytes]]) -> 
     rows: dict[str, Callable[[], Sample]] = {
         LIMIT: lambda: bare_loop(s, write, warm[LIMIT]),
         DATA: lambda: data_mode(s, warm[DATA]),
+        NUMPY_MASKS: lambda: numpy_masks(s, warm[NUMPY_MASKS]),
         "timing mode, one write at a time": lambda: timing_mode(s, batch=False, pipeline=False),
         "timing mode, request mode": lambda: timing_mode(s, batch=False),
         "timing mode, batched": lambda: timing_mode(s, batch=True),
@@ -274,6 +284,7 @@ def measure(s: Scenario, reps: int, folder: str, warm: dict[str, IO[bytes]]) -> 
     }
     rows[LIMIT]()  # the warm files' pages: written once before anything is timed
     rows[DATA]()
+    rows[NUMPY_MASKS]()
     best: dict[str, Sample] = {}
     for _ in range(reps):
         for name, row in rows.items():
@@ -327,7 +338,11 @@ def main() -> None:
     folder = args.dir or tempfile.gettempdir()
     with tempfile.TemporaryFile(dir=folder) as f:
         data_mode(scenario("16 MiB", {}), f)  # warm-up: every lazy import before the first timed run
+    with tempfile.TemporaryFile(dir=folder) as f:
+        numpy_masks(scenario("16 MiB", {}), f)
     print(f"complete dump of {ram} through dumpfve.sys; best of {reps} interleaved repetitions; files in {folder}")
+    backend = XtsCipher(derive_key(1)).backend
+    print(f"data mode's XTS masks: {backend} (numba's kernel: stacksim[fast]); the numpy row sets STACKSIM_XTS=numpy")
     print("MB/s = 10^6 bytes per second of wall time / of CPU time (time.process_time: user + system)")
     print(f"warm rows write into page-cache pages they wrote before; cold rows into new ones, after a {COLD_PAUSE:.0f} s pause")
     for port in PORTS:
@@ -336,7 +351,7 @@ def main() -> None:
         keys = ", ".join(f'{k} = "{v}"' for k, v in port.items()) or "the default port"
         print(f"\n{write // 1024:,} KiB writes ({keys}):\n")
         with ExitStack() as files:
-            warm = {row: files.enter_context(tempfile.TemporaryFile(dir=folder)) for row in (LIMIT, DATA)}
+            warm = {row: files.enter_context(tempfile.TemporaryFile(dir=folder)) for row in (LIMIT, DATA, NUMPY_MASKS)}
             best = measure(s, reps, folder, warm)
             print_table(best)
             got, got_cold = ratio(best), ratio(best, COLD)

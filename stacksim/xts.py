@@ -267,7 +267,7 @@ class XtsCipher:
         ValueError: a key of another length, or with equal halves.
     """
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *, backend: str = "auto") -> None:
         key = bytes(key)
         if len(key) != KEY_BYTES:
             raise ValueError(f"an AES-256-XTS key is {KEY_BYTES} bytes, not {len(key)}")
@@ -276,6 +276,11 @@ class XtsCipher:
         self._tweak = Cipher(algorithms.AES(key[32:]), modes.ECB()).encryptor()
         self._forward = Cipher(algorithms.AES(key[:32]), modes.ECB()).encryptor()
         self._backward = Cipher(algorithms.AES(key[:32]), modes.ECB()).decryptor()
+        if backend not in ("auto", "numpy", "compiled"):
+            raise ValueError(f"backend must be 'auto', 'numpy' or 'compiled', not {backend!r}")
+        self._kernel = _compiled_kernel(required=backend == "compiled") if backend != "numpy" else None
+        """numba's :func:`stacksim._xts_compiled.xor_masks` when installed (and not refused), else None: numpy masks."""
+        self.backend = "compiled" if self._kernel is not None else "numpy"
         self._scratch: _Scratch | None = None
         self._window_first = 0
         """The first sector of the mask window (``_Scratch.masks``) ..."""
@@ -330,6 +335,19 @@ class XtsCipher:
         xor = np.bitwise_xor
         ahead = first_sector == self._next
         self._next = first_sector + n
+        kernel = self._kernel
+        if kernel is not None:  # the masks computed in registers as they are XORed in: no window
+            for start in range(0, n, PASS_SECTORS):
+                count = min(PASS_SECTORS, n - start)
+                v = scratch.views(count)
+                np.add(v.count, _U64(first_sector + start), out=v.sector_low)
+                self._tweak.update_into(v.sector_bytes, v.initial_out)
+                work, work_in, work_out = scratch.work_views(count)
+                lo, hi = start * WORDS, (start + count) * WORDS
+                kernel(src_words[lo:hi], work, v.initial)
+                cipher.update_into(work_in, work_out)
+                kernel(work, dst_words[lo:hi], v.initial)
+            return
         for start in range(0, n, PASS_SECTORS):
             count = min(PASS_SECTORS, n - start)
             at = first_sector + start - self._window_first
@@ -382,6 +400,22 @@ class XtsCipher:
         np.bitwise_xor(v.low_words, v.fix, out=v.low_words)
         # 3. Back to sector order.
         np.copyto(out, v.groups_v128.T)
+
+
+def _compiled_kernel(*, required: bool) -> Callable[..., None] | None:
+    """numba's mask kernel, or None when numba is not installed or ``STACKSIM_XTS=numpy`` asks for numpy."""
+    import os
+
+    if not required and os.environ.get("STACKSIM_XTS") == "numpy":
+        return None
+    try:
+        from stacksim._xts_compiled import xor_masks
+    except ImportError:
+        if required:
+            raise
+        return None
+    kernel: Callable[..., None] = xor_masks
+    return kernel
 
 
 def _check_write(length: int, first_sector: int) -> tuple[int, int]:

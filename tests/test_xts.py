@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import make_fifo
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stacksim import xts
@@ -39,6 +39,23 @@ def reference(key: bytes, data: bytes, first_sector: int, *, encrypt: bool = Tru
     return b"".join(out)
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways of building the masks: numba's kernel (``stacksim[fast]``) and numpy's window; the bytes must agree."""
+    if request.param == "numpy":
+        monkeypatch.setenv("STACKSIM_XTS", "numpy")
+    else:
+        monkeypatch.delenv("STACKSIM_XTS", raising=False)
+    assert XtsCipher(KEY).backend == request.param
+    return str(request.param)
+
+
+@pytest.fixture
+def numpy_masks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numpy mask window (what the window tests look at)."""
+    monkeypatch.setenv("STACKSIM_XTS", "numpy")
+
+
 def data_of(n: int, seed: int = 1) -> bytes:
     """*n* sectors of reproducible random bytes."""
     return random.Random(seed).randbytes(n * SECTOR)
@@ -48,6 +65,7 @@ SIZES = [1, 2, 8, 15, 512, CHUNK_SECTORS - 1, CHUNK_SECTORS, CHUNK_SECTORS + 1, 
 FIRSTS = [0, 1, 2**32 - 3, 2**63 - 1]
 
 
+@pytest.mark.usefixtures("backend")
 class TestMatchesCryptography:
     @pytest.mark.parametrize("first", FIRSTS)
     @pytest.mark.parametrize("n", SIZES)
@@ -78,6 +96,7 @@ class TestMatchesCryptography:
             data = rng.randbytes(n * SECTOR)
             assert cipher.encrypt(data, first) == reference(KEY, data, first)
 
+    @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # (the fixture only picks the backend)
     @given(
         key=st.binary(min_size=64, max_size=64).filter(lambda k: k[:32] != k[32:]),
         n=st.integers(1, 40),
@@ -94,6 +113,7 @@ class TestMatchesCryptography:
         assert cipher.decrypt(encrypted, first) == data
 
 
+@pytest.mark.usefixtures("backend")
 class TestBehaviour:
     @pytest.mark.parametrize("n", [1, 16, 3000])
     def test_decrypt_undoes_encrypt(self, n: int) -> None:
@@ -167,6 +187,7 @@ class TestBehaviour:
         assert peak <= 4 * 2**20
 
 
+@pytest.mark.usefixtures("numpy_masks")
 class TestMaskWindow:
     """Writes in ascending order take their masks from a window computed ahead; any order gives the same bytes."""
 
@@ -391,3 +412,22 @@ class TestReadKeyFile:
     def test_the_cap_is_4_KiB(self) -> None:
         """A key file is read only up to 4,096 bytes (INPUT_LIMITS['key'])."""
         assert INPUT_LIMITS["key"] == 4096
+
+
+class TestBackend:
+    """Which masks XtsCipher uses: numba's kernel when installed, numpy's otherwise; asked for by name, or refused."""
+
+    def test_without_numba_auto_falls_back_to_numpy(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The compiled kernel cannot be imported: "auto" builds the masks with numpy, "compiled" raises ImportError."""
+        import sys
+
+        monkeypatch.delenv("STACKSIM_XTS", raising=False)
+        monkeypatch.setitem(sys.modules, "stacksim._xts_compiled", None)
+        assert XtsCipher(KEY).backend == "numpy"
+        with pytest.raises(ImportError):
+            XtsCipher(KEY, backend="compiled")
+
+    def test_an_unknown_backend_is_refused(self) -> None:
+        """backend is "auto", "numpy" or "compiled"."""
+        with pytest.raises(ValueError, match="backend must be"):
+            XtsCipher(KEY, backend="gpu")
