@@ -234,11 +234,18 @@ class HibernationSection(BaseModel):
     file_fraction: Ratio | None = None
     keep_file_cache: bool = False
     compression: bool = True
-    compress_rate: BytesPerSecond = Field(default=120_000_000, ge=10**6)
+    compress_rate: BytesPerSecond = 120_000_000
     compress_overlap: bool = True
     compressed_fraction: CompressedFractions = CompressedFractions()
     resume_after: Nanoseconds = Field(default=5 * 10**9, le=10**18)
-    decompress_rate: BytesPerSecond = Field(default=400_000_000, ge=10**6)
+    decompress_rate: BytesPerSecond = 400_000_000
+
+    @field_validator("compress_rate", "decompress_rate")
+    @classmethod
+    def _rate_at_least_1_mb_s(cls, value: int) -> int:
+        if value < 10**6:
+            raise ValueError(f"{value:,} B/s is below the least rate allowed, 1 MB/s (1,000,000 B/s)")
+        return value
 
     @model_validator(mode="after")
     def _reduced_is_for_fast_startup(self) -> HibernationSection:
