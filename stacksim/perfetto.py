@@ -15,7 +15,10 @@ bytes either way. What it holds (``docs/how-to/open-a-run-in-perfetto.md``):
 * **One track per layer** (a thread: ``thread_name``, ``thread_sort_index``), in stack order, and
   tids in the same order (pid × 10,000 + rank), for viewers that sort threads by tid. The dump
   stacks: ``crashdmp``, each filter (in the order they first appear: load order, which is
-  registry order), ``miniport``, ``device``. The normal stack: per layer of its ``io_context``,
+  registry order), ``miniport``, ``device``; above ``crashdmp``, when the trace has them,
+  ``winresume``, ``decompressor`` and ``compressor`` (sorted first by ``thread_sort_index``;
+  their tids come from the top of the range, so a viewer sorting by tid puts them after
+  ``miniport``). The normal stack: per layer of its ``io_context``,
   top down, a ``dispatch`` track (``io_submit``), ``storport.sys interrupt`` (``io_interrupt``)
   and a ``completion`` track (``io_complete``) -- each a FIFO server of its own, so its slices
   never overlap -- then ``device 1``, ``device 2``, … (the device serves several commands at
@@ -92,6 +95,9 @@ CHUNK_BYTES: Final = 2**20
 
 MAX_LANES: Final = 256
 """Device lanes on the normal stack; a device serving more commands at once puts the rest on the lane that frees first."""
+
+_ABOVE_CRASHDMP: Final = ("winresume", "decompressor", "compressor")
+"""Layers above crashdmp on the dump stacks' processes, top down (their tids come from the top of the range)."""
 
 MAX_RANK: Final = 10_000
 """Tracks per process (a rank is a track's place in stack order; tid = pid × MAX_RANK + rank)."""
@@ -274,8 +280,8 @@ class PerfettoTrace:
             self._meta(pid, None, "process_sort_index", {"sort_index": pid})
         return proc
 
-    def _track(self, proc: _Process, key: str, rank: int) -> int:
-        """The tid of track *key* (its thread name) of *proc*, created at *rank* on first use."""
+    def _track(self, proc: _Process, key: str, rank: int, sort: int | None = None) -> int:
+        """The tid of track *key* of *proc*, created at *rank* on first use (*sort*: its place, if not *rank*)."""
         tid = proc.tids.get(key)
         if tid is None:
             if not 0 <= rank < MAX_RANK:
@@ -283,7 +289,7 @@ class PerfettoTrace:
             tid = proc.pid * MAX_RANK + rank
             proc.tids[key] = tid
             self._meta(proc.pid, tid, "thread_name", {"name": key})
-            self._meta(proc.pid, tid, "thread_sort_index", {"sort_index": rank})
+            self._meta(proc.pid, tid, "thread_sort_index", {"sort_index": rank if sort is None else sort})
         return tid
 
     def _dump_track(self, proc: _Process, layer: str) -> int:
@@ -291,6 +297,9 @@ class PerfettoTrace:
         tid = proc.tids.get(layer)
         if tid is not None:
             return tid
+        if layer in _ABOVE_CRASHDMP:  # hibernation's compressor, resume's loader and decompressor: drawn above crashdmp
+            k = _ABOVE_CRASHDMP.index(layer)
+            return self._track(proc, layer, MAX_RANK - 3 - k, sort=k - len(_ABOVE_CRASHDMP))
         if layer == "crashdmp":
             rank = 0
         elif layer == "miniport":
