@@ -575,3 +575,19 @@ def test_an_interrupted_run_leaves_no_perfetto_file(tmp_path: Path, sig: int) ->
         time.sleep(0.05)
     assert_interrupted(proc, sig)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.toml"]
+
+
+def test_a_round_trip_draws_the_compressor_and_resume_above_crashdmp() -> None:
+    """A compressed hibernation and its resume: winresume, decompressor and compressor sort before crashdmp, top down."""
+    result, trace = run(
+        scenario={"name": "rt", "event": "hibernate-resume", "hibernate_at": "10 ms", "bugcheck_at": None},
+        registry={"DumpFilters": ["dumpfve.sys"]},
+        memory={"ram": "2 MiB", "kernel_fraction": 0.25, "free_fraction": 0.5, "file_cache_fraction": 0, "guest_fraction": 0},
+        hibernation={"compress_rate": "1 GB/s", "compressed_fraction": {"kernel": 0.5, "user": 0.5}},
+    )
+    assert result.resume is not None
+    evs = events(export(trace.records))
+    names = thread_names(evs)
+    sort = {e["tid"]: e["args"]["sort_index"] for e in evs if e["ph"] == "M" and e["name"] == "thread_sort_index"}
+    order = [names[t] for t in sorted((t for t in names if t // 10_000 == 3), key=lambda t: sort[t])]
+    assert order == ["winresume", "decompressor", "compressor", "crashdmp", "dumpfve.sys", "miniport", "device"]
