@@ -2098,7 +2098,9 @@ class _Checker:
             return bool(self.writers) and want is not None and want[2] and want[1] not in self.asked
         if event == "compress_wait":  # the power failed while crashdmp waited for the compressor
             return ctx.power_loss is not None and prev["t_ns"] + prev["dur_ns"] == ctx.power_loss
-        if event == "flush":  # a truncated dump, or a flush the port gave up on
+        if event == "flush":  # a truncated dump, a flush the port gave up on, or one the power failure stopped
+            if ctx.power_loss is not None and prev["t_ns"] + prev["dur_ns"] == ctx.power_loss:
+                return True
             return sum(p[2] for p in ctx.parts) < ctx.dump_bytes or prev["dur_ns"] == ctx.port_timeout
         return False
 

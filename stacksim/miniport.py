@@ -245,9 +245,11 @@ class DumpPort:
             op.fault = "io_timeout"
             return
         engine.advance(dur)
-        self.device.stats.record(dur)
+        loss = engine.trace_until_ns  # (a power_loss fault: the flush stops there, and so does its time)
+        ran = dur if loss is None or t0 + dur <= loss else max(0, loss - t0)
+        self.device.stats.record(ran)
         if engine.trace is not None:
-            engine.emit(t0, "device", "flush", dur, dump_type=self.dump_type)
+            engine.emit(t0, "device", "flush", ran, dump_type=self.dump_type)
 
     def may_time_out(self, length: int) -> str | None:
         """

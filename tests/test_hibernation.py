@@ -226,3 +226,15 @@ def test_power_failing_the_instant_the_wait_begins_leaves_a_wait_of_0_ns() -> No
     assert result.status == "power_lost"
     wait = next(r for r in trace.records if r["event"] == "compress_wait")
     assert (wait["t_ns"], wait["dur_ns"]) == (BODY_START, 0)
+
+
+def test_a_power_failure_during_the_final_flush_stops_the_flush_there() -> None:
+    """A 1 s flush cut by the power at 20 ms: the flush is charged until then, the header (written) makes the image whole."""
+    sections = {k: dict(v) for k, v in HIBERNATE.items()}
+    sections["disk"] = {"model": "fixed", "latency": "20 us", "bandwidth": "3 GB/s", "flush": "1 s"}
+    result, trace = run(faults=[{"kind": "power_loss", "at": "20 ms"}], **sections)  # (the trace passes check)
+    flush = next(r for r in trace.records if r["event"] == "flush")
+    assert result.status == "power_lost"
+    assert result.header_written
+    assert flush["t_ns"] + flush["dur_ns"] == 30_000_000  # 10 ms + 20 ms: where the power failed
+    assert result.layers["device"].busy_ns <= result.dump_time_ns
