@@ -29,10 +29,22 @@ from typing import Final
 
 from stacksim.metrics import LayerStats
 
-__all__ = ["LAYER", "Compressor"]
+__all__ = ["LAYER", "Compressor", "share_ns"]
 
 LAYER: Final = "compressor"
 """The compressor's name in results and traces."""
+
+
+def share_ns(length: int, uncompressed_bytes: int, body_bytes: int, rate: int) -> int:
+    """
+    The time, rounded up to a whole ns, for *length* body bytes' share of the image's memory at *rate* bytes/s.
+
+    ``⌈length × uncompressed ÷ body ÷ rate⌉``: what compressing a write costs, and what
+    decompressing a read costs on resume (:mod:`stacksim.resume`); 0 for an empty body.
+    """
+    if not body_bytes:
+        return 0
+    return -(-length * uncompressed_bytes * 10**9 // (body_bytes * rate))
 
 
 class Compressor:
@@ -62,9 +74,7 @@ class Compressor:
         """The time to compress what a write of *length* body bytes carries, rounded up to a whole ns."""
         cost = self._costs.get(length)
         if cost is None:
-            if not self.body_bytes:
-                return 0
-            cost = self._costs[length] = -(-length * self.uncompressed_bytes * 10**9 // (self.body_bytes * self.rate))
+            cost = self._costs[length] = share_ns(length, self.uncompressed_bytes, self.body_bytes, self.rate)
         return cost
 
     def ready(self, now_ns: int, length: int, until_ns: int | None = None) -> int:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final
 import trio
 
 from stacksim._engine import bound
+from stacksim.compressor import share_ns
 from stacksim.metrics import LayerStats, LayerSummary
 from stacksim.requests import DumpRequest, Mdl, Op, OpKind
 
@@ -132,8 +133,7 @@ async def resume(m: Machine, driver: DumpDriver) -> ResumeResult:
         for x, stats in saved:
             layers[x.stats.name] = x.stats.summary()
             x.stats = stats
-        readers = [x.name for x in reversed(loaded) if x.init.supports_read]
-        result.layers = {name: layers[name] for name in (LOADER, DECOMPRESSOR, *readers, "miniport", "device")}
+        result.layers = {name: layers[name] for name in (LOADER, DECOMPRESSOR, *result.read_by, "miniport", "device")}
     result.time_ns = engine.now_ns - start
     if result.status == "resumed" and blocked:
         result.status = "undecryptable"
@@ -176,11 +176,9 @@ async def _read_image(
     chain = [trio.open_memory_channel[Op](math.inf) for _ in range(len(readers) + 1)]
     plan, layout = m.full_plan, m.layout
     image = plan.hiber
-    cost = _Decompression(
-        image.uncompressed_bytes if image is not None and image.compressed else 0,
-        image.body_bytes if image is not None else 0,
-        m.scenario.hibernation.decompress_rate,
-    )
+    uncompressed = image.uncompressed_bytes if image is not None and image.compressed else 0
+    body_bytes = image.body_bytes if image is not None else 0
+    rate = m.scenario.hibernation.decompress_rate
     chunk = driver.max_chunk
     restored = result.restored
 
@@ -230,8 +228,8 @@ async def _read_image(
                     if header_only:  # its signature is ciphertext: nothing more is read, nothing unloaded
                         emit("resume_failed")
                         return
-                    if part.name == "body" and cost.uncompressed:  # decompressed behind the reads
-                        spent = cost.ns(length)
+                    if part.name == "body" and uncompressed:  # decompressed behind the reads
+                        spent = share_ns(length, uncompressed, body_bytes, rate)
                         ready = max(ready, engine.now_ns) + spent
                         decompress.record(spent)
         if ready > engine.now_ns:  # the last reads' decompression, after the reads
@@ -244,7 +242,6 @@ async def _read_image(
     tasks = [bound(m.port.run, to_port_recv, from_port_send)]
     tasks += [bound(layer.run, chain[i][1], chain[i + 1][0], chain[-1][0]) for i, layer in enumerate(readers)]
     engine.describe_state = lambda: f"the resume loader, the miniport and {len(readers)} filter task(s) are waiting for work"
-    engine._done = False
     await engine.supervise(loader_task, *tasks)
     if engine.failure is not None:
         result.status, result.message = "failed", f"resume stopped: {engine.failure}"
@@ -293,16 +290,3 @@ async def _call(send: trio.MemorySendChannel[Op], receive: trio.MemoryReceiveCha
     """Send *op* and wait for it to come back (one request at a time: resume is polled, like the dump)."""
     send.send_nowait(op)
     return await receive.receive()
-
-
-@dataclass(frozen=True, slots=True)
-class _Decompression:
-    """Decompression time per body read: its share of the image's memory at the rate (as the compressor's, mirrored)."""
-
-    uncompressed: int
-    body: int
-    rate: int
-
-    def ns(self, length: int) -> int:
-        """The time to decompress what a read of *length* body bytes holds, rounded up to a whole ns."""
-        return -(-length * self.uncompressed * 10**9 // (self.body * self.rate)) if self.body else 0

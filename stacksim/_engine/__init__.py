@@ -705,6 +705,7 @@ class Engine:
         if trio.lowlevel.current_clock() is not self.clock:
             raise RuntimeError("Engine.supervise must run under the engine's clock: stacksim._engine.run(fn, engine)")
         token = _current_engine.set(self)
+        self._done = False  # (an engine may supervise again: resume after a hibernation)
         restore = self._watch_sigint()
         if self.wall_clock_limit_ns:
             self._guard = _WallClockGuard(self, self.wall_clock_limit_ns / NS_PER_S, trio.lowlevel.current_trio_token())
