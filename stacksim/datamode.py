@@ -21,11 +21,10 @@ stack's writes of a ``crash-during-io`` run carry no bytes (its region of the im
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from stacksim.diskimage import DiskImage
+from stacksim.diskimage import DiskImage, pread_zero_filled
 
 if TYPE_CHECKING:
     import numpy as np
@@ -119,13 +118,7 @@ class HiberfileBytes:
             n = min(len(out), PAGE_SIZE - file_offset)
             view[:n] = self.header[file_offset : file_offset + n]
             view, file_offset = view[n:], PAGE_SIZE
-        done = 0
-        while done < len(view):
-            got = os.preadv(self._body.fileno(), [view[done:]], file_offset - PAGE_SIZE + done)
-            if not got:
-                view[done:] = bytes(len(view) - done)  # past the body's end (never, by the plan)
-                break
-            done += got
+        pread_zero_filled(self._body.fileno(), view, file_offset - PAGE_SIZE)  # (past the body: never, by the plan)
 
     def close(self) -> None:
         """Delete the temporary body."""

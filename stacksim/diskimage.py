@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator
 from typing import BinaryIO, Final
 
-__all__ = ["SCAN_CHUNK", "DiskImage"]
+__all__ = ["SCAN_CHUNK", "DiskImage", "pread_zero_filled"]
 
 SCAN_CHUNK: Final = 4 * 2**20
 """Bytes read at a time when the image is read back (memory stays bounded by this)."""
@@ -99,14 +99,13 @@ class DiskImage:
 
     def read(self, disk_offset: int, length: int) -> bytes:
         """The *length* bytes at *disk_offset* (holes read as zero)."""
-        out = bytearray()
-        while len(out) < length:
-            chunk = os.pread(self.fd, length - len(out), disk_offset + len(out))
-            if not chunk:
-                out += bytes(length - len(out))  # past the end of the file: the disk reads zero there
-                break
-            out += chunk
+        out = bytearray(length)
+        self.read_into(disk_offset, memoryview(out))
         return bytes(out)
+
+    def read_into(self, disk_offset: int, view: memoryview) -> None:
+        """Fill *view* with the bytes at *disk_offset* (holes, and the disk past the file's end, read as zero)."""
+        pread_zero_filled(self.fd, view, disk_offset)
 
     def chunks(self, disk_offset: int, length: int, chunk: int = SCAN_CHUNK) -> Iterator[tuple[int, bytes]]:
         """``(disk offset, bytes)`` of the range in pieces of at most *chunk* bytes, in order."""
@@ -144,19 +143,20 @@ class DiskImage:
             if buffer is None:
                 buffer = bytearray(chunk)
             view = memoryview(buffer)[:n]
-            self._read_into(disk_offset, view)
+            self.read_into(disk_offset, view)
             yield disk_offset, view.toreadonly()
             disk_offset += n
 
-    def _read_into(self, disk_offset: int, view: memoryview) -> None:
-        """Fill *view* with the bytes at *disk_offset* (zeros past the end of the file)."""
-        done = 0
-        while done < len(view):
-            got = os.preadv(self.fd, [view[done:]], disk_offset + done)
-            if not got:
-                view[done:] = bytes(len(view) - done)
-                return
-            done += got
+
+def pread_zero_filled(fd: int, view: memoryview, offset: int) -> None:
+    """Fill *view* with file *fd*'s bytes from *offset*, as many calls as it takes; past the file's end, zeros."""
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if not got:
+            view[done:] = bytes(len(view) - done)
+            return
+        done += got
 
 
 class _Mapping:

@@ -426,7 +426,7 @@ class DumpPort:
         self.device.stats.record(service)
         data = request.mdl.data
         if self.disk_image is not None and data is not None:
-            data[:] = self.disk_image.read(disk_offset, length)
+            self.disk_image.read_into(disk_offset, memoryview(data))
         if engine.trace is not None:
             engine.emit(t0, "miniport", "miniport_read", overhead, request.number, offset, length, self.dump_type)
             engine.emit(t1, "device", "device_read", service, request.number, disk_offset, length, self.dump_type)
