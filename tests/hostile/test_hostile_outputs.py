@@ -253,3 +253,14 @@ def test_an_empty_or_dot_output_says_so(work: Path, target: str, command: str) -
     proc = invoke_cli(*args(target), cwd=work)
     assert_refused(proc, flag, "is empty or '.', the current folder")
     assert _snapshot(work) == before
+
+
+@pytest.mark.parametrize("target", [t for t in _targets("") if t != "the-plugin"])
+def test_diff_json_target_refused(work: Path, target: str) -> None:
+    """`stacksim diff r.json r.json --json T` refuses every hostile target as the other outputs do (it takes no plugin)."""
+    make, expected = _targets("r.json")[target]
+    path = make(work)
+    before = _snapshot(work)
+    proc = invoke_cli("diff", "r.json", "r.json", "--json", path, cwd=work)
+    assert_refused(proc, "--json", path, expected)
+    assert _snapshot(work) == before

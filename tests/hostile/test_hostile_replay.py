@@ -157,13 +157,14 @@ FILES: dict[str, tuple[Callable[[Path], str], str]] = {
 }
 
 
+@pytest.mark.parametrize("command", ["replay", "diff"])
 @pytest.mark.parametrize("case", list(FILES))
-def test_result_file_refused(tmp_path: Path, case: str) -> None:
-    """A result path that is not a small, well-formed JSON object is refused fast, naming the file."""
+def test_result_file_refused(tmp_path: Path, case: str, command: str) -> None:
+    """A result path that is not a small, well-formed JSON object is refused fast, naming the file (replay and diff alike)."""
     make, expected = FILES[case]
     name = make(tmp_path)
     before = sorted(os.listdir(tmp_path))
-    proc = invoke_cli("replay", name, cwd=tmp_path)
+    proc = invoke_cli(*(["replay", name] if command == "replay" else ["diff", name, name]), cwd=tmp_path)
     assert_refused(proc, name, expected)
     assert proc.elapsed < REFUSED_IN_S  # type: ignore[attr-defined]
     assert sorted(os.listdir(tmp_path)) == before
