@@ -172,6 +172,28 @@ def _interrupted() -> str:
     return "interrupted (SIGTERM)" if _SIGNALS.terminated else "interrupted"
 
 
+@dataclass(frozen=True)
+class _RunLogging:
+    """How a run logs: the stderr level, and ``--log-json``'s file and level."""
+
+    level: str = "warning"
+    json_path: Path | None = None
+    json_level: str = "info"
+
+    def _levels(self) -> list[str]:
+        return [self.level, *([self.json_level] if self.json_path is not None else [])]
+
+    @property
+    def phases(self) -> bool:
+        """Whether an output shows info events: then the engine's phase records are logged."""
+        return any(level in ("debug", "info") for level in self._levels())
+
+    @property
+    def requests(self) -> bool:
+        """Whether the JSON log shows debug events: then one line per request per layer (:class:`~stacksim._log.LogTrace`)."""
+        return self.json_path is not None and self.json_level == "debug"
+
+
 def _simulate_to_files(
     s: Scenario,
     catalog: FilterCatalog,
@@ -184,6 +206,7 @@ def _simulate_to_files(
     key: tuple[bytes, str] | None = None,
     perfetto_out: Path | None = None,
     perfetto_limit: int = 0,
+    log: _RunLogging | None = None,
 ) -> tuple[RunResult, str]:
     """
     Run *s*, streaming the trace and writing the result JSON atomically; return the result and its JSON.
@@ -195,6 +218,9 @@ def _simulate_to_files(
     writes the disk image there, atomically like the other outputs. With *perfetto_out* the
     trace's records also go, as they come, to a Trace Event JSON file there
     (:class:`~stacksim.perfetto.PerfettoTrace`, requests up to *perfetto_limit* in full).
+    With *log* (``run``'s logging options) the run's log also goes, as JSON lines, to its
+    ``--log-json`` file, written atomically like the other outputs; at debug level with one line
+    per request per layer, which, like a trace, runs one write at a time.
     """
     from stacksim.datamode import DataMode
     from stacksim.diskimage import DiskImage
@@ -208,6 +234,16 @@ def _simulate_to_files(
             stream = stack.enter_context(atomic_writer(trace_out, flag="--trace")) if trace_out is not None else None
             trace: TraceSink | None = JsonlTrace(stream) if stream is not None else None
             exported = None
+            pipeline = True
+            if log is not None and log.json_path is not None:
+                from stacksim._log import LogTrace, configure_logging
+
+                log_stream = stack.enter_context(atomic_writer(log.json_path, flag="--log-json"))
+                configure_logging(log.level, json_stream=log_stream, json_level=log.json_level)
+                stack.callback(configure_logging, log.level)  # (before the file is closed: callbacks run last in, first out)
+                if log.requests:
+                    trace = LogTrace() if trace is None else TeeTrace(trace, LogTrace())
+                    pipeline = False  # the lines stream as the records come: an abandoned attempt could not take them back
             if perfetto_out is not None:
                 from stacksim.perfetto import PerfettoTrace
 
@@ -223,7 +259,16 @@ def _simulate_to_files(
                 assert key is not None
                 disk = stack.enter_context(atomic_binary_writer(image, flag="--image"))
                 mode = DataMode(DiskImage(disk, s.disk.resolved()[3]), *key)
-            result = simulate(s, catalog, trace=trace, batch=batch, progress=_progress_bar(stack), data=mode)
+            result = simulate(
+                s,
+                catalog,
+                trace=trace,
+                batch=batch,
+                progress=_progress_bar(stack),
+                data=mode,
+                pipeline=pipeline,
+                log_phases=log is not None and log.phases,
+            )
             if exported is not None:
                 exported.close()
             text = result_json(result)
@@ -341,6 +386,18 @@ def run(
         typer.Option("--batch/--no-batch", help="Batched mode (default) or request mode: one message per write; same results."),
     ] = True,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error (stderr).")] = "warning",
+    log_json: Annotated[
+        Path | None,
+        typer.Option("--log-json", help="Write structlog JSON lines (simulated time in sim_ns) here.", show_default=False),
+    ] = None,
+    log_json_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-json-level",
+            help="With --log-json: info (phases, the default), debug (also one line per request per layer), warning, error.",
+            show_default=False,
+        ),
+    ] = None,
     data: Annotated[
         bool, typer.Option("--data", help="Data mode: real bytes through every layer onto a disk image (needs --image).")
     ] = False,
@@ -355,12 +412,16 @@ def run(
     ] = None,
 ) -> None:
     """Run a scenario and print where the time went."""
-    from stacksim._log import configure_logging
+    from stacksim._log import LEVELS, configure_logging
     from stacksim.datamode import data_mode_problem
     from stacksim.summary import render
 
-    if log_level.lower() not in ("debug", "info", "warning", "error"):
+    if log_level.lower() not in LEVELS:
         _fail(f"--log-level {log_level!r}: allowed values are debug, info, warning, error")
+    if log_json_level is not None and log_json is None:
+        _fail("--log-json-level goes with --log-json: --log-json run.log.jsonl --log-json-level debug writes the log")
+    if log_json_level is not None and log_json_level.lower() not in LEVELS:
+        _fail(f"--log-json-level {log_json_level!r}: allowed values are debug, info, warning, error")
     if data != (image is not None):
         _fail("--data and --image go together: --data --image disk.img writes the disk image of a data-mode run")
     if key_file is not None and not data:
@@ -368,9 +429,10 @@ def run(
     if perfetto_limit is not None and perfetto_out is None:
         _fail("--perfetto-limit goes with --perfetto: --perfetto run.json --perfetto-limit N writes the Perfetto file")
     limit = _perfetto_limit(perfetto_limit)
-    configure_logging(log_level.lower())
     inputs = [scenario, *(plugin or []), *([key_file] if key_file is not None else [])]
-    _check_outputs([("--json", json_out), ("--trace", trace_out), ("--perfetto", perfetto_out), ("--image", image)], inputs)
+    outputs = [("--json", json_out), ("--trace", trace_out), ("--perfetto", perfetto_out), ("--image", image)]
+    _check_outputs([*outputs, ("--log-json", log_json)], inputs)
+    configure_logging(log_level.lower())
     catalog = _catalog(plugin)
     s = _load_scenario(scenario, catalog, seed=seed)
     key = None
@@ -388,6 +450,7 @@ def run(
         key=key,
         perfetto_out=perfetto_out,
         perfetto_limit=limit,
+        log=_RunLogging(log_level.lower(), log_json, (log_json_level or "info").lower()),
     )
     if json_out is not None and str(json_out) == "-":
         _print_json(text)

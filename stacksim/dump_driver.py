@@ -668,12 +668,12 @@ class DumpDriver:
         t0 = engine.now_ns
         engine.advance(dur)
         self.stats.record(dur)
-        if engine.trace is not None:
-            engine.emit(t0, LAYER, event, dur, dump_type=self.dump_type)
+        if engine.observed:
+            engine.phase(t0, LAYER, event, dur, dump_type=self.dump_type)
 
     def _mark(self, event: str) -> None:
-        if self.engine.trace is not None:
-            self.engine.emit(self.engine.now_ns, LAYER, event, 0, dump_type=self.dump_type)
+        if self.engine.observed:
+            self.engine.phase(self.engine.now_ns, LAYER, event, 0, dump_type=self.dump_type)
 
     def _end(self, status: str, message: str) -> Outcome:
         if status != "power_lost" and self._power_lost(f"before the run could end as {status}"):

@@ -225,8 +225,8 @@ class DumpPort:
         t0 = engine.now_ns
         engine.advance(dur)
         self.stats.record(dur)
-        if engine.trace is not None:
-            engine.emit(t0, "miniport", event, dur, dump_type=self.dump_type, detail=detail)
+        if engine.observed:
+            engine.phase(t0, "miniport", event, dur, dump_type=self.dump_type, detail=detail)
 
     def _flush(self, op: Op) -> None:
         engine = self.engine
@@ -235,8 +235,8 @@ class DumpPort:
         if dur > self.timeout_ns:  # the port gives up polling the flush, as it would a write
             engine.advance(self.timeout_ns)
             self.stats.record(self.timeout_ns)
-            if engine.trace is not None:  # the flush, cut off at the timeout; the dump_failed after it says why
-                engine.emit(t0, "device", "flush", self.timeout_ns, dump_type=self.dump_type)
+            if engine.observed:  # the flush, cut off at the timeout; the dump_failed after it says why
+                engine.phase(t0, "device", "flush", self.timeout_ns, dump_type=self.dump_type)
             limit, needed = format_ns_pair(self.timeout_ns, dur)
             op.error = (
                 f"the cache flush did not complete within the port's {limit} timeout "
@@ -248,8 +248,8 @@ class DumpPort:
         loss = engine.trace_until_ns  # (a power_loss fault: the flush stops there, and so does its time)
         ran = dur if loss is None or t0 + dur <= loss else max(0, loss - t0)
         self.device.stats.record(ran)
-        if engine.trace is not None:
-            engine.emit(t0, "device", "flush", ran, dump_type=self.dump_type)
+        if engine.observed:
+            engine.phase(t0, "device", "flush", ran, dump_type=self.dump_type)
 
     def may_time_out(self, length: int) -> str | None:
         """

@@ -186,12 +186,11 @@ async def _read_image(
     kind = "hibernation"
 
     def emit(event: str, dur: int = 0, request: DumpRequest | None = None) -> None:
-        if traced:
-            layer = DECOMPRESSOR if event == "decompress_wait" else LOADER
-            if request is None:
-                engine.emit(engine.now_ns, layer, event, dur, dump_type=kind)
-            else:
-                engine.emit(engine.now_ns, layer, event, dur, request.number, request.offset, request.length, kind)
+        layer = DECOMPRESSOR if event == "decompress_wait" else LOADER
+        if request is None:
+            engine.phase(engine.now_ns, layer, event, dur, dump_type=kind)
+        elif traced:
+            engine.emit(engine.now_ns, layer, event, dur, request.number, request.offset, request.length, kind)
 
     async def loader_task() -> None:
         emit("resume")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from stacksim._engine import SpeculationFailed, run
-from stacksim._log import PhaseLogger, ensure_configured
+from stacksim._log import PhaseLogger, RunLog, ensure_configured
 from stacksim.datamode import DataMode, data_mode_problem
 from stacksim.events import EVENTS, EventRun
 from stacksim.filters import FilterCatalog
@@ -36,6 +36,7 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     pipeline: bool = True,
     data: DataMode | None = None,
+    log_phases: bool = False,
 ) -> RunResult:
     """
     Run *scenario* in virtual time and return its result. Deterministic for a given scenario.
@@ -57,22 +58,27 @@ def simulate(
     the same simulated times); the result's ``data`` says what the leak check found on the
     image. A repeated run starts from an empty image (:meth:`~stacksim.diskimage.DiskImage.reset`),
     so the image is byte for byte that of the run one write at a time.
+
+    Log events of a run reach structlog when its result stands (:class:`~stacksim._log.RunLog`):
+    an abandoned attempt logs nothing. With *log_phases* every phase record (DriverEntry,
+    Dump_Start, the reset, the flush, the end: :meth:`~stacksim._engine.Engine.phase`) is
+    logged too, at info, with the trace's time in ``sim_ns`` (``stacksim run --log-json``).
     """
     if data is not None and (problem := data_mode_problem(scenario)) is not None:
         raise ScenarioError("scenario " + scenario.scenario.name, [problem])
     if not pipeline:
-        return _attempt(scenario, catalog, trace, batch, progress, pipeline=False, data=data)
+        return _attempt(scenario, catalog, trace, batch, progress, pipeline=False, data=data, log_phases=log_phases)
     if progress is not None:
         progress = _never_backwards(progress)  # a repeated run starts again from zero
     try:
-        return _attempt(scenario, catalog, trace, batch, progress, pipeline=True, data=data)
+        return _attempt(scenario, catalog, trace, batch, progress, pipeline=True, data=data, log_phases=log_phases)
     except BaseExceptionGroup as group:
         if group.subgroup(SpeculationFailed) is None:
             raise
         log.debug("run.pipeline_abandoned", reason=str(group.exceptions[0]))
     if data is not None:
         data.image.reset()  # the abandoned attempt's writes, some of which one write at a time may never write
-    return _attempt(scenario, catalog, trace, batch, progress, pipeline=False, data=data)
+    return _attempt(scenario, catalog, trace, batch, progress, pipeline=False, data=data, log_phases=log_phases)
 
 
 def _attempt(
@@ -84,21 +90,32 @@ def _attempt(
     *,
     pipeline: bool,
     data: DataMode | None = None,
+    log_phases: bool = False,
 ) -> RunResult:
-    """One attempt of :func:`simulate`: a fresh machine, its event, its report."""
+    """One attempt of :func:`simulate`: a fresh machine, its event, its report (and its log, once it stands)."""
     ensure_configured()
     merged = MergingTrace(trace) if trace is not None and scenario.scenario.runs_workload else None
     if merged is not None:
         trace = merged
     machine = assemble(scenario, catalog, trace=trace, batch=batch, pipeline=pipeline, progress=progress, data=data)
     script = EVENTS[scenario.scenario.event]
+    run_log = machine.engine.run_log = RunLog(phases=log_phases, live=not pipeline)
 
     async def main() -> EventRun:
         return await script(machine)
 
     log.debug("run.start", scenario=scenario.scenario.name, seed=scenario.scenario.seed)
     try:
-        result = build_result(machine, run(main, machine.engine))
+        try:
+            result = build_result(machine, run(main, machine.engine))
+        except BaseExceptionGroup as group:
+            if group.subgroup(SpeculationFailed) is None:
+                run_log.flush()
+            raise  # an abandoned attempt logs nothing: the next one logs the same events
+        except BaseException:
+            run_log.flush()
+            raise
+        run_log.flush()
     finally:
         close = getattr(machine.contents, "close", None)
         if close is not None:  # a data-mode hiberfile's compressed body, in a temporary file

@@ -25,7 +25,7 @@ from typing import IO, Any, Final, Protocol
 
 from stacksim._io import json_safe
 
-__all__ = ["FIELDS", "HeldRecord", "JsonlTrace", "ListTrace", "MergingTrace", "TeeTrace", "TraceSink"]
+__all__ = ["FIELDS", "HeldRecord", "JsonlTrace", "ListTrace", "MergingTrace", "PhaseSink", "TeeTrace", "TraceSink"]
 
 FIELDS: Final = ("t_ns", "seq", "layer", "event", "dur_ns", "request", "offset", "length", "dump_type", "status", "detail")
 """The keys of every trace record, in output order."""
@@ -49,6 +49,22 @@ class TraceSink(Protocol):
         detail: dict[str, Any] | None,
     ) -> None:
         """Record one event."""
+
+
+class PhaseSink(Protocol):
+    """Where the engine's phase records go besides the trace (:meth:`stacksim._engine.Engine.phase`)."""
+
+    def phase(
+        self,
+        t_ns: int,
+        layer: str,
+        event: str,
+        dur_ns: int,
+        dump_type: str | None,
+        status: str | None,
+        detail: dict[str, Any] | None,
+    ) -> None:
+        """Record one phase."""
 
 
 class ListTrace:

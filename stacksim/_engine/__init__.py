@@ -38,7 +38,7 @@ from typing import Any, Final, NoReturn, TypeAlias, TypeVar
 
 import trio
 
-from stacksim.trace import TraceSink
+from stacksim.trace import PhaseSink, TraceSink
 from stacksim.units import format_ns
 
 __all__ = [
@@ -339,6 +339,8 @@ class Engine:
         self.failure: WatchdogExpired | None = None
         self.describe_state: Callable[[], str] = lambda: "no state description available"
         self.trace: TraceSink | None = None
+        self.run_log: PhaseSink | None = None
+        """Where phase records (records of no request) go besides the trace: the run's log (:class:`stacksim._log.RunLog`)."""
         self.interrupted = False
         self.terminated = False
         """The real signal was a SIGTERM (for the message if plugin code swallows it)."""
@@ -400,6 +402,32 @@ class Engine:
         """Send one record to the trace, if one is attached (callers test ``engine.trace``)."""
         if self.trace is not None and (self.trace_until_ns is None or t_ns <= self.trace_until_ns):
             self.trace.emit(t_ns, self.next_seq(), layer, event, dur_ns, request, offset, length, dump_type, status, detail)
+
+    @property
+    def observed(self) -> bool:
+        """Whether a phase record goes anywhere (a trace or the run log): callers test it before building one."""
+        return self.trace is not None or self.run_log is not None
+
+    def phase(
+        self,
+        t_ns: SimTime,
+        layer: str,
+        event: str,
+        dur_ns: SimTime,
+        *,
+        dump_type: str | None = None,
+        status: str | None = None,
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        """
+        A record of a phase (a call of no request: DriverEntry, Dump_Start, the reset, the flush, the end).
+
+        It goes to the trace, as :meth:`emit`, and to :attr:`run_log` (the ``--log-json`` lines),
+        with the same time: the log's ``sim_ns`` of an event is the trace's ``t_ns``.
+        """
+        self.emit(t_ns, layer, event, dur_ns, dump_type=dump_type, status=status, detail=detail)
+        if self.run_log is not None and (self.trace_until_ns is None or t_ns <= self.trace_until_ns):
+            self.run_log.phase(t_ns, layer, event, dur_ns, dump_type, status, detail)
 
     # -- calls of plugin code --------------------------------------------------------------
     async def timed(

@@ -75,5 +75,5 @@ async def write_dump(m: Machine) -> DumpDriver:
         out.done_ns = engine.now_ns + engine.failure.waited_ns
         # end the trace where the watchdog ended the run (or the power failed)
         end = out.done_ns if engine.trace_until_ns is None else min(out.done_ns, engine.trace_until_ns)
-        engine.emit(end, LAYER, "dump_failed", 0, dump_type=m.dump_type.label)
+        engine.phase(end, LAYER, "dump_failed", 0, dump_type=m.dump_type.label)
     return driver

@@ -216,8 +216,8 @@ class FilterLayer:
     def _end_driver_entry(self, t0: int, dur: int, status: str | None) -> None:
         engine = self.engine
         engine.advance(dur)
-        if engine.trace is not None:
-            engine.emit(t0, self.name, "driver_entry", dur, dump_type=self.dump_type, status=status)
+        if engine.observed:
+            engine.phase(t0, self.name, "driver_entry", dur, dump_type=self.dump_type, status=status)
 
     async def dump_unload(self) -> None:
         """
@@ -244,8 +244,8 @@ class FilterLayer:
         if error is not None and fault == "wall_clock_limit":
             raise FatalCall(fault, error)
         self.engine.advance(dur)
-        if self.engine.trace is not None:
-            self.engine.emit(t0, self.name, "dump_unload", dur, dump_type=self.dump_type, status=status_name(status))
+        if self.engine.observed:
+            self.engine.phase(t0, self.name, "dump_unload", dur, dump_type=self.dump_type, status=status_name(status))
         if error is not None:
             self._note_error("dump_unload", error)
         elif not status_ok(status):
@@ -342,7 +342,9 @@ class FilterLayer:
                 if request is not None and error is None:
                     request.upstream_ns = upstream_in + dur  # (what a filter wrote there is overwritten)
                 record(dur)
-                if engine.trace is not None and not (error is not None and fault in _STOPPING):
+                if (engine.trace is not None or (request is None and engine.run_log is not None)) and not (
+                    error is not None and fault in _STOPPING
+                ):
                     # (a call cut by the watchdog or stopped by the guard returned no status: no record;
                     # crashdmp's dump_failed follows at its start + the time it is charged)
                     at: tuple[int | None, int | None, int | None]
@@ -354,7 +356,10 @@ class FilterLayer:
                         at = number, *self._shown(request, offset_in, length_in)
                     # a moved write says where it came from, so the checker can follow each hand-off
                     moved: dict[str, object] | None = None if request is None or at[1] == offset_in else {"moved_from": offset_in}
-                    engine.emit(t0, name, event, dur, at[0], at[1], at[2], self.dump_type, status_name(status), moved)
+                    if request is None:  # Dump_Start, Dump_Finish: a phase, for the run's log too
+                        engine.phase(t0, name, event, dur, dump_type=self.dump_type, status=status_name(status))
+                    else:
+                        engine.emit(t0, name, event, dur, at[0], at[1], at[2], self.dump_type, status_name(status), moved)
                 if error is not None:
                     op.error = error if fault in _STOPPING else f"{name}: {error}"
                     op.fault = fault

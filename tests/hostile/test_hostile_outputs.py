@@ -132,6 +132,7 @@ COMMANDS: dict[str, tuple[str, str, Callable[[str], list[str]]]] = {
     "run --json": ("--json", "s.toml", lambda t: ["run", "s.toml", "--plugin", "p.py", "--json", t]),
     "run --trace": ("--trace", "s.toml", lambda t: ["run", "s.toml", "--plugin", "p.py", "--trace", t]),
     "run --perfetto": ("--perfetto", "s.toml", lambda t: ["run", "s.toml", "--plugin", "p.py", "--perfetto", t]),
+    "run --log-json": ("--log-json", "s.toml", lambda t: ["run", "s.toml", "--plugin", "p.py", "--log-json", t]),
     "sweep --out": (
         "--out",
         "s.toml",
@@ -171,6 +172,13 @@ def test_trace_and_perfetto_may_not_be_one_file(work: Path) -> None:
     proc = invoke_cli("run", "s.toml", "--trace", "x.json", "--perfetto", "./x.json", cwd=work)
     assert_refused(proc, "--perfetto", "x.json", "is also the --trace output")
     assert not (work / "x.json").exists()
+
+
+def test_trace_and_log_json_may_not_be_one_file(work: Path) -> None:
+    """--trace and --log-json naming the same file are refused before the run."""
+    proc = invoke_cli("run", "s.toml", "--trace", "x.jsonl", "--log-json", "./x.jsonl", cwd=work)
+    assert_refused(proc, "--log-json", "x.jsonl", "is also the --trace output")
+    assert not (work / "x.jsonl").exists()
 
 
 def test_json_and_trace_may_not_be_one_file(work: Path) -> None:
