@@ -2,7 +2,8 @@
 The ``stacksim`` command: ``run``, ``sweep``, ``replay``, ``diff``, ``check``, ``validate``, ``explain``, ``memory`` and more.
 
 ``extract`` and ``inspect`` read a data-mode disk image back, as the boot after the crash would.
-``perfetto`` turns a trace into Trace Event JSON for ui.perfetto.dev (as ``run --perfetto`` does while it runs).
+``perfetto`` turns a trace into Trace Event JSON for ui.perfetto.dev (as ``run --perfetto`` does while it runs);
+``plot`` draws a result, a trace or a sweep's CSV as PNG files (the ``plot`` extra: matplotlib).
 
 ``devices`` and ``filters`` list what a scenario may name.
 
@@ -930,6 +931,111 @@ def perfetto_export(
         + (f"; {drawn}" if drawn else "")
         + "; open it at https://ui.perfetto.dev"
     )
+
+
+_PLOT_KINDS = {".json": "result", ".jsonl": "trace", ".csv": "sweep"}
+"""An input's suffix → what ``plot`` reads it as."""
+
+
+def _plot_targets(source: Path, out: Path | None, kinds: tuple[str, ...]) -> dict[str, Path]:
+    """The PNG file of each plot kind: PREFIX-KIND.png, PREFIX from ``--out`` (a folder: FOLDER/INPUT-STEM) or the input."""
+    if out is None:
+        prefix = source.with_suffix("")
+    elif out.is_dir():
+        prefix = out / source.stem
+    else:
+        prefix = out.with_name(out.name.removesuffix(".png"))
+    return {kind: prefix.with_name(f"{prefix.name}-{kind}.png") for kind in kinds}
+
+
+@app.command()
+def plot(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT", help="Result JSON (.json), trace (.jsonl) or sweep results (.csv) to plot.", show_default=False
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="DIR|PREFIX",
+            help="Write PREFIX-KIND.png (in DIR: INPUT-STEM-KIND.png); default: beside INPUT.",
+            show_default=False,
+        ),
+    ] = None,
+    first: Annotated[
+        str | None,
+        typer.Option(
+            "--first", metavar="N", help="Requests per stack in the Gantt chart, 1 to 1,000 (default 20).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Draw PNG plots of a run (needs the plot extra): a Gantt chart, latency CDFs and throughput; dump time across a sweep."""
+    from stacksim._io import open_input
+    from stacksim.plot import (
+        DEFAULT_FIRST,
+        PlotUnavailableError,
+        parse_first,
+        read_sweep,
+        render_result,
+        render_sweep,
+        render_trace,
+        summarise_trace,
+    )
+
+    name = _shown(source)
+    kind = _PLOT_KINDS.get(source.suffix.lower())
+    if kind is None:
+        _fail(
+            f"{name}: plot reads a result (.json, from `stacksim run --json`), a trace (.jsonl, from `--trace`) "
+            "or a sweep's results (.csv, from `stacksim sweep --out`); the file's suffix says which"
+        )
+    try:
+        n = DEFAULT_FIRST if first is None else parse_first(first)
+    except ValueError as exc:
+        _fail(str(exc))
+    kinds = {"result": ("quantiles", "busy"), "trace": ("gantt", "latency", "throughput"), "sweep": ("dump-time",)}[kind]
+    targets = _plot_targets(source, out, kinds)
+    _check_outputs([("--out", p) for p in targets.values()], [source])
+    notes: list[str] = []
+    try:
+        if kind == "trace":
+            with open_input(source, "trace") as stream:
+                summary = summarise_trace(stream, name, n)
+            pngs = render_trace(summary)
+            missing = [k for k in kinds if k not in pngs]
+            if missing:
+                notes.append(f"the trace has nothing to draw for {', '.join(missing)} (no request records or completions)")
+        elif kind == "sweep":
+            pngs, notes = render_sweep(read_sweep(source, name))
+        else:
+            from stacksim.diff import ResultShapeError
+
+            _, result, _ = _read_result(source)
+            try:
+                pngs, notes = render_result(result)
+            except ResultShapeError as exc:
+                _fail(f"{name}: {exc}; a result file is what stacksim run --json writes (docs/reference/result-format.md)")
+    except PlotUnavailableError as exc:
+        _fail(str(exc))
+    except InputError as exc:
+        _fail(f"{exc}; no plot was written")
+    if not pngs:
+        _fail(f"{name}: there is nothing to plot ({'; '.join(notes) or 'no records'}); no plot was written")
+    written = []
+    try:
+        for k, data in pngs.items():
+            with atomic_binary_writer(targets[k], flag="--out") as f:
+                f.write(data)
+            written.append(targets[k])
+    except OutputError as exc:
+        _fail(f"{exc}; {len(written)} of {len(pngs)} plots were written")
+    for path in written:
+        typer.echo(f"{_shown(path)}: {path.stat().st_size:,} bytes")
+    for note in notes:
+        typer.echo(f"note: {note}")
 
 
 @app.command()

@@ -23,7 +23,7 @@ import stacksim
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HEAVY = ("cryptography", "hdrh", "numpy", "pydantic", "pytest", "rich", "structlog", "trio")
+HEAVY = ("cryptography", "hdrh", "matplotlib", "numpy", "pydantic", "pytest", "rich", "structlog", "trio")
 """Third-party packages stacksim defers: none is imported before a command or a run uses it."""
 
 
