@@ -19,7 +19,6 @@ every run, whatever order the workers finished in.
 
 from __future__ import annotations
 
-import copy
 import csv
 import hashlib
 import io
@@ -54,6 +53,8 @@ from stacksim._io import (
     terminal_safe,
 )
 from stacksim.filters import FilterCatalog, PluginFile
+from stacksim.overrides import OverrideError, label, parse_key
+from stacksim.overrides import apply as _apply
 from stacksim.scenario import ScenarioError, validate_scenario
 
 __all__ = [
@@ -175,13 +176,6 @@ def _value(text: str, setting: str) -> Any:
     return value
 
 
-_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*"|'[^'\x00-\x1f\x7f]*')"""
-_DOTTED_KEY = re.compile(rf"[ \t]*{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*[ \t]*")
-"""One TOML dotted key: bare or quoted parts joined by dots, nothing else (no newline, bracket, ``=``, comment).
-
-Each alternative starts with its own character and every repetition needs a dot, so matching is linear."""
-
-
 def parse_set(text: str) -> Axis:
     r"""
     Parse ``KEY=V1,V2,...`` into an :class:`Axis`.
@@ -195,25 +189,10 @@ def parse_set(text: str) -> Axis:
     key, sep, values = text.partition("=")
     if not sep or not key.strip() or not values.strip():
         raise SweepError(f"{setting}: write KEY=V1,V2,... e.g. --set disk.bandwidth=1GB/s,3GB/s")
-    not_a_key = SweepError(
-        f"{setting}: '{terminal_safe(shorten(key.strip(), 60))}' is not a key path such as disk.bandwidth "
-        "(one TOML dotted key: bare or quoted names joined by dots, no newline, bracket or '=')"
-    )
-    if _DOTTED_KEY.fullmatch(key) is None:
-        raise not_a_key
     try:
-        tree = tomllib.loads(f"{key.strip()} = 0")
-    except (ValueError, RecursionError):
-        raise not_a_key from None
-    path: list[str] = []
-    node: Any = tree
-    while isinstance(node, dict):
-        if len(node) != 1:  # cannot happen for one dotted key; refused rather than unpacked blindly
-            raise not_a_key
-        ((name, node),) = node.items()
-        path.append(name)
-    if len(path) >= MAX_DEPTH:
-        raise SweepError(f"{setting}: the key has {len(path):,} parts; a scenario nests at most {MAX_DEPTH} levels")
+        path = parse_key(key, setting)
+    except OverrideError as exc:
+        raise SweepError(str(exc)) from None
     vals = [v for v in _split_values(values) if v != ""]
     if not vals:
         raise SweepError(f"{setting}: no values")
@@ -228,7 +207,7 @@ def parse_set(text: str) -> Axis:
                 f"{setting}: the value {terminal_safe(shorten(toml_spelling(value), 60))} is given twice "
                 f"(values {first + 1} and {n + 1}); each value of a --set must differ, or the grid repeats points"
             )
-    return Axis(text, tuple(path), parsed)
+    return Axis(text, path, parsed)
 
 
 def _canonical(value: Any) -> str:
@@ -314,8 +293,7 @@ def _toml_inline(value: Any) -> str:
     return str(value)  # a TOML date or time: its ISO spelling
 
 
-def _label(path: tuple[str, ...]) -> str:
-    return ".".join(f'"{p}"' if "." in p else p for p in path)
+_label = label
 
 
 def grid(axes: Iterable[Axis]) -> list[SweepPoint]:
@@ -331,19 +309,11 @@ def grid(axes: Iterable[Axis]) -> list[SweepPoint]:
 
 
 def apply(data: dict[str, Any], overrides: Iterable[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
-    """A copy of scenario *data* with each override set at its key path."""
-    out = copy.deepcopy(data)
-    for path, value in overrides:
-        node = out
-        for name in path[:-1]:
-            node = node.setdefault(name, {})
-            if not isinstance(node, dict):
-                raise SweepError(
-                    f"{terminal_safe(shorten(_label(path), 100))}: "
-                    f"{terminal_safe(shorten(name, 60))} is not a table in the scenario"
-                )
-        node[path[-1]] = value
-    return out
+    """A copy of scenario *data* with each override set at its key path (:func:`stacksim.overrides.apply`)."""
+    try:
+        return _apply(data, overrides)
+    except OverrideError as exc:
+        raise SweepError(str(exc)) from None
 
 
 def _catalog(plugins: tuple[PluginFile, ...]) -> FilterCatalog:
