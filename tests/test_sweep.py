@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import re
@@ -196,7 +197,7 @@ def test_cli_sweep_on_a_local_dask_cluster(tmp_path: Path) -> None:
 
 def test_plugins_start_afresh_for_every_point(tmp_path: Path) -> None:
     """Entry points are scanned once per worker; plugin files run again, so no state carries over."""
-    import stacksim.sweep as sweep
+    sweep = importlib.import_module("stacksim.sweep")  # stacksim.sweep is the API function
 
     plugin = tmp_path / "myflt.py"
     plugin.write_text(
