@@ -293,10 +293,10 @@ def sweep(
         catalog.load_plugin(f)
     with tempfile.TemporaryDirectory(prefix="stacksim-sweep-") as tmp:
         target = Path(os.fspath(out)) if out is not None else Path(tmp) / "sweep.jsonl"
-        if target.suffix not in (".csv", ".jsonl"):
-            raise SweepError(f"out {terminal_safe(shorten(str(target), 200))}: use a .csv or .jsonl file name")
         inputs = [Path(f.path) for f in files] + ([Path(os.fspath(scenario))] if isinstance(scenario, str | Path) else [])
         check_outputs([("out", target)], inputs)
+        if target.suffix not in (".csv", ".jsonl"):
+            raise SweepError(f"out {terminal_safe(shorten(str(target), 200))}: use a .csv or .jsonl file name")
         executor = local_executor(workers or os.cpu_count() or 1)
         try:
             run_sweep(source, data, grid_axes, target, executor, plugins=files, batch=batch, catalog=catalog)
