@@ -5,11 +5,13 @@ Layering (each layer imports only the layers below it, never the reverse, never 
 
     cli            command line: run, sweep, replay, check, validate, explain, memory, inspect, extract,
                    devices, filters
+    api            the Python API: simulate, load_scenario, read_trace, sweep (paths, overrides, plugins)
     summary        what the terminal shows: the run summary, the device and filter tables, inspect's findings
     extract        after the reboot: a data-mode image's dump read back, decrypted, checked (inspect, extract)
     sweep          grids of runs on an Executor (process pool, Dask)
     check          invariant checker over trace files (imports nothing from the simulator)
     perfetto       trace records as Trace Event JSON for ui.perfetto.dev (a sink of a run, or a trace file)
+    overrides      dotted keys set in a scenario's TOML (sweep's --set, the API's overrides=)
     simulate       one run: assemble the machine, run the event's script, report
     report         RunResult: what a run did, built after the event
     events/        one short script per [scenario] event (crash, hibernate)
@@ -49,6 +51,8 @@ from stacksim._version import __version__
 
 if TYPE_CHECKING:  # for mypy and readers; at run time each name is imported on first use (__getattr__ below)
     from stacksim._engine import Engine, SimTime, WatchdogExpired, now_ns, spend
+    from stacksim._io import InputError, OutputError
+    from stacksim.api import load_scenario, read_trace, simulate, sweep
     from stacksim.datamode import DataMode
     from stacksim.diskimage import DiskImage
     from stacksim.filters import (
@@ -65,9 +69,11 @@ if TYPE_CHECKING:  # for mypy and readers; at run time each name is imported on 
         FilterInitializationData,
         PluginError,
     )
+    from stacksim.metrics import LayerSummary
     from stacksim.requests import PAGE_SIZE, SECTOR_SIZE, DumpRequest, Mdl, NtStatus
-    from stacksim.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
-    from stacksim.simulate import RunResult, simulate
+    from stacksim.scenario import Scenario, ScenarioError, validate_scenario
+    from stacksim.simulate import RunResult
+    from stacksim.sweep import SweepError
     from stacksim.trace import JsonlTrace, ListTrace
 
 __all__ = [
@@ -88,26 +94,34 @@ __all__ = [
     "FilterCatalog",
     "FilterExtension",
     "FilterInitializationData",
+    "InputError",
     "JsonlTrace",
+    "LayerSummary",
     "ListTrace",
     "Mdl",
     "NtStatus",
+    "OutputError",
     "PluginError",
     "RunResult",
     "Scenario",
     "ScenarioError",
     "SimTime",
+    "SweepError",
     "WatchdogExpired",
     "__version__",
     "load_scenario",
     "now_ns",
+    "read_trace",
     "simulate",
     "spend",
+    "sweep",
     "validate_scenario",
 ]
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "stacksim._engine": ("Engine", "SimTime", "WatchdogExpired", "now_ns", "spend"),
+    "stacksim._io": ("InputError", "OutputError"),
+    "stacksim.api": ("load_scenario", "read_trace", "simulate", "sweep"),
     "stacksim.datamode": ("DataMode",),
     "stacksim.diskimage": ("DiskImage",),
     "stacksim.filters": (
@@ -124,9 +138,11 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "FilterInitializationData",
         "PluginError",
     ),
+    "stacksim.metrics": ("LayerSummary",),
     "stacksim.requests": ("PAGE_SIZE", "SECTOR_SIZE", "DumpRequest", "Mdl", "NtStatus"),
-    "stacksim.scenario": ("Scenario", "ScenarioError", "load_scenario", "validate_scenario"),
-    "stacksim.simulate": ("RunResult", "simulate"),
+    "stacksim.scenario": ("Scenario", "ScenarioError", "validate_scenario"),
+    "stacksim.simulate": ("RunResult",),
+    "stacksim.sweep": ("SweepError",),
     "stacksim.trace": ("JsonlTrace", "ListTrace"),
 }
 """The module each public name comes from (the imports under ``TYPE_CHECKING`` above, as data)."""
@@ -161,7 +177,9 @@ class _Package(types.ModuleType):
 
     Importing :mod:`stacksim.simulate` (the module) makes Python set the package's ``simulate``
     attribute to that module. Eager imports used to bind the function over it at once; here the
-    module's binding is skipped, so ``stacksim.simulate`` is always :func:`simulate`, as before.
+    module's binding is skipped, so ``stacksim.simulate`` is always :func:`simulate`, as before
+    (and ``stacksim.sweep`` the function, not :mod:`stacksim.sweep`: import that module's names
+    with ``from stacksim.sweep import ...``, or ``importlib.import_module("stacksim.sweep")``).
     """
 
     def __setattr__(self, name: str, value: object) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import io
 import json
 import os
@@ -482,7 +483,7 @@ def sweep(
     """Run a scenario over a grid of parameter values; stream one row per point to --out."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from stacksim import sweep as sw
+    sw = importlib.import_module("stacksim.sweep")  # `from stacksim import sweep` is the API's function
     from stacksim._log import configure_logging
     from stacksim.filters import FilterCatalog, PluginError, read_plugin
     from stacksim.scenario import ScenarioError, read_scenario_data
@@ -1254,15 +1255,8 @@ def list_filters(plugin: PluginOpt = None) -> None:
 
 
 def result_json(result: RunResult) -> str:
-    """
-    The result as pretty, stable JSON text (sorted only where order carries no meaning).
-
-    Invisible characters are escaped (:func:`stacksim._io.json_safe`); a number that JSON cannot
-    hold (NaN, infinity) raises ValueError instead of being written as ``NaN``, which no JSON
-    reader (``replay`` included) accepts. The scenario's values are checked when it is validated,
-    so a run never gets here with one.
-    """
-    return json_safe(json.dumps(result.as_dict(), indent=2, ensure_ascii=False, allow_nan=False)) + "\n"
+    """The result as pretty, stable JSON text (:meth:`~stacksim.report.RunResult.to_json`)."""
+    return result.to_json()
 
 
 def _print_json(text: str) -> None:

@@ -165,6 +165,10 @@ class LatencyHistogram:
         self._max = max(self._max, other._max)
 
 
+LAYER_COLUMNS = ("calls", "busy_ns", "p50_ns", "p99_ns", "max_ns")
+"""A layer's statistics (:class:`LayerSummary`) as the result JSON, ``layers_frame()`` and a sweep's columns name them."""
+
+
 @dataclass(frozen=True, slots=True)
 class LayerSummary:
     """What the result JSON reports for one layer (all times in ns)."""

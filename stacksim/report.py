@@ -8,10 +8,13 @@ load results and errors, and the warnings (faults that never fired and why), and
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from stacksim._io import json_safe
+from stacksim._pandas import require_pandas
 from stacksim._version import __version__
 from stacksim.compressor import LAYER as COMPRESSOR_LAYER
 from stacksim.datamode import HiberfileBytes, hiberfile_header_on_disk, leak_check
@@ -23,12 +26,15 @@ from stacksim.filters._host import FilterLayer
 from stacksim.layout import TARGET_NAMES, FileLayout
 from stacksim.machine import Machine
 from stacksim.memory import DumpPlan
-from stacksim.metrics import LayerSummary
+from stacksim.metrics import LAYER_COLUMNS, LayerSummary
 from stacksim.miniport import DumpPort
 from stacksim.normal_stack import WRITE, IoRequest, IoResult, workload_ops
 from stacksim.resume import ResumeResult
 from stacksim.scenario import PowerLossFault, Scenario
 from stacksim.units import format_ns
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["MAX_FAULT_WARNINGS", "FilterReport", "RunResult", "build_result"]
 
@@ -173,6 +179,32 @@ class RunResult:
     def throughput_bytes_per_s(self) -> float:
         """Bytes written per second of dump time."""
         return self.bytes_written * 1e9 / self.dump_time_ns if self.dump_time_ns else 0.0
+
+    def to_json(self) -> str:
+        """
+        The result JSON as ``stacksim run --json`` writes it: pretty, stable, invisible characters escaped.
+
+        A number JSON cannot hold (NaN, infinity) raises ValueError instead of being written as
+        ``NaN``, which no JSON reader (``replay`` included) accepts; the scenario's values are
+        checked when it is validated, so a run never gets here with one.
+        """
+        return json_safe(json.dumps(self.as_dict(), indent=2, ensure_ascii=False, allow_nan=False)) + "\n"
+
+    def layers_frame(self) -> pd.DataFrame:
+        """
+        The per-layer statistics as a pandas DataFrame: one row per layer, top down, indexed by its name.
+
+        Columns: ``calls``, ``busy_ns``, ``p50_ns``, ``p99_ns``, ``max_ns`` (integers, ns) and
+        ``share_percent`` (the layer's busy time as a percentage of the dump time). Needs the
+        ``pandas`` extra.
+
+        Raises:
+            ImportError: pandas is not installed (the message names ``stacksim[pandas]``).
+        """
+        pd = require_pandas("RunResult.layers_frame()")
+        rows = [[name, *s.as_dict().values(), self.share_percent(name)] for name, s in self.layers.items()]
+        frame = pd.DataFrame(rows, columns=["layer", *LAYER_COLUMNS, "share_percent"])
+        return frame.astype(dict.fromkeys(LAYER_COLUMNS, "int64")).set_index("layer")
 
     def as_dict(self) -> dict[str, Any]:
         """The result JSON object, keys in a stable order."""

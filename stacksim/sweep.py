@@ -19,7 +19,6 @@ every run, whatever order the workers finished in.
 
 from __future__ import annotations
 
-import copy
 import csv
 import hashlib
 import io
@@ -34,11 +33,14 @@ import stat
 import threading
 import time
 import tomllib
+import typing
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, BeforeValidator
 
 from stacksim._io import (
     MAX_DEPTH,
@@ -54,23 +56,32 @@ from stacksim._io import (
     terminal_safe,
 )
 from stacksim.filters import FilterCatalog, PluginFile
-from stacksim.scenario import ScenarioError, validate_scenario
+from stacksim.metrics import LAYER_COLUMNS
+from stacksim.overrides import OverrideError, label, parse_key
+from stacksim.overrides import apply as _apply
+from stacksim.scenario import Scenario, ScenarioError, validate_scenario
+from stacksim.units import parse_bandwidth, parse_per_byte_ps, parse_size, parse_time_ns
 
 __all__ = [
     "MAX_GRID_POINTS",
     "MAX_SETS",
     "MAX_SET_VALUES",
+    "UNIT_SUFFIXES",
     "Axis",
     "SweepError",
     "SweepPoint",
+    "axis",
     "check_axes",
     "grid",
+    "layer_columns",
+    "layers_of",
     "local_executor",
     "parse_set",
     "run_point",
     "run_sweep",
     "stop_executor",
     "toml_spelling",
+    "unit_value",
 ]
 
 FIXED_COLUMNS = (
@@ -83,10 +94,18 @@ FIXED_COLUMNS = (
     "throughput_bytes_per_s",
     "dump_kind",
     "max_pages_per_write",
-    "layers",
     "resume_status",
     "resume_time_ns",
 )
+"""The outcome's columns, after the point's values; the per-layer columns (:func:`layer_columns`) follow them."""
+
+UNIT_SUFFIXES: dict[Callable[[object], int], str] = {
+    parse_time_ns: "ns",
+    parse_size: "bytes",
+    parse_bandwidth: "Bps",
+    parse_per_byte_ps: "ps_per_byte",
+}
+"""The number column beside a value given with a unit: ``disk.bandwidth`` = ``1GB/s`` and ``disk.bandwidth_Bps`` = 1000000000."""
 
 
 MAX_GRID_POINTS = 100_000
@@ -175,13 +194,6 @@ def _value(text: str, setting: str) -> Any:
     return value
 
 
-_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*"|'[^'\x00-\x1f\x7f]*')"""
-_DOTTED_KEY = re.compile(rf"[ \t]*{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*[ \t]*")
-"""One TOML dotted key: bare or quoted parts joined by dots, nothing else (no newline, bracket, ``=``, comment).
-
-Each alternative starts with its own character and every repetition needs a dot, so matching is linear."""
-
-
 def parse_set(text: str) -> Axis:
     r"""
     Parse ``KEY=V1,V2,...`` into an :class:`Axis`.
@@ -195,40 +207,55 @@ def parse_set(text: str) -> Axis:
     key, sep, values = text.partition("=")
     if not sep or not key.strip() or not values.strip():
         raise SweepError(f"{setting}: write KEY=V1,V2,... e.g. --set disk.bandwidth=1GB/s,3GB/s")
-    not_a_key = SweepError(
-        f"{setting}: '{terminal_safe(shorten(key.strip(), 60))}' is not a key path such as disk.bandwidth "
-        "(one TOML dotted key: bare or quoted names joined by dots, no newline, bracket or '=')"
-    )
-    if _DOTTED_KEY.fullmatch(key) is None:
-        raise not_a_key
     try:
-        tree = tomllib.loads(f"{key.strip()} = 0")
-    except (ValueError, RecursionError):
-        raise not_a_key from None
-    path: list[str] = []
-    node: Any = tree
-    while isinstance(node, dict):
-        if len(node) != 1:  # cannot happen for one dotted key; refused rather than unpacked blindly
-            raise not_a_key
-        ((name, node),) = node.items()
-        path.append(name)
-    if len(path) >= MAX_DEPTH:
-        raise SweepError(f"{setting}: the key has {len(path):,} parts; a scenario nests at most {MAX_DEPTH} levels")
+        path = parse_key(key, setting)
+    except OverrideError as exc:
+        raise SweepError(str(exc)) from None
     vals = [v for v in _split_values(values) if v != ""]
     if not vals:
         raise SweepError(f"{setting}: no values")
     if len(vals) > MAX_SET_VALUES:
         raise SweepError(f"{setting}: {len(vals):,} values; a --set lists at most {MAX_SET_VALUES:,}")
     parsed = tuple(_value(v, setting) for v in vals)
+    _no_repeats(parsed, setting)
+    return Axis(text, path, parsed)
+
+
+def _no_repeats(values: tuple[Any, ...], setting: str) -> None:
     seen: dict[str, int] = {}
-    for n, value in enumerate(parsed):
+    for n, value in enumerate(values):
         first = seen.setdefault(_canonical(value), n)
         if first != n:
             raise SweepError(
                 f"{setting}: the value {terminal_safe(shorten(toml_spelling(value), 60))} is given twice "
                 f"(values {first + 1} and {n + 1}); each value of a --set must differ, or the grid repeats points"
             )
-    return Axis(text, tuple(path), parsed)
+
+
+def axis(key: str, values: list[Any]) -> Axis:
+    """
+    An :class:`Axis` from Python: a dotted *key* and its *values* as TOML holds them (``stacksim.sweep``'s axes).
+
+    The same checks as :func:`parse_set`: one dotted key, 1 to :data:`MAX_SET_VALUES` values,
+    none repeated, none nested deeper than a scenario may.
+    """
+    text = f"{key}={', '.join(toml_spelling(v) for v in values[: MAX_SET_VALUES + 1])}"
+    setting = f"axes[{terminal_safe(shorten(repr(key), 100))}]"
+    try:
+        path = parse_key(key, setting)
+    except OverrideError as exc:
+        raise SweepError(str(exc)) from None
+    if not values:
+        raise SweepError(f"{setting}: no values")
+    if len(values) > MAX_SET_VALUES:
+        raise SweepError(f"{setting}: {len(values):,} values; an axis lists at most {MAX_SET_VALUES:,}")
+    for value in values:
+        try:
+            check_depth(value, setting, MAX_DEPTH - 1)
+        except InputError as exc:
+            raise SweepError(str(exc)) from None
+    _no_repeats(tuple(values), setting)
+    return Axis(text, path, tuple(values))
 
 
 def _canonical(value: Any) -> str:
@@ -314,8 +341,7 @@ def _toml_inline(value: Any) -> str:
     return str(value)  # a TOML date or time: its ISO spelling
 
 
-def _label(path: tuple[str, ...]) -> str:
-    return ".".join(f'"{p}"' if "." in p else p for p in path)
+_label = label
 
 
 def grid(axes: Iterable[Axis]) -> list[SweepPoint]:
@@ -331,19 +357,11 @@ def grid(axes: Iterable[Axis]) -> list[SweepPoint]:
 
 
 def apply(data: dict[str, Any], overrides: Iterable[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
-    """A copy of scenario *data* with each override set at its key path."""
-    out = copy.deepcopy(data)
-    for path, value in overrides:
-        node = out
-        for name in path[:-1]:
-            node = node.setdefault(name, {})
-            if not isinstance(node, dict):
-                raise SweepError(
-                    f"{terminal_safe(shorten(_label(path), 100))}: "
-                    f"{terminal_safe(shorten(name, 60))} is not a table in the scenario"
-                )
-        node[path[-1]] = value
-    return out
+    """A copy of scenario *data* with each override set at its key path (:func:`stacksim.overrides.apply`)."""
+    try:
+        return _apply(data, overrides)
+    except OverrideError as exc:
+        raise SweepError(str(exc)) from None
 
 
 def _catalog(plugins: tuple[PluginFile, ...]) -> FilterCatalog:
@@ -392,11 +410,80 @@ def run_point(
         throughput_bytes_per_s=result["throughput_bytes_per_s"],
         dump_kind=result["dump_kind"],
         max_pages_per_write=result["max_pages_per_write"],
-        layers=json.dumps(result["layers"], separators=(",", ":")),
         resume_status=result["resume"]["status"] if result["resume"] is not None else "",
         resume_time_ns=result["resume"]["time_ns"] if result["resume"] is not None else "",
     )
+    row.update({f"{layer}_{k}": v for layer, stats in result["layers"].items() for k, v in stats.items()})
     return row
+
+
+def layers_of(s: Scenario) -> list[str]:
+    """
+    The layers a run of *s* reports, top down, as :func:`stacksim.report.build_result` lists them.
+
+    A hibernation that compresses has the compressor first; then crashdmp, the dump filters of
+    the stack the event writes through, the miniport and the device. An ``io`` run writes no
+    dump and reports none.
+    """
+    if s.scenario.event == "io":
+        return []
+    filters = list(s.registry.dump_filters) if s.scenario.hibernates or s.registry.crash_dump_enabled else []
+    compressor = ["compressor"] if s.scenario.hibernates and s.hibernation.compression else []
+    return [*compressor, "crashdmp", *filters, "miniport", "device"]
+
+
+def layer_columns(layers: Iterable[str]) -> list[str]:
+    """Each layer's statistics as columns: ``device_calls``, ``device_busy_ns``, … ``device_max_ns``."""
+    return [f"{layer}_{k}" for layer in layers for k in LAYER_COLUMNS]
+
+
+def unit_value(s: Scenario, path: tuple[str, ...]) -> tuple[str, int] | None:
+    """
+    The validated number at *path* in *s* and its unit suffix, for a key whose values carry a unit.
+
+    ``disk.bandwidth`` (``"1GB/s"`` in the TOML) is ``("Bps", 1000000000)``; a filter's parameter
+    (``filters."dumpfve.sys".per_byte``) is read from the filter's validated configuration. None
+    for a key that is not a number with a unit (a count, a flag, a table, a name).
+    """
+    node: Any = s
+    parts = list(path)
+    if len(parts) == 3 and parts[0] == "filters":
+        node, parts = s.filter_configs.get(parts[1]), parts[2:]
+    for i, part in enumerate(parts):
+        if not isinstance(node, BaseModel):
+            return None
+        fields = type(node).model_fields
+        name = next((n for n, f in fields.items() if part in (n, f.alias)), None)
+        if name is None:
+            return None
+        node = getattr(node, name)
+        if i == len(parts) - 1:
+            suffix = _unit_suffix(fields[name].annotation, fields[name].metadata)
+            return (suffix, node) if suffix is not None and type(node) is int else None
+    return None
+
+
+def _unit_suffix(annotation: Any, metadata: list[Any]) -> str | None:
+    """The suffix of the unit parser among a field's validators (its own, or those of a member of its union)."""
+    for m in metadata:
+        if isinstance(m, BeforeValidator) and m.func in UNIT_SUFFIXES:
+            return UNIT_SUFFIXES[m.func]
+    for arg in typing.get_args(annotation):
+        found = _unit_suffix(arg, list(getattr(arg, "__metadata__", ())))
+        if found is not None:
+            return found
+    return None
+
+
+def _with_numbers(point: SweepPoint, s: Scenario, units: dict[str, str]) -> SweepPoint:
+    """*point* with a number column after each value of a key in *units* (label -> suffix), from the validated *s*."""
+    labels: dict[str, Any] = {}
+    for (path, value), (shown, _) in zip(point.overrides, point.labels.items(), strict=True):
+        labels[shown] = value
+        if shown in units:
+            found = unit_value(s, path)
+            labels[f"{shown}_{units[shown]}"] = found[1] if found is not None else None
+    return replace(point, labels=labels)
 
 
 def _not_a_row(out: Path, line: int, why: str) -> SweepError:
@@ -558,13 +645,23 @@ def run_sweep(
     check_axes(axes)
     points = grid(axes)
     catalog = catalog or _catalog(plugins)
+    validated = []
     for point in points:  # fail fast on typos: validate everything before running anything
         try:
-            validate_scenario(apply(data, point.overrides), scenario_path, catalog)
+            validated.append(validate_scenario(apply(data, point.overrides), scenario_path, catalog))
         except ScenarioError as exc:
             where = ", ".join(f"{k}={toml_spelling(v)}" for k, v in point.labels.items())
             raise ScenarioError(f"{scenario_path} with {where}", exc.problems) from None
-    columns = [FIXED_COLUMNS[0], *points[0].labels, *FIXED_COLUMNS[1:]] if points else list(FIXED_COLUMNS)
+    if points:
+        units = {}
+        for a in axes:
+            found = unit_value(validated[0], a.path)
+            if found is not None:
+                units[_label(a.path)] = found[0]
+        points = [_with_numbers(p, s, units) for p, s in zip(points, validated, strict=True)]
+    layers = list(dict.fromkeys(layer for s in validated for layer in layers_of(s)))
+    head = list(points[0].labels) if points else []
+    columns = [FIXED_COLUMNS[0], *head, *FIXED_COLUMNS[1:], *layer_columns(layers)]
     jsonl = out.suffix == ".jsonl"
     done = _finished(out, columns)
     todo = [p for p in points if p.point_id not in done]

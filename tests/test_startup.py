@@ -133,15 +133,31 @@ def test_run_in_a_fresh_process_prints_the_golden_summary() -> None:
 
 
 def test_simulate_stays_the_function_when_its_module_is_imported_first() -> None:
-    """After `import stacksim.simulate` (the module), `stacksim.simulate` and `from stacksim import simulate` are the function."""
+    """After `import stacksim.simulate` (the module), `stacksim.simulate` and `from stacksim import simulate` are the API's."""
     mods = modules_after(
         "import stacksim.simulate\n"
         "import stacksim\n"
         "from stacksim import simulate\n"
-        "function = sys.modules['stacksim.simulate'].simulate\n"
+        "function = sys.modules['stacksim.api'].simulate\n"
         "assert stacksim.simulate is function and simulate is function, (stacksim.simulate, simulate)\n"
     )
     assert "stacksim.simulate" in mods
+
+
+def test_sweep_stays_the_function_when_its_module_is_imported_first() -> None:
+    """After `from stacksim.sweep import grid` (the module), `stacksim.sweep` is still the API function."""
+    modules_after(
+        "from stacksim.sweep import grid\n"
+        "import stacksim\n"
+        "assert stacksim.sweep is sys.modules['stacksim.api'].sweep, stacksim.sweep\n"
+    )
+
+
+def test_a_path_run_imports_no_pandas() -> None:
+    """stacksim.simulate('scenario.toml') imports trio and pydantic, and not pandas (only the DataFrame methods do)."""
+    mods = modules_after("import stacksim\nassert stacksim.simulate('scenarios/crash-nvme-bitlocker.toml').status == 'ok'\n")
+    assert heavy(mods) == ["pydantic", "trio"]
+    assert "pandas" not in mods
 
 
 def test_every_public_name_is_the_object_its_module_defines() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import re
@@ -196,7 +197,7 @@ def test_cli_sweep_on_a_local_dask_cluster(tmp_path: Path) -> None:
 
 def test_plugins_start_afresh_for_every_point(tmp_path: Path) -> None:
     """Entry points are scanned once per worker; plugin files run again, so no state carries over."""
-    import stacksim.sweep as sweep
+    sweep = importlib.import_module("stacksim.sweep")  # stacksim.sweep is the API function
 
     plugin = tmp_path / "myflt.py"
     plugin.write_text(
@@ -292,3 +293,74 @@ def test_resuming_into_a_file_that_is_not_results_is_refused(tmp_path: Path, suf
     with ThreadPoolExecutor(1) as ex, pytest.raises(SweepError, match=re.escape(expected)):
         run_sweep("s.toml", BASE, [parse_set("memory.ram=1MiB")], out, ex)
     assert out.read_bytes() == content
+
+
+def test_values_with_units_get_a_number_column_beside_them(tmp_path: Path) -> None:
+    """Each value given with a unit has its number beside it (bytes, ns, bytes/s, ps per byte); a count has none."""
+    out = tmp_path / "r.csv"
+    axes = [
+        parse_set("disk.bandwidth=1GB/s"),
+        parse_set("memory.ram=1MiB"),
+        parse_set("disk.latency=20us"),
+        parse_set('filters."dumpfve.sys".per_byte=0.3ns'),
+        parse_set("scenario.seed=3"),
+    ]
+    with ThreadPoolExecutor(1) as ex:
+        run_sweep("s.toml", BASE, axes, out, ex)
+    (row,) = rows(out)
+    assert list(row)[:10] == [
+        "point_id",
+        "disk.bandwidth",
+        "disk.bandwidth_Bps",
+        "memory.ram",
+        "memory.ram_bytes",
+        "disk.latency",
+        "disk.latency_ns",
+        'filters."dumpfve.sys".per_byte',
+        'filters."dumpfve.sys".per_byte_ps_per_byte',
+        "scenario.seed",
+    ]
+    assert [row[k] for k in list(row)[1:10]] == ["1GB/s", "1000000000", "1MiB", "1048576", "20us", "20000", "0.3ns", "300", "3"]
+
+
+def test_each_layer_has_its_own_columns(tmp_path: Path) -> None:
+    """The per-layer statistics are columns (device_busy_ns, dumpfve.sys_p99_ns, ...) equal to the run's, not JSON in a cell."""
+    from stacksim.api import simulate
+
+    out = tmp_path / "r.csv"
+    with ThreadPoolExecutor(1) as ex:
+        run_sweep("s.toml", BASE, [parse_set("disk.bandwidth=1GB/s")], out, ex)
+    (row,) = rows(out)
+    result = simulate(BASE, overrides={"disk.bandwidth": "1GB/s"})
+    layer_cells = {k: int(v) for k, v in row.items() if k.startswith(("crashdmp_", "dumpfve.sys_", "miniport_", "device_"))}
+    expected = {f"{layer}_{k}": v for layer, s in result.layers.items() for k, v in s.as_dict().items()}
+    assert layer_cells == expected
+    assert list(row)[-20:] == list(expected)
+    assert "layers" not in row
+
+
+def test_a_point_without_a_layer_leaves_its_cells_empty(tmp_path: Path) -> None:
+    """Sweeping DumpFilters gives every filter any point has its columns; a point without that filter leaves them empty."""
+    out = tmp_path / "r.csv"
+    with ThreadPoolExecutor(1) as ex:
+        run_sweep("s.toml", BASE, [parse_set('registry.DumpFilters=[],["dumpfve.sys"]')], out, ex)
+    without, with_filter = rows(out)
+    assert (without["dumpfve.sys_busy_ns"], with_filter["dumpfve.sys_calls"] != "") == ("", True)
+
+
+SHIPPED = sorted((Path(__file__).parents[1] / "scenarios").glob("*.toml"))
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [(p.stem, {}) for p in SHIPPED]
+    + [("crash-nvme-bitlocker", {"registry.CrashDumpEnabled": 0}), ("hibernate-basic", {"hibernation.compression": False})],
+    ids=[p.stem for p in SHIPPED] + ["crash-dump-disabled", "hibernate-uncompressed"],
+)
+def test_the_predicted_layers_are_the_result_layers(name: str, overrides: dict[str, Any]) -> None:
+    """layers_of(scenario), which names a sweep's per-layer columns before anything runs, is the run's list of layers."""
+    from stacksim.api import load_scenario, simulate
+    from stacksim.sweep import layers_of
+
+    s = load_scenario(Path(__file__).parents[1] / "scenarios" / f"{name}.toml", overrides=overrides)
+    assert layers_of(s) == list(simulate(s).layers)

@@ -10,6 +10,7 @@ before the simulation starts, read-only outputs as root, and a non-UTF-8 termina
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import math
 import os
@@ -94,15 +95,15 @@ def test_a_datetime_in_a_built_in_section_is_refused_by_key(tmp_path: Path) -> N
 
 
 def test_result_json_never_writes_nan() -> None:
-    """result_json refuses a non-finite number instead of writing ``NaN`` (which is not JSON)."""
-    from stacksim.cli import result_json
+    """RunResult.to_json (the CLI's result_json) refuses a non-finite number instead of writing ``NaN`` (which is not JSON)."""
+    from stacksim.report import RunResult
 
     class Fake:
         def as_dict(self) -> dict[str, Any]:
             return {"x": math.nan}
 
     with pytest.raises(ValueError, match="JSON"):
-        result_json(Fake())  # type: ignore[arg-type]
+        RunResult.to_json(Fake())  # type: ignore[arg-type]
 
 
 # -- 2. every scan of input is linear --------------------------------------------------------------
@@ -186,7 +187,7 @@ def test_a_file_read_to_its_reported_size_is_whole(tmp_path: Path) -> None:
 
 def test_a_full_disk_during_a_sweep_is_exit_2_and_resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """ENOSPC while a finished point is flushed is exit 2, saying the finished points are kept and how to resume."""
-    import stacksim.sweep as sw
+    sw = importlib.import_module("stacksim.sweep")  # stacksim.sweep is the API function
 
     (tmp_path / "s.toml").write_text(SMALL)
     calls = []
