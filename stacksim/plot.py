@@ -260,6 +260,7 @@ def read_sweep(path: Path, name: str) -> SweepTable:
     status, dump = header.index("status"), header.index("dump_time_ns")
     if status < 2:
         raise InputError(f"{name}: line 1 names no swept parameter between point_id and status{bad}")
+    kept = _swept_columns(header, status)
     rows: list[tuple[tuple[str, ...], int]] = []
     skipped = 0
     for n, row in enumerate(table[1:], start=2):
@@ -274,10 +275,30 @@ def read_sweep(path: Path, name: str) -> SweepTable:
                 f"{name}: row {n:,} has dump_time_ns {terminal_safe(shorten(cell, 40))!r}; "
                 f"it is empty or an integer from 0 to 2^63 - 1 (ns){bad}"
             )
-        rows.append((tuple(row[1:status]), int(cell)))
+        rows.append((tuple(row[k] for k in kept), int(cell)))
     if not rows:
         raise InputError(f"{name}: no row has a dump time ({skipped:,} failed points); there is nothing to plot")
-    return SweepTable(tuple(header[1:status]), tuple(rows), skipped)
+    return SweepTable(tuple(header[k] for k in kept), tuple(rows), skipped)
+
+
+def _swept_columns(header: list[str], status: int) -> list[int]:
+    """
+    The columns of the swept keys: those between ``point_id`` and ``status`` but the number columns.
+
+    A value typed with a unit has its number in the next column, named after it with the unit's
+    suffix (``disk.latency`` then ``disk.latency_ns``: :data:`stacksim.sweep.UNIT_SUFFIXES`); it
+    is the same parameter, drawn once, by the values as swept.
+    """
+    from stacksim.sweep import UNIT_SUFFIXES
+
+    suffixes = {f"_{suffix}" for suffix in UNIT_SUFFIXES.values()}
+    kept: list[int] = []
+    for k in range(1, status):
+        previous = header[k - 1] if k > 1 else None
+        if previous is not None and header[k].startswith(previous) and header[k][len(previous) :] in suffixes:
+            continue
+        kept.append(k)
+    return kept
 
 
 # -- drawing -----------------------------------------------------------------------------------
