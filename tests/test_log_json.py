@@ -11,10 +11,11 @@ import structlog
 import trio
 from conftest import invoke_cli, make_scenario
 
-from stacksim import FilterCatalog, simulate
+from stacksim import FilterCatalog
 from stacksim._log import add_sim_time
 from stacksim.filters import DumpFilter, FilterExtension
 from stacksim.requests import DumpRequest, NtStatus
+from stacksim.simulate import simulate
 
 SHIPPED = Path(__file__).resolve().parents[1] / "scenarios" / "crash-nvme-bitlocker.toml"
 SCENARIO = "s.toml"
