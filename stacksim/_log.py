@@ -269,9 +269,8 @@ class RunLog:
         status: str | None,
         detail: dict[str, Any] | None,
     ) -> None:
-        """A phase record of the engine's: an info event of *layer* at *t_ns* (when :attr:`phases`)."""
-        if self.phases:
-            self.add("info", "stacksim", {"layer": layer}, event, _record_fields(t_ns, dur_ns, dump_type, status, detail))
+        """A phase record of the engine's: an info event of *layer* at *t_ns* (the engine sends them only when :attr:`phases`)."""
+        self.add("info", "stacksim", {"layer": layer}, event, _record_fields(t_ns, dur_ns, dump_type, status, detail))
 
     def flush(self) -> None:
         """Log the held events, in the order they came."""

@@ -419,11 +419,11 @@ def run(
     from stacksim.summary import render
 
     if log_level.lower() not in LEVELS:
-        _fail(f"--log-level {log_level!r}: allowed values are debug, info, warning, error")
+        _fail(f"--log-level {log_level!r}: allowed values are {', '.join(LEVELS)}")
     if log_json_level is not None and log_json is None:
         _fail("--log-json-level goes with --log-json: --log-json run.log.jsonl --log-json-level debug writes the log")
     if log_json_level is not None and log_json_level.lower() not in LEVELS:
-        _fail(f"--log-json-level {log_json_level!r}: allowed values are debug, info, warning, error")
+        _fail(f"--log-json-level {log_json_level!r}: allowed values are {', '.join(LEVELS)}")
     if data != (image is not None):
         _fail("--data and --image go together: --data --image disk.img writes the disk image of a data-mode run")
     if key_file is not None and not data:

@@ -54,6 +54,9 @@ class TraceSink(Protocol):
 class PhaseSink(Protocol):
     """Where the engine's phase records go besides the trace (:meth:`stacksim._engine.Engine.phase`)."""
 
+    phases: bool
+    """Whether it takes phase records at all (a run log may only hold the run's other events)."""
+
     def phase(
         self,
         t_ns: int,

@@ -406,7 +406,7 @@ class Engine:
     @property
     def observed(self) -> bool:
         """Whether a phase record goes anywhere (a trace or the run log): callers test it before building one."""
-        return self.trace is not None or self.run_log is not None
+        return self.trace is not None or (self.run_log is not None and self.run_log.phases)
 
     def phase(
         self,
@@ -426,7 +426,7 @@ class Engine:
         with the same time: the log's ``sim_ns`` of an event is the trace's ``t_ns``.
         """
         self.emit(t_ns, layer, event, dur_ns, dump_type=dump_type, status=status, detail=detail)
-        if self.run_log is not None and (self.trace_until_ns is None or t_ns <= self.trace_until_ns):
+        if self.run_log is not None and self.run_log.phases and (self.trace_until_ns is None or t_ns <= self.trace_until_ns):
             self.run_log.phase(t_ns, layer, event, dur_ns, dump_type, status, detail)
 
     # -- calls of plugin code --------------------------------------------------------------

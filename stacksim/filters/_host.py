@@ -342,7 +342,7 @@ class FilterLayer:
                 if request is not None and error is None:
                     request.upstream_ns = upstream_in + dur  # (what a filter wrote there is overwritten)
                 record(dur)
-                if (engine.trace is not None or (request is None and engine.run_log is not None)) and not (
+                if (engine.trace is not None or (request is None and engine.observed)) and not (
                     error is not None and fault in _STOPPING
                 ):
                     # (a call cut by the watchdog or stopped by the guard returned no status: no record;
