@@ -68,9 +68,10 @@ def _writing_trace(tmp_path: Path) -> bool:
     ids=["SIGINT", "SIGTERM", "SIGTERM-with-SIGINT-ignored"],
 )
 def test_a_signalled_run_leaves_no_file(tmp_path: Path, sig: signal.Signals, sigint: signal.Handlers, message: str) -> None:
-    """SIGINT or SIGTERM mid-run: exit 1, one line saying so, no traceback, no result, trace or temporary file."""
+    """SIGINT or SIGTERM mid-run: exit 1, one line saying so, no traceback, no result, trace, log or temporary file."""
     (tmp_path / "big.toml").write_text(BIG)
-    proc = _start(["run", "big.toml", "--no-batch", "--json", "r.json", "--trace", "t.jsonl"], tmp_path, sigint=sigint)
+    args = ["run", "big.toml", "--no-batch", "--json", "r.json", "--trace", "t.jsonl", "--log-json", "l.jsonl"]
+    proc = _start([*args, "--log-json-level", "debug"], tmp_path, sigint=sigint)
     _wait_for(lambda: _writing_trace(tmp_path), "the run to write its trace")
     time.sleep(0.3)
     proc.send_signal(sig)
