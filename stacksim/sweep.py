@@ -744,18 +744,31 @@ def local_executor(workers: int) -> ProcessPoolExecutor:
     (SIGKILL included), so a killed sweep leaves no workers behind. Stop the pool with
     :func:`stop_executor` on an interruption: leaving a ``with`` block would wait for every
     queued point.
+
+    The workers start at once and import the simulator (:func:`_warm`) while the caller is
+    still validating the grid, so that start-up (a few hundred ms, as long as a small point
+    takes many times over) overlaps work the main process must do anyway.
     """
     methods = multiprocessing.get_all_start_methods()
     init, args = _worker_init, (os.getpid(),)
     if "forkserver" not in methods:
         spawn = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=init, initargs=args)
-    ctx = multiprocessing.get_context("forkserver")
-    # No preload: the fork server would import the simulator (a second) before it ignores SIGINT,
-    # and a Ctrl-C then printed its traceback. Forked workers inherit its SIG_IGN and import the
-    # simulator themselves, once each, uninterruptible.
-    ctx.set_forkserver_preload([])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init, initargs=args)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=init, initargs=args)
+    else:
+        ctx = multiprocessing.get_context("forkserver")
+        # No preload: the fork server would import the simulator (a second) before it ignores SIGINT,
+        # and a Ctrl-C then printed its traceback. Forked workers inherit its SIG_IGN and import the
+        # simulator themselves, once each, uninterruptible.
+        ctx.set_forkserver_preload([])
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init, initargs=args)
+    for _ in range(workers):  # each submit with no idle worker starts one
+        pool.submit(_warm)
+    return pool
+
+
+def _warm() -> None:
+    """In a new worker: import what :func:`run_point` needs, before the first point arrives."""
+    import stacksim.simulate  # noqa: F401
 
 
 def stop_executor(executor: ProcessPoolExecutor) -> None:
