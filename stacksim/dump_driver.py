@@ -420,6 +420,7 @@ class DumpDriver:
         engine.pipelined = True
         try:
             while number < end or in_flight:
+                window: list[Op] = []
                 while number < end and in_flight < PIPELINE_WINDOW:
                     record(per_request)
                     issued = previous_done if number == first else -1
@@ -428,27 +429,30 @@ class DumpDriver:
                         buffer = self._buffer(length, number % PIPELINE_WINDOW)
                         contents.read_into(file_pos + (number - first) * length, buffer)
                     request = DumpRequest(number, offset, Mdl(LAYER, length, buffer), part, issued, upstream_ns=per_request)
-                    send(Op(OpKind.WRITE, request))
+                    window.append(Op(OpKind.WRITE, request))
                     number += 1
                     in_flight += 1
                     offset += length
-                op = await receive()
+                if window:  # the writes issued now, as one message down the stack
+                    send(Op(OpKind.WINDOW, ops=window))
+                msg = await receive()
                 while True:  # take every completion already queued, then refill the window at once
-                    in_flight -= 1
-                    if op.error is not None or engine.spoiled is not None:
-                        raise SpeculationFailed(engine.spoiled or op.error)
-                    assert op.request is not None
-                    done = op.request._done_ns
-                    latency(done - previous_done)
-                    previous_done = done
-                    out.write_requests += 1
-                    out.bytes_written += length
-                    if progress is not None and not op.request.number % PROGRESS_EVERY:
-                        progress(out.bytes_written, self.plan.total_bytes)
+                    for op in msg.ops if msg.kind is OpKind.WINDOW and msg.ops is not None else (msg,):
+                        in_flight -= 1
+                        if op.error is not None or engine.spoiled is not None:
+                            raise SpeculationFailed(engine.spoiled or op.error)
+                        assert op.request is not None
+                        done = op.request._done_ns
+                        latency(done - previous_done)
+                        previous_done = done
+                        out.write_requests += 1
+                        out.bytes_written += length
+                        if progress is not None and not op.request.number % PROGRESS_EVERY:
+                            progress(out.bytes_written, self.plan.total_bytes)
                     if not in_flight:
                         break
                     try:
-                        op = receive_now()
+                        msg = receive_now()
                     except trio.WouldBlock:
                         break
         finally:

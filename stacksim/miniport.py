@@ -197,7 +197,7 @@ class DumpPort:
         take = receive.receive  # not `async for`: one coroutine less per request
         take_now = receive.receive_nowait
         engine = self.engine
-        write = OpKind.WRITE
+        write, window = OpKind.WRITE, OpKind.WINDOW
         while True:
             try:
                 try:  # pipelined: serve every write already queued in this one scheduler step
@@ -206,6 +206,12 @@ class DumpPort:
                     op = await take()
             except trio.EndOfChannel:
                 return
+            if op.kind is window:  # pipelined: the writes in flight, served in order, handed back as one message
+                assert op.ops is not None
+                for each in op.ops:
+                    self._write(each)
+                complete.send_nowait(op)
+                continue
             if op.kind is write:
                 self._write(op)
             elif op.kind is OpKind.START:

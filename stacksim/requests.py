@@ -168,6 +168,8 @@ class OpKind(enum.Enum):
     WRITE = "dump_write"
     READ = "dump_read"
     FINISH = "dump_finish"
+    WINDOW = "window"
+    """Pipelined request mode: the writes in flight, as one message (``Op.ops``); each layer serves them in order."""
 
 
 @dataclass(slots=True)
@@ -184,3 +186,5 @@ class Op:
     """Result status the stop leads to: ``filter_violation``, ``filter_crashed``, ``io_error``, ``io_timeout``."""
     retryable: bool = False
     """The device failed the write (crashdmp may re-issue it)."""
+    ops: list[Op] | None = None
+    """A ``WINDOW``: its writes, in issue order (one channel message for all, not one each)."""

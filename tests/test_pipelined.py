@@ -402,3 +402,23 @@ def test_a_hang_in_a_pipelined_run_gives_the_strict_result() -> None:
     )
     assert pipelined == strict
     assert (pipelined["status"], pipelined["write_requests"]) == ("hung", 29)
+
+
+def test_each_window_of_writes_is_one_message_per_hop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pipelined, the writes in flight travel every channel as one message, not one message each."""
+    s = make_scenario(FilterCatalog(), registry={"CrashDumpEnabled": 1, "DumpFilters": ["dumpfve.sys"]}, memory={"ram": "16 MiB"})
+    sent = []
+    real = trio.MemorySendChannel.send_nowait
+
+    def counting(self: trio.MemorySendChannel[Any], value: Any) -> None:
+        sent.append(value)
+        real(self, value)
+
+    monkeypatch.setattr(trio.MemorySendChannel, "send_nowait", counting)
+    result = simulate(s, FilterCatalog(), batch=False)
+    writes = result.write_requests
+    assert writes > 256
+    hops = 3  # crashdmp -> dumpfve.sys -> port -> crashdmp
+    windows = sum(1 for m in sent if m.kind.name == "WINDOW")
+    assert windows * PIPELINE_WINDOW >= hops * (writes - 3)  # the body writes ride in full windows
+    assert len(sent) < hops * writes / PIPELINE_WINDOW + 3 * 10  # plus the start, the finish, the header and bitmap

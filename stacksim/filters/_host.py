@@ -272,7 +272,7 @@ class FilterLayer:
         forward = send.send_nowait
         take = receive.receive  # not `async for`: its __anext__ is one more coroutine per hop
         take_now = receive.receive_nowait
-        write = OpKind.WRITE
+        write, window = OpKind.WRITE, OpKind.WINDOW
         # A call that awaits gets the watchdog's deadline on this scope, entered before any call.
         # Once a call is cut there the scope stays cancelled and the task ends: so does the run.
         with trio.CancelScope() as scope:
@@ -280,96 +280,112 @@ class FilterLayer:
             while True:
                 try:
                     try:  # pipelined: serve every write already queued in this one scheduler step
-                        op = take_now() if engine.pipelined else await take()
+                        msg = take_now() if engine.pipelined else await take()
                     except trio.WouldBlock:
-                        op = await take()
+                        msg = await take()
                 except trio.EndOfChannel:
                     return
-                kind = op.kind
-                # `is` tests, not a dict keyed by the enum: Enum.__hash__ is Python code.
-                callback = self._on_write if kind is write else self._callbacks.get(kind)
-                if callback is None:
-                    forward(op)
-                    continue
-                request = op.request
-                if request is not None and request.count > 1:
-                    self._charge_run(request)
-                    forward(op)
-                    continue
-                event = "dump_write" if kind is write else kind.value
-                t0 = engine.now_ns
-                if request is None:
-                    status, dur, error, fault = await self._call(event, None, callback, ext)
+                # Pipelined: a WINDOW is the writes in flight as one message; serve each in order, pass
+                # them on as one message too (a write that fails goes back up alone, at once).
+                ops: list[Op] | tuple[Op]
+                passed: list[Op] | None
+                if msg.kind is window:
+                    assert msg.ops is not None
+                    ops, passed = msg.ops, []
+                    push = passed.append
                 else:
-                    mdl_in = request.mdl
-                    writes_in, length_in, offset_in = mdl_in.writes, mdl_in.length, request.offset
-                    data_in = mdl_in.data  # data mode: the caller's bytes, and what to compare them with after the call
-                    snapshot = None
-                    if data_in is not None and kind is write:
-                        # a copy only the host holds: nothing the filter can reach compares equal by construction
-                        snapshot = self._snapshot(data_in)
-                    number, upstream_in = request.number, request.upstream_ns
-                    if self.faults:
-                        status, dur, error, fault = await self._call(event, number, callback, ext, request)
-                    else:  # the common case, inlined from _call: one coroutine less per write
-                        try:
-                            result, dur = await timed(meter, name, event, number, callback, ext, request)
-                        except (CallFailed, WatchdogExpired, CallStopped) as failed:
-                            status, dur, error, fault = self._failed(event, number, failed)
-                        else:
-                            status, error, fault = self._status(event, result)
-                    if error is None:
-                        try:  # what the filter may change: the offset, and the MDL for one of the same length
-                            changed = (
-                                request.mdl.length != length_in
-                                or (mdl_in.writes != writes_in and kind is write)  # Dump_Read may change the contents
-                                or request.offset != offset_in
-                                or request.number != number
-                                or request.count != 1
-                            )
-                        except AttributeError:  # the MDL replaced by something that is not one, or deleted
-                            changed = True
-                        if changed:
-                            error = self._check_request(event, request, mdl_in, (writes_in, length_in, offset_in, number))
-                        if error is None and snapshot is not None and data_in is not None:
-                            error = self._check_bytes(request, mdl_in, data_in, snapshot)
-                        held = request.mdl.data if error is None and engine.pipelined else None
-                        if held is not None and held is not data_in:
-                            self._hold(request)  # contents in flight, in a buffer of the filter's own
-                        if self.probing and error is None:
-                            self._compare(request, status, dur, offset_in)
-                engine.now_ns += dur
-                if request is not None and error is None:
-                    request.upstream_ns = upstream_in + dur  # (what a filter wrote there is overwritten)
-                record(dur)
-                if (engine.trace is not None or (request is None and engine.observed)) and not (
-                    error is not None and fault in _STOPPING
-                ):
-                    # (a call cut by the watchdog or stopped by the guard returned no status: no record;
-                    # crashdmp's dump_failed follows at its start + the time it is charged)
-                    at: tuple[int | None, int | None, int | None]
+                    ops, passed, push = (msg,), None, forward
+                for op in ops:
+                    kind = op.kind
+                    # `is` tests, not a dict keyed by the enum: Enum.__hash__ is Python code.
+                    callback = self._on_write if kind is write else self._callbacks.get(kind)
+                    if callback is None:
+                        push(op)
+                        continue
+                    request = op.request
+                    if request is not None and request.count > 1:
+                        self._charge_run(request)
+                        push(op)
+                        continue
+                    event = "dump_write" if kind is write else kind.value
+                    t0 = engine.now_ns
                     if request is None:
-                        at = None, None, None
-                    elif error is None:
-                        at = request.number, request.offset, request.length
-                    else:  # what the filter did to the request may not even be numbers
-                        at = number, *self._shown(request, offset_in, length_in)
-                    # a moved write says where it came from, so the checker can follow each hand-off
-                    moved: dict[str, object] | None = None if request is None or at[1] == offset_in else {"moved_from": offset_in}
-                    if request is None:  # Dump_Start, Dump_Finish: a phase, for the run's log too
-                        engine.phase(t0, name, event, dur, dump_type=self.dump_type, status=status_name(status))
+                        status, dur, error, fault = await self._call(event, None, callback, ext)
                     else:
-                        engine.emit(t0, name, event, dur, at[0], at[1], at[2], self.dump_type, status_name(status), moved)
-                if error is not None:
-                    op.error = error if fault in _STOPPING else f"{name}: {error}"
-                    op.fault = fault
-                    complete.send_nowait(op)
-                    continue
-                if status and not status_ok(status):
-                    self._note_error(
-                        event, f"returned {status_name(status)}" + (f" for request #{request.number}" if request else "")
-                    )
-                forward(op)
+                        mdl_in = request.mdl
+                        writes_in, length_in, offset_in = mdl_in.writes, mdl_in.length, request.offset
+                        data_in = mdl_in.data  # data mode: the caller's bytes, and what to compare them with after the call
+                        snapshot = None
+                        if data_in is not None and kind is write:
+                            # a copy only the host holds: nothing the filter can reach compares equal by construction
+                            snapshot = self._snapshot(data_in)
+                        number, upstream_in = request.number, request.upstream_ns
+                        if self.faults:
+                            status, dur, error, fault = await self._call(event, number, callback, ext, request)
+                        else:  # the common case, inlined from _call: one coroutine less per write
+                            try:
+                                result, dur = await timed(meter, name, event, number, callback, ext, request)
+                            except (CallFailed, WatchdogExpired, CallStopped) as failed:
+                                status, dur, error, fault = self._failed(event, number, failed)
+                            else:
+                                status, error, fault = self._status(event, result)
+                        if error is None:
+                            try:  # what the filter may change: the offset, and the MDL for one of the same length
+                                changed = (
+                                    request.mdl.length != length_in
+                                    or (mdl_in.writes != writes_in and kind is write)  # Dump_Read may change the contents
+                                    or request.offset != offset_in
+                                    or request.number != number
+                                    or request.count != 1
+                                )
+                            except AttributeError:  # the MDL replaced by something that is not one, or deleted
+                                changed = True
+                            if changed:
+                                error = self._check_request(event, request, mdl_in, (writes_in, length_in, offset_in, number))
+                            if error is None and snapshot is not None and data_in is not None:
+                                error = self._check_bytes(request, mdl_in, data_in, snapshot)
+                            held = request.mdl.data if error is None and engine.pipelined else None
+                            if held is not None and held is not data_in:
+                                self._hold(request)  # contents in flight, in a buffer of the filter's own
+                            if self.probing and error is None:
+                                self._compare(request, status, dur, offset_in)
+                    engine.now_ns += dur
+                    if request is not None and error is None:
+                        request.upstream_ns = upstream_in + dur  # (what a filter wrote there is overwritten)
+                    record(dur)
+                    if (engine.trace is not None or (request is None and engine.observed)) and not (
+                        error is not None and fault in _STOPPING
+                    ):
+                        # (a call cut by the watchdog or stopped by the guard returned no status: no record;
+                        # crashdmp's dump_failed follows at its start + the time it is charged)
+                        at: tuple[int | None, int | None, int | None]
+                        if request is None:
+                            at = None, None, None
+                        elif error is None:
+                            at = request.number, request.offset, request.length
+                        else:  # what the filter did to the request may not even be numbers
+                            at = number, *self._shown(request, offset_in, length_in)
+                        # a moved write says where it came from, so the checker can follow each hand-off
+                        moved: dict[str, object] | None = None
+                        if request is not None and at[1] != offset_in:
+                            moved = {"moved_from": offset_in}
+                        if request is None:  # Dump_Start, Dump_Finish: a phase, for the run's log too
+                            engine.phase(t0, name, event, dur, dump_type=self.dump_type, status=status_name(status))
+                        else:
+                            engine.emit(t0, name, event, dur, at[0], at[1], at[2], self.dump_type, status_name(status), moved)
+                    if error is not None:
+                        op.error = error if fault in _STOPPING else f"{name}: {error}"
+                        op.fault = fault
+                        complete.send_nowait(op)
+                        continue
+                    if status and not status_ok(status):
+                        self._note_error(
+                            event, f"returned {status_name(status)}" + (f" for request #{request.number}" if request else "")
+                        )
+                    push(op)
+                if passed:
+                    msg.ops = passed
+                    forward(msg)
 
     def unfired_faults(self, writes: int | None = None) -> list[str]:
         """
