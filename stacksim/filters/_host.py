@@ -273,6 +273,7 @@ class FilterLayer:
         take = receive.receive  # not `async for`: its __anext__ is one more coroutine per hop
         take_now = receive.receive_nowait
         write, window = OpKind.WRITE, OpKind.WINDOW
+        success = NtStatus.SUCCESS  # (a local for the hot loop)
         # A call that awaits gets the watchdog's deadline on this scope, entered before any call.
         # Once a call is cut there the scope stays cancelled and the task ends: so does the run.
         with trio.CancelScope() as scope:
@@ -328,7 +329,10 @@ class FilterLayer:
                             except (CallFailed, WatchdogExpired, CallStopped) as failed:
                                 status, dur, error, fault = self._failed(event, number, failed)
                             else:
-                                status, error, fault = self._status(event, result)
+                                if result is None or result == 0:  # the common case, without a call
+                                    status, error, fault = success, None, "filter_violation"
+                                else:
+                                    status, error, fault = self._status(event, result)
                         if error is None:
                             try:  # what the filter may change: the offset, and the MDL for one of the same length
                                 changed = (
