@@ -183,21 +183,29 @@ class RunResult:
 
     def layer_rates(self, layer: str) -> dict[str, int | float]:
         """
-        *layer*'s IOPS and bandwidth over the dump time, as the result JSON names them.
+        *layer*'s IOPS and bandwidth over the dump time, as the result JSON names them (:meth:`rates` of its calls).
 
         ``iops`` = the layer's calls ÷ the dump time; ``bandwidth_bytes_per_s`` = the bytes the run
         wrote ÷ the dump time (every byte written crosses every layer of the serial dump path
         once; a layer's calls that move no data, such as a flush, count as I/Os but add no
         bytes), floored to whole bytes per second; ``bandwidth_MB_per_s`` (10^6 bytes) and
-        ``bandwidth_MiB_per_s`` (2^20 bytes) the same rate to 3 decimals. All are exact
-        rationals rounded once, so the same run prints the same digits. 0 when the dump took no time.
+        ``bandwidth_MiB_per_s`` (2^20 bytes) the same rate to 3 decimals.
+        """
+        return self.rates(self.layers[layer].calls)
+
+    def rates(self, calls: int) -> dict[str, int | float]:
+        """
+        *calls* I/Os and the bytes written over the dump time: ``iops``, ``bandwidth_bytes_per_s``, ``_MB_per_s``, ``_MiB_per_s``.
+
+        Exact rationals rounded once (IOPS and MB/s to 3 decimals, bytes per second floored), so
+        the same run prints the same digits; all 0 when the dump took no time.
         """
         t = self.dump_time_ns
         if not t:
             return {"iops": 0.0, "bandwidth_bytes_per_s": 0, "bandwidth_MB_per_s": 0.0, "bandwidth_MiB_per_s": 0.0}
         rate = Fraction(self.bytes_written * 10**9, t)
         return {
-            "iops": float(round(Fraction(self.layers[layer].calls * 10**9, t), 3)),
+            "iops": float(round(Fraction(calls * 10**9, t), 3)),
             "bandwidth_bytes_per_s": math.floor(rate),
             "bandwidth_MB_per_s": float(round(rate / 10**6, 3)),
             "bandwidth_MiB_per_s": float(round(rate / 2**20, 3)),

@@ -374,16 +374,11 @@ def print_layers(r: RunResult, console: Console) -> None:
     )
     rows: list[list[list[str]]] = []
     for name, s in summaries:
-        if name == "write" and s is w:
-            share, busy = [], []
-            calls = s.calls
-            iops = calls * 1e9 / r.dump_time_ns if r.dump_time_ns else 0.0
-            rate = r.throughput_bytes_per_s
-        else:
-            share = [f"{100 * s.busy_ns / r.dump_time_ns:.1f} %" if r.dump_time_ns else "-"]
-            busy = [format_ns(s.busy_ns)]
-            rates = r.layer_rates(name)
-            iops, rate = float(rates["iops"]), float(rates["bandwidth_bytes_per_s"])
+        last = name == "write" and s is w
+        share = [] if last else [f"{100 * s.busy_ns / r.dump_time_ns:.1f} %" if r.dump_time_ns else "-"]
+        busy = [] if last else [format_ns(s.busy_ns)]
+        rates = r.rates(s.calls)
+        iops, rate = float(rates["iops"]), float(rates["bandwidth_bytes_per_s"])
         rows.append(
             [
                 [_safe(name, 200)],
