@@ -198,10 +198,10 @@ class RunResult:
         *calls* I/Os and the bytes written over the dump time: ``iops``, ``bandwidth_bytes_per_s``, ``_MB_per_s``, ``_MiB_per_s``.
 
         Exact rationals rounded once (IOPS and MB/s to 3 decimals, bytes per second floored), so
-        the same run prints the same digits; all 0 when the dump took no time.
+        the same run prints the same digits; all 0 when the dump took no time or *calls* is 0.
         """
         t = self.dump_time_ns
-        if not t:
+        if not t or not calls:  # a layer never called (a filter that did not load) carried no bytes
             return {"iops": 0.0, "bandwidth_bytes_per_s": 0, "bandwidth_MB_per_s": 0.0, "bandwidth_MiB_per_s": 0.0}
         rate = Fraction(self.bytes_written * 10**9, t)
         return {

@@ -386,8 +386,8 @@ def print_layers(r: RunResult, console: Console) -> None:
                 busy,
                 share,
                 [f"{iops:,.0f} IOPS"],
-                [f"{rate / 1e6:,.1f} MB/s"],
-                [f"{rate / 2**20:,.1f} MiB/s"],
+                [f"{_rate(rate / 1e6)} MB/s"],
+                [f"{_rate(rate / 2**20)} MiB/s"],
             ]
         )
     _print_table(
@@ -400,6 +400,13 @@ def print_layers(r: RunResult, console: Console) -> None:
         folding=(0,),
         right=range(1, 7),
     )
+
+
+def _rate(x: float) -> str:
+    """A rate in its table column: whole from 100 up ("1,174"), else one decimal ("51.5"), two below 1 ("0.05"); "0"."""
+    if x == 0:
+        return "0"
+    return f"{x:,.0f}" if x >= 99.95 else f"{x:.1f}" if x >= 0.995 else f"{x:.2f}"
 
 
 _TABLE_SEPARATOR: Final = 3
