@@ -217,10 +217,13 @@ class LatencyHistogram:
 
 
 LAYER_COLUMNS = ("calls", "busy_ns", "p50_ns", "p99_ns", "max_ns")
-"""The compact set of a layer's statistics: a sweep's per-layer columns (``device_p99_ns``, ...)."""
+"""The five statistics a layer had before issue 15 (what a result of an older stacksim holds)."""
 
 LAYER_KEYS = ("calls", "busy_ns", "min_ns", "mean_ns", "stdev_ns", "p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "max_ns")
 """Every statistic of a layer (:class:`LayerSummary`), as the result JSON and ``layers_frame()`` name them, in order."""
+
+LAYER_RATE_KEYS = ("iops", "bandwidth_bytes_per_s", "bandwidth_MB_per_s", "bandwidth_MiB_per_s")
+"""A layer's rates over the dump time, after :data:`LAYER_KEYS` in the result JSON (``RunResult.layer_rates``)."""
 
 PERCENTILES: Final = (50, 90, 99, 99.9)
 """The percentiles a :class:`LayerSummary` reports (nearest rank; :func:`nearest_rank`)."""

@@ -17,7 +17,7 @@ import re
 from typing import Final
 
 from stacksim._version import __version__
-from stacksim.metrics import LAYER_KEYS, LayerSummary
+from stacksim.metrics import LAYER_KEYS, LAYER_RATE_KEYS, LayerSummary
 from stacksim.report import RunResult
 
 __all__ = ["FIELDS", "TERSE_VERSION", "terse_lines"]
@@ -25,9 +25,7 @@ __all__ = ["FIELDS", "TERSE_VERSION", "terse_lines"]
 TERSE_VERSION: Final = 1
 """The version of the field list (field 1 of every line)."""
 
-_RATES: Final = ("iops", "bandwidth_bytes_per_s", "bandwidth_MB_per_s", "bandwidth_MiB_per_s")
-
-FIELDS: Final = ("terse_version", "stacksim_version", "scenario", "status", "layer", *LAYER_KEYS, *_RATES)
+FIELDS: Final = ("terse_version", "stacksim_version", "scenario", "status", "layer", *LAYER_KEYS, *LAYER_RATE_KEYS)
 """The fields of a terse line, in order (field 1 is ``terse_version``)."""
 
 _UNSAFE = re.compile(r"[%;\x00-\x1f\x7f]")
