@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -412,6 +412,13 @@ def run(
             "--key-file", help="Data mode: the 64-byte AES-256-XTS volume key (default: from the seed).", show_default=False
         ),
     ] = None,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--output-format",
+            help="What stdout shows: normal (the summary), json (the result JSON) or terse (one ';' line per layer).",
+        ),
+    ] = "normal",
 ) -> None:
     """Run a scenario and print where the time went."""
     from stacksim._log import LEVELS, configure_logging
@@ -420,6 +427,10 @@ def run(
 
     if log_level.lower() not in LEVELS:
         _fail(f"--log-level {log_level!r}: allowed values are {', '.join(LEVELS)}")
+    if output_format not in OUTPUT_FORMATS:
+        _fail(f"--output-format {output_format!r}: allowed values are {', '.join(OUTPUT_FORMATS)}")
+    if output_format == "terse" and json_out is not None and str(json_out) == "-":
+        _fail("--json - and --output-format terse both write stdout: write the JSON to a file (--json result.json)")
     if log_json_level is not None and log_json is None:
         _fail("--log-json-level goes with --log-json: --log-json run.log.jsonl --log-json-level debug writes the log")
     if log_json_level is not None and log_json_level.lower() not in LEVELS:
@@ -454,10 +465,19 @@ def run(
         perfetto_limit=limit,
         log=_RunLogging(log_level.lower(), log_json, (log_json_level or "info").lower()),
     )
-    if json_out is not None and str(json_out) == "-":
+    if output_format == "json" or (json_out is not None and str(json_out) == "-"):
         _print_json(text)
+    elif output_format == "terse":
+        from stacksim.terse import terse_lines
+
+        lines = terse_lines(result)
+        _print_json("".join(line + "\n" for line in lines))
     else:
         render(result, _console())
+
+
+OUTPUT_FORMATS: Final = ("normal", "json", "terse")
+"""``run --output-format``: the summary (default), the result JSON, or the terse lines (:mod:`stacksim.terse`)."""
 
 
 @app.command()

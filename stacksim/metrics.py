@@ -12,20 +12,30 @@ Both stages take *weighted* adds (``record(value, count)``), and the final state
 on the multiset of values recorded, so a message standing for *n* identical requests gives the
 same statistics as *n* messages. Histograms merge with :meth:`LatencyHistogram.merge`.
 
-Percentiles use the nearest-rank definition: p-th percentile = the smallest recorded value
-such that at least p % of the samples are ≤ it.
+Percentiles use the nearest-rank definition: the p-th percentile of *n* samples is the
+sample of rank ``ceil(p / 100 × n)`` in ascending order (rank 1 at least), i.e. the smallest
+recorded value such that at least p % of the samples are ≤ it. The rank is computed exactly
+(``p`` is read as the decimal it prints as, so p99.9 of 1,000 samples is rank 999, never 1,000
+through a float rounding). Of 1,000 samples 1 … 1,000: p50 = 500, p90 = 900, p99 = 990,
+p99.9 = 999; of one sample every percentile is that sample.
+
+The mean and the standard deviation come from exact integer sums (of the values and of their
+squares), so they are deterministic and independent of the order of the adds: the mean is
+rounded to the nearest ns (halves up) and the standard deviation is the *population* standard
+deviation (every call is a sample; the divisor is *n*), rounded to the nearest ns.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from hdrh.histogram import HdrHistogram
 
-__all__ = ["EXACT_DISTINCT_LIMIT", "LatencyHistogram", "LayerStats", "LayerSummary"]
+__all__ = ["EXACT_DISTINCT_LIMIT", "LatencyHistogram", "LayerStats", "LayerSummary", "nearest_rank"]
 
 EXACT_DISTINCT_LIMIT: Final = 4096
 """Distinct values kept exactly before a histogram folds into HdrHistogram."""
@@ -35,16 +45,33 @@ _HDR_HIGHEST: Final = 2**63 - 1  # any simulated time: every reported time is be
 _HDR_DIGITS: Final = 3
 
 
+def nearest_rank(p: float, n: int) -> int:
+    """
+    The rank (1-based, ascending) of the nearest-rank *p*-th percentile of *n* samples: ``ceil(p / 100 × n)``, at least 1.
+
+    *p* is taken as the decimal it prints as, exactly: a float ``99.9`` is 999/10, not the
+    binary fraction just above it.
+
+    >>> nearest_rank(99.9, 1000), nearest_rank(90, 1000), nearest_rank(99.9, 10), nearest_rank(50, 1)
+    (999, 900, 10, 1)
+    """
+    exact = Fraction(p) if isinstance(p, int) else Fraction(repr(float(p)))
+    if not 0 <= exact <= 100:
+        raise ValueError(f"percentile {p} is not between 0 and 100")
+    return max(1, math.ceil(exact * n / 100))
+
+
 class LatencyHistogram:
     """Streaming, mergeable, weighted distribution of integer nanosecond values."""
 
-    __slots__ = ("_count", "_exact", "_hdr", "_max", "_min", "_run_count", "_run_value", "_total")
+    __slots__ = ("_count", "_exact", "_hdr", "_max", "_min", "_run_count", "_run_value", "_squares", "_total")
 
     def __init__(self) -> None:
         self._exact: dict[int, int] | None = {}
         self._hdr: HdrHistogram | None = None
         self._count = 0
         self._total = 0
+        self._squares = 0  # the sum of the squares of the samples, for the standard deviation
         self._max = 0
         self._min = 0
         # Consecutive equal values (the usual case in a dump) are accumulated here first.
@@ -81,6 +108,28 @@ class LatencyHistogram:
         return self._total
 
     @property
+    def squares(self) -> int:
+        """Sum of the squares of all samples (exact)."""
+        self._flush()
+        return self._squares
+
+    @property
+    def mean(self) -> int:
+        """The mean sample, rounded to the nearest integer (halves up; 0 when empty)."""
+        n = self.count  # flushes
+        return (2 * self._total + n) // (2 * n) if n else 0
+
+    @property
+    def stdev(self) -> int:
+        """The population standard deviation, rounded to the nearest integer (0 when empty), from exact sums."""
+        n = self.count  # flushes
+        if not n:
+            return 0
+        # variance = (n·Σx² − (Σx)²) / n²; round(√v) = (⌊√⌊4v⌋⌋ + 1) // 2, all in integers
+        spread = n * self._squares - self._total * self._total
+        return (math.isqrt(4 * spread // (n * n)) + 1) // 2
+
+    @property
     def max(self) -> int:
         """Largest sample (0 when empty)."""
         self._flush()
@@ -101,6 +150,7 @@ class LatencyHistogram:
             self._max = value
         self._count += count
         self._total += value * count
+        self._squares += value * value * count
         exact = self._exact
         if exact is not None:
             exact[value] = exact.get(value, 0) + count
@@ -137,7 +187,7 @@ class LatencyHistogram:
         if self._exact is None:
             assert self._hdr is not None
             return min(int(self._hdr.get_value_at_percentile(p)), self.max)
-        rank = max(1, math.ceil(p / 100 * self.count))
+        rank = nearest_rank(p, self.count)
         seen = 0
         for value in sorted(self._exact):
             seen += self._exact[value]
@@ -162,26 +212,55 @@ class LatencyHistogram:
         self._min = other._min if self._count == 0 else min(self._min, other._min)
         self._count += other._count
         self._total += other._total
+        self._squares += other._squares
         self._max = max(self._max, other._max)
 
 
 LAYER_COLUMNS = ("calls", "busy_ns", "p50_ns", "p99_ns", "max_ns")
-"""A layer's statistics (:class:`LayerSummary`) as the result JSON, ``layers_frame()`` and a sweep's columns name them."""
+"""The five statistics a layer had before issue 15 (what a result of an older stacksim holds)."""
+
+LAYER_KEYS = ("calls", "busy_ns", "min_ns", "mean_ns", "stdev_ns", "p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "max_ns")
+"""Every statistic of a layer (:class:`LayerSummary`), as the result JSON and ``layers_frame()`` name them, in order."""
+
+LAYER_RATE_KEYS = ("iops", "bandwidth_bytes_per_s", "bandwidth_MB_per_s", "bandwidth_MiB_per_s")
+"""A layer's rates over the dump time, after :data:`LAYER_KEYS` in the result JSON (``RunResult.layer_rates``)."""
+
+PERCENTILES: Final = (50, 90, 99, 99.9)
+"""The percentiles a :class:`LayerSummary` reports (nearest rank; :func:`nearest_rank`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class LayerSummary:
-    """What the result JSON reports for one layer (all times in ns)."""
+    """
+    What the result JSON reports for one layer (all times in ns): calls, busy time and the per-call latency distribution.
+
+    ``mean_ns`` and ``stdev_ns`` are rounded to the nearest ns from exact sums (``stdev_ns`` is
+    the population standard deviation); the percentiles are nearest-rank (:func:`nearest_rank`).
+
+    .. versionchanged:: 0.1
+       ``min_ns``, ``mean_ns``, ``stdev_ns``, ``p90_ns`` and ``p99_9_ns`` (issue 15).
+    """
 
     calls: int
     busy_ns: int
     p50_ns: int
     p99_ns: int
     max_ns: int
+    min_ns: int = 0
+    mean_ns: int = 0
+    stdev_ns: int = 0
+    p90_ns: int = 0
+    p99_9_ns: int = 0
+
+    @classmethod
+    def of(cls, h: LatencyHistogram) -> LayerSummary:
+        """The summary of the samples in *h*."""
+        p50, p90, p99, p99_9 = (h.percentile(p) for p in PERCENTILES)
+        return cls(h.count, h.total, p50, p99, h.max, min_ns=h.min, mean_ns=h.mean, stdev_ns=h.stdev, p90_ns=p90, p99_9_ns=p99_9)
 
     def as_dict(self) -> dict[str, int]:
-        """The JSON object for this layer."""
-        return {"calls": self.calls, "busy_ns": self.busy_ns, "p50_ns": self.p50_ns, "p99_ns": self.p99_ns, "max_ns": self.max_ns}
+        """The JSON object for this layer (keys in :data:`LAYER_KEYS` order)."""
+        return {key: getattr(self, key) for key in LAYER_KEYS}
 
 
 class LayerStats:
@@ -212,5 +291,4 @@ class LayerStats:
 
     def summary(self) -> LayerSummary:
         """Freeze the statistics into a :class:`LayerSummary`."""
-        h = self.hist
-        return LayerSummary(h.count, h.total, h.percentile(50), h.percentile(99), h.max)
+        return LayerSummary.of(self.hist)

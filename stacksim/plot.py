@@ -508,10 +508,15 @@ def render_trace(summary: TraceSummary) -> dict[str, bytes]:
 
 
 def _quantiles(result: dict[str, Any]) -> list[tuple[str, dict[str, int]]]:
-    """(name, {calls, busy_ns, p50_ns, p99_ns, max_ns}) per layer of the result, then the writes' issue → completion."""
+    """
+    Per layer of the result, then the writes' issue → completion: (name, {calls, busy_ns, p50_ns, … max_ns}).
+
+    ``p90_ns`` and ``p99_9_ns`` are read when there (results before stacksim 0.1's issue 15 keep
+    only p50, p99 and max).
+    """
     from stacksim.diff import ResultShapeError, _get
 
-    keys = ("calls", "busy_ns", "p50_ns", "p99_ns", "max_ns")
+    keys = ("calls", "busy_ns", "p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "max_ns")
 
     def stats(path: str, node: object) -> dict[str, int]:
         if not isinstance(node, dict):
@@ -519,9 +524,11 @@ def _quantiles(result: dict[str, Any]) -> list[tuple[str, dict[str, int]]]:
         out = {}
         for key in keys:
             try:
-                value = _get(node, key, "int")
+                value = _get(node, key, "int", optional=key in _NEWER_QUANTILES)
             except ResultShapeError as exc:
                 raise ResultShapeError(str(exc).replace("key '", f"key '{path}.", 1)) from None
+            if value is None:
+                continue
             if value > INT64_MAX:
                 raise ResultShapeError(f"key '{path}.{key}' must be below 2^63 (got {shorten(str(value), 30)})")
             out[key] = value
@@ -533,6 +540,13 @@ def _quantiles(result: dict[str, Any]) -> list[tuple[str, dict[str, int]]]:
     if latency is not None:
         rows.append(("write (issue → completion)", stats("write_latency", latency)))
     return rows
+
+
+_QUANTILES: Final = (("p50_ns", 0.5), ("p90_ns", 0.9), ("p99_ns", 0.99), ("p99_9_ns", 0.999), ("max_ns", 1.0))
+"""The per-layer points a result keeps, and the fraction of calls at or below each."""
+
+_NEWER_QUANTILES: Final = ("p90_ns", "p99_9_ns")
+"""Points an older result may lack: the plot draws the others."""
 
 
 def render_result(result: dict[str, Any]) -> tuple[dict[str, bytes], list[str]]:
@@ -553,8 +567,8 @@ def render_result(result: dict[str, Any]) -> tuple[dict[str, bytes], list[str]]:
     new, png, safe = _figure_tools()
     scenario = safe(result.get("scenario", "?"), 60)
     notes = [
-        "the result keeps p50, p99 and max per layer, not each call's duration: the latency plot shows those three points; "
-        "plot a trace (stacksim run --trace) for whole distributions, the Gantt chart and throughput over time"
+        "the result keeps p50, p90, p99, p99.9 and max per layer, not each call's duration: the latency plot shows those "
+        "points; plot a trace (stacksim run --trace) for whole distributions, the Gantt chart and throughput over time"
     ]
     out: dict[str, bytes] = {}
     with _drawing():
@@ -565,11 +579,13 @@ def render_result(result: dict[str, Any]) -> tuple[dict[str, bytes], list[str]]:
             ax = fig.subplots()
             series = []
             for name, s in timed:
-                points = [max(s[k], 1) / 1000 for k in ("p50_ns", "p99_ns", "max_ns")]
-                series.append((f"{safe(name, 40)} ({s['calls']:,} calls)", points, [0.5, 0.99, 1.0]))
-            _cdf_axes(ax, series, f"{scenario}: p50, p99 and max of each layer (the points a result keeps)", points=True)
+                known = [(key, q) for key, q in _QUANTILES if key in s]
+                points = [max(s[k], 1) / 1000 for k, _ in known]
+                series.append((f"{safe(name, 40)} ({s['calls']:,} calls)", points, [q for _, q in known]))
+            title = f"{scenario}: p50, p90, p99, p99.9 and max of each layer (the points a result keeps)"
+            _cdf_axes(ax, series, title, points=True)
             fig.suptitle("Latency per layer, from the result's quantiles")
-            text = "a result keeps only p50, p99 and max per layer: plot a trace for the whole distribution"
+            text = "a result keeps only p50, p90, p99, p99.9 and max per layer: plot a trace for the whole distribution"
             if idle:
                 text += f"; no time spent: {', '.join(safe(n, 30) for n in idle)}"
             _note(fig, text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from stacksim._io import json_safe
@@ -26,7 +27,7 @@ from stacksim.filters._host import FilterLayer
 from stacksim.layout import TARGET_NAMES, FileLayout
 from stacksim.machine import Machine
 from stacksim.memory import DumpPlan
-from stacksim.metrics import LAYER_COLUMNS, LayerSummary
+from stacksim.metrics import LAYER_KEYS, LayerSummary
 from stacksim.miniport import DumpPort
 from stacksim.normal_stack import WRITE, IoRequest, IoResult, workload_ops
 from stacksim.resume import ResumeResult
@@ -180,6 +181,36 @@ class RunResult:
         """Bytes written per second of dump time."""
         return self.bytes_written * 1e9 / self.dump_time_ns if self.dump_time_ns else 0.0
 
+    def layer_rates(self, layer: str) -> dict[str, int | float]:
+        """
+        *layer*'s IOPS and bandwidth over the dump time, as the result JSON names them (:meth:`rates` of its calls).
+
+        ``iops`` = the layer's calls ÷ the dump time; ``bandwidth_bytes_per_s`` = the bytes the run
+        wrote ÷ the dump time (every byte written crosses every layer of the serial dump path
+        once; a layer's calls that move no data, such as a flush, count as I/Os but add no
+        bytes), floored to whole bytes per second; ``bandwidth_MB_per_s`` (10^6 bytes) and
+        ``bandwidth_MiB_per_s`` (2^20 bytes) the same rate to 3 decimals.
+        """
+        return self.rates(self.layers[layer].calls)
+
+    def rates(self, calls: int) -> dict[str, int | float]:
+        """
+        *calls* I/Os and the bytes written over the dump time: ``iops``, ``bandwidth_bytes_per_s``, ``_MB_per_s``, ``_MiB_per_s``.
+
+        Exact rationals rounded once (IOPS and MB/s to 3 decimals, bytes per second floored), so
+        the same run prints the same digits; all 0 when the dump took no time or *calls* is 0.
+        """
+        t = self.dump_time_ns
+        if not t or not calls:  # a layer never called (a filter that did not load) carried no bytes
+            return {"iops": 0.0, "bandwidth_bytes_per_s": 0, "bandwidth_MB_per_s": 0.0, "bandwidth_MiB_per_s": 0.0}
+        rate = Fraction(self.bytes_written * 10**9, t)
+        return {
+            "iops": float(round(Fraction(calls * 10**9, t), 3)),
+            "bandwidth_bytes_per_s": math.floor(rate),
+            "bandwidth_MB_per_s": float(round(rate / 10**6, 3)),
+            "bandwidth_MiB_per_s": float(round(rate / 2**20, 3)),
+        }
+
     def to_json(self) -> str:
         """
         The result JSON as ``stacksim run --json`` writes it: pretty, stable, invisible characters escaped.
@@ -194,8 +225,9 @@ class RunResult:
         """
         The per-layer statistics as a pandas DataFrame: one row per layer, top down, indexed by its name.
 
-        Columns: ``calls``, ``busy_ns``, ``p50_ns``, ``p99_ns``, ``max_ns`` (integers, ns) and
-        ``share_percent`` (the layer's busy time as a percentage of the dump time). Needs the
+        Columns: ``calls``, ``busy_ns``, ``min_ns``, ``mean_ns``, ``stdev_ns``, ``p50_ns``,
+        ``p90_ns``, ``p99_ns``, ``p99_9_ns``, ``max_ns`` (integers, ns) and ``share_percent`` (the
+        layer's busy time as a percentage of the dump time). Needs the
         ``pandas`` extra.
 
         Raises:
@@ -203,8 +235,8 @@ class RunResult:
         """
         pd = require_pandas("RunResult.layers_frame()")
         rows = [[name, *s.as_dict().values(), self.share_percent(name)] for name, s in self.layers.items()]
-        frame = pd.DataFrame(rows, columns=["layer", *LAYER_COLUMNS, "share_percent"])
-        return frame.astype(dict.fromkeys(LAYER_COLUMNS, "int64")).set_index("layer")
+        frame = pd.DataFrame(rows, columns=["layer", *LAYER_KEYS, "share_percent"])
+        return frame.astype(dict.fromkeys(LAYER_KEYS, "int64")).set_index("layer")
 
     def as_dict(self) -> dict[str, Any]:
         """The result JSON object, keys in a stable order."""
@@ -229,7 +261,7 @@ class RunResult:
             "target": self.target,
             "parts": self.parts,
             "images": list(self.images),
-            "layers": {name: s.as_dict() for name, s in self.layers.items()},
+            "layers": {name: {**s.as_dict(), **self.layer_rates(name)} for name, s in self.layers.items()},
             "write_latency": self.write_latency.as_dict(),
             "filters": [f.as_dict() for f in self.filters],
             "warnings": list(self.warnings),
@@ -367,7 +399,7 @@ def build_result(m: Machine, ran: EventRun) -> RunResult:
         max_pages_per_write=mppw,
         parts={p.name: p.bytes for p in full_plan.parts},
         layers=layers,
-        write_latency=LayerSummary(h.count, h.total, h.percentile(50), h.percentile(99), h.max),
+        write_latency=LayerSummary.of(h),
         filters=tuple(
             FilterReport(
                 layer.name,

@@ -24,6 +24,7 @@ import re
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from rich import box
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
@@ -349,24 +350,63 @@ def _times_faster(ratio: float) -> str:
 
 
 def print_layers(r: RunResult, console: Console) -> None:
-    """Per-layer calls, busy time, share of the dump time and per-call latency percentiles."""
-    rows: list[list[list[str]]] = []
-    for name, s in r.layers.items():
-        share = f"{100 * s.busy_ns / r.dump_time_ns:.1f} %" if r.dump_time_ns else "-"
-        cells = (f"{s.calls:,}", format_ns(s.busy_ns), share, format_ns(s.p50_ns), format_ns(s.p99_ns), format_ns(s.max_ns))
-        rows.append([[_safe(name, 200)], *([c] for c in cells)])
+    """
+    The per-layer tables, fio-style: per-call latency (min, mean, stdev, p50, p90, p99, p99.9, max), then throughput.
+
+    The throughput table gives each layer's calls, busy time, share of the dump time, IOPS and
+    bandwidth in MB/s (10^6 bytes) and MiB/s (2^20 bytes) (:meth:`RunResult.layer_rates`).
+    The last row of each, ``write``, is one dump write from issue to completion through every layer.
+    """
+    summaries = list(r.layers.items())
     w = r.write_latency
     if w.calls:
-        cells = (f"{w.calls:,}", "", "", format_ns(w.p50_ns), format_ns(w.p99_ns), format_ns(w.max_ns))
-        rows.append([["write, issue→done"], *([c] if c else [] for c in cells)])
+        summaries.append(("write", w))
+    keys = ("min_ns", "mean_ns", "stdev_ns", "p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "max_ns")
+    latency = [[[_safe(name, 200)], *([format_ns(getattr(s, k))] for k in keys)] for name, s in summaries]
     _print_table(
         console,
-        ("layer", "calls", "busy", "share", "p50", "p99", "max"),
+        ("layer", "min", "mean", "stdev", "p50", "p90", "p99", "p99.9", "max"),
+        latency,
+        caption="latency per call; stdev: population; p50 … p99.9: nearest rank;\nwrite: one dump write, issue → done",
+        folding=(0,),
+        right=range(1, 9),
+        compact=True,
+    )
+    rows: list[list[list[str]]] = []
+    for name, s in summaries:
+        last = name == "write" and s is w
+        share = [] if last else [f"{100 * s.busy_ns / r.dump_time_ns:.1f} %" if r.dump_time_ns else "-"]
+        busy = [] if last else [format_ns(s.busy_ns)]
+        rates = r.rates(s.calls)
+        iops, rate = float(rates["iops"]), float(rates["bandwidth_bytes_per_s"])
+        rows.append(
+            [
+                [_safe(name, 200)],
+                [f"{s.calls:,}"],
+                busy,
+                share,
+                [f"{iops:,.0f} IOPS"],
+                [f"{_rate(rate / 1e6)} MB/s"],
+                [f"{_rate(rate / 2**20)} MiB/s"],
+            ]
+        )
+    _print_table(
+        console,
+        ("layer", "calls", "busy", "share", "IOPS", "MB/s", "MiB/s"),
         rows,
-        caption="share = busy time ÷ dump time; p50, p99, max: per call",
+        caption=(
+            "share = busy ÷ dump time; IOPS = calls ÷ dump time;\nMB/s (10^6 B/s), MiB/s (2^20 B/s): bytes written ÷ dump time"
+        ),
         folding=(0,),
         right=range(1, 7),
     )
+
+
+def _rate(x: float) -> str:
+    """A rate in its table column: whole from 100 up ("1,174"), else one decimal ("51.5"), two below 1 ("0.05"); "0"."""
+    if x == 0:
+        return "0"
+    return f"{x:,.0f}" if x >= 99.95 else f"{x:.1f}" if x >= 0.995 else f"{x:.2f}"
 
 
 _TABLE_SEPARATOR: Final = 3
@@ -404,6 +444,7 @@ def _print_table(
     folding: Collection[int] = (),
     right: Collection[int] = (),
     comma_at_break: bool = False,
+    compact: bool = False,
 ) -> None:
     """
     Print a table whose cells are lists of atoms (each a quantity or a name that must stay whole).
@@ -415,6 +456,8 @@ def _print_table(
     keeps its commas at the line ends (a list of names); without, the break alone separates (a
     list of quantities, where the column is tight). When even that does not fit, each row is
     printed as one wrapped line instead ("name: header value, header value, ...").
+    A *compact* table (many columns of quantities) separates its columns by one space and draws
+    only the rule under the header.
     """
     body = [list(row) for row in rows]
     natural = [max(cell_len(h), *(cell_len(", ".join(row[i])) for row in body)) for i, h in enumerate(headers)]
@@ -428,7 +471,8 @@ def _print_table(
         for i, h in enumerate(headers)
     ]
     widths = list(natural)
-    spare = console.width - _TABLE_SEPARATOR * (len(headers) - 1) - sum(natural)
+    separator = 1 if compact else _TABLE_SEPARATOR
+    spare = console.width - separator * (len(headers) - 1) - sum(natural)
     for i in sorted(range(len(headers)), key=lambda i: natural[i] - narrowest[i], reverse=True):
         if spare >= 0:
             break
@@ -445,6 +489,8 @@ def _print_table(
         caption_style="dim",
         show_edge=False,
         pad_edge=False,
+        box=box.SIMPLE_HEAVY if compact else box.HEAVY_HEAD,
+        padding=(0, 0) if compact else (0, 1),
     )
     for i, header in enumerate(headers):
         table.add_column(header, width=widths[i], overflow="fold", justify="right" if i in right else "left")
@@ -465,7 +511,8 @@ def _print_records(
         _field(console, "", title, indent=2)
     for row in rows:
         fields = [
-            h + _GLUE + _glued(", ".join(atoms))
+            # a header that is the cell's unit ("MB/s": "970.7 MB/s") is not said twice
+            _glued(", ".join(atoms)) if ", ".join(atoms).endswith(" " + h) else h + _GLUE + _glued(", ".join(atoms))
             for h, atoms in zip(headers[1:], row[1:], strict=True)
             if atoms and atoms != ["-"]
         ]

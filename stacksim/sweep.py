@@ -56,7 +56,7 @@ from stacksim._io import (
     terminal_safe,
 )
 from stacksim.filters import FilterCatalog, PluginFile
-from stacksim.metrics import LAYER_COLUMNS
+from stacksim.metrics import LAYER_KEYS, LAYER_RATE_KEYS
 from stacksim.overrides import OverrideError, label, parse_key
 from stacksim.overrides import apply as _apply
 from stacksim.scenario import Scenario, ScenarioError, validate_scenario
@@ -433,8 +433,8 @@ def layers_of(s: Scenario) -> list[str]:
 
 
 def layer_columns(layers: Iterable[str]) -> list[str]:
-    """Each layer's statistics as columns: ``device_calls``, ``device_busy_ns``, … ``device_max_ns``."""
-    return [f"{layer}_{k}" for layer in layers for k in LAYER_COLUMNS]
+    """Each layer's statistics as columns, the keys of its result JSON object: ``device_calls``, … ``device_iops``, …."""
+    return [f"{layer}_{k}" for layer in layers for k in (*LAYER_KEYS, *LAYER_RATE_KEYS)]
 
 
 def unit_value(s: Scenario, path: tuple[str, ...]) -> tuple[str, int] | None:

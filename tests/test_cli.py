@@ -59,7 +59,10 @@ def test_run_writes_result_json(small: Path, tmp_path: Path) -> None:
     assert code == 0
     result = json.loads(out.read_text())
     assert {"status", "dump_time_ns", "bytes_written", "write_requests", "max_pages_per_write", "layers"} <= set(result)
-    assert set(result["layers"]["dumpfve.sys"]) == {"calls", "busy_ns", "p50_ns", "p99_ns", "max_ns"}
+    assert list(result["layers"]["dumpfve.sys"]) == [
+        *("calls", "busy_ns", "min_ns", "mean_ns", "stdev_ns", "p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "max_ns"),
+        *("iops", "bandwidth_bytes_per_s", "bandwidth_MB_per_s", "bandwidth_MiB_per_s"),
+    ]
     assert result["write_requests"] == 1 + 1 + 32  # header, bitmap, body
 
 

@@ -9,6 +9,7 @@ the commands the page shows (``STACKSIM_UPDATE_GOLDEN=1`` writes them into ``doc
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
@@ -83,10 +84,31 @@ def test_a_result_gives_its_quantiles_and_busy_time(shipped: Path, tmp_path: Pat
     assert f"run-busy.png: {size:,} bytes" in proc.stdout
 
 
-def test_a_result_says_it_holds_only_three_quantiles(shipped: Path) -> None:
-    """The result's latency plot is three points per layer, and the command says so (a trace has the whole distribution)."""
+def test_a_result_says_it_holds_only_five_quantiles(shipped: Path) -> None:
+    """The result's latency plot is five points per layer, and the command says so (a trace has the whole distribution)."""
     proc = invoke_cli("plot", "run.json", "--out", "r", cwd=shipped)
-    assert "note: the result keeps p50, p99 and max per layer" in proc.stdout
+    assert "note: the result keeps p50, p90, p99, p99.9 and max per layer" in proc.stdout
+
+
+def test_the_result_plot_reads_p50_p90_p99_p99_9_and_max(shipped: Path) -> None:
+    """Each layer's points are the result's p50, p90, p99, p99.9 and max, in that order."""
+    from stacksim.plot import _quantiles
+
+    result = json.loads((shipped / "run.json").read_text())
+    rows = dict(_quantiles(result))
+    keys = ("p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "max_ns")
+    assert {k: rows["device"][k] for k in keys} == {k: result["layers"]["device"][k] for k in keys}
+
+
+def test_an_older_result_without_p90_and_p99_9_still_plots(shipped: Path, tmp_path: Path) -> None:
+    """A result written before p90 and p99.9 existed plots its p50, p99 and max."""
+    result = json.loads((shipped / "run.json").read_text())
+    for node in [*result["layers"].values(), result["write_latency"]]:
+        del node["p90_ns"], node["p99_9_ns"]
+    (tmp_path / "old.json").write_text(json.dumps(result))
+    proc = invoke_cli("plot", "old.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert_plot(tmp_path / "old-quantiles.png", 1100)
 
 
 def test_a_trace_gives_a_gantt_chart_latency_cdfs_and_throughput(shipped: Path, tmp_path: Path) -> None:
