@@ -8,9 +8,9 @@ Plots of a run: ``stacksim plot RESULT.json|TRACE.jsonl|SWEEP.csv`` writes PNG f
   ``io_wait``, ``io_queue``, ``compress_wait``, ``decompress_wait``). ``throughput``: bytes
   completed per unit of simulated time: the dump's ``write_complete``, a resume's
   ``read_complete``, the normal stack's completions at the application.
-* **A result** (``docs/reference/result-format.md``) keeps per layer only ``p50``, ``p99`` and
-  ``max`` (and ``busy_ns``), not the whole distribution: ``quantiles`` draws those three points
-  of each layer's distribution (and says so on the plot), ``busy`` each layer's busy time as a
+* **A result** (``docs/reference/result-format.md``) keeps per layer only its quantiles (``p50``,
+  ``p90``, ``p99``, ``p99_9``, ``max``) and moments, not the whole distribution: ``quantiles`` draws
+  those five points of each layer's distribution (and says so on the plot), ``busy`` each layer's busy time as a
   share of the dump time. A trace has what the other plots need.
 * **A sweep's CSV** (``stacksim sweep --out r.csv``) gives ``dump-time``: the dump time
   against each swept parameter, one panel per parameter, a line per combination of the others.
