@@ -129,8 +129,8 @@ class DumpDriver:
             :data:`PROGRESS_EVERY` writes and after each batched message (a progress bar; it
             must not touch the simulation).
         pipeline: in request mode, keep several writes in flight (:meth:`_write_pipelined`).
-            Only for runs where no write can be retried or torn (no device faults, no power loss)
-            and no trace is taken.
+            Only for runs where no write can be retried or torn (no device faults, no power loss);
+            a trace gets each write's records when it completes, so it is that of one write at a time.
         unbatchable: for a write length, why writes of that length must travel one by one (e.g.
             they can outlast the dump port's timeout: ``DumpPort.may_time_out``), or None.
         disk_size: the disk's capacity in bytes (for the trace's ``dump_context``).
@@ -417,7 +417,11 @@ class DumpDriver:
         progress = self.progress
         previous_done = engine.now_ns  # the first write is issued now
         number, end, in_flight = first, first + count, 0
+        trace = engine.trace is not None
+        dump_type = self.dump_type
         engine.pipelined = True
+        if trace:  # each write's records are written when it completes, as one write at a time would
+            engine.hold_records()
         try:
             while number < end or in_flight:
                 window: list[Op] = []
@@ -429,6 +433,8 @@ class DumpDriver:
                         buffer = self._buffer(length, number % PIPELINE_WINDOW)
                         contents.read_into(file_pos + (number - first) * length, buffer)
                     request = DumpRequest(number, offset, Mdl(LAYER, length, buffer), part, issued, upstream_ns=per_request)
+                    if trace:  # issued when the write before it completes: its time is known only then
+                        engine.emit(-1, LAYER, "issue_write", per_request, number, offset, length, dump_type)
                     window.append(Op(OpKind.WRITE, request))
                     number += 1
                     in_flight += 1
@@ -444,6 +450,10 @@ class DumpDriver:
                         assert op.request is not None
                         done = op.request._done_ns
                         latency(done - previous_done)
+                        if trace:
+                            written = op.request.number
+                            engine.emit(done, LAYER, "write_complete", 0, written, op.request.offset, length, dump_type)
+                            engine.release(written, previous_done)
                         previous_done = done
                         out.write_requests += 1
                         out.bytes_written += length
@@ -457,6 +467,7 @@ class DumpDriver:
                         break
         finally:
             engine.pipelined = False
+            engine.end_hold()
         self.part_done[part] = self.part_done.get(part, 0) + count * length
         return True
 

@@ -173,6 +173,11 @@ class MergingTrace:
         self._seq += 1
         self._sink.emit(t_ns, self._seq, layer, event, dur_ns, request, offset, length, dump_type, status, detail)
 
+    @property
+    def records(self) -> int:
+        """How many records went to *sink* so far (the last ``seq`` given)."""
+        return self._seq
+
     def close(self) -> None:
         """Write every record still held (the run is over)."""
         self._flush(1 << 63)

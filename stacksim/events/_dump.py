@@ -54,7 +54,7 @@ async def write_dump(m: Machine) -> DumpDriver:
         device_faults=faults.device,
         progress=m.progress,
         # several writes in flight only where nothing can fail mid-way (engine.md: pipelined request mode)
-        pipeline=m.pipeline and m.trace is None and power_loss is None and not faults.device,
+        pipeline=m.pipeline and power_loss is None and not faults.device,
         unbatchable=m.port.may_time_out,
         disk_size=m.disk_size,
         port_timeout_ns=s.dump_port.timeout,
