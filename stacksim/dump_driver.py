@@ -32,7 +32,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from stacksim.layout import FileLayout
     from stacksim.memory import DumpPlan
 
-__all__ = ["LAYER", "PIPELINE_WINDOW", "PROGRESS_EVERY", "DumpDriver", "Outcome", "probe_positions"]
+__all__ = ["LAYER", "PIPELINE_WINDOW", "PROGRESS_EVERY", "TRACED", "DumpDriver", "Outcome", "probe_positions"]
 
 LAYER = "crashdmp"
 """Layer name of the dump driver in traces and results."""
@@ -58,6 +58,9 @@ log = PhaseLogger("stacksim", layer=LAYER)
 
 PROGRESS_EVERY = 4096
 """Request mode reports progress every this many writes."""
+
+TRACED: Final = "a trace was asked for (it has one record per request)"
+"""The ``request_mode_reasons`` entry of a traced run that would have batched a run of identical writes."""
 
 
 def probe_positions(count: int) -> list[int]:
@@ -135,6 +138,9 @@ class DumpDriver:
             they can outlast the dump port's timeout: ``DumpPort.may_time_out``), or None.
         disk_size: the disk's capacity in bytes (for the trace's ``dump_context``).
         port_timeout_ns: the dump port's command timeout (for the trace's ``dump_context``).
+        traced: a trace is taken: runs of identical writes that batched mode would stand for with
+            one message go one message per write instead (pipelined), each with its records; the
+            result names the trace among ``request_mode_reasons`` only then (:data:`TRACED`).
         compressor: hibernation with compression: when each write of the body may be issued
             (:class:`~stacksim.compressor.Compressor`); such a run goes one write at a time.
         contents: data mode: the dump file's bytes (:class:`DumpContents`); each write's MDL
@@ -173,6 +179,7 @@ class DumpDriver:
         port_timeout_ns: int = 0,
         contents: DumpContents | None = None,
         compressor: Compressor | None = None,
+        traced: bool = False,
     ) -> None:
         self.engine = engine
         self.event = event
@@ -200,6 +207,7 @@ class DumpDriver:
         self.port_timeout_ns = port_timeout_ns
         self.contents = contents
         self.compressor = compressor
+        self.traced = traced
         self._buffers: dict[int, list[bytearray]] = {}
         """Data mode: crashdmp's buffers by write length, one per write in flight (:meth:`_buffer`)."""
         if contents is not None:
@@ -366,6 +374,9 @@ class DumpDriver:
                 if batchable and self.unbatchable is not None and (why := self.unbatchable(length)):
                     batchable = False
                     self.unbatched[why] = None
+                if batchable and self.traced:  # batched, the run would be one message: a trace has a record per write
+                    batchable = False
+                    self.unbatched[TRACED] = None
                 if batchable:
                     lo = bisect.bisect_left(fault_offsets, offset)
                     hi = bisect.bisect_left(fault_offsets, offset + count * length)

@@ -48,7 +48,7 @@ async def write_dump(m: Machine) -> DumpDriver:
         too_small=m.too_small,
         full_bytes=m.full_plan.total_bytes,
         per_request_ns=s.dump_driver.per_request,
-        batch=m.batch and m.trace is None and power_loss is None,
+        batch=m.batch and power_loss is None,
         write_retries=s.dump_driver.write_retries,
         power_loss_after_ns=power_loss,
         device_faults=faults.device,
@@ -60,6 +60,7 @@ async def write_dump(m: Machine) -> DumpDriver:
         port_timeout_ns=s.dump_port.timeout,
         contents=m.contents,
         compressor=m.compressor,
+        traced=m.trace is not None,
     )
     tasks = [bound(layer.run, channels[i][1], channels[i + 1][0], complete_send) for i, layer in enumerate(active)]
     tasks.append(bound(m.port.run, channels[-1][1], complete_send))
