@@ -457,6 +457,7 @@ class DumpDriver:
                     for op in msg.ops if msg.kind is OpKind.WINDOW and msg.ops is not None else (msg,):
                         in_flight -= 1
                         if op.error is not None or engine.spoiled is not None:
+                            engine.spoil(op.error or "")  # (nothing of this attempt reaches the trace from now on)
                             raise SpeculationFailed(engine.spoiled or op.error)
                         assert op.request is not None
                         done = op.request._done_ns
@@ -478,7 +479,7 @@ class DumpDriver:
                         break
         finally:
             engine.pipelined = False
-            engine.end_hold()
+        engine.end_hold()  # (every write completed: nothing is held; an abandoned attempt holds on, and writes nothing more)
         self.part_done[part] = self.part_done.get(part, 0) + count * length
         return True
 

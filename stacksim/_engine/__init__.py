@@ -639,9 +639,16 @@ class Engine:
         )
 
     def spoil(self, reason: str) -> None:
-        """Mark the pipelined attempt as unusable; the dump driver raises :class:`SpeculationFailed`."""
+        """
+        Mark the pipelined attempt as unusable; the dump driver raises :class:`SpeculationFailed`.
+
+        The trace is detached at once: the layer tasks may still serve writes already queued
+        before the attempt ends, and none of that may reach the trace (the rerun one write at a
+        time writes every record after the last one this attempt wrote).
+        """
         if self.spoiled is None:
             self.spoiled = reason
+        self.trace = None
 
     async def _abandon(self, awaitable: Awaitable[object], reason: str) -> NoReturn:
         """
