@@ -22,16 +22,19 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, ClassVar
 
 from stacksim import FilterCatalog, simulate, validate_scenario
 from stacksim._log import configure_logging
 from stacksim.filters import DelayFlt
+from stacksim.trace import JsonlTrace
 from stacksim.units import transfer_ns
 
 SIZE = 65536
@@ -78,13 +81,22 @@ def scenario(ram: int, cat: FilterCatalog) -> Any:
     )
 
 
-def run_stacksim(requests: int, batch: bool, pipeline: bool = True) -> tuple[float, int, int]:
-    """Wall seconds, simulated ns of the writes, and write count for a dump of *requests* body writes."""
+def run_stacksim(requests: int, batch: bool, pipeline: bool = True, traced: bool = False) -> tuple[float, int, int]:
+    """
+    Wall seconds, simulated ns of the writes, and write count for a dump of *requests* body writes.
+
+    *traced*: with a JSON-lines trace written to a temporary file (closed, so flushed, inside the timing).
+    """
     cat = catalog()
     s = scenario(requests * SIZE, cat)
-    t = time.perf_counter()
-    r = simulate(s, cat, batch=batch, pipeline=pipeline)
-    wall = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        if traced:
+            with open(os.path.join(tmp, "trace.jsonl"), "w", encoding="utf-8", newline="\n") as stream:
+                r = simulate(s, cat, batch=batch, pipeline=pipeline, trace=JsonlTrace(stream))
+        else:
+            r = simulate(s, cat, batch=batch, pipeline=pipeline)
+        wall = time.perf_counter() - t
     # what the dump writes besides its body (the header, the bitmap), in closed form: each part goes in
     # writes of at most SIZE bytes, each costing the three filters plus the device
     extra_ns = extra_writes = 0
@@ -308,6 +320,30 @@ def qd32(requests: int, reps: int) -> None:
     print("\nall agree with the closed forms: QD1 R × (3 × 2 µs + device), QD32 3 × 2 µs + R × device")
 
 
+def traced(requests: int, reps: int) -> None:
+    """
+    Request mode with a JSON-lines trace (7 records a write) beside the same run untraced, interleaved.
+
+    The ratio is taken within each repetition (the VM's speed drifts over minutes), and the
+    traced runs are checked to simulate the same time as the untraced one.
+    """
+    print(f"\ntraced request mode (JSON lines to a file, 7 records a write), {requests:,} writes, median of {reps}")
+    names = ("untraced", "traced", "traced, one write at a time")
+    runs: dict[str, list[float]] = {n: [] for n in names}
+    sims: dict[str, int] = {}
+    for _ in range(reps):
+        for name in names:
+            wall, sim, n = run_stacksim(requests, batch=False, pipeline="one write" not in name, traced=name != "untraced")
+            runs[name].append(n / wall)
+            sims[name] = sim
+    assert len(set(sims.values())) == 1, f"traced and untraced runs disagree: {sims}"
+    print("\n| request mode | writes/s | ÷ untraced (same repetition, median) |")
+    print("|---|---|---|")
+    for name in names:
+        ratio = statistics.median(t / u for t, u in zip(runs[name], runs["untraced"], strict=True))
+        print(f"| {name} | {statistics.median(runs[name]):,.0f} | {ratio:.2f} |")
+
+
 def main() -> None:
     """Measure and print."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -394,6 +430,7 @@ def main() -> None:
         f"(range {floor[0]:.2f}–{floor[-1]:.2f})"
     )
 
+    traced(r_request, reps)
     qd32(r_des, reps)
 
     sizes = [1, 16, 64] if args.quick else [1, 16, 64, 256, 1024]

@@ -297,7 +297,8 @@ class LogTrace:
     ``sim_ns`` is the record's ``t_ns``, ``layer`` its layer (bound as context), the event its
     event, with ``request``, ``offset`` and ``length``. Records of no request are the run log's
     phases (:class:`RunLog`, live beside this). Being a trace, it puts the run in traced request
-    mode, one write at a time (``stacksim run --log-json-level debug``).
+    mode; the CLI runs it one write at a time (``stacksim run --log-json-level debug``), as its
+    lines must interleave with the live run log's events.
     """
 
     def emit(

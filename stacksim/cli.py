@@ -222,7 +222,7 @@ def _simulate_to_files(
     (:class:`~stacksim.perfetto.PerfettoTrace`, requests up to *perfetto_limit* in full).
     With *log* (``run``'s logging options) the run's log also goes, as JSON lines, to its
     ``--log-json`` file, written atomically like the other outputs; at debug level with one line
-    per request per layer, which, like a trace, runs one write at a time.
+    per request per layer, which runs one write at a time (a trace alone runs pipelined).
     """
     from stacksim.datamode import DataMode
     from stacksim.diskimage import DiskImage

@@ -32,7 +32,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from stacksim.layout import FileLayout
     from stacksim.memory import DumpPlan
 
-__all__ = ["LAYER", "PIPELINE_WINDOW", "PROGRESS_EVERY", "DumpDriver", "Outcome", "probe_positions"]
+__all__ = ["LAYER", "PIPELINE_WINDOW", "PROGRESS_EVERY", "TRACED", "DumpDriver", "Outcome", "probe_positions"]
 
 LAYER = "crashdmp"
 """Layer name of the dump driver in traces and results."""
@@ -58,6 +58,9 @@ log = PhaseLogger("stacksim", layer=LAYER)
 
 PROGRESS_EVERY = 4096
 """Request mode reports progress every this many writes."""
+
+TRACED: Final = "a trace was asked for (it has one record per request)"
+"""The ``request_mode_reasons`` entry of a traced run that would have batched a run of identical writes."""
 
 
 def probe_positions(count: int) -> list[int]:
@@ -129,12 +132,15 @@ class DumpDriver:
             :data:`PROGRESS_EVERY` writes and after each batched message (a progress bar; it
             must not touch the simulation).
         pipeline: in request mode, keep several writes in flight (:meth:`_write_pipelined`).
-            Only for runs where no write can be retried or torn (no device faults, no power loss)
-            and no trace is taken.
+            Only for runs where no write can be retried or torn (no device faults, no power loss);
+            a trace gets each write's records when it completes, so it is that of one write at a time.
         unbatchable: for a write length, why writes of that length must travel one by one (e.g.
             they can outlast the dump port's timeout: ``DumpPort.may_time_out``), or None.
         disk_size: the disk's capacity in bytes (for the trace's ``dump_context``).
         port_timeout_ns: the dump port's command timeout (for the trace's ``dump_context``).
+        traced: a trace is taken: runs of identical writes that batched mode would stand for with
+            one message go one message per write instead (pipelined), each with its records; the
+            result names the trace among ``request_mode_reasons`` only then (:data:`TRACED`).
         compressor: hibernation with compression: when each write of the body may be issued
             (:class:`~stacksim.compressor.Compressor`); such a run goes one write at a time.
         contents: data mode: the dump file's bytes (:class:`DumpContents`); each write's MDL
@@ -173,6 +179,7 @@ class DumpDriver:
         port_timeout_ns: int = 0,
         contents: DumpContents | None = None,
         compressor: Compressor | None = None,
+        traced: bool = False,
     ) -> None:
         self.engine = engine
         self.event = event
@@ -200,6 +207,7 @@ class DumpDriver:
         self.port_timeout_ns = port_timeout_ns
         self.contents = contents
         self.compressor = compressor
+        self.traced = traced
         self._buffers: dict[int, list[bytearray]] = {}
         """Data mode: crashdmp's buffers by write length, one per write in flight (:meth:`_buffer`)."""
         if contents is not None:
@@ -366,6 +374,9 @@ class DumpDriver:
                 if batchable and self.unbatchable is not None and (why := self.unbatchable(length)):
                     batchable = False
                     self.unbatched[why] = None
+                if batchable and self.traced:  # batched, the run would be one message: a trace has a record per write
+                    batchable = False
+                    self.unbatched[TRACED] = None
                 if batchable:
                     lo = bisect.bisect_left(fault_offsets, offset)
                     hi = bisect.bisect_left(fault_offsets, offset + count * length)
@@ -417,7 +428,11 @@ class DumpDriver:
         progress = self.progress
         previous_done = engine.now_ns  # the first write is issued now
         number, end, in_flight = first, first + count, 0
+        trace = engine.trace is not None
+        dump_type = self.dump_type
         engine.pipelined = True
+        if trace:  # each write's records are written when it completes, as one write at a time would
+            engine.hold_records()
         try:
             while number < end or in_flight:
                 window: list[Op] = []
@@ -429,6 +444,8 @@ class DumpDriver:
                         buffer = self._buffer(length, number % PIPELINE_WINDOW)
                         contents.read_into(file_pos + (number - first) * length, buffer)
                     request = DumpRequest(number, offset, Mdl(LAYER, length, buffer), part, issued, upstream_ns=per_request)
+                    if trace:  # issued when the write before it completes: its time is known only then
+                        engine.emit(-1, LAYER, "issue_write", per_request, number, offset, length, dump_type)
                     window.append(Op(OpKind.WRITE, request))
                     number += 1
                     in_flight += 1
@@ -440,10 +457,15 @@ class DumpDriver:
                     for op in msg.ops if msg.kind is OpKind.WINDOW and msg.ops is not None else (msg,):
                         in_flight -= 1
                         if op.error is not None or engine.spoiled is not None:
+                            engine.spoil(op.error or "")  # (nothing of this attempt reaches the trace from now on)
                             raise SpeculationFailed(engine.spoiled or op.error)
                         assert op.request is not None
                         done = op.request._done_ns
                         latency(done - previous_done)
+                        if trace:
+                            written = op.request.number
+                            engine.emit(done, LAYER, "write_complete", 0, written, op.request.offset, length, dump_type)
+                            engine.release(written, previous_done)
                         previous_done = done
                         out.write_requests += 1
                         out.bytes_written += length
@@ -457,6 +479,7 @@ class DumpDriver:
                         break
         finally:
             engine.pipelined = False
+        engine.end_hold()  # (every write completed: nothing is held; an abandoned attempt holds on, and writes nothing more)
         self.part_done[part] = self.part_done.get(part, 0) + count * length
         return True
 

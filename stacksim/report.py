@@ -362,7 +362,7 @@ def build_result(m: Machine, ran: EventRun) -> RunResult:
     driver = ran.driver
     s, port, device, active, layout = m.scenario, m.port, m.device, m.active, m.layout
     plan, full_plan, dump_type, prefix, mppw = m.plan, m.full_plan, m.dump_type, m.prefix, m.max_pages_per_write
-    batch, trace, plan_faults = m.batch, m.trace, m.faults
+    batch, plan_faults = m.batch, m.faults
     out = driver.outcome
     warnings = [w for layer in active for w in layer.warnings] + port.warnings
     dump_time = out.done_ns - out.event_ns if out.done_ns else 0
@@ -417,8 +417,7 @@ def build_result(m: Machine, ran: EventRun) -> RunResult:
         target=layout.target,
         warnings=tuple(warnings),
         batched_messages=driver.batched_messages,
-        request_mode_reasons=(("data mode",) if m.data is not None else ())
-        + _request_mode_reasons(batch, trace is not None, plan_faults, driver),
+        request_mode_reasons=(("data mode",) if m.data is not None else ()) + _request_mode_reasons(batch, plan_faults, driver),
         header_written=driver.header_complete(),
         write_retries=driver.retries,
         io=ran.io,
@@ -539,15 +538,13 @@ def _unfired(
     return out
 
 
-def _request_mode_reasons(batch: bool, traced: bool, faults: FaultPlan, driver: DumpDriver) -> tuple[str, ...]:
-    """Why writes went one message per write (empty when every run that could be batched was)."""
+def _request_mode_reasons(batch: bool, faults: FaultPlan, driver: DumpDriver) -> tuple[str, ...]:
+    """Why writes went one message per write (empty when every run that could be batched was; a trace is named by the driver)."""
     if not driver.outcome.write_requests:
         return ()
     reasons = []
     if not batch:
         reasons.append("request mode was asked for (--no-batch)")
-    if traced:
-        reasons.append("a trace was asked for (it has one record per request)")
     if faults.power_loss_after_ns is not None:
         reasons.append("a power_loss fault is planned (the instant power fails decides which write is torn)")
     if driver.compressor is not None:

@@ -11,6 +11,7 @@ events → machine → stacks → engine.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from stacksim._engine import SpeculationFailed, run
 from stacksim._log import PhaseLogger, RunLog, ensure_configured
@@ -43,14 +44,18 @@ def simulate(
 
     With *batch* (the default) a run of identical writes may travel as one message when every
     filter declares its cost; the result is identical to request mode (``batch=False``). A
-    *trace* has one record per request, so tracing always runs in request mode. *progress*, if
+    *trace* has one record per request, so tracing always runs in request mode (pipelined as
+    below: the records of the writes in flight are held and written in the order one write at a
+    time writes them, so the trace is the same bytes). *progress*, if
     given, is called as ``progress(bytes written, bytes to write)`` now and then during the
     writes (for a progress bar). The trace of an event that drives the normal stack merges its
     records, computed before the dump runs, into the dump path's (:class:`~stacksim.trace.MergingTrace`).
 
     Request mode keeps several writes in flight when nothing can fail (pipelined request mode,
     ``docs/explanation/engine.md``); if something does, the run is repeated one write at a
-    time, so the result is always that of the one-at-a-time run. ``pipeline=False`` runs one
+    time, so the result is always that of the one-at-a-time run; the rerun's trace skips the
+    records the abandoned attempt wrote already (the records of the writes it completed, which
+    are the same). ``pipeline=False`` runs one
     write at a time from the start (for tests and for debugging a filter).
 
     With *data* the run is in data mode (:mod:`stacksim.datamode`): real bytes through every
@@ -70,15 +75,55 @@ def simulate(
         return _attempt(scenario, catalog, trace, batch, progress, pipeline=False, data=data, log_phases=log_phases)
     if progress is not None:
         progress = _never_backwards(progress)  # a repeated run starts again from zero
+    written = _Written()
     try:
-        return _attempt(scenario, catalog, trace, batch, progress, pipeline=True, data=data, log_phases=log_phases)
+        return _attempt(
+            scenario, catalog, trace, batch, progress, pipeline=True, data=data, log_phases=log_phases, written=written
+        )
     except BaseExceptionGroup as group:
         if group.subgroup(SpeculationFailed) is None:
             raise
         log.debug("run.pipeline_abandoned", reason=str(group.exceptions[0]))
     if data is not None:
         data.image.reset()  # the abandoned attempt's writes, some of which one write at a time may never write
+    if trace is not None and written.records:
+        # The abandoned attempt wrote the records of the writes it completed: the first records of
+        # the run one write at a time, byte for byte. The rerun writes only those that follow.
+        trace = _Skipping(trace, written.records)
     return _attempt(scenario, catalog, trace, batch, progress, pipeline=False, data=data, log_phases=log_phases)
+
+
+class _Written:
+    """How many records an attempt handed to the run's trace sink (set when the attempt ends, abandoned or not)."""
+
+    __slots__ = ("records",)
+
+    def __init__(self) -> None:
+        self.records = 0
+
+
+class _Skipping:
+    """
+    A trace sink that drops the first *skip* records, then passes every record on to *sink*.
+
+    The rerun one write at a time after an abandoned pipelined attempt: that attempt wrote,
+    before it met what spoils it, only records of writes that had completed -- each released in
+    the order one write at a time writes them (:meth:`stacksim._engine.Engine.release`) -- so
+    its records are the rerun's first ones, the same bytes; the trace stays one stream, written once.
+    """
+
+    __slots__ = ("_emit", "_skip")
+
+    def __init__(self, sink: TraceSink, skip: int) -> None:
+        self._emit = sink.emit
+        self._skip = skip
+
+    def emit(self, *values: Any) -> None:
+        """Drop the record if the abandoned attempt wrote it already, else pass it on."""
+        if self._skip:
+            self._skip -= 1
+            return
+        self._emit(*values)
 
 
 def _attempt(
@@ -91,8 +136,13 @@ def _attempt(
     pipeline: bool,
     data: DataMode | None = None,
     log_phases: bool = False,
+    written: _Written | None = None,
 ) -> RunResult:
-    """One attempt of :func:`simulate`: a fresh machine, its event, its report (and its log, once it stands)."""
+    """
+    One attempt of :func:`simulate`: a fresh machine, its event, its report (and its log, once it stands).
+
+    *written*, if given, is told how many records the attempt handed to *trace*.
+    """
     ensure_configured()
     merged = MergingTrace(trace) if trace is not None and scenario.scenario.runs_workload else None
     if merged is not None:
@@ -117,6 +167,8 @@ def _attempt(
             raise
         run_log.flush()
     finally:
+        if written is not None:  # every record reaches the sink numbered by the engine, or by the merge
+            written.records = merged.records if merged is not None else machine.engine.records
         close = getattr(machine.contents, "close", None)
         if close is not None:  # a data-mode hiberfile's compressed body, in a temporary file
             close()

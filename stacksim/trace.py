@@ -23,7 +23,12 @@ import json
 from collections.abc import Iterable
 from typing import IO, Any, Final, Protocol
 
+import orjson
+
 from stacksim._io import json_safe
+
+_orjson_dumps: Final = orjson.dumps
+_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 
 __all__ = ["FIELDS", "HeldRecord", "JsonlTrace", "ListTrace", "MergingTrace", "PhaseSink", "TeeTrace", "TraceSink"]
 
@@ -86,19 +91,67 @@ class ListTrace:
         return [tuple(r[k] for k in keys) for r in self.records]
 
 
-class JsonlTrace:
-    """Streams records to a text file, one compact JSON object per line, invisible characters escaped.
+_PLAIN: Final = frozenset({str, int, bool, type(None)})
+"""Types of a ``detail`` value that orjson writes exactly as the standard library does (floats differ: ``1e16``)."""
 
-    See :func:`~stacksim._io.json_safe`.
+
+class JsonlTrace:
     """
+    Streams records to a text file, one compact JSON object per line, invisible characters escaped.
+
+    See :func:`~stacksim._io.json_safe`. Records are encoded with orjson (~1 µs a record, a
+    quarter of the standard library's time) where its bytes are the standard library's: every
+    record whose ``detail`` is null or holds only strings, integers, booleans and nulls. Any
+    other record (a float or a nested value in ``detail``, an integer beyond 64 bits, a lone
+    surrogate) goes through ``json`` as before, so a trace is the same bytes either way.
+    """
+
+    __slots__ = ("_dumps", "_write")
 
     def __init__(self, stream: IO[str]) -> None:
         self._write = stream.write
         self._dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-    def emit(self, *values: Any) -> None:
+    def emit(
+        self,
+        t_ns: int,
+        seq: int,
+        layer: str,
+        event: str,
+        dur_ns: int,
+        request: int | None,
+        offset: int | None,
+        length: int | None,
+        dump_type: str | None,
+        status: str | None,
+        detail: dict[str, Any] | None,
+    ) -> None:
         """Write one record."""
-        self._write(json_safe(self._dumps(dict(zip(FIELDS, values, strict=True)))) + "\n")
+        record = {
+            "t_ns": t_ns,
+            "seq": seq,
+            "layer": layer,
+            "event": event,
+            "dur_ns": dur_ns,
+            "request": request,
+            "offset": offset,
+            "length": length,
+            "dump_type": dump_type,
+            "status": status,
+            "detail": detail,
+        }
+        if detail is None or all(type(v) in _PLAIN for v in detail.values()):
+            try:
+                line = _orjson_dumps(record, option=_NEWLINE)
+            except TypeError:  # (orjson.JSONEncodeError): a key that is not a string, a huge integer, a surrogate
+                pass
+            else:
+                if line.isascii() and 127 not in line:  # (an int: ``b"\x7f" in line`` takes ten times as long)
+                    self._write(line.decode())
+                else:
+                    self._write(json_safe(line.decode()))
+                return
+        self._write(json_safe(self._dumps(record)) + "\n")
 
 
 class TeeTrace:
@@ -172,6 +225,11 @@ class MergingTrace:
             self._flush(t_ns)
         self._seq += 1
         self._sink.emit(t_ns, self._seq, layer, event, dur_ns, request, offset, length, dump_type, status, detail)
+
+    @property
+    def records(self) -> int:
+        """How many records went to *sink* so far (the last ``seq`` given)."""
+        return self._seq
 
     def close(self) -> None:
         """Write every record still held (the run is over)."""

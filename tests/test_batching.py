@@ -110,17 +110,44 @@ def test_a_fault_on_every_write_is_named_as_the_reason() -> None:
     assert batched["request_mode_reasons"] == ["an injected fault hits every dump_write of delayflt.sys"]
 
 
-def test_a_trace_and_a_power_loss_are_reasons_too() -> None:
-    """Tracing and a planned power loss run in request mode, and the result says why."""
+def test_a_trace_is_a_reason_when_it_kept_a_batchable_run_in_request_mode() -> None:
+    """A traced run whose runs of identical writes would have batched names the trace as the reason."""
+    from stacksim import ListTrace
+
+    catalog = FilterCatalog()
+    s = make_scenario(catalog, registry={"CrashDumpEnabled": 1}, memory={"ram": "1 MiB"})
+    assert simulate(s, catalog).batched_messages == 2  # untraced: two runs of the body's 16 writes, between the sampled ones
+    result = simulate(s, catalog, trace=ListTrace())
+    assert (result.batched_messages, result.write_requests) == (0, 18)
+    assert result.request_mode_reasons == ("a trace was asked for (it has one record per request)",)
+
+
+def test_a_power_loss_is_the_reason_and_the_trace_is_not_named() -> None:
+    """A planned power loss keeps the run in request mode with or without a trace: only the power loss is named."""
     from stacksim import ListTrace
 
     catalog = FilterCatalog()
     s = make_scenario(catalog, memory={"ram": "1 MiB"}, faults=[{"kind": "power_loss", "at": "1 s"}])
     result = simulate(s, catalog, trace=ListTrace())
-    assert result.request_mode_reasons == (
-        "a trace was asked for (it has one record per request)",
-        "a power_loss fault is planned (the instant power fails decides which write is torn)",
-    )
+    assert result.request_mode_reasons == ("a power_loss fault is planned (the instant power fails decides which write is torn)",)
+
+
+def test_a_trace_is_not_named_where_a_filter_kept_the_run_in_request_mode() -> None:
+    """A filter without write_cost already keeps every run one message per write: the reasons name it, not the trace."""
+    from stacksim import ListTrace
+
+    class Plain(DumpFilter):
+        service_name: ClassVar[str] = "plain.sys"
+
+        async def dump_write(self, extension: FilterExtension, request: DumpRequest) -> int:
+            return 0
+
+    catalog = FilterCatalog()
+    catalog.add(Plain, "test")
+    s = make_scenario(catalog, registry={"CrashDumpEnabled": 1, "DumpFilters": ["plain.sys"]}, memory={"ram": "1 MiB"})
+    traced, plain = simulate(s, catalog, trace=ListTrace()), simulate(s, catalog)
+    assert traced.request_mode_reasons == plain.request_mode_reasons
+    assert traced.request_mode_reasons[0].startswith("plain.sys declares no write_cost")
 
 
 class Liar(DumpFilter):

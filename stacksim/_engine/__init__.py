@@ -38,7 +38,7 @@ from typing import Any, Final, NoReturn, TypeAlias, TypeVar
 
 import trio
 
-from stacksim.trace import PhaseSink, TraceSink
+from stacksim.trace import HeldRecord, PhaseSink, TraceSink
 from stacksim.units import format_ns
 
 __all__ = [
@@ -348,6 +348,8 @@ class Engine:
         self.trace_until_ns: SimTime | None = None
         """Calls that start after this instant are not traced: the power failed then, and they never ran."""
         self._seq = 0
+        self._held: dict[int, list[HeldRecord]] | None = None
+        """While records are held (:meth:`hold_records`): each request's records, in the order they came."""
         self._done = False
         self._scope: trio.CancelScope | None = None
         self.pipelined = False
@@ -399,9 +401,70 @@ class Engine:
         status: str | None = None,
         detail: dict[str, object] | None = None,
     ) -> None:
-        """Send one record to the trace, if one is attached (callers test ``engine.trace``)."""
+        """
+        Send one record to the trace, if one is attached (callers test ``engine.trace``).
+
+        While records are held (:meth:`hold_records`) a record of a request is kept with the
+        request's others instead, and numbered when :meth:`release` writes it; a held record may
+        give ``t_ns`` -1: it starts where the record before it, of the same request, ended.
+        """
         if self.trace is not None and (self.trace_until_ns is None or t_ns <= self.trace_until_ns):
+            held = self._held
+            if held is not None and request is not None:
+                record = (t_ns, layer, event, dur_ns, request, offset, length, dump_type, status, detail)
+                records = held.get(request)
+                if records is None:
+                    held[request] = [record]
+                else:
+                    records.append(record)
+                return
             self.trace.emit(t_ns, self.next_seq(), layer, event, dur_ns, request, offset, length, dump_type, status, detail)
+
+    @property
+    def records(self) -> int:
+        """How many records went to the trace so far (the last ``seq`` given)."""
+        return self._seq
+
+    def hold_records(self) -> None:
+        """
+        Hold the records of requests from now on (pipelined request mode with a trace), until :meth:`release`.
+
+        With several writes in flight the layers call for write *n* + 1 before write *n* has
+        completed; one write at a time, every record of write *n* comes first. Holding each
+        write's records and releasing them when it completes, in completion order (which is
+        issue order), writes the trace of one write at a time, byte for byte. :meth:`end_hold`
+        drops what is still held (the writes in flight of an abandoned attempt).
+        """
+        self._held = {}
+
+    def release(self, request: int, start_ns: SimTime) -> None:
+        """
+        Write the held records of *request* to the trace, numbered, in the order they came.
+
+        A record held with ``t_ns`` -1 starts where the one before it ended; the first such
+        record starts at *start_ns* (the write's issue time, known only when the write before it
+        has completed).
+        """
+        held = self._held
+        if held is None or self.trace is None:
+            return
+        records = held.pop(request, None)
+        if records is None:
+            return
+        emit = self.trace.emit
+        t = start_ns
+        seq = self._seq
+        for t0, layer, event, dur, number, offset, length, dump_type, status, detail in records:
+            if t0 < 0:
+                t0 = t
+            t = t0 + dur
+            seq += 1
+            emit(t0, seq, layer, event, dur, number, offset, length, dump_type, status, detail)
+        self._seq = seq
+
+    def end_hold(self) -> None:
+        """Stop holding records; any still held are dropped (writes that never completed in this attempt)."""
+        self._held = None
 
     @property
     def observed(self) -> bool:
@@ -576,9 +639,16 @@ class Engine:
         )
 
     def spoil(self, reason: str) -> None:
-        """Mark the pipelined attempt as unusable; the dump driver raises :class:`SpeculationFailed`."""
+        """
+        Mark the pipelined attempt as unusable; the dump driver raises :class:`SpeculationFailed`.
+
+        The trace is detached at once: the layer tasks may still serve writes already queued
+        before the attempt ends, and none of that may reach the trace (the rerun one write at a
+        time writes every record after the last one this attempt wrote).
+        """
         if self.spoiled is None:
             self.spoiled = reason
+        self.trace = None
 
     async def _abandon(self, awaitable: Awaitable[object], reason: str) -> NoReturn:
         """

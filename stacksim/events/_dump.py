@@ -48,18 +48,19 @@ async def write_dump(m: Machine) -> DumpDriver:
         too_small=m.too_small,
         full_bytes=m.full_plan.total_bytes,
         per_request_ns=s.dump_driver.per_request,
-        batch=m.batch and m.trace is None and power_loss is None,
+        batch=m.batch and power_loss is None,
         write_retries=s.dump_driver.write_retries,
         power_loss_after_ns=power_loss,
         device_faults=faults.device,
         progress=m.progress,
         # several writes in flight only where nothing can fail mid-way (engine.md: pipelined request mode)
-        pipeline=m.pipeline and m.trace is None and power_loss is None and not faults.device,
+        pipeline=m.pipeline and power_loss is None and not faults.device,
         unbatchable=m.port.may_time_out,
         disk_size=m.disk_size,
         port_timeout_ns=s.dump_port.timeout,
         contents=m.contents,
         compressor=m.compressor,
+        traced=m.trace is not None,
     )
     tasks = [bound(layer.run, channels[i][1], channels[i + 1][0], complete_send) for i, layer in enumerate(active)]
     tasks.append(bound(m.port.run, channels[-1][1], complete_send))

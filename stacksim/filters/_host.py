@@ -375,8 +375,9 @@ class FilterLayer:
                             moved = {"moved_from": offset_in}
                         if request is None:  # Dump_Start, Dump_Finish: a phase, for the run's log too
                             engine.phase(t0, name, event, dur, dump_type=self.dump_type, status=status_name(status))
-                        else:
-                            engine.emit(t0, name, event, dur, at[0], at[1], at[2], self.dump_type, status_name(status), moved)
+                        else:  # pipelined, the write's start is known only when the one before it completes (held: -1)
+                            start = -1 if engine.pipelined else t0
+                            engine.emit(start, name, event, dur, at[0], at[1], at[2], self.dump_type, status_name(status), moved)
                     if error is not None:
                         op.error = error if fault in _STOPPING else f"{name}: {error}"
                         op.fault = fault
