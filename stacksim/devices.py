@@ -149,6 +149,8 @@ class DeviceBase:
         every following block repeats too, until a regime boundary (an HDD zone), so whole
         blocks are counted at once.
         """
+        if count == 1:  # the short pieces of a fragmented file: no bookkeeping
+            return [(self.write_ns(disk_offset, length, now_ns), 1)]
         counts: dict[int, int] = {}
         history: list[tuple[object, int]] = []  # (state before the write, its service time)
         t, off, done = now_ns, disk_offset, 0
@@ -327,10 +329,13 @@ class WriteBackCache:
         ``Δ = L − (d + idle) × media_bw`` (byte-ns): the cache fills (Δ > 0) or drains (Δ < 0)
         linearly. This finds the last write before that regime ends -- the fill that would make a
         write wait, or the drain that would empty the cache -- in O(1), and leaves the cache as
-        :meth:`transfer` called once per write would. Returns (writes, d), writes between 2 and
-        *limit*, or None when fewer than 2 writes are in the regime (or the media is busy at *t*).
+        :meth:`transfer` called once per write would. A cache found as a write that waited for
+        room leaves it (exactly full, drained for *idle_ns*) is saturated: every write waits the
+        same ``⌈(L − free) / media_bw⌉`` and leaves it full again, to the run's end. Returns
+        (writes, transfer ns), writes between 2 and *limit* (all *limit* when saturated), or None
+        when fewer than 2 writes are in either regime (or the media is busy at *t*).
         """
-        if t < self.t or length <= 0:
+        if t < self.t or length <= 0 or limit < 2:
             return None
         m = self.media_bw
         need, full = length * NS, self.capacity * NS
@@ -338,7 +343,14 @@ class WriteBackCache:
         x = self.dirty_at(t)  # dirty data when the transfer starts
         room = full - need + (d - 1) * m  # the most dirty data a transfer can find and not wait for room
         floor = max(0, d * m - need)  # the least it can find and not leave the cache empty
-        if not floor <= x <= room:
+        if x > room:  # the transfer waits for room; stationary once the cache is full at each end (2nd write on)
+            if x != max(0, full - idle_ns * m):
+                return None
+            wait = _ceil_div(need - (full - x), m)
+            self.dirty = full
+            self.t = t + (limit - 1) * (wait + idle_ns) + wait
+            return limit, wait
+        if x < floor:
             return None
         delta = need - (d + idle_ns) * m
         if delta > 0:
