@@ -322,7 +322,7 @@ def _preset_names() -> list[str]:
 def test_a_device_run_equals_its_writes_one_by_one(
     name: str, cache: int | None, zones: int | None, length: int, count: int, gap: int, before: int, pause: int, where: float
 ) -> None:
-    """On every preset, write_run_ns (closed forms for fills, drains, saturation and zones) gives what write_ns gives write by write."""
+    """On every preset, write_run_ns (closed forms: fills, drains, saturation, zones) equals write_ns write by write."""
     run, each = _device(name, cache, zones), _device(name, cache, zones)
     offset = int(where * (run.size - (count + before) * length)) // 512 * 512
     t = 0
