@@ -21,8 +21,10 @@ Models (``[disk] model``), each documented with its parameters in ``docs/referen
 Batched mode asks a device for a whole run of identical writes (:meth:`DeviceBase.write_run_ns`).
 The generic implementation steps write by write and fast-forwards as soon as the device's state
 repeats (the integer rounding of the cache model can make it alternate between a few states), so
-every following block of writes is identical until a regime boundary such as an HDD zone; the
-result equals :meth:`DeviceBase.write_ns` called once per write.
+every following block of writes is identical until a regime boundary such as an HDD zone; a
+write-back cache that fills, drains or stays saturated is advanced in closed form
+(:meth:`WriteBackCache.steady_run`), so a run costs O(regime changes). The result equals
+:meth:`DeviceBase.write_ns` called once per write.
 
 The normal (runtime) stack also reads and keeps several commands outstanding
 (:mod:`stacksim.normal_stack`): every model has :meth:`DeviceBase.read_ns` (reads bypass the
