@@ -14,6 +14,7 @@ Run on demand, not in the test suite:
     python3 benchmarks/bench_engine.py            # ~1-2 minutes
     python3 benchmarks/bench_engine.py --quick    # smaller R, fewer sizes
     python3 benchmarks/bench_engine.py --reps 7   # more repetitions for steadier ratios
+    python3 benchmarks/bench_engine.py --batched-presets  # only batched mode per device preset
     python3 benchmarks/bench_engine.py --startup  # only start-up: import, --help, run (benchmarks/bench_startup.py)
 """
 
@@ -296,6 +297,52 @@ def child(ram_gib: int) -> None:
     print(json.dumps({"wall": wall, "rss": rss, "writes": r.write_requests, "dump_time_ns": r.dump_time_ns}))
 
 
+PRESET_SIZES = (("1 GiB", 2**30, 1), ("1 TiB", 2**40, 1), ("16 TiB", 2**44, 1), ("64 GiB, 100k runs", 2**36, 100_000))
+"""The rows of the batched-presets table: (label, RAM, disk runs of the page file)."""
+
+
+def preset_scenario(preset: str, ram: int, runs: int, cat: FilterCatalog) -> Any:
+    """A complete dump of *ram* bytes through three 2 µs filters onto *preset* (a 64 TiB disk), watchdog 1 s."""
+    names = ["delayflt.sys", "delay2.sys", "delay3.sys"]
+    return validate_scenario(
+        {
+            "scenario": {"name": "bench"},
+            "registry": {"DumpFilters": names, "CrashDumpEnabled": 1},
+            "memory": {"ram": ram},
+            "filters": {n: {"per_call": FILTER_NS} for n in names},
+            "disk": {"preset": preset, "size": 64 * 2**40},
+            "layout": {"runs": runs},
+            # The default watchdog times 3 filter calls times 2^28 writes (16 TiB) would pass 2^63 ns.
+            "engine": {"watchdog": 10**9},
+        },
+        "<bench>",
+        cat,
+    )
+
+
+def batched_presets(reps: int) -> None:
+    """Per device preset: simulate() wall time of complete dumps at 1 GiB, 1 TiB, 16 TiB and 64 GiB in 100k runs."""
+    from stacksim.devices import DEVICE_PRESETS
+
+    cat = catalog()
+    print(f"\nbatched mode per preset: simulate() wall s, best of {reps}, one process; 3 filters × 2 µs, watchdog 1 s")
+    print("\n| preset | " + " | ".join(label for label, _, _ in PRESET_SIZES) + " | 16 TiB ÷ 1 GiB |")
+    print("|---|" + "---|" * (len(PRESET_SIZES) + 1))
+    for preset in sorted(DEVICE_PRESETS):
+        walls = []
+        for _, ram, runs in PRESET_SIZES:
+            s = preset_scenario(preset, ram, runs, cat)
+            best = float("inf")
+            for _ in range(reps):
+                t = time.perf_counter()
+                r = simulate(s, cat)
+                best = min(best, time.perf_counter() - t)
+            assert r.status == "ok", (preset, ram, runs, r.status)
+            walls.append(best)
+        cells = " | ".join(f"{w:.3f}" for w in walls)
+        print(f"| {preset} | {cells} | {walls[2] / walls[0]:.2f} |")
+
+
 def qd32(requests: int, reps: int) -> None:
     """The pipeline model with queues: QD1 and QD32 on stacksim's pipeline engine, SimPy and heapq."""
     print(f"\npipeline model with queues (stacksim._engine.pipeline), {requests:,} requests, median of {reps}")
@@ -351,8 +398,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, help="repetitions per engine (default 3, 1 with --quick)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--startup", action="store_true", help="only the start-up table (fresh processes, best of --reps or 15)")
+    ap.add_argument("--batched-presets", action="store_true", help="only the batched-mode table per device preset")
     args = ap.parse_args()
     configure_logging("warning")
+    if args.batched_presets:
+        batched_presets(args.reps or 3)
+        return
     if args.child is not None:
         child(args.child)
         return
@@ -442,6 +493,8 @@ def main() -> None:
         m = json.loads(out.stdout.strip().splitlines()[-1])
         base_rss = base_rss or m["rss"]
         print(f"| {gib} GiB | {m['writes']:,} | {m['wall']:.3f} | {m['rss'] / 2**20:.1f} | {m['rss'] / base_rss:.2f} |")
+
+    batched_presets(reps)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ Models (``[disk] model``), each documented with its parameters in ``docs/referen
 Batched mode asks a device for a whole run of identical writes (:meth:`DeviceBase.write_run_ns`).
 The generic implementation steps write by write and fast-forwards as soon as the device's state
 repeats (the integer rounding of the cache model can make it alternate between a few states), so
-every following block of writes is identical until a regime boundary such as an HDD zone; the
-result equals :meth:`DeviceBase.write_ns` called once per write.
+every following block of writes is identical until a regime boundary such as an HDD zone; a
+write-back cache that fills, drains or stays saturated is advanced in closed form
+(:meth:`WriteBackCache.steady_run`), so a run costs O(regime changes). The result equals
+:meth:`DeviceBase.write_ns` called once per write.
 
 The normal (runtime) stack also reads and keeps several commands outstanding
 (:mod:`stacksim.normal_stack`): every model has :meth:`DeviceBase.read_ns` (reads bypass the
@@ -149,10 +151,21 @@ class DeviceBase:
         every following block repeats too, until a regime boundary (an HDD zone), so whole
         blocks are counted at once.
         """
+        if count == 1:  # the short pieces of a fragmented file: no bookkeeping
+            return [(self.write_ns(disk_offset, length, now_ns), 1)]
         counts: dict[int, int] = {}
         history: list[tuple[object, int]] = []  # (state before the write, its service time)
         t, off, done = now_ns, disk_offset, 0
         while done < count:
+            linear = self._linear(t, off, length, gap_ns, count - done)
+            if linear is not None:  # a stretch of writes whose state moves linearly: counted at once
+                writes, dur = linear
+                counts[dur] = counts.get(dur, 0) + writes
+                done += writes
+                off += writes * length
+                t += writes * (dur + gap_ns)
+                history.clear()
+                continue
             state = self._state(t, off)
             if state is not None:
                 for period in range(1, min(MAX_CYCLE, len(history)) + 1):
@@ -189,6 +202,17 @@ class DeviceBase:
     def _regime_left(self, next_offset: int, length: int) -> int:
         """Writes from *next_offset* that stay in the current regime (e.g. HDD zone)."""
         return 1 << 62
+
+    def _linear(self, t: int, next_offset: int, length: int, gap_ns: int, limit: int) -> tuple[int, int] | None:
+        """
+        The next writes of a run whose service time is one constant while the state moves linearly.
+
+        Returns (writes, service ns) -- at least 2 and at most *limit* writes, arriving at *t*, each
+        *gap_ns* after the previous one completed -- with the device advanced past them exactly as
+        :meth:`write_ns` called once per write would; None when the next write is not in such a
+        stretch (it is then stepped). The default knows none.
+        """
+        return None
 
     def _repeat(self, writes: int, elapsed: int, length: int) -> None:
         """Advance the state by *writes* writes of *length* that took *elapsed* ns (a repeating cycle)."""
@@ -297,6 +321,54 @@ class WriteBackCache:
         self.t = max(self.t, t + dur)
         return dur
 
+    def steady_run(self, t: int, length: int, idle_ns: int, limit: int) -> tuple[int, int] | None:
+        """
+        Serial writes of *length* bytes that each cross the interface unhindered: how many, and their transfer time.
+
+        The first transfer starts at *t*; each next one starts *idle_ns* after the previous one
+        ended. While a transfer neither waits for room nor leaves the cache empty or full, it takes
+        ``d = ⌈L / interface_bw⌉`` and the dirty data at the next start changes by the same
+        ``Δ = L − (d + idle) × media_bw`` (byte-ns): the cache fills (Δ > 0) or drains (Δ < 0)
+        linearly. This finds the last write before that regime ends -- the fill that would make a
+        write wait, or the drain that would empty the cache -- in O(1), and leaves the cache as
+        :meth:`transfer` called once per write would. A cache found as a write that waited for
+        room leaves it (exactly full, drained for *idle_ns*) is saturated: every write waits the
+        same ``⌈(L − free) / media_bw⌉`` and leaves it full again, to the run's end. Returns
+        (writes, transfer ns), writes between 2 and *limit* (all *limit* when saturated), or None
+        when fewer than 2 writes are in either regime (or the media is busy at *t*).
+        """
+        if t < self.t or length <= 0 or limit < 2:
+            return None
+        m = self.media_bw
+        need, full = length * NS, self.capacity * NS
+        d = _ceil_div(need, self.interface_bw)
+        x = self.dirty_at(t)  # dirty data when the transfer starts
+        room = full - need + (d - 1) * m  # the most dirty data a transfer can find and not wait for room
+        floor = max(0, d * m - need)  # the least it can find and not leave the cache empty
+        if x > room:  # the transfer waits for room; stationary once the cache is full at each end (2nd write on)
+            if x != max(0, full - idle_ns * m):
+                return None
+            wait = _ceil_div(need - (full - x), m)
+            self.dirty = full
+            self.t = t + (limit - 1) * (wait + idle_ns) + wait
+            return limit, wait
+        if x < floor:
+            return None
+        delta = need - (d + idle_ns) * m
+        if delta > 0:
+            writes = (room - x) // delta + 1
+        elif delta < 0:
+            writes = (x - floor) // -delta + 1
+        else:
+            writes = limit
+        writes = min(writes, limit)
+        if writes < 2:
+            return None
+        last = x + (writes - 1) * delta  # the dirty data the last write finds
+        self.dirty = last + need - d * m
+        self.t = t + (writes - 1) * (d + idle_ns) + d
+        return writes, d
+
     def flush(self, t: int) -> int:
         """Time to write back everything dirty at *t*; the cache is clean afterwards."""
         self._drain(t)
@@ -398,6 +470,10 @@ class CachedDevice(DeviceBase):
 
     def _repeat(self, writes: int, elapsed: int, length: int) -> None:
         self.cache.t += elapsed
+
+    def _linear(self, t: int, next_offset: int, length: int, gap_ns: int, limit: int) -> tuple[int, int] | None:
+        run = self.cache.steady_run(t + self.latency_ns, length, gap_ns + self.latency_ns, limit)
+        return None if run is None else (run[0], self.latency_ns + run[1])
 
 
 class HddDevice(DeviceBase):
@@ -529,6 +605,20 @@ class HddDevice(DeviceBase):
         self.cache.t += elapsed
         assert self.head is not None
         self.head += writes * length
+
+    def _linear(self, t: int, next_offset: int, length: int, gap_ns: int, limit: int) -> tuple[int, int] | None:
+        if next_offset != self.head:  # a seek first: stepped
+            return None
+        left = min(limit, self._regime_left(next_offset, length))  # one zone, one media rate
+        c = self.cache
+        saved = c.media_bw
+        c.media_bw = self.zone_rate(self.zone(next_offset))  # what write_ns sets before the transfer
+        run = c.steady_run(t + self.latency_ns, length, gap_ns + self.latency_ns, left)
+        if run is None:
+            c.media_bw = saved
+            return None
+        self.head = next_offset + run[0] * length
+        return run[0], self.latency_ns + run[1]
 
 
 class VirtualDisk(DeviceBase):

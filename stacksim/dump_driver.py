@@ -82,6 +82,54 @@ def probe_positions(count: int) -> list[int]:
     return out
 
 
+class _Run:
+    """
+    A batched run's writes in file order: (offset, length, count) pieces, each inside one disk run.
+
+    Positions count writes from the run's first (0); lookups bisect the pieces' first positions.
+    """
+
+    __slots__ = ("bytes", "pieces", "starts", "total")
+
+    def __init__(self, pieces: list[tuple[int, int, int]]) -> None:
+        self.pieces = pieces
+        self.starts: list[int] = []
+        n = size = 0
+        for _, length, count in pieces:
+            self.starts.append(n)
+            n += count
+            size += count * length
+        self.total = n
+        self.bytes = size
+
+    def at(self, p: int) -> tuple[int, int]:
+        """(offset, length) of the write at position *p*."""
+        i = bisect.bisect_right(self.starts, p) - 1
+        offset, length, _ = self.pieces[i]
+        return offset + (p - self.starts[i]) * length, length
+
+    def slice(self, a: int, b: int) -> list[tuple[int, int, int]]:
+        """The pieces of the writes at positions *a* .. *b* - 1."""
+        out = []
+        i = bisect.bisect_right(self.starts, a) - 1
+        pieces, starts = self.pieces, self.starts
+        while i < len(pieces) and starts[i] < b:
+            offset, length, count = pieces[i]
+            lo, hi = max(a, starts[i]), min(b, starts[i] + count)
+            out.append((offset + (lo - starts[i]) * length, length, hi - lo))
+            i += 1
+        return out
+
+    def positions(self, offsets: list[int], first: int) -> set[int]:
+        """The request numbers (the run's first is *first*) of the writes that start at one of *offsets* (sorted)."""
+        out: set[int] = set()
+        for (offset, length, count), start in zip(self.pieces, self.starts, strict=True):
+            lo = bisect.bisect_left(offsets, offset)
+            hi = bisect.bisect_left(offsets, offset + count * length)
+            out.update(first + start + (o - offset) // length for o in offsets[lo:hi])
+        return out
+
+
 class DumpContents(Protocol):
     """Data mode: the dump file's bytes by file position -- what crashdmp puts in each write's MDL."""
 
@@ -365,33 +413,55 @@ class DumpDriver:
         number = 0
         for part, file_pos in self.plan.placed():
             pos = file_pos  # the file position of the run's first write
-            for offset, length, count in self.layout.map_runs(file_pos, part.bytes, self.max_chunk):
+            groups = self.layout.map_runs(file_pos, part.bytes, self.max_chunk)
+            group = next(groups, None)
+            while group is not None:
+                offset, length, count = group
+                group = next(groups, None)
                 # The declarations are asked in every mode: a broken one fails a run the same way batched or not.
                 costs = [layer.write_cost(length) for layer in loaded]
-                batchable = self.batch and count > 1 and None not in costs
+                batchable = self.batch and None not in costs
                 if self.batch and count > 1 and not batchable:
                     self.unbatched.update(dict.fromkeys(b for layer in loaded if (b := layer.batch_blocker(length))))
                 if batchable and self.unbatchable is not None and (why := self.unbatchable(length)):
                     batchable = False
-                    self.unbatched[why] = None
+                    if count > 1:
+                        self.unbatched[why] = None
                 if batchable and self.traced:  # batched, the run would be one message: a trace has a record per write
                     batchable = False
-                    self.unbatched[TRACED] = None
-                if batchable:
-                    lo = bisect.bisect_left(fault_offsets, offset)
-                    hi = bisect.bisect_left(fault_offsets, offset + count * length)
-                    hit = {number + 1 + (o - offset) // length for o in fault_offsets[lo:hi]}
+                    if count > 1 or (group is not None and self._batches(group[1], loaded)):  # it would have batched
+                        self.unbatched[TRACED] = None
+                pieces = [(offset, length, count)]
+                if batchable:  # the next disk runs join the run while their writes batch too: one run, O(disk runs)
+                    fits = {length: True}
+                    while group is not None:
+                        fit = fits.get(group[1])
+                        if fit is None:
+                            fit = fits[group[1]] = self._batches(group[1], loaded)
+                        if not fit:
+                            break
+                        pieces.append(group)
+                        group = next(groups, None)
+                run = _Run(pieces)
+                if batchable and run.total > 1:
+                    hit = run.positions(fault_offsets, number + 1) if fault_offsets else set()
                     lo = bisect.bisect_left(special_list, number + 1)
-                    hi = bisect.bisect_left(special_list, number + 1 + count)
+                    hi = bisect.bisect_left(special_list, number + 1 + run.total)
                     hit.update(special_list[lo:hi])
-                    ok = await self._write_batched(part.name, number + 1, offset, length, count, sorted(hit), loaded)
+                    ok = await self._write_batched(part.name, number + 1, run, sorted(hit), loaded)
                 else:
                     ok = await self._write_requests(part.name, number + 1, offset, length, count, pos)
                 if not ok:
                     return False
-                number += count
-                pos += count * length
+                number += run.total
+                pos += run.bytes
         return True
+
+    def _batches(self, length: int, loaded: Sequence[FilterLayer]) -> bool:
+        """Whether writes of *length* bytes may be batched: every filter declares their cost and no timeout is possible."""
+        if not self.batch or any(layer.write_cost(length) is None for layer in loaded):
+            return False
+        return self.unbatchable is None or not self.unbatchable(length)
 
     async def _write_requests(self, part: str, first: int, offset: int, length: int, count: int, file_pos: int) -> bool:
         """Request mode for *count* writes from *file_pos* in the file: pipelined when allowed, else one at a time."""
@@ -483,48 +553,50 @@ class DumpDriver:
         self.part_done[part] = self.part_done.get(part, 0) + count * length
         return True
 
-    async def _write_batched(
-        self, part: str, first: int, offset: int, length: int, count: int, specials: list[int], loaded: Sequence[FilterLayer]
-    ) -> bool:
+    async def _write_batched(self, part: str, first: int, run: _Run, specials: list[int], loaded: Sequence[FilterLayer]) -> bool:
         """Send runs of identical writes as single messages (checked by samples), and special requests one by one."""
-        last = first + count
+        last = first + run.total
         n = first
         for special in [s for s in specials if first <= s < last] + [last]:
             if special > n:
-                at = offset + (n - first) * length
-                rest = await self._write_sampled(part, n, at, length, special - n, loaded)
+                rest = await self._write_sampled(part, n, _Run(run.slice(n - first, special - first)), loaded)
                 if rest is False:
                     return False
                 if rest is not True:  # a filter broke its declaration: the rest goes in request mode
-                    at = offset + (rest - first) * length
-                    return await self._write_requests(part, rest, at, length, last - rest, 0)  # no bytes: data mode never batches
-            if special < last and not await self._write_each(part, special, offset + (special - first) * length, length, 1):
-                return False
+                    for at, length, count in run.slice(rest - first, run.total):  # no bytes: data mode never batches
+                        if not await self._write_requests(part, rest, at, length, count, 0):
+                            return False
+                        rest += count
+                    return True
+            if special < last:
+                at, length = run.at(special - first)
+                if not await self._write_each(part, special, at, length, 1):
+                    return False
             n = special + 1
         if self.progress is not None:  # the run ends with a sampled write, which reports only every PROGRESS_EVERY
             self.progress(self.outcome.bytes_written, self.plan.total_bytes)
         return True
 
-    async def _write_sampled(
-        self, part: str, first: int, offset: int, length: int, count: int, loaded: Sequence[FilterLayer]
-    ) -> bool | int:
+    async def _write_sampled(self, part: str, first: int, run: _Run, loaded: Sequence[FilterLayer]) -> bool | int:
         """
-        *count* identical writes: the :func:`probe_positions` really called, the runs between them batched.
+        The writes of *run*: the :func:`probe_positions` really called, the runs between them batched.
 
         Returns True when all were written, False when the dump ended, or the number of the first
         write not yet written when a sampled call did not match a filter's ``write_cost`` (that
         filter is then unbatchable: ``FilterLayer.mistrust``, a reason in ``request_mode_reasons``).
         """
+        count = run.total
         n = 0
         for p in [*probe_positions(count), count]:
-            if p > n and not await self._write_run(part, first + n, offset + n * length, length, p - n):
+            if p > n and not await self._write_run(part, first + n, run.slice(n, p)):
                 return False
             if p == count:
                 return True
             for layer in loaded:
                 layer.probing = True
             try:
-                ok = await self._write_each(part, first + p, offset + p * length, length, 1)
+                at, length = run.at(p)
+                ok = await self._write_each(part, first + p, at, length, 1)
             finally:
                 for layer in loaded:
                     layer.probing = False
@@ -537,8 +609,11 @@ class DumpDriver:
                 return first + n if n < count else True
         return True  # pragma: no cover - the loop ends at p == count
 
-    async def _write_run(self, part: str, first: int, offset: int, length: int, count: int) -> bool:
-        """One message for *count* identical writes; every layer charges them exactly, weighted."""
+    async def _write_run(self, part: str, first: int, pieces: list[tuple[int, int, int]]) -> bool:
+        """One message for a run of writes (*pieces*, one per disk run); every layer charges them exactly, weighted."""
+        if len(pieces) > 1:
+            return await self._write_pieces(part, first, pieces)
+        offset, length, count = pieces[0]
         if count == 1:
             return await self._write_each(part, first, offset, length, 1)
         engine = self.engine
@@ -555,13 +630,49 @@ class DumpDriver:
         above = request.upstream_ns
         for dur, n in op.segments:
             self.write_latency.record(above + dur, n)
+        self._written(part, count, count * length)
+        return True
+
+    async def _write_pieces(self, part: str, first: int, pieces: list[tuple[int, int, int]]) -> bool:
+        """:meth:`_write_run` across disk runs: one message whose pieces each layer charges per write length."""
+        engine = self.engine
+        per_request = self.per_request_ns
+        by_length: dict[int, list[int]] = {}
+        count = written = 0
+        for _, length, n in pieces:
+            entry = by_length.get(length)
+            if entry is None:
+                by_length[length] = [n, per_request]
+            else:
+                entry[0] += n
+            count += n
+            written += n * length
+        t0 = engine.now_ns
+        engine.advance(per_request * count)
+        self.stats.record(per_request, count)
+        offset, length, _ = pieces[0]
+        request = DumpRequest(
+            first, offset, Mdl(LAYER, length), part, t0, count=count, upstream_ns=per_request,
+            pieces=tuple(pieces), by_length=by_length,
+        )  # fmt: skip
+        self.down.send_nowait(Op(OpKind.WRITE, request))
+        op = await self.complete.receive()
+        if op.error is not None:  # pragma: no cover - batched layers cannot fail (see DumpPort._write_run)
+            self._end(op.fault or "io_error", op.error)
+            return False
+        for length, dur, n in op.length_segments:
+            self.write_latency.record(by_length[length][1] + dur, n)
+        self._written(part, count, written)
+        return True
+
+    def _written(self, part: str, count: int, written: int) -> None:
+        """Account for a batched message of *count* writes and *written* bytes."""
         self.outcome.write_requests += count
-        self.outcome.bytes_written += count * length
-        self.part_done[part] = self.part_done.get(part, 0) + count * length
+        self.outcome.bytes_written += written
+        self.part_done[part] = self.part_done.get(part, 0) + written
         self.batched_messages += 1
         if self.progress is not None:
             self.progress(self.outcome.bytes_written, self.plan.total_bytes)
-        return True
 
     async def _write_each(self, part: str, first: int, offset: int, length: int, count: int, file_pos: int = 0) -> bool:
         """Request mode: each write is its own message, issued when the previous one completed (its bytes in data mode)."""

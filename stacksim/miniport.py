@@ -471,6 +471,9 @@ class DumpPort:
         """Batched mode: *count* identical writes, one at a time in simulated time, in one message."""
         request = op.request
         assert request is not None
+        if request.by_length is not None:
+            self._write_pieces(op)
+            return
         n, length, offset = request.count, request.length, request.offset
         # Batches come straight from the layout (batched filters change nothing), so every write
         # is aligned, within max_transfer and inside one run; the dump driver guarantees it.
@@ -495,3 +498,51 @@ class DumpPort:
         engine.advance(total)
         self.bytes_written += n * length
         op.segments = tuple(segments)
+
+    def _write_pieces(self, op: Op) -> None:
+        """
+        Batched mode across disk runs: the run's pieces one after the other, each a device run of its own.
+
+        Write *k* + 1 reaches the device its length's upstream share after write *k* completed,
+        whichever piece either is in: the same instants as one message per piece, at
+        O(pieces) cost (each piece is one :meth:`DeviceBase.write_run_ns`).
+        """
+        request = op.request
+        assert request is not None
+        assert request.by_length is not None
+        engine = self.engine
+        overhead = self.per_request_overhead_ns
+        n = request.count
+        engine.advance(overhead * n)
+        self.stats.record(overhead, n)
+        by_length = request.by_length
+        above = 0
+        for entry in by_length.values():
+            entry[1] += overhead
+            above += entry[0] * entry[1]
+        t = engine.now_ns - above  # when the dump driver sent the run
+        base = self.layout.partition_offset
+        write_run = self.device.write_run_ns
+        per_length: dict[tuple[int, int], int] = {}
+        per_dur: dict[int, int] = {}
+        total = written = 0
+        for offset, length, count in request.pieces:
+            # The pieces come from FileLayout.map_runs: each inside one disk run, aligned, within max_transfer.
+            gap = by_length[length][1]
+            t += gap  # the piece's first write reaches the device one share after the previous write completed
+            spent = 0
+            for dur, k in write_run(base + offset, length, count, t, gap):
+                per_length[length, dur] = per_length.get((length, dur), 0) + k
+                per_dur[dur] = per_dur.get(dur, 0) + k
+                spent += dur * k
+            t += spent + (count - 1) * gap
+            total += spent
+            written += count * length
+        assert all(dur <= self.timeout_ns for dur in per_dur), (per_dur, self.timeout_ns)
+        device_stats = self.device.stats
+        for dur, k in per_dur.items():
+            device_stats.record(dur, k)
+        engine.advance(total)
+        self.bytes_written += written
+        op.segments = tuple(per_dur.items())
+        op.length_segments = tuple((length, dur, k) for (length, dur), k in per_length.items())

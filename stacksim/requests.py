@@ -133,6 +133,13 @@ class DumpRequest:
     upstream_ns: int = 0
     """Per-request time spent above the device so far: crashdmp's cost plus each filter's
     (each layer adds its own; the dump port adds its overhead)."""
+    pieces: tuple[tuple[int, int, int], ...] = ()
+    """Batched mode across disk runs: the run's (offset, length, count) pieces in file order, each
+    inside one disk run (their counts add up to *count*); empty for one piece of ``length``-byte
+    writes from ``offset``."""
+    by_length: dict[int, list[int]] | None = None
+    """With *pieces*: per write length, [how many writes, their upstream ns so far] -- what
+    :attr:`upstream_ns` is for one piece (each layer adds its cost for that length)."""
     _done_ns: int = 0
     """When the device completed it (set by the dump port, read by crashdmp)."""
     attempt: int = 0
@@ -180,6 +187,8 @@ class Op:
     request: DumpRequest | None = None
     segments: tuple[tuple[int, int], ...] = ()
     """Batched mode: the device's (service ns, count) segments for the run, set by the port."""
+    length_segments: tuple[tuple[int, int, int], ...] = ()
+    """Batched mode across disk runs: (length, service ns, count), set by the port."""
     error: str | None = None
     """Why the operation was stopped on its way down; ``None`` while all is well."""
     fault: str | None = None

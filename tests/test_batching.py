@@ -314,3 +314,133 @@ def test_random_scenarios_give_identical_results(sections: dict[str, Any]) -> No
     """On random valid scenarios, batched and request mode agree on every result field."""
     batched, single = both(**sections)
     assert without_mode(batched) == without_mode(single)
+
+
+def _device(name: str, cache: int | None, zones: int | None) -> Any:
+    from stacksim.devices import DEVICE_PRESETS, build_device
+
+    preset = DEVICE_PRESETS[name]
+    params = dict(preset.params)
+    if cache is not None and "cache" in params:
+        params["cache"] = cache
+    if zones is not None and preset.model == "hdd":
+        params["zones"] = zones
+    return build_device(preset.model, params, preset.size, preset.kind)
+
+
+def _preset_names() -> list[str]:
+    from stacksim.devices import DEVICE_PRESETS
+
+    return sorted(DEVICE_PRESETS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.sampled_from(_preset_names()),
+    cache=st.one_of(st.none(), st.sampled_from([0, 65536, 2**20, 5 * 2**20, 64 * 2**20])),
+    zones=st.one_of(st.none(), st.sampled_from([1000, 100_000])),
+    length=st.sampled_from([512, 4096, 65536, 2**20, 12345 * 512]),
+    count=st.integers(1, 3000),
+    gap=st.sampled_from([0, 1, 1000, 10**5, 10**7]),
+    before=st.integers(0, 40),
+    pause=st.sampled_from([0, 1000, 10**6]),
+    where=st.floats(0, 1),
+)
+def test_a_device_run_equals_its_writes_one_by_one(
+    name: str, cache: int | None, zones: int | None, length: int, count: int, gap: int, before: int, pause: int, where: float
+) -> None:
+    """On every preset, write_run_ns (closed forms: fills, drains, saturation, zones) equals write_ns write by write."""
+    run, each = _device(name, cache, zones), _device(name, cache, zones)
+    offset = int(where * (run.size - (count + before) * length)) // 512 * 512
+    t = 0
+    for i in range(before):  # a cache part filled by earlier writes, elsewhere on the disk
+        dur = run.write_ns(offset + i * length, length, t)
+        assert each.write_ns(offset + i * length, length, t) == dur
+        t += dur + gap
+    t += pause
+    start = offset + before * length + 512 * (pause > 0)  # after a pause, not contiguous: a seek on an HDD
+    segments = run.write_run_ns(start, length, count, t, gap)
+    stepped: dict[int, int] = {}
+    for i in range(count):
+        dur = each.write_ns(start + i * length, length, t)
+        stepped[dur] = stepped.get(dur, 0) + 1
+        t += dur + gap
+    assert segments == list(stepped.items())
+    assert run.save_state() == each.save_state()
+
+
+def test_a_cache_that_fills_inside_a_run_is_counted_in_closed_form() -> None:
+    """nvme-pcie3 with a 1 MiB cache: 64 KiB writes fill it within the run, then wait for the media; exact, in O(1) calls."""
+    run, each = _device("nvme-pcie3", 2**20, None), _device("nvme-pcie3", 2**20, None)
+    calls = 0
+    step = each.write_ns
+
+    def counted(*args: int) -> int:
+        nonlocal calls
+        calls += 1
+        return step(*args)
+
+    run_calls = 0
+    run_step = run.write_ns
+
+    def run_counted(*args: int) -> int:
+        nonlocal run_calls
+        run_calls += 1
+        return run_step(*args)
+
+    run.write_ns = run_counted
+    each.write_ns = counted
+    segments = run.write_run_ns(0, 65536, 100_000, 0, 500)
+    stepped: dict[int, int] = {}
+    t = 0
+    for i in range(100_000):
+        dur = each.write_ns(i * 65536, 65536, t)
+        stepped[dur] = stepped.get(dur, 0) + 1
+        t += dur + 500
+    assert segments == list(stepped.items())
+    assert len(segments) > 1  # interface speed, then the transition, then media speed
+    assert run_calls <= 4  # the writes between the regimes only
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(_preset_names()),
+    cache=st.sampled_from([None, 0, 2**20, 8 * 2**20]),
+    runs=st.integers(1, 400),
+    ram=st.integers(64, 4096),
+    filters=st.lists(st.sampled_from(["dumpfve.sys", "delayflt.sys"]), unique=True, max_size=2),
+    per_byte=st.sampled_from(["0 ns", "0.3 ns"]),
+    max_transfer=st.sampled_from([65536, 24576, 131072]),
+)
+def test_a_fragmented_file_on_every_preset_gives_request_modes_result(
+    name: str, cache: int | None, runs: int, ram: int, filters: list[str], per_byte: str, max_transfer: int
+) -> None:
+    """A complete dump into a file of many disk runs (runs of several write lengths), on every preset: identical results."""
+    from stacksim.devices import DEVICE_PRESETS
+
+    disk: dict[str, Any] = {"preset": name}
+    if cache is not None and "cache" in DEVICE_PRESETS[name].params:
+        disk["cache"] = cache
+    if DEVICE_PRESETS[name].model == "hdd":
+        disk |= {"size": "2 GiB", "zones": 500}  # zones of 4 MB: the runs cross them
+    batched, single = both(
+        registry={"CrashDumpEnabled": 1, "DumpFilters": filters},
+        memory={"ram": ram * 4096},
+        filters={"dumpfve.sys": {"per_byte": per_byte}} if "dumpfve.sys" in filters else {},
+        dump_port={"max_transfer": max_transfer},
+        disk=disk,
+        layout={"runs": runs},
+    )
+    assert without_mode(batched) == without_mode(single)
+
+
+def test_a_file_of_many_runs_is_a_few_messages() -> None:
+    """A file in 2,000 disk runs: the body is one sampled run across them, not one per disk run."""
+    batched, single = both(
+        registry={"CrashDumpEnabled": 1, "DumpFilters": ["dumpfve.sys"]},
+        memory={"ram": "64 MiB"},
+        disk={"preset": "hdd-7200"},
+        layout={"runs": 2000},
+    )
+    assert without_mode(batched) == without_mode(single)
+    assert batched["batched_messages"] < 40

@@ -550,6 +550,14 @@ class FilterLayer:
             self.fired.update(self._indexed()[5])
         if cost is None:  # pragma: no cover - the dump driver batches only declared costs
             raise AssertionError(f"{self.name} has no cost model for a batched write")
+        if request.by_length is not None:  # a run across disk runs: each write length at its own cost
+            for length, entry in request.by_length.items():
+                cost = self.write_cost(length)
+                assert cost is not None, (self.name, length)
+                self.engine.advance(cost * entry[0])
+                self.stats.record(cost, entry[0])
+                entry[1] += cost
+            return
         self.engine.advance(cost * request.count)
         self.stats.record(cost, request.count)
         request.upstream_ns += cost
