@@ -445,7 +445,7 @@ def main() -> None:
     }
     assert all(checks.values()), f"simulated times disagree with the closed form: {checks}"
     rates = {
-        "stacksim request mode (pipelined: 8 writes in flight)": n_req / w_req,
+        "stacksim request mode (pipelined: 32 writes in flight)": n_req / w_req,
         "stacksim request mode, one write at a time (pipeline=False)": n_strict / w_strict,
         "trio floor for one at a time: 5 tasks relaying 1 message over memory channels": r_request / w_floor,
         "same 5-task relay over lowlevel park/reschedule (not allowed by the design)": r_request / w_ll,
@@ -454,7 +454,7 @@ def main() -> None:
         "stacksim batched mode (64 GiB dump)": n_bat / w_bat,
     }
     simpy_rate = rates["SimPy 4 (process per stage, Store)"]
-    req_rate = rates["stacksim request mode (pipelined: 8 writes in flight)"]
+    req_rate = rates["stacksim request mode (pipelined: 32 writes in flight)"]
     print("\n| engine | requests | wall s | requests/s | ÷ SimPy | ÷ stacksim request |")
     print("|---|---|---|---|---|---|")
     for (name, rate), (n, w) in zip(
