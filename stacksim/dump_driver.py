@@ -437,7 +437,13 @@ class DumpDriver:
                     while group is not None:
                         fit = fits.get(group[1])
                         if fit is None:
-                            fit = fits[group[1]] = self._batches(group[1], loaded)
+                            # Only lengths already asked of every filter join: a new length starts a run of
+                            # its own, so its write_cost is asked where request mode asks it (a failing
+                            # declaration fails at the same write), and its first write is a real call
+                            # (sampled at position 0: a cost at or past the watchdog hangs at that write; a
+                            # broken declaration is caught there).
+                            known = all(layer.declared(group[1]) for layer in loaded)
+                            fit = fits[group[1]] = known and self._batches(group[1], loaded)
                         if not fit:
                             break
                         pieces.append(group)

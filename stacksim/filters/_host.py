@@ -486,6 +486,10 @@ class FilterLayer:
         self._declared[length] = cost
         return cost
 
+    def declared(self, length: int) -> bool:
+        """Whether this filter's ``write_cost`` has been asked for *length* bytes already (or it has no dump_write)."""
+        return self._on_write is None or length in self._declared
+
     def write_cost(self, length: int) -> int | None:
         """The declared per-write cost for *length* bytes with injected faults (0 without a dump_write), or None."""
         if self._on_write is None:  # not loaded, or no dump_write registered at DriverEntry
