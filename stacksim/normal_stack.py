@@ -397,10 +397,14 @@ class IoResult:
             "bytes": self.bytes_done,
             "iops": round(float(self.iops), 3),
             "throughput_bytes_per_s": round(float(self.throughput), 3),
-            "latency": {
-                "mean_ns": h.total // h.count if h.count else 0,
+            "latency": {  # issue -> completion: the latency keys of a layer (docs/reference/result-format.md)
+                "min_ns": h.min,
+                "mean_ns": h.mean,
+                "stdev_ns": h.stdev,
                 "p50_ns": h.percentile(50),
+                "p90_ns": h.percentile(90),
                 "p99_ns": h.percentile(99),
+                "p99_9_ns": h.percentile(99.9),
                 "max_ns": h.max,
             },
             "queue_depth": self.queue_depth,

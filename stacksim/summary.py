@@ -163,7 +163,6 @@ def _io_fields(r: RunResult, console: Console) -> None:
     assert io is not None
     before = " before the bugcheck" if r.event == "crash-during-io" else ""
     h = io.latency
-    mean = h.total // h.count if h.count else 0
     _field(
         console,
         "I/O" if not before else "before",
@@ -174,7 +173,8 @@ def _io_fields(r: RunResult, console: Console) -> None:
         _field(
             console,
             "latency",
-            f"mean {format_ns(mean)}, p50 {format_ns(h.percentile(50))}, p99 {format_ns(h.percentile(99))}, "
+            f"min {format_ns(h.min)}, mean {format_ns(h.mean)}, stdev {format_ns(h.stdev)}, p50 {format_ns(h.percentile(50))}, "
+            f"p90 {format_ns(h.percentile(90))}, p99 {format_ns(h.percentile(99))}, p99.9 {format_ns(h.percentile(99.9))}, "
             f"max {format_ns(h.max)} (issue → completion, through every layer)",
         )
     _field(

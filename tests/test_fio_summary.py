@@ -23,6 +23,8 @@ from stacksim.metrics import EXACT_DISTINCT_LIMIT, LatencyHistogram, nearest_ran
 from stacksim.summary import render
 from stacksim.terse import FIELDS, TERSE_VERSION, terse_lines
 
+ROOT = Path(__file__).resolve().parent.parent
+
 SMALL = """
 [scenario]
 name = "small"
@@ -210,3 +212,16 @@ class TestOutputFormat:
         code, _, stderr = invoke("run", str(small), "--output-format", "terse", "--json", "-")
         assert code == 2
         assert "both write stdout" in stderr
+
+
+def test_the_normal_stacks_io_latency_has_every_statistic_of_a_layer() -> None:
+    """A workload run's io.latency (issue -> completion) carries min, mean, stdev and the four percentiles, as a layer's."""
+    from stacksim.api import simulate as api_simulate
+
+    result = api_simulate(ROOT / "scenarios" / "io-nvme-qd32.toml").as_dict()
+    latency = result["io"]["latency"]
+    assert list(latency) == ["min_ns", "mean_ns", "stdev_ns", "p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "max_ns"]
+    order = [latency[k] for k in ("min_ns", "p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "max_ns")]
+    assert order == sorted(order)
+    assert latency["stdev_ns"] > 0
+    assert (latency["min_ns"], latency["p90_ns"], latency["p99_9_ns"]) == (35_809, 356_448, 356_448)
