@@ -435,6 +435,13 @@ class PerfettoTrace:
     ) -> None:
         """A record of no request: a slice when it lasts, an instant when it does not."""
         self._settle(proc)
+        if event == "dump_failed" and proc.attempts:
+            # A write still in flight when crashdmp gave up (a call that hung: it left no record) lasted
+            # until now: its crashdmp slice spans the hang, so the timeline shows where the time went.
+            for request in sorted(proc.attempts):
+                attempt = proc.attempts.pop(request)
+                last = max([attempt.start or 0, *(x + d for _, _, x, d, _ in attempt.slices)])
+                self._end_attempt(proc, attempt, max(t, last), "unfinished")
         if detail is not None:
             self._context(proc, event, detail)
         tid = self._normal_track(proc, layer, event) if proc.pid == 1 else self._dump_track(proc, layer)

@@ -295,6 +295,23 @@ def test_a_retried_write_is_two_attempts_the_first_failed() -> None:
     assert [e["args"]["status"] for e in by_request[2, 2, 1] if e["name"] == "device_write"] == ["STATUS_IO_DEVICE_ERROR"]
 
 
+def test_a_write_that_hung_spans_until_crashdmp_gave_up() -> None:
+    """A filter hung on request 3 (its call left no record): crashdmp's slice of it lasts until dump_failed."""
+    result, trace = run(
+        registry={"CrashDumpEnabled": 1, "DumpFilters": ["faultflt.sys"]},
+        memory={"ram": "1 MiB"},
+        filters={"faultflt.sys": {"action": "hang", "at_request": 3}},
+        engine={"watchdog": "1 s"},
+    )
+    assert result.status == "hung"
+    evs = events(export(trace.records))
+    hung = request_slices(evs)[2, 3, 1][0]
+    failed = next(r for r in trace.records if r["event"] == "dump_failed")
+    assert (hung["name"], hung["args"]["outcome"]) == ("write", "unfinished")
+    assert hung["args"]["t_ns"] + hung["args"]["dur_ns"] == failed["t_ns"]
+    assert hung["args"]["dur_ns"] >= 10**9
+
+
 def test_a_write_the_power_cut_is_drawn_unfinished() -> None:
     """After a power loss the write in flight (no write_complete) is drawn, crashdmp's slice marked unfinished."""
     _, trace = run(registry={"CrashDumpEnabled": 1}, memory={"ram": "1 MiB"}, faults=[{"kind": "power_loss", "at": "1100 us"}])
