@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from stacksim._io import json_safe, shorten, terminal_safe
-from stacksim.units import format_bandwidth, format_bytes, format_ns, format_ns_pair
+from stacksim.units import INT64_MAX, format_bandwidth, format_bytes, format_ns, format_ns_pair
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -77,10 +77,11 @@ class Quantity:
 
     @property
     def ratio(self) -> float | None:
-        """B ÷ A for numbers both runs have, with A non-zero (None otherwise, and for text)."""
+        """B ÷ A for numbers both runs have, with A non-zero and the ratio a finite float (None otherwise, and for text)."""
         if self.unit == "text" or not isinstance(self.a, int | float) or not isinstance(self.b, int | float) or self.a == 0:
             return None
-        return self.b / self.a
+        ratio = self.b / self.a
+        return ratio if math.isfinite(ratio) else None  # 1e300 ÷ 1e-300 is inf, which JSON cannot hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,11 @@ def flatten(scenario: dict[str, Any], prefix: str = "") -> dict[str, object]:
 
 
 def _get(result: dict[str, Any], path: str, kind: Literal["int", "number", "str", "object"], *, optional: bool = False) -> Any:
-    """The value at dotted *path* of *result*, checked to be of *kind*; None when *optional* and absent or null."""
+    """
+    The value at dotted *path* of *result*, checked to be of *kind*; None when *optional* and absent or null.
+
+    An integer (of kind ``int`` or ``number``) must also be below 2^63, as every number a run writes is.
+    """
     node: Any = result
     parts = path.split(".")
     for i, part in enumerate(parts):
@@ -143,16 +148,20 @@ def _get(result: dict[str, Any], path: str, kind: Literal["int", "number", "str"
                 return None
             raise ResultShapeError(f"key '{path}' is missing; was the file written by stacksim run --json?")
         node = node[part]
-    ok = {
-        "int": type(node) is int and node >= 0,
-        "number": type(node) in (int, float) and math.isfinite(node) and node >= 0,
-        "str": isinstance(node, str),
-        "object": isinstance(node, dict),
-    }[kind]
+    if kind == "int":
+        ok = type(node) is int and node >= 0
+    elif kind == "number":  # an int is checked before math.isfinite, which cannot take one too large for a float
+        ok = (type(node) is int and node >= 0) or (type(node) is float and math.isfinite(node) and node >= 0)
+    elif kind == "str":
+        ok = isinstance(node, str)
+    else:
+        ok = isinstance(node, dict)
     if not ok:
         allowed = {"int": "a non-negative integer", "number": "a non-negative number", "str": "a string", "object": "an object"}
         got = shorten(json.dumps(node, ensure_ascii=False), 60)
         raise ResultShapeError(f"key '{path}' must be {allowed[kind]} (got {got})")
+    if type(node) is int and node > INT64_MAX:
+        raise ResultShapeError(f"key '{path}' must be below 2^63 (got {shorten(str(node), 30)})")
     return node
 
 
@@ -293,7 +302,9 @@ def format_ratio(q: Quantity) -> str:
         return "1×" if q.unit != "text" else ""
     r = q.ratio
     if r is None:
-        return "(was 0)" if q.unit != "text" else "changed"
+        if q.unit == "text":
+            return "changed"
+        return "(was 0)" if q.a == 0 else "(beyond a float)"
     text = f"{r:.3g}×"
     return "≈1×" if text == "1×" else text
 

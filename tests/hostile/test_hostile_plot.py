@@ -139,9 +139,12 @@ SHAPES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "p50-a-string": (lambda r: r["layers"]["device"].update(p50_ns="5 us"), "key 'layers.device.p50_ns' must be a non-negative"),
     "p99-negative": (lambda r: r["layers"]["device"].update(p99_ns=-1), "key 'layers.device.p99_ns' must be a non-negative"),
     "max-2^70": (lambda r: r["layers"]["device"].update(max_ns=2**70), "key 'layers.device.max_ns' must be below 2^63"),
+    "busy-10^400": (lambda r: r["layers"]["device"].update(busy_ns=10**400), "key 'layers.device.busy_ns' must be below 2^63"),
+    "p99-10^400": (lambda r: r["layers"]["device"].update(p99_ns=10**400), "key 'layers.device.p99_ns' must be below 2^63"),
     "calls-missing": (lambda r: r["layers"]["device"].pop("calls"), "key 'layers.device.calls' is missing"),
     "dump-time-a-float": (lambda r: r.update(dump_time_ns=1.5), "key 'dump_time_ns' must be a non-negative integer"),
     "dump-time-2^64": (lambda r: r.update(dump_time_ns=2**64), "key 'dump_time_ns' must be below 2^63"),
+    "dump-time-10^400": (lambda r: r.update(dump_time_ns=10**400), "key 'dump_time_ns' must be below 2^63"),
     "write-latency-a-string": (lambda r: r.update(write_latency="fast"), "key 'write_latency' must be an object"),
 }
 
