@@ -6,7 +6,8 @@ summaries would look at: the scenario each records (``replay.scenario``, flatten
 keys such as ``disk.bandwidth``), the dump time, status and throughput, each layer's busy time
 and p50/p99 (``layers``), the bottleneck, and when present the resume (``resume.time_ns``,
 ``resume.status``) and the hibernation's numbers (``hibernation``). Every number has its unit
-and a ratio B ÷ A; the layer whose busy time changed by the largest factor is named.
+and a ratio B ÷ A; the layer whose busy time changed most is named (0 ns → busy, or back, is the
+largest change; then the largest factor).
 
 Pure functions: :func:`compare` turns two result objects into a :class:`Diff`,
 :func:`render_diff` prints it with rich, :func:`diff_json` writes it as JSON. Reading the files
@@ -90,9 +91,10 @@ class Diff:
     What changed between run A and run B.
 
     *rows* hold every compared quantity, changed or not, in display order; *scenario* only the
-    keys that differ. *changed_most* is the layer busy-time row with the largest factor between
-    the runs (either way), among layers both runs have and that were busy in both; None when no
-    such layer changed.
+    keys that differ. *changed_most* is the layer busy-time row that changed most among layers
+    both runs have: a layer idle (0 ns) in one run and busy in the other counts as the largest
+    change (among several such, the one with the most busy time), then the largest factor between
+    the runs either way; None when no layer's busy time changed.
     """
 
     a_name: str
@@ -237,16 +239,27 @@ def _rows(a: dict[str, Any], b: dict[str, Any], which: tuple[str, str]) -> list[
 
 
 def _changed_most(rows: list[Quantity]) -> Quantity | None:
+    """
+    The layer busy-time row that changed most: a layer busy in one run and idle (0 ns) in the other first.
+
+    A change to or from 0 ns is a factor larger than any other; among several, the one busiest in the
+    run it was busy in. Otherwise the largest factor B ÷ A or A ÷ B. Ties keep the first in stack order.
+    """
     best: Quantity | None = None
-    best_factor = 1.0
+    best_key = (False, 1.0)
     for q in rows:
-        if q.section != "layers" or not q.name.endswith(" busy") or not q.a or not q.b:
+        if q.section != "layers" or not q.name.endswith(" busy") or not isinstance(q.a, int) or not isinstance(q.b, int):
             continue
-        ratio = q.ratio
-        assert ratio is not None
-        factor = max(ratio, 1 / ratio)
-        if factor > best_factor:
-            best, best_factor = q, factor
+        if q.a == q.b:
+            continue
+        if not q.a or not q.b:
+            key = (True, float(max(q.a, q.b)))
+        else:
+            ratio = q.ratio
+            assert ratio is not None  # both below 2^63 and non-zero
+            key = (False, max(ratio, 1 / ratio))
+        if key > best_key:
+            best, best_key = q, key
     return best
 
 
@@ -320,12 +333,17 @@ def _pair(q: Quantity) -> tuple[str, str]:
 
 
 def changed_most_line(d: Diff) -> str | None:
-    """The ``changed most: LAYER (busy 2.04×, 5.49 s → 11.2 s)`` sentence, or None when no layer's busy time changed."""
+    """
+    The ``changed most: LAYER (busy 2.04×, 5.49 s → 11.2 s)`` sentence, or None when no layer's busy time changed.
+
+    A layer idle in one run says ``busy from 0`` (A idle) or ``busy to 0`` (B idle) instead of a factor.
+    """
     q = d.changed_most
     if q is None:
         return None
     a, b = _pair(q)
-    return f"changed most: {q.name.removesuffix(' busy')} (busy {format_ratio(q)}, {a} → {b})"
+    factor = "from 0" if q.a == 0 else "to 0" if q.b == 0 else format_ratio(q)
+    return f"changed most: {q.name.removesuffix(' busy')} (busy {factor}, {a} → {b})"
 
 
 def _safe(text: object, limit: int = 80) -> str:
