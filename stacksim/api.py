@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from stacksim._io import InputError, atomic_writer, check_outputs, open_input, parse_json, shorten, terminal_safe
 from stacksim._pandas import require_pandas
 from stacksim.filters import FilterCatalog
-from stacksim.overrides import OverrideError, apply, parse_key
+from stacksim.overrides import OverrideError, apply, check_distinct, check_value, parse_key
 from stacksim.report import RunResult
 from stacksim.scenario import Scenario, ScenarioError, read_scenario_data, validate_scenario
 from stacksim.trace import FIELDS, JsonlTrace, TraceSink
@@ -82,15 +82,29 @@ def _data_and_source(scenario: ScenarioInput) -> tuple[dict[str, Any], str]:
 
 
 def _override_paths(overrides: Mapping[str, Any] | None, source: str) -> list[tuple[tuple[str, ...], Any]]:
-    """Each override's key as a path (:func:`stacksim.overrides.parse_key`); a key that is not one is a :class:`ScenarioError`."""
+    """
+    Each override's key as a path (:func:`stacksim.overrides.parse_key`) with its value.
+
+    A key that is not one, a None value (TOML has no null) or two keys that overlap (``disk`` and
+    ``disk.bandwidth``, or one key spelled twice) is a :class:`ScenarioError`.
+    """
     out = []
+    settings = []
     for key, value in (overrides or {}).items():
         if not isinstance(key, str):
             raise ScenarioError(source, [("", f"overrides: the key {key!r} is not a string such as 'disk.bandwidth'")])
+        setting = f"overrides[{terminal_safe(shorten(repr(key), 80))}]"
         try:
-            out.append((parse_key(key, f"overrides[{terminal_safe(shorten(repr(key), 80))}]"), value))
+            path = parse_key(key, setting)
+            check_value(value, setting)
         except OverrideError as exc:
             raise ScenarioError(source, [("", str(exc))]) from None
+        out.append((path, value))
+        settings.append((path, setting))
+    try:
+        check_distinct(settings)
+    except OverrideError as exc:
+        raise ScenarioError(source, [("", str(exc))]) from None
     return out
 
 
@@ -107,7 +121,9 @@ def load_scenario(
 
     *overrides* maps dotted keys (``"disk.bandwidth"``, ``'filters."dumpfve.sys".per_byte'``) to
     values as TOML would hold them (``"1 GB/s"``, ``3``, ``true``); each is set in the parsed
-    TOML before it is validated, as ``stacksim sweep --set`` sets it. *seed* overrides
+    TOML before it is validated, as ``stacksim sweep --set`` sets it. A value of None (anywhere
+    in it) is refused, since TOML has no null (leave the key out for its default), and so are two
+    keys that overlap (``disk`` and ``disk.bandwidth``), as TOML refuses a key defined twice. *seed* overrides
     ``[scenario] seed`` (as ``--seed`` does). Filters come from *catalog* if given, else the
     built-ins and installed entry points; *plugins* are filter files added as ``--plugin`` adds them.
 

@@ -958,14 +958,26 @@ _PLOT_KINDS = {".json": "result", ".jsonl": "trace", ".csv": "sweep"}
 """An input's suffix → what ``plot`` reads it as."""
 
 
-def _plot_targets(source: Path, out: Path | None, kinds: tuple[str, ...]) -> dict[str, Path]:
-    """The PNG file of each plot kind: PREFIX-KIND.png, PREFIX from ``--out`` (a folder: FOLDER/INPUT-STEM) or the input."""
+def _plot_targets(source: Path, out: str | None, kinds: tuple[str, ...]) -> dict[str, Path]:
+    """
+    The PNG file of each plot kind: PREFIX-KIND.png, PREFIX from ``--out`` (a folder: FOLDER/INPUT-STEM) or the input.
+
+    *out* is the argument as given: one ending in a slash names a folder, which must exist (a Path
+    would drop the slash and make ``missing/`` the prefix ``missing``, writing beside it).
+    """
     if out is None:
         prefix = source.with_suffix("")
-    elif out.is_dir():
-        prefix = out / source.stem
+    elif out.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep)):
+        folder = Path(out)
+        if not folder.is_dir():
+            why = "that folder does not exist; create it first" if not folder.exists() else "it is not a folder"
+            _fail(f"--out {_shown(out)}: names a folder (it ends in a slash), but {why}")
+        prefix = folder / source.stem
+    elif Path(out).is_dir():
+        prefix = Path(out) / source.stem
     else:
-        prefix = out.with_name(out.name.removesuffix(".png"))
+        path = Path(out)
+        prefix = path.with_name(path.name.removesuffix(".png"))
     return {kind: prefix.with_name(f"{prefix.name}-{kind}.png") for kind in kinds}
 
 
@@ -978,7 +990,7 @@ def plot(
         ),
     ],
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--out",
             metavar="DIR|PREFIX",

@@ -6,7 +6,8 @@ summaries would look at: the scenario each records (``replay.scenario``, flatten
 keys such as ``disk.bandwidth``), the dump time, status and throughput, each layer's busy time
 and p50/p99 (``layers``), the bottleneck, and when present the resume (``resume.time_ns``,
 ``resume.status``) and the hibernation's numbers (``hibernation``). Every number has its unit
-and a ratio B ÷ A; the layer whose busy time changed by the largest factor is named.
+and a ratio B ÷ A; the layer whose busy time changed most is named (0 ns → busy, or back, is the
+largest change; then the largest factor).
 
 Pure functions: :func:`compare` turns two result objects into a :class:`Diff`,
 :func:`render_diff` prints it with rich, :func:`diff_json` writes it as JSON. Reading the files
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from stacksim._io import json_safe, shorten, terminal_safe
-from stacksim.units import format_bandwidth, format_bytes, format_ns, format_ns_pair
+from stacksim.units import INT64_MAX, format_bandwidth, format_bytes, format_ns, format_ns_pair
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -77,10 +78,11 @@ class Quantity:
 
     @property
     def ratio(self) -> float | None:
-        """B ÷ A for numbers both runs have, with A non-zero (None otherwise, and for text)."""
+        """B ÷ A for numbers both runs have, with A non-zero and the ratio a finite float (None otherwise, and for text)."""
         if self.unit == "text" or not isinstance(self.a, int | float) or not isinstance(self.b, int | float) or self.a == 0:
             return None
-        return self.b / self.a
+        ratio = self.b / self.a
+        return ratio if math.isfinite(ratio) else None  # 1e300 ÷ 1e-300 is inf, which JSON cannot hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +91,10 @@ class Diff:
     What changed between run A and run B.
 
     *rows* hold every compared quantity, changed or not, in display order; *scenario* only the
-    keys that differ. *changed_most* is the layer busy-time row with the largest factor between
-    the runs (either way), among layers both runs have and that were busy in both; None when no
-    such layer changed.
+    keys that differ. *changed_most* is the layer busy-time row that changed most among layers
+    both runs have: a layer idle (0 ns) in one run and busy in the other counts as the largest
+    change (among several such, the one with the most busy time), then the largest factor between
+    the runs either way; None when no layer's busy time changed.
     """
 
     a_name: str
@@ -132,7 +135,11 @@ def flatten(scenario: dict[str, Any], prefix: str = "") -> dict[str, object]:
 
 
 def _get(result: dict[str, Any], path: str, kind: Literal["int", "number", "str", "object"], *, optional: bool = False) -> Any:
-    """The value at dotted *path* of *result*, checked to be of *kind*; None when *optional* and absent or null."""
+    """
+    The value at dotted *path* of *result*, checked to be of *kind*; None when *optional* and absent or null.
+
+    An integer (of kind ``int`` or ``number``) must also be below 2^63, as every number a run writes is.
+    """
     node: Any = result
     parts = path.split(".")
     for i, part in enumerate(parts):
@@ -143,16 +150,20 @@ def _get(result: dict[str, Any], path: str, kind: Literal["int", "number", "str"
                 return None
             raise ResultShapeError(f"key '{path}' is missing; was the file written by stacksim run --json?")
         node = node[part]
-    ok = {
-        "int": type(node) is int and node >= 0,
-        "number": type(node) in (int, float) and math.isfinite(node) and node >= 0,
-        "str": isinstance(node, str),
-        "object": isinstance(node, dict),
-    }[kind]
+    if kind == "int":
+        ok = type(node) is int and node >= 0
+    elif kind == "number":  # an int is checked before math.isfinite, which cannot take one too large for a float
+        ok = (type(node) is int and node >= 0) or (type(node) is float and math.isfinite(node) and node >= 0)
+    elif kind == "str":
+        ok = isinstance(node, str)
+    else:
+        ok = isinstance(node, dict)
     if not ok:
         allowed = {"int": "a non-negative integer", "number": "a non-negative number", "str": "a string", "object": "an object"}
         got = shorten(json.dumps(node, ensure_ascii=False), 60)
         raise ResultShapeError(f"key '{path}' must be {allowed[kind]} (got {got})")
+    if type(node) is int and node > INT64_MAX:
+        raise ResultShapeError(f"key '{path}' must be below 2^63 (got {shorten(str(node), 30)})")
     return node
 
 
@@ -228,16 +239,27 @@ def _rows(a: dict[str, Any], b: dict[str, Any], which: tuple[str, str]) -> list[
 
 
 def _changed_most(rows: list[Quantity]) -> Quantity | None:
+    """
+    The layer busy-time row that changed most: a layer busy in one run and idle (0 ns) in the other first.
+
+    A change to or from 0 ns is a factor larger than any other; among several, the one busiest in the
+    run it was busy in. Otherwise the largest factor B ÷ A or A ÷ B. Ties keep the first in stack order.
+    """
     best: Quantity | None = None
-    best_factor = 1.0
+    best_key = (False, 1.0)
     for q in rows:
-        if q.section != "layers" or not q.name.endswith(" busy") or not q.a or not q.b:
+        if q.section != "layers" or not q.name.endswith(" busy") or not isinstance(q.a, int) or not isinstance(q.b, int):
             continue
-        ratio = q.ratio
-        assert ratio is not None
-        factor = max(ratio, 1 / ratio)
-        if factor > best_factor:
-            best, best_factor = q, factor
+        if q.a == q.b:
+            continue
+        if not q.a or not q.b:
+            key = (True, float(max(q.a, q.b)))
+        else:
+            ratio = q.ratio
+            assert ratio is not None  # both below 2^63 and non-zero
+            key = (False, max(ratio, 1 / ratio))
+        if key > best_key:
+            best, best_key = q, key
     return best
 
 
@@ -293,7 +315,9 @@ def format_ratio(q: Quantity) -> str:
         return "1×" if q.unit != "text" else ""
     r = q.ratio
     if r is None:
-        return "(was 0)" if q.unit != "text" else "changed"
+        if q.unit == "text":
+            return "changed"
+        return "(was 0)" if q.a == 0 else "(beyond a float)"
     text = f"{r:.3g}×"
     return "≈1×" if text == "1×" else text
 
@@ -309,12 +333,17 @@ def _pair(q: Quantity) -> tuple[str, str]:
 
 
 def changed_most_line(d: Diff) -> str | None:
-    """The ``changed most: LAYER (busy 2.04×, 5.49 s → 11.2 s)`` sentence, or None when no layer's busy time changed."""
+    """
+    The ``changed most: LAYER (busy 2.04×, 5.49 s → 11.2 s)`` sentence, or None when no layer's busy time changed.
+
+    A layer idle in one run says ``busy from 0`` (A idle) or ``busy to 0`` (B idle) instead of a factor.
+    """
     q = d.changed_most
     if q is None:
         return None
     a, b = _pair(q)
-    return f"changed most: {q.name.removesuffix(' busy')} (busy {format_ratio(q)}, {a} → {b})"
+    factor = "from 0" if q.a == 0 else "to 0" if q.b == 0 else format_ratio(q)
+    return f"changed most: {q.name.removesuffix(' busy')} (busy {factor}, {a} → {b})"
 
 
 def _safe(text: object, limit: int = 80) -> str:

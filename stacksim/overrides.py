@@ -11,6 +11,7 @@ its replay record included, is the same.
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 import tomllib
 from collections.abc import Iterable
@@ -18,11 +19,11 @@ from typing import Any
 
 from stacksim._io import MAX_DEPTH, shorten, terminal_safe
 
-__all__ = ["OverrideError", "apply", "label", "parse_key"]
+__all__ = ["OverrideError", "apply", "check_distinct", "check_value", "label", "parse_key"]
 
 
 class OverrideError(Exception):
-    """A key that is not one TOML dotted key, or that goes through a value that is not a table."""
+    """A key that is not one TOML dotted key, or that goes through a value that is not a table; a None value; a key set twice."""
 
 
 _KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*"|'[^'\x00-\x1f\x7f]*')"""
@@ -67,6 +68,49 @@ def parse_key(key: str, setting: str) -> tuple[str, ...]:
 def label(path: tuple[str, ...]) -> str:
     """*path* spelled as a dotted key again, names holding a dot quoted (``filters."dumpfve.sys".per_byte``)."""
     return ".".join(f'"{p}"' if "." in p else p for p in path)
+
+
+def check_value(value: Any, setting: str) -> None:
+    """
+    Refuse *value* if it is None or holds one (in a table or an array): TOML has no null.
+
+    A None set at a key would read as the key left out, silently using its default.
+
+    Raises:
+        OverrideError: naming *setting* and where the None is.
+    """
+    todo: list[tuple[str, Any]] = [("", value)]
+    while todo:
+        where, node = todo.pop()
+        if node is None:
+            at = f" (at {terminal_safe(shorten(where, 80))})" if where else ""
+            raise OverrideError(
+                f"{setting}: None{at} is not a TOML value (TOML has no null); leave the key out to use its default"
+            )
+        if isinstance(node, dict):
+            todo.extend((f"{where}.{k}" if where else str(k), v) for k, v in node.items())
+        elif isinstance(node, list | tuple):
+            todo.extend((f"{where}[{i}]", v) for i, v in enumerate(node))
+
+
+def check_distinct(paths: Iterable[tuple[tuple[str, ...], str]]) -> None:
+    """
+    Refuse key *paths* ((path, setting) pairs) that overlap: the same key twice, or one a prefix of another.
+
+    ``disk`` and ``disk.bandwidth`` would set a key inside the other's value or overwrite it; TOML
+    refuses a key defined twice, and so do overrides.
+
+    Raises:
+        OverrideError: naming both settings.
+    """
+    ordered = sorted(paths)
+    # if P is a prefix of Q, every path sorted between them has P as a prefix too: neighbours suffice
+    for (short, a), (long, b) in itertools.pairwise(ordered):
+        if long[: len(short)] == short:
+            what = "the same key" if short == long else f"{label(short)} holds {label(long)}"
+            raise OverrideError(
+                f"{a} and {b}: {terminal_safe(shorten(what, 120))}; TOML refuses a key defined twice, so give each key once"
+            )
 
 
 def apply(data: dict[str, Any], overrides: Iterable[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:

@@ -57,7 +57,7 @@ from stacksim._io import (
 )
 from stacksim.filters import FilterCatalog, PluginFile
 from stacksim.metrics import LAYER_KEYS, LAYER_RATE_KEYS
-from stacksim.overrides import OverrideError, label, parse_key
+from stacksim.overrides import OverrideError, check_value, label, parse_key
 from stacksim.overrides import apply as _apply
 from stacksim.scenario import Scenario, ScenarioError, validate_scenario
 from stacksim.units import parse_bandwidth, parse_per_byte_ps, parse_size, parse_time_ns
@@ -237,7 +237,7 @@ def axis(key: str, values: list[Any]) -> Axis:
     An :class:`Axis` from Python: a dotted *key* and its *values* as TOML holds them (``stacksim.sweep``'s axes).
 
     The same checks as :func:`parse_set`: one dotted key, 1 to :data:`MAX_SET_VALUES` values,
-    none repeated, none nested deeper than a scenario may.
+    none repeated, none nested deeper than a scenario may, none None (TOML has no null).
     """
     text = f"{key}={', '.join(toml_spelling(v) for v in values[: MAX_SET_VALUES + 1])}"
     setting = f"axes[{terminal_safe(shorten(repr(key), 100))}]"
@@ -252,7 +252,8 @@ def axis(key: str, values: list[Any]) -> Axis:
     for value in values:
         try:
             check_depth(value, setting, MAX_DEPTH - 1)
-        except InputError as exc:
+            check_value(value, setting)
+        except (InputError, OverrideError) as exc:
             raise SweepError(str(exc)) from None
     _no_repeats(tuple(values), setting)
     return Axis(text, path, tuple(values))

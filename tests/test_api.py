@@ -107,6 +107,53 @@ def test_a_bad_value_is_the_validate_message(small: Path) -> None:
         stacksim.simulate(small, overrides={"disk.bandwidth": "1 parsec"})
 
 
+def test_a_none_override_is_refused_not_the_default(small: Path) -> None:
+    """overrides={"disk.bandwidth": None} is a ScenarioError naming the key (TOML has no null), not a run with the default."""
+    expected = r"overrides\['disk\.bandwidth'\]: None is not a TOML value \(TOML has no null\)"
+    with pytest.raises(stacksim.ScenarioError, match=expected):
+        stacksim.load_scenario(small, overrides={"disk.bandwidth": None})
+
+
+def test_a_none_inside_an_override_table_is_refused(small: Path) -> None:
+    """overrides={"disk": {"bandwidth": None}}: the None inside the table is refused too, with where it is."""
+    with pytest.raises(stacksim.ScenarioError, match=r"overrides\['disk'\]: None \(at bandwidth\) is not a TOML value"):
+        stacksim.simulate(small, overrides={"disk": {"bandwidth": None}})
+
+
+def test_a_none_inside_an_override_array_is_refused(small: Path) -> None:
+    """overrides={"registry.DumpFilters": ["dumpfve.sys", None]}: refused, naming the item."""
+    with pytest.raises(stacksim.ScenarioError, match=r"overrides\['registry\.DumpFilters'\]: None \(at \[1\]\)"):
+        stacksim.simulate(small, overrides={"registry.DumpFilters": ["dumpfve.sys", None]})
+
+
+def test_overlapping_override_keys_are_refused(small: Path) -> None:
+    """{"disk.bandwidth": ..., "disk": {...}} sets one key inside the other's table: refused, as TOML refuses a duplicate key."""
+    expected = r"overrides\['disk'\] and overrides\['disk\.bandwidth'\]: disk holds disk\.bandwidth"
+    with pytest.raises(stacksim.ScenarioError, match=expected):
+        stacksim.simulate(small, overrides={"disk.bandwidth": "1 GB/s", "disk": {"latency": "1 us"}})
+
+
+def test_one_key_spelt_two_ways_is_refused(small: Path) -> None:
+    """'disk.bandwidth' and 'disk."bandwidth"' are the same key: refused rather than one silently winning."""
+    with pytest.raises(stacksim.ScenarioError, match="the same key; TOML refuses a key defined twice"):
+        stacksim.simulate(small, overrides={"disk.bandwidth": "1 GB/s", 'disk."bandwidth"': "2 GB/s"})
+
+
+def test_sibling_override_keys_are_not_an_overlap(small: Path) -> None:
+    """disk.bandwidth and disk.latency share a table but not a key: both are set."""
+    s = stacksim.load_scenario(small, overrides={"disk.bandwidth": "1 GB/s", "disk.latency": "3 us"})
+    assert (s.disk.bandwidth, s.disk.latency) == (1_000_000_000, 3000)
+
+
+def test_a_none_sweep_value_is_refused(small: Path) -> None:
+    """stacksim.sweep's axes refuse None as a value, as overrides do (was: the point ran with the default)."""
+    pytest.importorskip("pandas")
+    from stacksim.sweep import SweepError
+
+    with pytest.raises(SweepError, match=r"axes\['disk\.bandwidth'\]: None is not a TOML value"):
+        stacksim.sweep(small, {"disk.bandwidth": [None, "1 GB/s"]}, workers=1)
+
+
 def test_a_missing_file_is_a_scenario_error(tmp_path: Path) -> None:
     """A scenario path that does not exist raises ScenarioError: 'no such scenario file'."""
     with pytest.raises(stacksim.ScenarioError, match="no such scenario file"):

@@ -16,13 +16,17 @@ SCENARIO = ROOT / "scenarios" / "crash-nvme-bitlocker.toml"
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with a.json (the README's scenario), slow.json (its disk at 1 GB/s) and none.json (crash-no-filters)."""
+    """
+    A folder with a.json (the README's scenario), slow.json (its disk at 1 GB/s), none.json (crash-no-filters)
+    and failed.json (critical-filter-fails: refused before the first write, every layer 0 ns busy).
+    """
     d = tmp_path_factory.mktemp("runs")
     (d / "slow.toml").write_text(SCENARIO.read_text().replace('bandwidth = "3 GB/s"', 'bandwidth = "1 GB/s"'))
     for scenario, out in (
         (SCENARIO, "a.json"),
         (d / "slow.toml", "slow.json"),
         (ROOT / "scenarios" / "crash-no-filters.toml", "none.json"),
+        (ROOT / "scenarios" / "critical-filter-fails.toml", "failed.json"),
     ):
         proc = invoke_cli("run", str(scenario), "--json", str(d / out))
         assert proc.returncode == 0, proc.stderr
@@ -51,6 +55,51 @@ def test_the_changed_most_ratio_is_b_over_a_exactly(runs: Path) -> None:
     assert d.changed_most.name == "device busy"
     assert d.changed_most.ratio == b["layers"]["device"]["busy_ns"] / a["layers"]["device"]["busy_ns"]
     assert (a["layers"]["device"]["busy_ns"], b["layers"]["device"]["busy_ns"]) == (5485261315, 11212001792)
+
+
+def test_a_layer_that_went_from_idle_to_busy_is_changed_most(runs: Path) -> None:
+    """failed.json → a.json: every layer was 0 ns busy; the device, busiest of those now busy, changed most (was: none named)."""
+    proc = invoke_cli("diff", "failed.json", "a.json", cwd=runs)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "changed most: device (busy from 0, 0 ns → 5.49 s)"
+
+
+def test_a_layer_that_went_from_busy_to_idle_is_changed_most(runs: Path) -> None:
+    """a.json → failed.json: the other way round the line says 'to 0'."""
+    proc = invoke_cli("diff", "a.json", "failed.json", cwd=runs)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "changed most: device (busy to 0, 5.49 s → 0 ns)"
+
+
+def test_the_json_changed_most_names_a_layer_that_went_from_idle_to_busy(runs: Path) -> None:
+    """In JSON, changed_most is the device's busy row: a 0, b its busy time, ratio null (B ÷ 0 has none)."""
+    proc = invoke_cli("diff", "failed.json", "a.json", "--json", "-", cwd=runs)
+    assert proc.returncode == 0, proc.stderr
+    most = json.loads(proc.stdout)["changed_most"]
+    busy = json.loads((runs / "a.json").read_text())["layers"]["device"]["busy_ns"]
+    assert (most["layer"], most["a"], most["b"], most["ratio"]) == ("device", 0, busy, None)
+
+
+def test_a_change_from_idle_outranks_any_factor(runs: Path) -> None:
+    """A layer going 0 → 1 ns changed more than one going 1 ns → 5 s: a change from 0 is the largest of all."""
+    a = json.loads((runs / "a.json").read_text())
+    b = json.loads(json.dumps(a))
+    a["layers"]["crashdmp"]["busy_ns"], b["layers"]["crashdmp"]["busy_ns"] = 0, 1
+    a["layers"]["device"]["busy_ns"], b["layers"]["device"]["busy_ns"] = 1, 5_000_000_000
+    most = compare(a, b).changed_most
+    assert most is not None
+    assert most.name == "crashdmp busy"
+
+
+def test_among_layers_that_went_from_idle_the_busiest_is_changed_most(runs: Path) -> None:
+    """Two layers idle in A: the one with more busy time in B is named (here the miniport's 7 ns over crashdmp's 3 ns)."""
+    a = json.loads((runs / "a.json").read_text())
+    b = json.loads(json.dumps(a))
+    a["layers"]["crashdmp"]["busy_ns"], b["layers"]["crashdmp"]["busy_ns"] = 0, 3
+    a["layers"]["miniport"]["busy_ns"], b["layers"]["miniport"]["busy_ns"] = 0, 7
+    most = compare(a, b).changed_most
+    assert most is not None
+    assert most.name == "miniport busy"
 
 
 def test_scenario_keys_that_differ_are_listed_old_and_new(runs: Path) -> None:

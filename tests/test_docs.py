@@ -240,3 +240,25 @@ def test_docs_show_what_run_prints() -> None:
         assert quoted, page
         lines = [line.rstrip() for line in quoted[0].splitlines() if line.strip() != "..."]
         assert [line for line in lines if line not in golden] == [], page
+
+
+def test_the_python_api_doc_lists_every_sweep_layer_column_in_order() -> None:
+    """docs/reference/python-api.md names a sweep's per-layer columns exactly as stacksim.sweep.layer_columns gives them."""
+    from stacksim.sweep import layer_columns
+
+    text = (DOCS / "reference" / "python-api.md").read_text()
+    section = text.split("`sweep` gives the rows", 1)[1].split("\n\n", 1)[0]
+    assert re.findall(r"`(LAYER_[A-Za-z0-9_]+)`", section) == layer_columns(["LAYER"])
+
+
+def test_the_result_format_doc_lists_exactly_the_resume_layer_keys() -> None:
+    """docs/reference/result-format.md's resume.layers lists each resume layer's keys, in order (no rates, unlike layers)."""
+    from test_resume import resume_run
+
+    result, _ = resume_run()
+    keys = {tuple(stats) for stats in result.as_dict()["resume"]["layers"].values()}
+    text = (DOCS / "reference" / "result-format.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `resume` |"))
+    documented = re.search(r"each `\{([^}]*)\}`", row)
+    assert documented is not None
+    assert keys == {tuple(documented.group(1).split(", "))}

@@ -139,9 +139,12 @@ SHAPES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "p50-a-string": (lambda r: r["layers"]["device"].update(p50_ns="5 us"), "key 'layers.device.p50_ns' must be a non-negative"),
     "p99-negative": (lambda r: r["layers"]["device"].update(p99_ns=-1), "key 'layers.device.p99_ns' must be a non-negative"),
     "max-2^70": (lambda r: r["layers"]["device"].update(max_ns=2**70), "key 'layers.device.max_ns' must be below 2^63"),
+    "busy-10^400": (lambda r: r["layers"]["device"].update(busy_ns=10**400), "key 'layers.device.busy_ns' must be below 2^63"),
+    "p99-10^400": (lambda r: r["layers"]["device"].update(p99_ns=10**400), "key 'layers.device.p99_ns' must be below 2^63"),
     "calls-missing": (lambda r: r["layers"]["device"].pop("calls"), "key 'layers.device.calls' is missing"),
     "dump-time-a-float": (lambda r: r.update(dump_time_ns=1.5), "key 'dump_time_ns' must be a non-negative integer"),
     "dump-time-2^64": (lambda r: r.update(dump_time_ns=2**64), "key 'dump_time_ns' must be below 2^63"),
+    "dump-time-10^400": (lambda r: r.update(dump_time_ns=10**400), "key 'dump_time_ns' must be below 2^63"),
     "write-latency-a-string": (lambda r: r.update(write_latency="fast"), "key 'write_latency' must be an object"),
 }
 
@@ -201,6 +204,8 @@ PNG_TARGETS: dict[str, tuple[str, Callable[[Path], object], str]] = {
     "read-only-folder": ("ro/o", _read_only_folder, "cannot create a file in the folder ro"),
     "missing-parent": ("no/such/o", lambda w: None, "the folder no/such does not exist (no does not exist)"),
     "proc": ("/proc/x", lambda w: None, "cannot create a file in the folder /proc"),
+    "missing-folder-by-its-slash": ("no/", lambda w: None, "names a folder (it ends in a slash), but that folder does not exist"),
+    "a-file-by-its-slash": ("trace.jsonl/", lambda w: None, "names a folder (it ends in a slash), but it is not a folder"),
 }
 
 
@@ -213,6 +218,21 @@ def test_a_plot_file_refuses_what_every_output_refuses(work: Path, target: str) 
     proc = invoke_cli("plot", "trace.jsonl", "--out", prefix, cwd=work)
     assert_refused(proc, "--out", prefix, expected)
     assert _snapshot(work) == before
+
+
+def test_a_missing_folder_by_its_slash_writes_nothing_beside_it(work: Path) -> None:
+    """--out /abs/missing/ is refused; nothing is written as /abs/missing-KIND.png (was: the slash dropped, written beside)."""
+    proc = invoke_cli("plot", "trace.jsonl", "--out", f"{work / 'missing'}/", cwd=work)
+    assert_refused(proc, "--out", "that folder does not exist")
+    assert not list(work.glob("missing*"))
+
+
+def test_an_existing_folder_by_its_slash_is_written_into(work: Path) -> None:
+    """--out DIR/ for an existing folder writes DIR/trace-KIND.png, as --out DIR does."""
+    (work / "d").mkdir()
+    proc = invoke_cli("plot", "trace.jsonl", "--out", "d/", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (work / "d").iterdir()) == ["trace-gantt.png", "trace-latency.png", "trace-throughput.png"]
 
 
 def test_a_prefix_naming_the_trace_itself_is_refused(work: Path) -> None:
