@@ -4,8 +4,9 @@ What changed between two runs: ``stacksim diff A.json B.json``.
 Two result files written by ``stacksim run --json`` are compared on what a reader of the two
 summaries would look at: the scenario each records (``replay.scenario``, flattened into dotted
 keys such as ``disk.bandwidth``), the dump time, status and throughput, each layer's busy time
-and p50/p99 (``layers``), the bottleneck, and when present the resume (``resume.time_ns``,
-``resume.status``) and the hibernation's numbers (``hibernation``). Every number has its unit
+and p50/p99 (``layers``), the bottleneck, and when present the normal stack's I/O (``io``: IOPS,
+throughput, latency, each stage's busy time), the resume (``resume.time_ns``, ``resume.status``,
+``resume.layers``) and the hibernation's numbers (``hibernation``). Every number has its unit
 and a ratio B ÷ A; the layer whose busy time changed most is named (0 ns → busy, or back, is the
 largest change; then the largest factor).
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Diff", "Quantity", "ResultShapeError", "ScenarioChange", "compare", "diff_json", "flatten", "render_diff"]
 
-Unit: TypeAlias = Literal["ns", "bytes", "bytes_per_s", "writes", "fraction", "text"]
+Unit: TypeAlias = Literal["ns", "bytes", "bytes_per_s", "writes", "requests", "per_s", "fraction", "text"]
 """How a :class:`Quantity`'s values are measured (``text``: a word such as a status, no ratio)."""
 
 Value: TypeAlias = "int | float | str | None"
@@ -178,16 +179,37 @@ _HIBERNATION: Final[tuple[tuple[str, str, Unit], ...]] = (
 )
 
 
-def _layers(result: dict[str, Any]) -> dict[str, dict[str, int]]:
-    layers = _get(result, "layers", "object")
+def _layers(result: dict[str, Any], path: str = "layers") -> dict[str, dict[str, int]]:
+    """Each layer's busy time and percentiles at *path* (``layers``, or ``resume.layers``: absent is none)."""
+    layers = _get(result, path, "object", optional=path != "layers") or {}
     out: dict[str, dict[str, int]] = {}
     for name, stats in layers.items():
         if not isinstance(stats, dict):
-            raise ResultShapeError(f"key 'layers.{shorten(name, 60)}' must be an object of per-layer numbers")
+            raise ResultShapeError(f"key '{path}.{shorten(name, 60)}' must be an object of per-layer numbers")
         try:
             out[name] = {key: _get(stats, key, "int") for _, key in _LAYER_FIELDS}
         except ResultShapeError as exc:
-            raise ResultShapeError(str(exc).replace("key '", f"key 'layers.{shorten(name, 60)}.", 1)) from None
+            raise ResultShapeError(str(exc).replace("key '", f"key '{path}.{shorten(name, 60)}.", 1)) from None
+    return out
+
+
+def _io_stages(result: dict[str, Any]) -> dict[str, int]:
+    """The normal stack's busy time per stage (``io.layers``: a list of objects with ``name`` and ``busy_ns``)."""
+    io = result.get("io")
+    stages = io.get("layers") if isinstance(io, dict) else None
+    if stages is None:
+        return {}
+    if not isinstance(stages, list):
+        raise ResultShapeError("key 'io.layers' must be a list of stages")
+    out: dict[str, int] = {}
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, dict):
+            raise ResultShapeError(f"key 'io.layers[{i}]' must be an object")
+        name = _get(stage, "name", "str")
+        try:
+            out[name] = _get(stage, "busy_ns", "int")
+        except ResultShapeError as exc:
+            raise ResultShapeError(str(exc).replace("key '", f"key 'io.layers[{i}].", 1)) from None
     return out
 
 
@@ -215,27 +237,52 @@ def _rows(a: dict[str, Any], b: dict[str, Any], which: tuple[str, str]) -> list[
             layer_sets.append(_layers(result))
         except ResultShapeError as exc:
             raise ResultShapeError(f"{name}: {exc}") from None
-    la, lb = layer_sets
-    for layer in [*la, *(n for n in lb if n not in la)]:
-        for label, key in _LAYER_FIELDS:
-            rows.append(
-                Quantity(
-                    "layers",
-                    f"{layer} {label}",
-                    "ns",
-                    la[layer][key] if layer in la else None,
-                    lb[layer][key] if layer in lb else None,
-                )
-            )
+    rows += _layer_rows("layers", *layer_sets)
+    io = both("io", "object", optional=True)
+    if io != (None, None):
+        rows.append(Quantity("io", "requests completed", "requests", *both("io.completed", "int", optional=True)))
+        rows.append(Quantity("io", "IOPS", "per_s", *both("io.iops", "number", optional=True)))
+        rows.append(Quantity("io", "throughput", "bytes_per_s", *both("io.throughput_bytes_per_s", "number", optional=True)))
+        for label in ("p50", "p99"):
+            rows.append(Quantity("io", f"latency {label}", "ns", *both(f"io.latency.{label}_ns", "int", optional=True)))
+        stages = []
+        for name, result in zip(which, (a, b), strict=True):
+            try:
+                stages.append(_io_stages(result))
+            except ResultShapeError as exc:
+                raise ResultShapeError(f"{name}: {exc}") from None
+        sa, sb = stages
+        for stage in [*sa, *(n for n in sb if n not in sa)]:
+            rows.append(Quantity("io layers", f"{stage} busy", "ns", sa.get(stage), sb.get(stage)))
     resume = both("resume", "object", optional=True)
     if resume != (None, None):
         rows.append(Quantity("resume", "status", "text", *both("resume.status", "str", optional=True)))
         rows.append(Quantity("resume", "time", "ns", *both("resume.time_ns", "int", optional=True)))
+        resume_sets = []
+        for name, result in zip(which, (a, b), strict=True):
+            try:
+                resume_sets.append(_layers(result, "resume.layers"))
+            except ResultShapeError as exc:
+                raise ResultShapeError(f"{name}: {exc}") from None
+        rows += _layer_rows("resume layers", *resume_sets)
     hibernation = both("hibernation", "object", optional=True)
     if hibernation != (None, None):
         for label, key, unit in _HIBERNATION:
             rows.append(Quantity("hibernation", label, unit, *both(f"hibernation.{key}", "number", optional=True)))
     return rows
+
+
+def _layer_rows(section: str, la: dict[str, dict[str, int]], lb: dict[str, dict[str, int]]) -> list[Quantity]:
+    """Busy time, p50 and p99 of every layer either run has, in A's order, then B's new ones."""
+    return [
+        Quantity(section, f"{layer} {label}", "ns", la.get(layer, {}).get(key), lb.get(layer, {}).get(key))
+        for layer in [*la, *(n for n in lb if n not in la)]
+        for label, key in _LAYER_FIELDS
+    ]
+
+
+_BUSY_SECTIONS: Final = ("layers", "resume layers", "io layers")
+"""The sections whose ``… busy`` rows :func:`_changed_most` compares: the dump's layers, the resume's, the normal stack's."""
 
 
 def _changed_most(rows: list[Quantity]) -> Quantity | None:
@@ -248,7 +295,8 @@ def _changed_most(rows: list[Quantity]) -> Quantity | None:
     best: Quantity | None = None
     best_key = (False, 1.0)
     for q in rows:
-        if q.section != "layers" or not q.name.endswith(" busy") or not isinstance(q.a, int) or not isinstance(q.b, int):
+        busy = q.section in _BUSY_SECTIONS and q.name.endswith(" busy")
+        if not busy or not isinstance(q.a, int) or not isinstance(q.b, int):
             continue
         if q.a == q.b:
             continue
@@ -302,6 +350,10 @@ def format_value(unit: Unit, value: Value) -> str:
         return format_bandwidth(value)
     if unit == "fraction":
         return f"{value * 100:.3g} %"
+    if unit == "per_s":
+        return f"{value:,.0f} IOPS"
+    if unit == "requests":
+        return f"{value:,} requests"
     return f"{value:,} writes"
 
 

@@ -180,3 +180,43 @@ def test_a_missing_file_or_a_directory_is_exit_2(runs: Path, name: str) -> None:
     assert proc.returncode == 2
     assert "error:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def io_runs() -> tuple[dict[str, object], dict[str, object]]:
+    """The shipped QD32 workload, and the same at queue depth 1 (the Python API's overrides)."""
+    from stacksim.api import simulate
+
+    path = ROOT / "scenarios" / "io-nvme-qd32.toml"
+    qd1 = {"workload.queue_depth": 1, "normal_stack.storport_queue_depth": 1}
+    return simulate(path).as_dict(), simulate(path, overrides=qd1).as_dict()
+
+
+def test_a_workload_runs_iops_throughput_and_latency_are_compared(io_runs: tuple[dict[str, object], dict[str, object]]) -> None:
+    """The normal stack's I/O: requests, IOPS, throughput and latency p50/p99 are rows of section io, with B ÷ A."""
+    rows = {q.name: q for q in compare(*io_runs).rows if q.section == "io"}
+    assert list(rows) == ["requests completed", "IOPS", "throughput", "latency p50", "latency p99"]
+    iops = rows["IOPS"]
+    assert (iops.a, iops.b) == (io_runs[0]["io"]["iops"], io_runs[1]["io"]["iops"])  # type: ignore[index]
+    assert iops.ratio is not None
+    assert iops.ratio < 0.5
+
+
+def test_a_workload_runs_stages_busy_time_is_compared(io_runs: tuple[dict[str, object], dict[str, object]]) -> None:
+    """Each normal-stack stage's busy time is a row of section io layers, in the stack's order."""
+    rows = [q for q in compare(*io_runs).rows if q.section == "io layers"]
+    assert rows[0].name == "application:submit busy"
+    assert [q.name for q in rows] == [f"{s['name']} busy" for s in io_runs[0]["io"]["layers"]]  # type: ignore[index]
+
+
+def test_a_resumes_layers_are_compared_and_can_be_changed_most() -> None:
+    """A faster decompressor: the resume's layers are compared, and the one that changed most is named."""
+    from stacksim.api import simulate
+
+    path = ROOT / "scenarios" / "hibernate-resume-bitlocker.toml"
+    a, b = simulate(path).as_dict(), simulate(path, overrides={"hibernation.decompress_rate": "1 GB/s"}).as_dict()
+    d = compare(a, b)
+    resume_rows = [q for q in d.rows if q.section == "resume layers"]
+    assert {q.name.rsplit(" ", 1)[0] for q in resume_rows} == set(a["resume"]["layers"])
+    assert d.changed_most is not None
+    assert d.changed_most.section == "resume layers"
