@@ -62,6 +62,7 @@ __all__ = [
     "json_safe",
     "open_append",
     "open_input",
+    "output_file",
     "parse_json",
     "parse_toml",
     "read_input",
@@ -470,6 +471,20 @@ def _check_folder(flag: str, name: str, parent: Path) -> None:
 
 STDOUT_FLAGS: Final = frozenset({"--json"})
 """The outputs that may be stdout (``-``); every other output is written to a file."""
+
+
+def output_file(value: str | os.PathLike[str], flag: str) -> Path:
+    """
+    An output's file as given; a name ending in a slash is refused (:class:`OutputError`).
+
+    The slash says "a folder", but :class:`~pathlib.Path` drops it (``out/`` becomes ``out``), and
+    the file would be written under the folder's name. (A ``Path`` given already has no slash.)
+    """
+    text = os.fspath(value)
+    if isinstance(text, str) and text.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep)):
+        shown = terminal_safe(shorten(text, 200))
+        raise OutputError(f"{flag} {shown}: names a folder (it ends in a slash), but {flag} is a file; give its name")
+    return Path(text)
 
 
 def check_outputs(outputs: Iterable[tuple[str, Path | None]], inputs: Iterable[Path] = ()) -> None:

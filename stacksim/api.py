@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stacksim._io import InputError, atomic_writer, check_outputs, open_input, parse_json, shorten, terminal_safe
+from stacksim._io import InputError, atomic_writer, check_outputs, open_input, output_file, parse_json, shorten, terminal_safe
 from stacksim._pandas import require_pandas
 from stacksim.filters import FilterCatalog
 from stacksim.overrides import OverrideError, apply, check_distinct, check_value, parse_key
@@ -188,7 +188,7 @@ def simulate(
         inputs = [Path(os.fspath(p)) for p in plugins]
         if isinstance(scenario, str | Path):
             inputs.append(Path(os.fspath(scenario)))
-        out = Path(os.fspath(trace))
+        out = output_file(trace, "trace")
         check_outputs([("trace", out)], inputs)
         with atomic_writer(out, flag="trace") as stream:
             return _run(s, catalog, JsonlTrace(stream), batch, pipeline, progress, data)
@@ -308,7 +308,7 @@ def sweep(
     for f in files:
         catalog.load_plugin(f)
     with tempfile.TemporaryDirectory(prefix="stacksim-sweep-") as tmp:
-        target = Path(os.fspath(out)) if out is not None else Path(tmp) / "sweep.jsonl"
+        target = output_file(out, "out") if out is not None else Path(tmp) / "sweep.jsonl"
         inputs = [Path(f.path) for f in files] + ([Path(os.fspath(scenario))] if isinstance(scenario, str | Path) else [])
         check_outputs([("out", target)], inputs)
         if target.suffix not in (".csv", ".jsonl"):

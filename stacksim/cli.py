@@ -46,6 +46,7 @@ from stacksim._io import (
     check_outputs,
     decode_text,
     json_safe,
+    output_file,
     parse_json,
     read_input,
     shorten,
@@ -345,6 +346,14 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+def _output_path(value: str) -> Path:
+    """An output option's file, as typed: one ending in a slash is refused, exit 2 (:func:`stacksim._io.output_file`)."""
+    try:
+        return output_file(value, "the option")
+    except OutputError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("the option ")) from None
+
+
 @app.callback()
 def _root(
     version: Annotated[
@@ -358,15 +367,20 @@ def _root(
 def run(
     scenario: ScenarioArg,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the result JSON here ('-' for stdout).", show_default=False)
+        Path | None,
+        typer.Option("--json", parser=_output_path, help="Write the result JSON here ('-' for stdout).", show_default=False),
     ] = None,
     trace_out: Annotated[
-        Path | None, typer.Option("--trace", help="Write the event trace (JSON lines) here.", show_default=False)
+        Path | None,
+        typer.Option("--trace", parser=_output_path, help="Write the event trace (JSON lines) here.", show_default=False),
     ] = None,
     perfetto_out: Annotated[
         Path | None,
         typer.Option(
-            "--perfetto", help="Write the trace as Trace Event JSON here (open it at ui.perfetto.dev).", show_default=False
+            "--perfetto",
+            parser=_output_path,
+            help="Write the trace as Trace Event JSON here (open it at ui.perfetto.dev).",
+            show_default=False,
         ),
     ] = None,
     perfetto_limit: Annotated[
@@ -390,7 +404,12 @@ def run(
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error (stderr).")] = "warning",
     log_json: Annotated[
         Path | None,
-        typer.Option("--log-json", help="Write structlog JSON lines (simulated time in sim_ns) here.", show_default=False),
+        typer.Option(
+            "--log-json",
+            parser=_output_path,
+            help="Write structlog JSON lines (simulated time in sim_ns) here.",
+            show_default=False,
+        ),
     ] = None,
     log_json_level: Annotated[
         str | None,
@@ -404,7 +423,8 @@ def run(
         bool, typer.Option("--data", help="Data mode: real bytes through every layer onto a disk image (needs --image).")
     ] = False,
     image: Annotated[
-        Path | None, typer.Option("--image", help="Data mode: write the disk image (sparse) here.", show_default=False)
+        Path | None,
+        typer.Option("--image", parser=_output_path, help="Data mode: write the disk image (sparse) here.", show_default=False),
     ] = None,
     key_file: Annotated[
         Path | None,
@@ -487,7 +507,10 @@ def sweep(
         list[str],
         typer.Option("--set", help='KEY=V1,V2,... e.g. disk.bandwidth=1GB/s,3GB/s or filters."dumpfve.sys".per_byte=1ns'),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Results file: .csv (default) or .jsonl; appended as points finish.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", parser=_output_path, help="Results file: .csv (default) or .jsonl; appended as points finish."),
+    ],
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Worker processes (default: CPU count).", show_default=False)
     ] = None,
@@ -598,9 +621,12 @@ def _executor(dask: str | None, workers: int, console: Console) -> Iterator[Exec
 def replay(
     result_file: Annotated[Path, typer.Argument(help="A result JSON written by `stacksim run --json`.")],
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the new result JSON here ('-' for stdout).", show_default=False)
+        Path | None,
+        typer.Option("--json", parser=_output_path, help="Write the new result JSON here ('-' for stdout).", show_default=False),
     ] = None,
-    trace_out: Annotated[Path | None, typer.Option("--trace", help="Write the new event trace here.", show_default=False)] = None,
+    trace_out: Annotated[
+        Path | None, typer.Option("--trace", parser=_output_path, help="Write the new event trace here.", show_default=False)
+    ] = None,
     plugin: Annotated[
         list[Path] | None,
         typer.Option(
@@ -861,7 +887,10 @@ def diff(
     result_a: Annotated[Path, typer.Argument(help="Result JSON of run A (from `stacksim run --json`).", show_default=False)],
     result_b: Annotated[Path, typer.Argument(help="Result JSON of run B, compared with A.", show_default=False)],
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the comparison as JSON here ('-' for stdout).", show_default=False)
+        Path | None,
+        typer.Option(
+            "--json", parser=_output_path, help="Also write the comparison as JSON here ('-' for stdout).", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Say what changed between two runs: scenario keys, dump time, each layer's busy time and p50/p99, the bottleneck."""
@@ -920,7 +949,9 @@ def check(trace: Annotated[Path, typer.Argument(help="Trace file (JSON lines) fr
 @app.command("perfetto")
 def perfetto_export(
     trace: Annotated[Path, typer.Argument(help="Trace file (JSON lines) from `stacksim run --trace`.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", help="Write the Trace Event JSON here (open it at ui.perfetto.dev).")],
+    out: Annotated[
+        Path, typer.Option("--out", parser=_output_path, help="Write the Trace Event JSON here (open it at ui.perfetto.dev).")
+    ],
     perfetto_limit: Annotated[
         str | None,
         typer.Option(
@@ -1088,7 +1119,10 @@ def explain(
     mermaid_out: Annotated[
         Path | None,
         typer.Option(
-            "--mermaid", help="Also write a Mermaid sequence diagram of the first requests of each path here.", show_default=False
+            "--mermaid",
+            parser=_output_path,
+            help="Also write a Mermaid sequence diagram of the first requests of each path here.",
+            show_default=False,
         ),
     ] = None,
     plugin: PluginOpt = None,
@@ -1114,11 +1148,18 @@ def memory(
     scenario: ScenarioArg,
     out: Annotated[
         Path,
-        typer.Option("--out", help="Write physical memory here: a sparse file in which byte p is physical address p."),
+        typer.Option(
+            "--out", parser=_output_path, help="Write physical memory here: a sparse file in which byte p is physical address p."
+        ),
     ],
     classes_out: Annotated[
         Path | None,
-        typer.Option("--classes", help="Also write the page-class map here (JSON, run-length encoded).", show_default=False),
+        typer.Option(
+            "--classes",
+            parser=_output_path,
+            help="Also write the page-class map here (JSON, run-length encoded).",
+            show_default=False,
+        ),
     ] = None,
     seed: Annotated[
         int | None,
@@ -1197,7 +1238,10 @@ def _located_dump(image: Path, result_file: Path, key_file: Path | None) -> Iter
 def extract(
     image: ImageArg,
     result_file: ResultOpt,
-    out: Annotated[Path, typer.Option("--out", help="Write the dump here (MEMORY.DMP): exactly RequiredDumpSpace bytes.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", parser=_output_path, help="Write the dump here (MEMORY.DMP): exactly RequiredDumpSpace bytes."),
+    ],
     key_file: KeyFileOpt = None,
     allow_torn: Annotated[
         bool,
@@ -1234,7 +1278,10 @@ def inspect(
     result_file: ResultOpt,
     key_file: KeyFileOpt = None,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the findings as JSON here ('-' for stdout).", show_default=False)
+        Path | None,
+        typer.Option(
+            "--json", parser=_output_path, help="Also write the findings as JSON here ('-' for stdout).", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Say what is on a data-mode disk image: the dump header, its type, complete or torn, encrypted or plaintext."""

@@ -116,6 +116,9 @@ def _targets(main_input: str) -> dict[str, tuple[Callable[[Path], str], str]]:
         "read-only-folder": (_read_only_folder, "cannot create a file in the folder ro"),
         "read-only-file": (_immutable_file, "is read-only"),
         "missing-parent": (lambda w: "no/such/r.json", "the folder no/such does not exist (no does not exist)"),
+        # a trailing slash says "a folder"; the path type would drop it and write a file of that name
+        "missing-folder-with-a-slash": (lambda w: "nodir/", "names a folder (it ends in a slash)"),
+        "existing-folder-with-a-slash": (lambda w: _folder(w) + "/", "names a folder (it ends in a slash)"),
     }
 
 
