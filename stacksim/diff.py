@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeVar
 
 from stacksim._io import json_safe, shorten, terminal_safe
 from stacksim.units import INT64_MAX, format_bandwidth, format_bytes, format_ns, format_ns_pair
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = ["Diff", "Quantity", "ResultShapeError", "ScenarioChange", "compare", "diff_json", "flatten", "render_diff"]
+
+T = TypeVar("T")
 
 Unit: TypeAlias = Literal["ns", "bytes", "bytes_per_s", "writes", "requests", "per_s", "fraction", "text"]
 """How a :class:`Quantity`'s values are measured (``text``: a word such as a status, no ratio)."""
@@ -231,13 +234,18 @@ def _rows(a: dict[str, Any], b: dict[str, Any], which: tuple[str, str]) -> list[
         Quantity("run", "throughput", "bytes_per_s", *both("throughput_bytes_per_s", "number")),
         Quantity("run", "bottleneck", "text", *both("bottleneck", "str", optional=True)),
     ]
-    layer_sets = []
-    for name, result in zip(which, (a, b), strict=True):
-        try:
-            layer_sets.append(_layers(result))
-        except ResultShapeError as exc:
-            raise ResultShapeError(f"{name}: {exc}") from None
-    rows += _layer_rows("layers", *layer_sets)
+
+    def each(read: Callable[[dict[str, Any]], T]) -> tuple[T, T]:
+        """*read* of A and of B; a shape error names the run."""
+        out = []
+        for name, result in zip(which, (a, b), strict=True):
+            try:
+                out.append(read(result))
+            except ResultShapeError as exc:
+                raise ResultShapeError(f"{name}: {exc}") from None
+        return out[0], out[1]
+
+    rows += _layer_rows("layers", *each(_layers))
     io = both("io", "object", optional=True)
     if io != (None, None):
         rows.append(Quantity("io", "requests completed", "requests", *both("io.completed", "int", optional=True)))
@@ -245,26 +253,14 @@ def _rows(a: dict[str, Any], b: dict[str, Any], which: tuple[str, str]) -> list[
         rows.append(Quantity("io", "throughput", "bytes_per_s", *both("io.throughput_bytes_per_s", "number", optional=True)))
         for label in ("p50", "p99"):
             rows.append(Quantity("io", f"latency {label}", "ns", *both(f"io.latency.{label}_ns", "int", optional=True)))
-        stages = []
-        for name, result in zip(which, (a, b), strict=True):
-            try:
-                stages.append(_io_stages(result))
-            except ResultShapeError as exc:
-                raise ResultShapeError(f"{name}: {exc}") from None
-        sa, sb = stages
+        sa, sb = each(_io_stages)
         for stage in [*sa, *(n for n in sb if n not in sa)]:
             rows.append(Quantity("io layers", f"{stage} busy", "ns", sa.get(stage), sb.get(stage)))
     resume = both("resume", "object", optional=True)
     if resume != (None, None):
         rows.append(Quantity("resume", "status", "text", *both("resume.status", "str", optional=True)))
         rows.append(Quantity("resume", "time", "ns", *both("resume.time_ns", "int", optional=True)))
-        resume_sets = []
-        for name, result in zip(which, (a, b), strict=True):
-            try:
-                resume_sets.append(_layers(result, "resume.layers"))
-            except ResultShapeError as exc:
-                raise ResultShapeError(f"{name}: {exc}") from None
-        rows += _layer_rows("resume layers", *resume_sets)
+        rows += _layer_rows("resume layers", *each(lambda result: _layers(result, "resume.layers")))
     hibernation = both("hibernation", "object", optional=True)
     if hibernation != (None, None):
         for label, key, unit in _HIBERNATION:
