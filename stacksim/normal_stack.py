@@ -397,16 +397,8 @@ class IoResult:
             "bytes": self.bytes_done,
             "iops": round(float(self.iops), 3),
             "throughput_bytes_per_s": round(float(self.throughput), 3),
-            "latency": {  # issue -> completion: the latency keys of a layer (docs/reference/result-format.md)
-                "min_ns": h.min,
-                "mean_ns": h.mean,
-                "stdev_ns": h.stdev,
-                "p50_ns": h.percentile(50),
-                "p90_ns": h.percentile(90),
-                "p99_ns": h.percentile(99),
-                "p99_9_ns": h.percentile(99.9),
-                "max_ns": h.max,
-            },
+            # issue -> completion: a layer's latency keys, without its calls and busy time
+            "latency": {k: v for k, v in LayerSummary.of(h).as_dict().items() if k not in ("calls", "busy_ns")},
             "queue_depth": self.queue_depth,
             "stopped_at_request_cap": self.capped,
             "storport_queue_depth": self.storport_queue_depth,

@@ -64,22 +64,14 @@ class NtStatus(enum.IntEnum):
             return value if 0 <= value <= 0xFFFFFFFF else None
 
 
-_STATUS_NAMES: dict[int, str] = {}
-"""``status_name`` of each NtStatus value, filled below the enum."""
+_STATUS_NAMES: Final = {int(member): "STATUS_" + member.name for member in NtStatus}
+"""``status_name`` of each NtStatus value (a dict: ``NtStatus(value).name`` costs an Enum call on every traced call)."""
 
 
 def status_name(value: int) -> str:
     """``STATUS_SUCCESS``-style name of a status, or its hex value."""
-    name = _STATUS_NAMES.get(value)  # (a dict: NtStatus(value).name costs an Enum call on every traced call)
-    if name is not None and type(value) is not bool:
-        return name
-    try:
-        return "STATUS_" + NtStatus(value).name
-    except ValueError:
-        return f"0x{value:08X}"
-
-
-_STATUS_NAMES.update({int(member): "STATUS_" + member.name for member in NtStatus})
+    name = _STATUS_NAMES.get(value)
+    return name if name is not None else f"0x{value:08X}"
 
 
 def status_ok(value: int) -> bool:
