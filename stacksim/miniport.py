@@ -544,5 +544,4 @@ class DumpPort:
             device_stats.record(dur, k)
         engine.advance(total)
         self.bytes_written += written
-        op.segments = tuple(per_dur.items())
         op.length_segments = tuple((length, dur, k) for (length, dur), k in per_length.items())

@@ -190,7 +190,7 @@ class Op:
     segments: tuple[tuple[int, int], ...] = ()
     """Batched mode: the device's (service ns, count) segments for the run, set by the port."""
     length_segments: tuple[tuple[int, int, int], ...] = ()
-    """Batched mode across disk runs: (length, service ns, count), set by the port."""
+    """Batched mode across disk runs: (length, service ns, count), set by the port instead of *segments*."""
     error: str | None = None
     """Why the operation was stopped on its way down; ``None`` while all is well."""
     fault: str | None = None
