@@ -429,7 +429,7 @@ class DumpDriver:
                         self.unbatched[why] = None
                 if batchable and self.traced:  # batched, the run would be one message: a trace has a record per write
                     batchable = False
-                    if count > 1 or (group is not None and self._batches(group[1], loaded)):  # it would have batched
+                    if count > 1 or (group is not None and self._joins(group[1], loaded)):  # it would have batched
                         self.unbatched[TRACED] = None
                 pieces = [(offset, length, count)]
                 if batchable:  # the next disk runs join the run while their writes batch too: one run, O(disk runs)
@@ -437,13 +437,7 @@ class DumpDriver:
                     while group is not None:
                         fit = fits.get(group[1])
                         if fit is None:
-                            # Only lengths already asked of every filter join: a new length starts a run of
-                            # its own, so its write_cost is asked where request mode asks it (a failing
-                            # declaration fails at the same write), and its first write is a real call
-                            # (sampled at position 0: a cost at or past the watchdog hangs at that write; a
-                            # broken declaration is caught there).
-                            known = all(layer.declared(group[1]) for layer in loaded)
-                            fit = fits[group[1]] = known and self._batches(group[1], loaded)
+                            fit = fits[group[1]] = self._joins(group[1], loaded)
                         if not fit:
                             break
                         pieces.append(group)
@@ -462,6 +456,17 @@ class DumpDriver:
                 number += run.total
                 pos += run.bytes
         return True
+
+    def _joins(self, length: int, loaded: Sequence[FilterLayer]) -> bool:
+        """
+        Whether the next disk run's writes of *length* bytes may join the batched run before them.
+
+        Only lengths already asked of every filter join: a new length starts a run of its own, so
+        its ``write_cost`` is asked where request mode asks it (a failing declaration fails at the
+        same write), and its first write is a real call (sampled at position 0: a cost at or past
+        the watchdog hangs at that write; a broken declaration is caught there).
+        """
+        return all(layer.declared(length) for layer in loaded) and self._batches(length, loaded)
 
     def _batches(self, length: int, loaded: Sequence[FilterLayer]) -> bool:
         """Whether writes of *length* bytes may be batched: every filter declares their cost and no timeout is possible."""

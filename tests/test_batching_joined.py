@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from conftest import make_scenario, without_mode
 
 from stacksim import DumpFilter, DumpRequest, FilterCatalog, FilterExtension, simulate, spend
+from stacksim.trace import ListTrace
 
 # 40 disk runs of seven 64 KiB writes and one 12 KiB write each (max_transfer 64 KiB).
 TAILED_RUNS = [{"offset": i * 2**21, "length": 7 * 65536 + 12288} for i in range(40)]
@@ -110,3 +111,17 @@ def test_delayflt_over_the_watchdog_on_64k_writes_hangs_at_the_first_one_after_s
     batched, single = simulate(s, catalog).as_dict(), simulate(s, catalog, batch=False).as_dict()
     assert (single["status"], single["write_requests"]) == ("hung", 13)
     assert (batched["status"], batched["write_requests"]) == ("hung", 13)
+
+
+def test_a_traced_run_asks_a_later_length_where_request_mode_does() -> None:
+    """Disk runs of one 64 KiB write and one 12 KiB write, traced: naming the trace as a reason asks no write_cost early."""
+    catalog = FilterCatalog()
+    catalog.add(Picky, "test")
+    runs = [{"offset": i * 2**21, "length": 65536 + 12288} for i in range(200)]
+    s = make_scenario(
+        catalog, registry={"CrashDumpEnabled": 1, "DumpFilters": ["picky.sys"]}, memory={"ram": "4 MiB"}, layout={"runs": runs}
+    )
+    traced = simulate(s, catalog, trace=ListTrace()).as_dict()
+    single = simulate(s, catalog, batch=False, trace=ListTrace()).as_dict()
+    assert (single["status"], single["write_requests"]) == ("filter_crashed", 4)
+    assert without_mode(traced) == without_mode(single)
