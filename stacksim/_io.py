@@ -60,6 +60,7 @@ __all__ = [
     "check_outputs",
     "decode_text",
     "json_safe",
+    "names_a_folder",
     "open_append",
     "open_input",
     "output_file",
@@ -473,17 +474,23 @@ STDOUT_FLAGS: Final = frozenset({"--json"})
 """The outputs that may be stdout (``-``); every other output is written to a file."""
 
 
-def output_file(value: str | os.PathLike[str], flag: str) -> Path:
+def names_a_folder(text: str) -> bool:
+    """Whether the path *text*, as typed, ends in a separator (``out/``): it names a folder, which a ``Path`` forgets."""
+    return text.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep))
+
+
+def output_file(value: str | os.PathLike[str], flag: str | None = None) -> Path:
     """
-    An output's file as given; a name ending in a slash is refused (:class:`OutputError`).
+    An output's file as given; a name ending in a slash is refused (:class:`OutputError`, naming *flag* if given).
 
     The slash says "a folder", but :class:`~pathlib.Path` drops it (``out/`` becomes ``out``), and
     the file would be written under the folder's name. (A ``Path`` given already has no slash.)
     """
     text = os.fspath(value)
-    if isinstance(text, str) and text.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep)):
+    if isinstance(text, str) and names_a_folder(text):
         shown = terminal_safe(shorten(text, 200))
-        raise OutputError(f"{flag} {shown}: names a folder (it ends in a slash), but {flag} is a file; give its name")
+        named, option = (f"{flag} {shown}", flag) if flag else (shown, "this option")
+        raise OutputError(f"{named}: names a folder (it ends in a slash), but {option} writes a file; give its name")
     return Path(text)
 
 

@@ -46,6 +46,7 @@ from stacksim._io import (
     check_outputs,
     decode_text,
     json_safe,
+    names_a_folder,
     output_file,
     parse_json,
     read_input,
@@ -349,9 +350,9 @@ def _print_version(value: bool) -> None:
 def _output_path(value: str) -> Path:
     """An output option's file, as typed: one ending in a slash is refused, exit 2 (:func:`stacksim._io.output_file`)."""
     try:
-        return output_file(value, "the option")
-    except OutputError as exc:
-        raise typer.BadParameter(str(exc).removeprefix("the option ")) from None
+        return output_file(value)
+    except OutputError as exc:  # click's message names the option
+        raise typer.BadParameter(str(exc)) from None
 
 
 @app.callback()
@@ -998,7 +999,7 @@ def _plot_targets(source: Path, out: str | None, kinds: tuple[str, ...]) -> dict
     """
     if out is None:
         prefix = source.with_suffix("")
-    elif out.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep)):
+    elif names_a_folder(out):
         folder = Path(out)
         if not folder.is_dir():
             why = "that folder does not exist; create it first" if not folder.exists() else "it is not a folder"
