@@ -750,18 +750,17 @@ def local_executor(workers: int) -> ProcessPoolExecutor:
     still validating the grid, so that start-up (a few hundred ms, as long as a small point
     takes many times over) overlaps work the main process must do anyway.
     """
-    methods = multiprocessing.get_all_start_methods()
-    init, args = _worker_init, (os.getpid(),)
-    if "forkserver" not in methods:
-        spawn = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=init, initargs=args)
-    else:
-        ctx = multiprocessing.get_context("forkserver")
+    ctx: multiprocessing.context.BaseContext
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        forkserver = multiprocessing.get_context("forkserver")
         # No preload: the fork server would import the simulator (a second) before it ignores SIGINT,
         # and a Ctrl-C then printed its traceback. Forked workers inherit its SIG_IGN and import the
         # simulator themselves, once each, uninterruptible.
-        ctx.set_forkserver_preload([])
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init, initargs=args)
+        forkserver.set_forkserver_preload([])
+        ctx = forkserver
+    else:
+        ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
     for _ in range(workers):  # each submit with no idle worker starts one
         pool.submit(_warm)
     return pool
