@@ -64,15 +64,24 @@ def catalog() -> FilterCatalog:
     return c
 
 
+FILTER_NAMES = ("delayflt.sys", "delay2.sys", "delay3.sys")
+
+
+def _three_filters(ram: int) -> dict[str, Any]:
+    """The sections every benchmark scenario shares: a complete dump of *ram* bytes through three 2 µs filters."""
+    return {
+        "scenario": {"name": "bench"},
+        "registry": {"DumpFilters": list(FILTER_NAMES), "CrashDumpEnabled": 1},
+        "memory": {"ram": ram},
+        "filters": {n: {"per_call": FILTER_NS} for n in FILTER_NAMES},
+    }
+
+
 def scenario(ram: int, cat: FilterCatalog) -> Any:
     """A complete dump of *ram* bytes through three 2 µs filters; every other cost is zero."""
-    names = ["delayflt.sys", "delay2.sys", "delay3.sys"]
     return validate_scenario(
         {
-            "scenario": {"name": "bench"},
-            "registry": {"DumpFilters": names, "CrashDumpEnabled": 1},
-            "memory": {"ram": ram},
-            "filters": {n: {"per_call": FILTER_NS} for n in names},
+            **_three_filters(ram),
             "dump_port": {"max_transfer": SIZE, "per_request_overhead": 0, "reset": 0},
             "disk": {"latency": 20_000, "bandwidth": 3 * 10**9, "flush": 0, "size": 4 * 2**40},
             "dump_driver": {"per_request": 0},
@@ -303,13 +312,9 @@ PRESET_SIZES = (("1 GiB", 2**30, 1), ("1 TiB", 2**40, 1), ("16 TiB", 2**44, 1), 
 
 def preset_scenario(preset: str, ram: int, runs: int, cat: FilterCatalog) -> Any:
     """A complete dump of *ram* bytes through three 2 µs filters onto *preset* (a 64 TiB disk), watchdog 1 s."""
-    names = ["delayflt.sys", "delay2.sys", "delay3.sys"]
     return validate_scenario(
         {
-            "scenario": {"name": "bench"},
-            "registry": {"DumpFilters": names, "CrashDumpEnabled": 1},
-            "memory": {"ram": ram},
-            "filters": {n: {"per_call": FILTER_NS} for n in names},
+            **_three_filters(ram),
             "disk": {"preset": preset, "size": 64 * 2**40},
             "layout": {"runs": runs},
             # The default watchdog times 3 filter calls times 2^28 writes (16 TiB) would pass 2^63 ns.

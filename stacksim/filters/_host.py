@@ -329,7 +329,7 @@ class FilterLayer:
                             except (CallFailed, WatchdogExpired, CallStopped) as failed:
                                 status, dur, error, fault = self._failed(event, number, failed)
                             else:
-                                if result is None or result == 0:  # the common case, without a call
+                                if result is None or result == 0:  # _status's first case, inlined: the call was ≈ 7 % of a write
                                     status, error, fault = success, None, "filter_violation"
                                 else:
                                     status, error, fault = self._status(event, result)
