@@ -219,7 +219,10 @@ class LatencyHistogram:
 LAYER_COLUMNS = ("calls", "busy_ns", "p50_ns", "p99_ns", "max_ns")
 """The five statistics a layer had before issue 15 (what a result of an older stacksim holds)."""
 
-LAYER_KEYS = ("calls", "busy_ns", "min_ns", "mean_ns", "stdev_ns", "p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "max_ns")
+LATENCY_KEYS = ("min_ns", "mean_ns", "stdev_ns", "p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "max_ns")
+"""A per-call latency distribution's statistics, in order (a layer's after its calls and busy time; ``io.latency``'s)."""
+
+LAYER_KEYS = ("calls", "busy_ns", *LATENCY_KEYS)
 """Every statistic of a layer (:class:`LayerSummary`), as the result JSON and ``layers_frame()`` name them, in order."""
 
 LAYER_RATE_KEYS = ("iops", "bandwidth_bytes_per_s", "bandwidth_MB_per_s", "bandwidth_MiB_per_s")

@@ -43,7 +43,7 @@ from typing import Any, Final
 from stacksim._engine import run
 from stacksim._engine.pipeline import Frozen, NetworkResult, Port, Stage, run_network
 from stacksim.devices import CachedDevice, DeviceBase, build_device, runtime_preset
-from stacksim.metrics import LatencyHistogram, LayerSummary
+from stacksim.metrics import LATENCY_KEYS, LatencyHistogram, LayerSummary
 from stacksim.scenario import MAX_IO_REQUESTS, NormalStackSection, Scenario, ScenarioError, WorkloadSection
 from stacksim.trace import HeldRecord
 from stacksim.units import bytes_time_ns
@@ -389,7 +389,7 @@ class IoResult:
 
     def as_dict(self) -> dict[str, object]:
         """The result as JSON-ready values."""
-        h = self.latency
+        latency = LayerSummary.of(self.latency)
         return {
             "issued": self.issued,
             "completed": self.completed,
@@ -398,7 +398,7 @@ class IoResult:
             "iops": round(float(self.iops), 3),
             "throughput_bytes_per_s": round(float(self.throughput), 3),
             # issue -> completion: a layer's latency keys, without its calls and busy time
-            "latency": {k: v for k, v in LayerSummary.of(h).as_dict().items() if k not in ("calls", "busy_ns")},
+            "latency": {k: getattr(latency, k) for k in LATENCY_KEYS},
             "queue_depth": self.queue_depth,
             "stopped_at_request_cap": self.capped,
             "storport_queue_depth": self.storport_queue_depth,

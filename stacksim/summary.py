@@ -33,6 +33,7 @@ from rich.text import Text
 from stacksim._io import shorten, terminal_safe
 from stacksim._version import __version__
 from stacksim.filters import FilterCatalog
+from stacksim.metrics import LATENCY_KEYS
 from stacksim.simulate import RunResult
 from stacksim.units import format_bandwidth, format_bytes, format_ns, with_article
 
@@ -361,8 +362,7 @@ def print_layers(r: RunResult, console: Console) -> None:
     w = r.write_latency
     if w.calls:
         summaries.append(("write", w))
-    keys = ("min_ns", "mean_ns", "stdev_ns", "p50_ns", "p90_ns", "p99_ns", "p99_9_ns", "max_ns")
-    latency = [[[_safe(name, 200)], *([format_ns(getattr(s, k))] for k in keys)] for name, s in summaries]
+    latency = [[[_safe(name, 200)], *([format_ns(getattr(s, k))] for k in LATENCY_KEYS)] for name, s in summaries]
     _print_table(
         console,
         ("layer", "min", "mean", "stdev", "p50", "p90", "p99", "p99.9", "max"),
