@@ -28,7 +28,7 @@ import select
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -347,6 +347,11 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+def _fail_choice(flag: str, value: str, allowed: Iterable[str]) -> NoReturn:
+    """Exit 2: *value* is not one of *allowed* for *flag* (the value shortened: it may be a megabyte)."""
+    _fail(f"{flag} {shorten(repr(value), 60)}: allowed values are {', '.join(allowed)}")
+
+
 def _output_path(value: str) -> Path:
     """An output option's file, as typed: one ending in a slash is refused, exit 2 (:func:`stacksim._io.output_file`)."""
     try:
@@ -447,15 +452,15 @@ def run(
     from stacksim.summary import render
 
     if log_level.lower() not in LEVELS:
-        _fail(f"--log-level {log_level!r}: allowed values are {', '.join(LEVELS)}")
+        _fail_choice("--log-level", log_level, LEVELS)
     if output_format not in OUTPUT_FORMATS:
-        _fail(f"--output-format {output_format!r}: allowed values are {', '.join(OUTPUT_FORMATS)}")
+        _fail_choice("--output-format", output_format, OUTPUT_FORMATS)
     if output_format == "terse" and json_out is not None and str(json_out) == "-":
         _fail("--json - and --output-format terse both write stdout: write the JSON to a file (--json result.json)")
     if log_json_level is not None and log_json is None:
         _fail("--log-json-level goes with --log-json: --log-json run.log.jsonl --log-json-level debug writes the log")
     if log_json_level is not None and log_json_level.lower() not in LEVELS:
-        _fail(f"--log-json-level {log_json_level!r}: allowed values are {', '.join(LEVELS)}")
+        _fail_choice("--log-json-level", log_json_level, LEVELS)
     if data != (image is not None):
         _fail("--data and --image go together: --data --image disk.img writes the disk image of a data-mode run")
     if key_file is not None and not data:
