@@ -23,6 +23,7 @@ import json
 from collections.abc import Iterable
 from typing import IO, Any, Final, Protocol
 
+import msgspec
 import orjson
 
 from stacksim._io import json_safe
@@ -152,6 +153,67 @@ class JsonlTrace:
                     self._write(json_safe(line.decode()))
                 return
         self._write(json_safe(self._dumps(record)) + "\n")
+
+    def emit_held(self, records: list[HeldRecord], start_ns: int, seq: int) -> int:
+        """
+        Write the held records of one request (:meth:`stacksim._engine.Engine.release`), numbered from *seq* + 1.
+
+        The same bytes as :meth:`emit` of each record in turn, written at once: a record held
+        with ``t_ns`` -1 starts where the one before it ended, the first at *start_ns*. Returns
+        the last ``seq`` given. Records whose ``detail`` is null or plain (string keys; strings,
+        integers, booleans, nulls) are encoded together in one msgspec call, about a third of
+        the time of one orjson call each (:data:`_PLAIN` says why floats are left out); any other
+        record goes through :meth:`emit`.
+        """
+        rows: list[_Record] = []
+        t = start_ns
+        for t0, layer, event, dur, request, offset, length, dump_type, status, detail in records:
+            if t0 < 0:
+                t0 = t
+            t = t0 + dur
+            seq += 1
+            if detail is None or all(type(k) is str and type(v) in _PLAIN for k, v in detail.items()):
+                rows.append(_Record(t0, seq, layer, event, dur, request, offset, length, dump_type, status, detail))
+            else:
+                self._write_rows(rows)
+                self.emit(t0, seq, layer, event, dur, request, offset, length, dump_type, status, detail)
+        self._write_rows(rows)
+        return seq
+
+    def _write_rows(self, rows: list[_Record]) -> None:
+        """Write *rows* as JSON lines and empty the list (record by record through :meth:`emit` if msgspec refuses one)."""
+        if not rows:
+            return
+        try:
+            text = _encode_lines(rows)
+        except (msgspec.EncodeError, TypeError, ValueError, OverflowError):  # (a lone surrogate is a ValueError)
+            for r in rows:
+                self.emit(*(getattr(r, name) for name in FIELDS))
+        else:
+            if text.isascii() and 127 not in text:
+                self._write(text.decode())
+            else:
+                self._write(json_safe(text.decode()))
+        rows.clear()
+
+
+class _Record(msgspec.Struct, gc=False):
+    """One trace record for msgspec, its fields in :data:`FIELDS` order (a Struct encodes as an object, keys in that order)."""
+
+    t_ns: int
+    seq: int
+    layer: str
+    event: str
+    dur_ns: int
+    request: int | None
+    offset: int | None
+    length: int | None
+    dump_type: str | None
+    status: str | None
+    detail: dict[str, Any] | None
+
+
+_encode_lines: Final = msgspec.json.Encoder().encode_lines
 
 
 class TeeTrace:

@@ -259,3 +259,35 @@ def test_orjson_writes_the_standard_librarys_bytes(values: tuple[Any, ...], deta
         dict(zip(FIELDS, (*values, detail), strict=True))
     )
     assert out.getvalue() == json_safe(expected) + "\n"
+
+
+_held = st.tuples(
+    st.just(-1) | st.integers(0, 2**70),
+    _text,
+    _text,
+    st.integers(0, 2**70),
+    st.none() | _ints,
+    st.none() | _ints,
+    st.none() | _ints,
+    st.none() | _text,
+    st.none() | _text,
+    _details,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_held, min_size=1, max_size=5), st.integers(0, 2**40), st.integers(0, 2**40))
+def test_a_released_requests_records_are_what_json_writes_one_by_one(records: list[Any], start: int, seq: int) -> None:
+    """emit_held (msgspec, all at once) writes each record as json and json_safe would, timed and numbered as release says."""
+    from stacksim._io import json_safe
+
+    out = io.StringIO()
+    last = JsonlTrace(out).emit_held(records, start, seq)
+    encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    expected, t = [], start
+    for t0, *rest in records:
+        t0 = t if t0 < 0 else t0
+        t = t0 + rest[2]
+        seq += 1
+        expected.append(json_safe(encode(dict(zip(FIELDS, (t0, seq, *rest), strict=True)))) + "\n")
+    assert (out.getvalue(), last) == ("".join(expected), seq)
