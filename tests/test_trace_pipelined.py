@@ -230,23 +230,14 @@ def test_held_records_are_numbered_when_released_and_start_where_the_one_before_
 _text = st.text(st.characters(codec="utf-8") | st.sampled_from('\x00\x1f\x7f\x9b\u202e\u2028\ud800µ"\\'), max_size=8)
 _ints = st.integers(-(2**70), 2**70)
 _values = st.none() | st.booleans() | _ints | _text | st.floats() | st.lists(_ints, max_size=3)
+_REQUEST_FIELDS = (st.none() | _ints, st.none() | _ints, st.none() | _ints, st.none() | _text, st.none() | _text)
+"""request, offset, length, dump_type, status: each may be null."""
 _details = st.none() | st.dictionaries(_text, _values, max_size=3) | st.dictionaries(st.integers(0, 3), _ints, max_size=2)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.tuples(
-        _ints,
-        _ints,
-        _text,
-        _text,
-        _ints,
-        st.none() | _ints,
-        st.none() | _ints,
-        st.none() | _ints,
-        st.none() | _text,
-        st.none() | _text,
-    ),
+    st.tuples(_ints, _ints, _text, _text, _ints, *_REQUEST_FIELDS),
     _details,
 )
 def test_orjson_writes_the_standard_librarys_bytes(values: tuple[Any, ...], detail: dict[Any, Any] | None) -> None:
@@ -261,18 +252,7 @@ def test_orjson_writes_the_standard_librarys_bytes(values: tuple[Any, ...], deta
     assert out.getvalue() == json_safe(expected) + "\n"
 
 
-_held = st.tuples(
-    st.just(-1) | st.integers(0, 2**70),
-    _text,
-    _text,
-    st.integers(0, 2**70),
-    st.none() | _ints,
-    st.none() | _ints,
-    st.none() | _ints,
-    st.none() | _text,
-    st.none() | _text,
-    _details,
-)
+_held = st.tuples(st.just(-1) | st.integers(0, 2**70), _text, _text, st.integers(0, 2**70), *_REQUEST_FIELDS, _details)
 
 
 @settings(max_examples=300, deadline=None)
