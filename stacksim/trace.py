@@ -96,6 +96,10 @@ _PLAIN: Final = frozenset({str, int, bool, type(None)})
 """Types of a ``detail`` value that orjson writes exactly as the standard library does (floats differ: ``1e16``)."""
 
 
+_INT_OR_NULL: Final = frozenset({int, type(None)})
+_STR_OR_NULL: Final = frozenset({str, type(None)})
+
+
 class JsonlTrace:
     """
     Streams records to a text file, one compact JSON object per line, invisible characters escaped.
@@ -167,17 +171,32 @@ class JsonlTrace:
         """
         rows: list[_Record] = []
         t = start_ns
-        for t0, layer, event, dur, request, offset, length, dump_type, status, detail in records:
-            if t0 < 0:
-                t0 = t
-            t = t0 + dur
-            seq += 1
-            if detail is None or all(type(k) is str and type(v) in _PLAIN for k, v in detail.items()):
-                rows.append(_Record(t0, seq, layer, event, dur, request, offset, length, dump_type, status, detail))
-            else:
-                self._write_rows(rows)
-                self.emit(t0, seq, layer, event, dur, request, offset, length, dump_type, status, detail)
-        self._write_rows(rows)
+        try:
+            for t0, layer, event, dur, request, offset, length, dump_type, status, detail in records:
+                if t0 < 0:
+                    t0 = t
+                t = t0 + dur
+                seq += 1
+                # exact types only: msgspec writes some values json refuses (bytes as base64, a set as a list)
+                if (
+                    type(t0) is int is type(dur)
+                    and type(layer) is str is type(event)
+                    and type(request) in _INT_OR_NULL
+                    and type(offset) in _INT_OR_NULL
+                    and type(length) in _INT_OR_NULL
+                    and type(dump_type) in _STR_OR_NULL
+                    and type(status) in _STR_OR_NULL
+                    and (
+                        detail is None
+                        or (type(detail) is dict and all(type(k) is str and type(v) in _PLAIN for k, v in detail.items()))
+                    )
+                ):
+                    rows.append(_Record(t0, seq, layer, event, dur, request, offset, length, dump_type, status, detail))
+                else:
+                    self._write_rows(rows)
+                    self.emit(t0, seq, layer, event, dur, request, offset, length, dump_type, status, detail)
+        finally:  # a record that raises (as emit would) leaves the ones before it written, as emit one by one does
+            self._write_rows(rows)
         return seq
 
     def _write_rows(self, rows: list[_Record]) -> None:
