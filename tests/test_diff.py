@@ -33,18 +33,21 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+def _last_line(runs: Path, a: str, b: str) -> str:
+    """The last line ``stacksim diff a b`` prints (it must exit 0)."""
+    proc = invoke_cli("diff", a, b, cwd=runs)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()[-1]
+
+
 def test_a_run_against_itself_is_no_difference(runs: Path) -> None:
     """Diffing a result with itself (the same file twice) says "no difference" and exits 0."""
-    proc = invoke_cli("diff", "a.json", "a.json", cwd=runs)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == "no difference: the same scenario and the same numbers"
+    assert _last_line(runs, "a.json", "a.json") == "no difference: the same scenario and the same numbers"
 
 
 def test_a_slower_disk_names_the_device_as_changed_most(runs: Path) -> None:
     """Against the same run with a 1 GB/s disk, the device is the layer that changed most, with its busy ratio and times."""
-    proc = invoke_cli("diff", "a.json", "slow.json", cwd=runs)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == "changed most: device (busy 2.04×, 5.49 s → 11.2 s)"
+    assert _last_line(runs, "a.json", "slow.json") == "changed most: device (busy 2.04×, 5.49 s → 11.2 s)"
 
 
 def test_the_changed_most_ratio_is_b_over_a_exactly(runs: Path) -> None:
@@ -59,16 +62,12 @@ def test_the_changed_most_ratio_is_b_over_a_exactly(runs: Path) -> None:
 
 def test_a_layer_that_went_from_idle_to_busy_is_changed_most(runs: Path) -> None:
     """failed.json → a.json: every layer was 0 ns busy; the device, busiest of those now busy, changed most (was: none named)."""
-    proc = invoke_cli("diff", "failed.json", "a.json", cwd=runs)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == "changed most: device (busy from 0, 0 ns → 5.49 s)"
+    assert _last_line(runs, "failed.json", "a.json") == "changed most: device (busy from 0, 0 ns → 5.49 s)"
 
 
 def test_a_layer_that_went_from_busy_to_idle_is_changed_most(runs: Path) -> None:
     """a.json → failed.json: the other way round the line says 'to 0'."""
-    proc = invoke_cli("diff", "a.json", "failed.json", cwd=runs)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == "changed most: device (busy to 0, 5.49 s → 0 ns)"
+    assert _last_line(runs, "a.json", "failed.json") == "changed most: device (busy to 0, 5.49 s → 0 ns)"
 
 
 def test_the_json_changed_most_names_a_layer_that_went_from_idle_to_busy(runs: Path) -> None:
